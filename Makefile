@@ -1,0 +1,43 @@
+# consentry — two commands: `make demo` runs the service, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_URL := postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: demo test lint bench clean install
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m consentry.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src
+
+test: lint
+	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL)', connect_timeout=3).close()" 2>/dev/null; then \
+		echo "PostgreSQL answers at 127.0.0.1:5432: running the PostgreSQL tests"; \
+		export CONSENTRY_TEST_POSTGRES_URL='$(PG_URL)'; \
+	else \
+		echo "PostgreSQL does not answer at 127.0.0.1:5432: the PostgreSQL tests will be skipped"; \
+	fi; \
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache consentry.db* demo

@@ -1,0 +1,464 @@
+"""The ``consentry`` command: each command is one call into :class:`consentry.Store`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ConsentryError, InvalidInput
+from .store import Store
+
+app = typer.Typer(
+    help="consentry: use people's data for AI only where they, their organisation and your "
+    "terms allow it — and prove it afterwards.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+policy_app = typer.Typer(help="Publish, show and compare policy versions.", no_args_is_help=True)
+consent_app = typer.Typer(help="Record a subject's opt-in choices.", no_args_is_help=True)
+member_app = typer.Typer(help="Account membership.", no_args_is_help=True)
+account_app = typer.Typer(help="Account-level settings and AI features.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The hash-chained event ledger.", no_args_is_help=True)
+receipt_app = typer.Typer(help="Signed consent receipts.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+app.add_typer(consent_app, name="consent")
+app.add_typer(member_app, name="member")
+app.add_typer(account_app, name="account")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(receipt_app, name="receipt")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON data instead of text.")]
+IdemOpt = Annotated[
+    str | None, typer.Option("--idempotency-key", help="Retrying with the same key is safe.")
+]
+ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who made the change.")]
+
+
+class _Ctx:
+    db: str | None = None
+
+
+_ctx = _Ctx()
+
+
+@app.callback()
+def main(
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            envvar="CONSENTRY_DATABASE_URL",
+            help="Store URL: sqlite:///consentry.db (default) or postgresql://user@host/db.",
+        ),
+    ] = None,
+) -> None:
+    _ctx.db = db
+
+
+def fail(error: ConsentryError, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]Error:[/] {error.message}", highlight=False)
+    if error.hint:
+        err.print(f"[yellow]Hint:[/] {error.hint}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def store() -> Iterator[Store]:
+    """A store for one command; typed errors become a message and exit code 2."""
+    try:
+        with Store(_ctx.db) as s:
+            yield s
+    except ConsentryError as exc:
+        fail(exc)
+
+
+def emit(data: Any, as_json: bool, text: Callable[[], None]) -> None:
+    if as_json:
+        out.print_json(json.dumps(data, default=str))
+    else:
+        text()
+
+
+def _event_line(event: Any) -> None:
+    out.print(f"recorded [bold]{event.kind}[/] as event #{event.seq} {event.id}", highlight=False)
+
+
+def _event_json(event: Any) -> dict[str, Any]:
+    return event.to_dict()  # type: ignore[no-any-return]
+
+
+# -- init and policies ------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    policy: Annotated[
+        list[Path] | None, typer.Option("--policy", help="Policy file(s) to publish.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a store (schema, receipt signing key) and publish the given policies."""
+    with store() as s:
+        results = s.init(policy or [])
+        data = {"store": s.url, "published": [r.__dict__ | {"event": None} for r in results]}
+
+        def text() -> None:
+            out.print(f"store ready: {s.url}", highlight=False)
+            for r in results:
+                state = "published" if r.published else "already published"
+                out.print(f"  policy version {r.version}: {state} ({r.digest[:12]})")
+
+        emit(data, as_json, text)
+
+
+@policy_app.command("publish")
+def policy_publish(file: Path, actor: ActorOpt = None, as_json: JsonOpt = False) -> None:
+    """Publish every version in FILE (identical re-publishing is a no-op)."""
+    with store() as s:
+        results = s.publish(file, actor=actor)
+        data = [
+            {"version": r.version, "digest": r.digest, "published": r.published,
+             "event_id": r.event.id if r.event else None}
+            for r in results
+        ]  # fmt: skip
+
+        def text() -> None:
+            for r in results:
+                state = f"published as event #{r.event.seq}" if r.event else "already published"
+                out.print(f"version {r.version}: {state} (sha256 {r.digest[:16]}…)")
+
+        emit(data, as_json, text)
+
+
+@policy_app.command("show")
+def policy_show(
+    version: Annotated[str | None, typer.Option("--version", help="Default: in effect now.")] = None,
+    lang: Annotated[str | None, typer.Option("--lang", help="Notice language.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a policy version: its rules and its notice in a language."""
+    with store() as s:
+        policy = s.policy(version)
+        notice = policy.notice(lang) if policy.notices else None
+        data = {
+            "id": policy.id,
+            "version": policy.version,
+            "effective": policy.document["effective"],
+            "digest": policy.digest,
+            "language": policy.language,
+            "versions": [p.version for p in s.policies()],
+            "notice": None
+            if notice is None
+            else {
+                "language": notice.language,
+                "machine_translated": notice.machine_translated,
+                "title": notice.title,
+                "summary": notice.summary,
+                "rules": dict(notice.rules),
+            },
+            "rules": [
+                {"id": r.id, "purposes": r.purposes, "categories": r.categories,
+                 "basis": str(r.basis)}
+                for r in policy.rules
+            ],  # fmt: skip
+        }
+
+        def text() -> None:
+            out.print(
+                f"[bold]{policy.id}[/] version [bold]{policy.version}[/], effective "
+                f"{data['effective']} (versions: {', '.join(data['versions'])})"
+            )
+            if notice:
+                out.print(f"\n[bold]{notice.title}[/]\n{notice.summary}")
+                if notice.machine_translated:
+                    out.print(
+                        f"[italic]Machine translation; the {policy.language!r} text prevails.[/]"
+                    )
+            table = Table("rule", "purposes", "categories", "basis", "in plain language")
+            for r in policy.rules:
+                table.add_row(
+                    r.id, "\n".join(r.purposes), "\n".join(r.categories), str(r.basis),
+                    notice.rules.get(r.id, "") if notice else "",
+                )  # fmt: skip
+            out.print(table)
+
+        emit(data, as_json, text)
+
+
+@policy_app.command("diff")
+def policy_diff(
+    old: Annotated[str, typer.Argument(metavar="FROM")],
+    new: Annotated[str, typer.Argument(metavar="TO")],
+    lang: Annotated[str | None, typer.Option("--lang", help="en, id or fr.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Explain what TO allows that FROM did not (and the reverse), rule by rule."""
+    with store() as s:
+        diff = s.diff(old, new, language=lang)
+        emit(diff.to_dict(), as_json, lambda: typer.echo(diff.render()))
+
+
+# -- choices ----------------------------------------------------------------------------------
+
+Subject = Annotated[str, typer.Argument(help="The subject's id on the platform.")]
+Purpose = Annotated[str, typer.Argument(help="A purpose, e.g. ai.training.")]
+Categories = Annotated[
+    list[str] | None, typer.Option("--category", "-c", help="Data category (repeatable).")
+]
+
+
+def _consent(
+    action: str,
+    subject: str,
+    purpose: str,
+    category: list[str] | None,
+    notice_version: str | None,
+    lang: str | None,
+    method: str,
+    actor: str | None,
+    idempotency_key: str | None,
+    as_json: bool,
+) -> None:
+    with store() as s:
+        call = {"give": s.give_consent, "refuse": s.refuse_consent,
+                "withdraw": s.withdraw_consent}[action]  # fmt: skip
+        event = call(
+            subject, purpose, category or [], notice_version=notice_version, language=lang,
+            method=method, actor=actor, idempotency_key=idempotency_key,
+        )  # fmt: skip
+        emit(_event_json(event), as_json, lambda: _event_line(event))
+
+
+NoticeOpt = Annotated[
+    str | None, typer.Option("--notice-version", help="Policy version whose notice was shown.")
+]
+LangOpt = Annotated[str | None, typer.Option("--lang", help="Language of the notice shown.")]
+MethodOpt = Annotated[str, typer.Option("--method", help="How the choice was collected.")]
+
+
+@consent_app.command("give")
+def consent_give(
+    subject: Subject, purpose: Purpose, category: Categories = None,
+    notice_version: NoticeOpt = None, lang: LangOpt = None, method: MethodOpt = "cli",
+    actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Record an opt-in."""
+    _consent("give", subject, purpose, category, notice_version, lang, method, actor,
+             idempotency_key, as_json)  # fmt: skip
+
+
+@consent_app.command("refuse")
+def consent_refuse(
+    subject: Subject, purpose: Purpose, category: Categories = None,
+    notice_version: NoticeOpt = None, lang: LangOpt = None, method: MethodOpt = "cli",
+    actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Record that the subject said no."""
+    _consent("refuse", subject, purpose, category, notice_version, lang, method, actor,
+             idempotency_key, as_json)  # fmt: skip
+
+
+@consent_app.command("withdraw")
+def consent_withdraw(
+    subject: Subject, purpose: Purpose, category: Categories = None,
+    notice_version: NoticeOpt = None, lang: LangOpt = None, method: MethodOpt = "cli",
+    actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Record that the subject took an opt-in back."""
+    _consent("withdraw", subject, purpose, category, notice_version, lang, method, actor,
+             idempotency_key, as_json)  # fmt: skip
+
+
+@app.command("object")
+def object_(
+    subject: Subject, purpose: Purpose, category: Categories = None,
+    lift: Annotated[bool, typer.Option("--lift", help="Lift the objection.")] = False,
+    actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Object to a legitimate-interest purpose (no --category: every category)."""
+    with store() as s:
+        event = s.object(
+            subject, purpose, category or [], lift=lift, actor=actor,
+            idempotency_key=idempotency_key,
+        )  # fmt: skip
+        emit(_event_json(event), as_json, lambda: _event_line(event))
+
+
+@member_app.command("add")
+def member_add(
+    subject: Subject, account: str, actor: ActorOpt = None, idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """SUBJECT joins ACCOUNT."""
+    with store() as s:
+        event = s.add_member(subject, account, actor=actor, idempotency_key=idempotency_key)
+        emit(_event_json(event), as_json, lambda: _event_line(event))
+
+
+@member_app.command("remove")
+def member_remove(
+    subject: Subject, account: str, actor: ActorOpt = None, idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """SUBJECT leaves ACCOUNT."""
+    with store() as s:
+        event = s.remove_member(subject, account, actor=actor, idempotency_key=idempotency_key)
+        emit(_event_json(event), as_json, lambda: _event_line(event))
+
+
+@account_app.command("set")
+def account_set(
+    account: str, purpose: Purpose,
+    setting: Annotated[str, typer.Argument(metavar="off|members_choose|on")],
+    actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Set an account's setting for a purpose."""
+    with store() as s:
+        event = s.set_account(account, purpose, setting, actor=actor,
+                              idempotency_key=idempotency_key)  # fmt: skip
+        emit(_event_json(event), as_json, lambda: _event_line(event))
+
+
+@account_app.command("feature")
+def account_feature(
+    account: str, purpose: Purpose,
+    state: Annotated[str, typer.Argument(metavar="on|off")],
+    actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Switch an AI feature on or off for an account."""
+    if state not in ("on", "off"):
+        fail(InvalidInput(f"feature state {state!r} is not 'on' or 'off'"))
+    with store() as s:
+        event = s.set_feature(account, purpose, state == "on", actor=actor,
+                              idempotency_key=idempotency_key)  # fmt: skip
+        emit(_event_json(event), as_json, lambda: _event_line(event))
+
+
+@account_app.command("show")
+def account_show(account: str, as_json: JsonOpt = False) -> None:
+    """An account's settings, features and members."""
+    with store() as s:
+        data = s.account_state(account)
+        emit(data, as_json, lambda: out.print_json(json.dumps(data)))
+
+
+# -- decisions --------------------------------------------------------------------------------
+
+
+@app.command()
+def check(
+    purpose: Purpose,
+    category: Annotated[str, typer.Argument(help="Data category, e.g. content.audio.")],
+    subject: Annotated[
+        list[str], typer.Option("--subject", "-s", help="Subject (repeat; the first owns it).")
+    ],
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="Item label.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="RFC 3339 time.")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Show rule and events.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Decide: exit 0 allow, 1 deny, 2 error."""
+    with store() as s:
+        decision = s.check(subject, purpose, category, label or [], as_of=as_of)
+        data = s.explain(decision) if (explain or as_json) else decision.to_dict()
+
+        def text() -> None:
+            verdict = "[bold green]allow[/]" if decision.allowed else "[bold red]deny[/]"
+            out.print(f"{verdict} ({decision.reason})", highlight=False)
+            if explain:
+                out.print(f"  policy version: {decision.policy_version}", highlight=False)
+                out.print(f"  rule: {decision.rule}", highlight=False)
+                if data.get("notice"):
+                    out.print(f"  notice: {data['notice']}", highlight=False)
+                out.print(f"  decided by subject: {decision.subject}", highlight=False)
+                for ev in data["evidence"]:
+                    out.print(f"  event #{ev['seq']} {ev['event_id']}", highlight=False)
+                for d in data["subjects"]:
+                    out.print(
+                        f"  - {d['subject']}: {'allow' if d['allowed'] else 'deny'} "
+                        f"({d['reason']})",
+                        highlight=False,
+                    )
+
+        emit(data, as_json, text)
+    raise typer.Exit(0 if decision.allowed else 1)
+
+
+@app.command("state")
+def subject_state(
+    subject: Subject,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="RFC 3339 time.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A subject's consents, objections and accounts."""
+    with store() as s:
+        data = s.subject_state(subject, as_of=as_of)
+        emit(data, as_json, lambda: out.print_json(json.dumps(data)))
+
+
+# -- ledger and receipts ----------------------------------------------------------------------
+
+
+@ledger_app.command("verify")
+def ledger_verify(as_json: JsonOpt = False) -> None:
+    """Recompute the hash chain; name the first event that was tampered with."""
+    with store() as s:
+        result = s.verify()
+
+        def text() -> None:
+            if result.ok:
+                out.print(
+                    f"[green]ok[/]: {result.checked} events, head #{result.head_seq} "
+                    f"{result.head_hash[:16]}…"
+                )
+            else:
+                err.print(f"[bold red]ledger broken:[/] {result.problem}", highlight=False)
+
+        emit(result.__dict__, as_json, text)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@receipt_app.command("show")
+def receipt_show(event_id: str) -> None:
+    """Print the signed receipt of a consent event (JSON)."""
+    with store() as s:
+        sys.stdout.write(json.dumps(s.receipt(event_id), indent=2, ensure_ascii=False) + "\n")
+
+
+@receipt_app.command("verify")
+def receipt_verify(file: Path) -> None:
+    """Check a receipt's signature and that its event is in this store's ledger."""
+    with store() as s:
+        try:
+            document = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            fail(InvalidInput(f"cannot read {file}: {exc}", hint="pass a receipt JSON file"))
+        event = s.verify_receipt(document)
+        out.print(
+            f"[green]valid[/]: receipt for event #{event.seq} {event.id} ({event.kind}), "
+            f"signed by key {s.signer().key_id}",
+            highlight=False,
+        )
+
+
+def _mount_optional() -> None:
+    try:
+        from .signals.cli import app as signals_app
+    except ImportError:  # the signals package is optional at import time
+        return
+    app.add_typer(signals_app, name="signals", help="Do-not-train signals.")
+
+
+_mount_optional()

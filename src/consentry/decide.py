@@ -1,0 +1,410 @@
+"""Deciding: the algorithm of DESIGN.md, compiled plans for fast checks, and explanations.
+
+For one subject, purpose p, category c, labels L at time t:
+
+1. a label of L the policy protects for p            -> deny ``protected_label``
+2. the most specific rule for (p, c); none           -> deny ``no_basis``
+3. ``prohibited``                                    -> deny ``prohibited``
+4. the rule needs an account to enable p, not done   -> deny ``not_enabled``
+5. an account of the subject set p ``off``           -> deny ``account_off`` (not for contract)
+6. ``contract``                                      -> allow
+7. ``legitimate_interest``                           -> allow unless objected (``objection``)
+8. ``consent``: the subject's most specific record   -> allow, or ``withdrawn``, ``refused``,
+   ``stale_consent``, ``expired``; no record: an account set p ``on`` and the rule lets accounts
+   consent for members -> allow (``account_consent``), else ``no_consent``.
+
+Everything that does not depend on the subject is worked out once per (p, c) and policy
+version in a :class:`Plan`; a check is then a handful of dictionary lookups.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from .errors import InvalidInput, unknown
+from .policy.model import Basis, Parties, Policy, Rule, consent_keys
+from .state import AT_SHIFT, SEQ_MASK, PublishedPolicy, State
+from .taxonomy import ancestors
+from .times import to_us
+
+
+class Reason(enum.StrEnum):
+    """Why a decision came out as it did. Allow reasons name the basis that allowed it."""
+
+    CONTRACT = "contract"
+    LEGITIMATE_INTEREST = "legitimate_interest"
+    CONSENT = "consent"
+    ACCOUNT_CONSENT = "account_consent"
+    PROTECTED_LABEL = "protected_label"
+    NO_BASIS = "no_basis"
+    PROHIBITED = "prohibited"
+    NOT_ENABLED = "not_enabled"
+    ACCOUNT_OFF = "account_off"
+    OBJECTION = "objection"
+    WITHDRAWN = "withdrawn"
+    REFUSED = "refused"
+    STALE_CONSENT = "stale_consent"
+    EXPIRED = "expired"
+    NO_CONSENT = "no_consent"
+    UNKNOWN_SUBJECT = "unknown_subject"  # the gate's answer for a subject never seen
+
+
+ALLOW_REASONS = frozenset(
+    {Reason.CONTRACT, Reason.LEGITIMATE_INTEREST, Reason.CONSENT, Reason.ACCOUNT_CONSENT}
+)
+DENY_REASONS = frozenset(Reason) - ALLOW_REASONS
+
+_NEVER = 1 << 62
+
+# Reason indexes, so that the hot path compares small ints.
+_REASONS = tuple(Reason)
+_IDX = {r: i for i, r in enumerate(_REASONS)}
+R_CONTRACT = _IDX[Reason.CONTRACT]
+R_LI = _IDX[Reason.LEGITIMATE_INTEREST]
+R_CONSENT = _IDX[Reason.CONSENT]
+R_ACCOUNT_CONSENT = _IDX[Reason.ACCOUNT_CONSENT]
+R_PROTECTED = _IDX[Reason.PROTECTED_LABEL]
+R_NO_BASIS = _IDX[Reason.NO_BASIS]
+R_PROHIBITED = _IDX[Reason.PROHIBITED]
+R_NOT_ENABLED = _IDX[Reason.NOT_ENABLED]
+R_ACCOUNT_OFF = _IDX[Reason.ACCOUNT_OFF]
+R_OBJECTION = _IDX[Reason.OBJECTION]
+R_WITHDRAWN = _IDX[Reason.WITHDRAWN]
+R_REFUSED = _IDX[Reason.REFUSED]
+R_STALE = _IDX[Reason.STALE_CONSENT]
+R_EXPIRED = _IDX[Reason.EXPIRED]
+R_NO_CONSENT = _IDX[Reason.NO_CONSENT]
+ALLOW_IDX = frozenset(_IDX[r] for r in ALLOW_REASONS)
+
+
+class SubjectDecision(NamedTuple):
+    """The answer for one subject of an item."""
+
+    subject: str
+    allowed: bool
+    reason: Reason
+    evidence: tuple[int, ...]  # ledger seqs of the events that decided it
+
+
+class Decision(NamedTuple):
+    """Allow or deny, always with the reason, the rule and the events that decided it."""
+
+    allowed: bool
+    reason: Reason
+    purpose: str
+    category: str
+    rule: str | None
+    policy_version: str | None
+    #: The subject whose answer decided: the blocking subject of a denial.
+    subject: str | None
+    #: Ledger positions (``seq``) of the events behind the decision, the policy's included.
+    evidence: tuple[int, ...] = ()
+    #: One answer per subject considered (several for a multi-party item).
+    subjects: tuple[SubjectDecision, ...] = ()
+
+    def to_dict(self, event_ids: dict[int, str] | None = None) -> dict[str, Any]:
+        """JSON data for the decision; with ``event_ids``, evidence names events by id too."""
+        ids = event_ids or {}
+        return {
+            "allowed": self.allowed,
+            "decision": "allow" if self.allowed else "deny",
+            "reason": str(self.reason),
+            "purpose": self.purpose,
+            "category": self.category,
+            "rule": self.rule,
+            "policy_version": self.policy_version,
+            "subject": self.subject,
+            "evidence": [{"seq": s, "event_id": ids.get(s)} for s in self.evidence],
+            "subjects": [
+                {
+                    "subject": d.subject,
+                    "allowed": d.allowed,
+                    "reason": str(d.reason),
+                    "evidence": [{"seq": s, "event_id": ids.get(s)} for s in d.evidence],
+                }
+                for d in self.subjects
+            ],
+        }
+
+
+@dataclass(eq=False)
+class Plan:
+    """Everything about (p, c) under one policy version that does not depend on the subject."""
+
+    purpose: str
+    category: str
+    policy: Policy | None
+    policy_seq: int
+    rule: Rule | None
+    protected: frozenset[str]
+    #: A subject-independent answer (no_basis, prohibited), or -1.
+    fixed: int
+    basis: Basis | None
+    parties_all: bool
+    account_enable: bool
+    account_consent: bool
+    objection: bool
+    #: Record keys to look up, most specific first.
+    pair_ids: tuple[int, ...]
+    valid_from_us: int
+    expires_us: int
+    #: Accounts whose most specific setting/feature for p is off / on / enabled, with the seq.
+    off: dict[str, int]
+    on: dict[str, int]
+    enabled: dict[str, int]
+    disabled: dict[str, int]
+    #: The plan holds until this time (when the next policy version takes effect).
+    valid_until_us: int
+    generation: int
+
+    def decide(self, state: State, subject: str, now_us: int) -> tuple[int, int]:
+        """(reason index, deciding seq or 0) for one subject. The hot path: keep it flat."""
+        if self.fixed >= 0:
+            return self.fixed, 0
+        accounts = state.memberships.get(subject, ())
+        if self.account_enable:
+            if not accounts:
+                return R_NOT_ENABLED, 0
+            for account in accounts:
+                if account not in self.enabled:
+                    return R_NOT_ENABLED, self.disabled.get(account, 0)
+        basis = self.basis
+        if basis is not Basis.CONTRACT and accounts and self.off:
+            for account in accounts:
+                seq = self.off.get(account)
+                if seq is not None:
+                    return R_ACCOUNT_OFF, seq
+        if basis is Basis.CONTRACT:
+            return R_CONTRACT, 0
+        if basis is Basis.LEGITIMATE_INTEREST:
+            if self.objection:
+                records = state.objections.get(subject)
+                if records:
+                    for pid in self.pair_ids:
+                        value = records.get(pid)
+                        if value is not None:
+                            if value & 3:
+                                return R_OBJECTION, (value >> 2) & SEQ_MASK
+                            break
+            return R_LI, 0
+        records = state.consents.get(subject)
+        if records:
+            for pid in self.pair_ids:
+                value = records.get(pid)
+                if value is None:
+                    continue
+                code = value & 3
+                seq = (value >> 2) & SEQ_MASK
+                if code == 1:
+                    at = value >> AT_SHIFT
+                    if at < self.valid_from_us:
+                        return R_STALE, seq
+                    if at + self.expires_us <= now_us:
+                        return R_EXPIRED, seq
+                    return R_CONSENT, seq
+                return (R_REFUSED if code == 2 else R_WITHDRAWN), seq
+        if self.account_consent and accounts and self.on:
+            for account in accounts:
+                seq = self.on.get(account)
+                if seq is not None:
+                    return R_ACCOUNT_CONSENT, seq
+        return R_NO_CONSENT, 0
+
+
+def compile_plan(state: State, purpose: str, category: str, at_us: int) -> Plan:
+    """Work out the subject-independent part of deciding (p, c) at ``at_us``."""
+    entry, next_us = state.policy_at(at_us)
+    policy = entry.policy if entry else None
+    if policy is not None:
+        policy.taxonomy.purpose(purpose, where="check")
+        policy.taxonomy.category(category, where="check")
+    rule = policy.rule_for(purpose, category) if policy else None
+    fixed = -1
+    if rule is None:
+        fixed = R_NO_BASIS
+    elif rule.basis is Basis.PROHIBITED:
+        fixed = R_PROHIBITED
+    pair_ids = tuple(
+        state.pairs[key] for key in consent_keys(purpose, category) if key in state.pairs
+    )
+    off: dict[str, int] = {}
+    on: dict[str, int] = {}
+    for account, settings in state.settings.items():
+        found = _most_specific(settings, purpose)
+        if found is not None:
+            status, seq = found
+            if status == "off":
+                off[account] = seq
+            elif status == "on":
+                on[account] = seq
+    enabled: dict[str, int] = {}
+    disabled: dict[str, int] = {}
+    for account, features in state.features.items():
+        found = _most_specific(features, purpose)
+        if found is not None:
+            status, seq = found
+            (enabled if status == "enabled" else disabled)[account] = seq
+    return Plan(
+        purpose=purpose,
+        category=category,
+        policy=policy,
+        policy_seq=entry.seq if entry else 0,
+        rule=rule,
+        protected=policy.protected_labels(purpose) if policy else frozenset(),
+        fixed=fixed,
+        basis=rule.basis if rule else None,
+        parties_all=bool(rule and rule.parties is Parties.ALL),
+        account_enable=bool(rule and rule.account_enable),
+        account_consent=bool(rule and rule.account_consent),
+        objection=bool(rule and rule.objection),
+        pair_ids=pair_ids,
+        valid_from_us=_valid_from(state, entry, rule, at_us),
+        expires_us=(
+            int(rule.expires_after.total_seconds() * 1_000_000)
+            if rule and rule.expires_after
+            else _NEVER
+        ),
+        off=off,
+        on=on,
+        enabled=enabled,
+        disabled=disabled,
+        valid_until_us=next_us if next_us is not None else _NEVER,
+        generation=state.generation,
+    )
+
+
+def _most_specific(table: dict[str, tuple[str, int]], purpose: str) -> tuple[str, int] | None:
+    for key in ancestors(purpose):
+        found = table.get(key)
+        if found is not None:
+            return found
+    return None
+
+
+def _valid_from(
+    state: State, entry: PublishedPolicy | None, rule: Rule | None, at_us: int
+) -> int:
+    """Consents recorded before this time are stale: the latest ``effective`` of a version
+    (up to the one in effect) whose same-id rule asked for re-consent."""
+    if entry is None or rule is None:
+        return 0
+    current = to_us(entry.policy.effective)
+    valid_from = 0
+    for other in state.policies:
+        if other.published_us > at_us:
+            continue
+        effective = to_us(other.policy.effective)
+        if effective > current:
+            continue
+        same = other.policy.rules_by_id.get(rule.id)
+        if same is not None and same.reconsent:
+            valid_from = max(valid_from, effective)
+    return valid_from
+
+
+def _labels(labels: Iterable[str]) -> frozenset[str]:
+    if isinstance(labels, str):
+        raise InvalidInput("labels must be a list of names, not one string", field="labels")
+    return frozenset(labels)
+
+
+class Decider:
+    """Decides over a :class:`State` with a cache of compiled plans."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self._plans: dict[tuple[str, str], Plan] = {}
+        self._generation = state.generation
+        self._plans_until = _NEVER
+
+    def plan(self, purpose: str, category: str, now_us: int) -> Plan:
+        state = self.state
+        if state.generation != self._generation or now_us >= self._plans_until:
+            self._plans.clear()
+            self._generation = state.generation
+            self._plans_until = _NEVER
+        plan = self._plans.get((purpose, category))
+        if plan is None:
+            plan = compile_plan(state, purpose, category, now_us)
+            self._plans[(purpose, category)] = plan
+            self._plans_until = min(self._plans_until, plan.valid_until_us)
+        return plan
+
+    def reason(
+        self,
+        subject: str,
+        purpose: str,
+        category: str,
+        labels: Iterable[str] = (),
+        now_us: int | None = None,
+    ) -> Reason:
+        """Just the reason for one subject: the fastest question to ask."""
+        now = time.time_ns() // 1000 if now_us is None else now_us
+        plan = self.plan(purpose, category, now)
+        if labels:
+            wanted = _labels(labels)
+            self._check_labels(plan, wanted)
+            if not plan.protected.isdisjoint(wanted):
+                return Reason.PROTECTED_LABEL
+        return _REASONS[plan.decide(self.state, subject, now)[0]]
+
+    def check(
+        self,
+        subjects: str | Sequence[str],
+        purpose: str,
+        category: str,
+        labels: Iterable[str] = (),
+        now_us: int | None = None,
+    ) -> Decision:
+        """The full decision for an item with one or more subjects (the first is the owner)."""
+        now = time.time_ns() // 1000 if now_us is None else now_us
+        plan = self.plan(purpose, category, now)
+        people = (subjects,) if isinstance(subjects, str) else tuple(subjects)
+        if not people:
+            raise InvalidInput("a check needs at least one subject", field="subjects")
+        policy = plan.policy
+        version = policy.version if policy else None
+        rule_id = plan.rule.id if plan.rule else None
+        base = (plan.policy_seq,) if plan.policy_seq else ()
+        if labels:
+            wanted = _labels(labels)
+            self._check_labels(plan, wanted)
+            hit = plan.protected & wanted
+            if hit:
+                return Decision(
+                    False, Reason.PROTECTED_LABEL, purpose, category, rule_id, version,
+                    people[0], base,
+                )  # fmt: skip
+        considered = people if plan.parties_all else people[:1]
+        answers = []
+        blocking: SubjectDecision | None = None
+        for subject in considered:
+            idx, seq = plan.decide(self.state, subject, now)
+            allowed = idx in ALLOW_IDX
+            answer = SubjectDecision(subject, allowed, _REASONS[idx], (seq,) if seq else ())
+            answers.append(answer)
+            if not allowed and blocking is None:
+                blocking = answer
+        decider = blocking or answers[0]
+        return Decision(
+            blocking is None,
+            decider.reason,
+            purpose,
+            category,
+            rule_id,
+            version,
+            decider.subject,
+            base + decider.evidence,
+            tuple(answers),
+        )
+
+    @staticmethod
+    def _check_labels(plan: Plan, labels: frozenset[str]) -> None:
+        if plan.policy is not None:
+            for label in labels:
+                if label not in plan.policy.taxonomy.labels:
+                    raise unknown("label", label, plan.policy.taxonomy.labels, where="check")

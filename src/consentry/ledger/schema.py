@@ -1,0 +1,141 @@
+"""Tables of the store (SQLAlchemy Core). Alembic migrations create them; this is their shape."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# The ledger itself: append-only, hash-chained, gap-free `seq`.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("at", String(32), nullable=False),  # RFC 3339, so the hashed form is the stored form
+    Column("at_us", BigInteger, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("actor", Text),
+    Column("subject", Text),
+    Column("account", Text),
+    Column("purpose", Text),
+    Column("categories", Text),  # canonical JSON list
+    Column("status", String(40)),
+    Column("policy_version", Text),
+    Column("notice_version", Text),
+    Column("language", String(35)),
+    Column("method", Text),
+    Column("payload", Text, nullable=False),  # canonical JSON object
+    Column("idempotency_key", Text, unique=True),
+    Column("request_hash", String(64)),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+Index("ix_events_subject_seq", events.c.subject, events.c.seq)
+Index("ix_events_account_seq", events.c.account, events.c.seq)
+Index("ix_events_at_us", events.c.at_us)
+
+# One row: the head of the chain. Appending locks it, which serialises writers on every backend.
+ledger_head = Table(
+    "ledger_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+)
+
+# Current state, derived from the ledger and updated in the same transaction.
+consents = Table(
+    "consents",
+    metadata,
+    Column("subject", Text, primary_key=True),
+    Column("purpose", Text, primary_key=True),
+    Column("category", Text, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("notice_version", Text),
+    Column("policy_version", Text),
+)
+
+objections = Table(
+    "objections",
+    metadata,
+    Column("subject", Text, primary_key=True),
+    Column("purpose", Text, primary_key=True),
+    Column("category", Text, primary_key=True),  # "" = every category
+    Column("status", String(16), nullable=False),  # raised | lifted
+    Column("at_us", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("subject", Text, primary_key=True),
+    Column("account", Text, primary_key=True),
+    Column("at_us", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+Index("ix_memberships_account", memberships.c.account)
+
+account_settings = Table(
+    "account_settings",
+    metadata,
+    Column("account", Text, primary_key=True),
+    Column("purpose", Text, primary_key=True),
+    Column("status", String(16), nullable=False),  # off | members_choose | on
+    Column("at_us", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+
+account_features = Table(
+    "account_features",
+    metadata,
+    Column("account", Text, primary_key=True),
+    Column("purpose", Text, primary_key=True),
+    Column("status", String(16), nullable=False),  # enabled | disabled
+    Column("at_us", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("version", Text, primary_key=True),
+    Column("policy_id", Text, nullable=False),
+    Column("effective_us", BigInteger, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("document", Text, nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+
+# Settings of the store itself (the receipt signing key, the store id).
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+STATE_TABLES = {
+    "consents": consents,
+    "objections": objections,
+    "memberships": memberships,
+    "account_settings": account_settings,
+    "account_features": account_features,
+    "policies": policies,
+}
+
+__all__ = ["STATE_TABLES", "metadata"]

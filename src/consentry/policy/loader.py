@@ -1,0 +1,378 @@
+"""Reading policy YAML into validated :class:`~consentry.policy.model.Policy` objects.
+
+Every field is checked; an unknown key, purpose, category or label is an error that names it,
+says where it is, and suggests the nearest known name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from ..canonical import canonical_json, sha256_hex
+from ..errors import PolicyError, suggest
+from ..taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from ..times import format_time, parse_time
+from .model import Basis, Notice, Parties, Policy, Protection, Rule
+
+TOP_KEYS = {
+    "id",
+    "version",
+    "effective",
+    "language",
+    "controller",
+    "categories",
+    "purposes",
+    "labels",
+    "rules",
+    "protected",
+    "notices",
+}
+REQUIRED_TOP = ("id", "version", "effective", "language", "rules")
+RULE_KEYS = {
+    "id",
+    "purposes",
+    "categories",
+    "basis",
+    "objection",
+    "account_enable",
+    "account_consent",
+    "parties",
+    "reconsent",
+    "expires_after",
+}
+PROTECTED_KEYS = {"labels", "purposes"}
+NOTICE_KEYS = {"title", "summary", "rules", "machine_translated"}
+CONTROLLER_KEYS = {"name", "contact", "url", "jurisdiction"}
+CONSENT_ONLY = ("account_consent", "reconsent", "expires_after")
+_RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
+
+
+def load_policies(source: str | Path) -> list[Policy]:
+    """Every policy version in a YAML file (or YAML text), oldest ``effective`` first.
+
+    A file may hold several versions of one policy as a multi-document stream (``---``).
+    """
+    where = str(source) if isinstance(source, Path) else "<policy>"
+    text = source.read_text(encoding="utf-8") if isinstance(source, Path) else source
+    if isinstance(source, str) and "\n" not in source and Path(source).suffix in (".yaml", ".yml"):
+        path = Path(source)
+        if not path.exists():
+            raise PolicyError(f"policy file {source} does not exist", hint="check the path")
+        where, text = source, path.read_text(encoding="utf-8")
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise PolicyError(
+            f"{where}: not valid YAML{at}: {getattr(exc, 'problem', exc)}",
+            hint="check indentation and quoting near that line",
+        ) from None
+    if not documents:
+        raise PolicyError(f"{where}: no policy document found", hint="see docs/policy-format.md")
+    policies = [parse_policy(doc, where=f"{where}[{i}]") for i, doc in enumerate(documents)]
+    ids = {p.id for p in policies}
+    if len(ids) > 1:
+        raise PolicyError(
+            f"{where}: one file holds one policy, found ids {sorted(ids)}",
+            hint="put each policy in its own file",
+        )
+    versions = [p.version for p in policies]
+    dupes = sorted({v for v in versions if versions.count(v) > 1})
+    if dupes:
+        raise PolicyError(f"{where}: version {dupes[0]!r} appears twice", hint="versions are unique")
+    return sorted(policies, key=lambda p: p.effective)
+
+
+def load_policy(source: str | Path) -> Policy:
+    """The single policy version in ``source`` (an error if there are several)."""
+    policies = load_policies(source)
+    if len(policies) != 1:
+        raise PolicyError(
+            f"expected one policy version, found {len(policies)}",
+            hint="use load_policies() for multi-document files",
+        )
+    return policies[0]
+
+
+def parse_policy(doc: Any, *, where: str = "policy") -> Policy:
+    """Validate one policy document (already parsed from YAML or JSON)."""
+    if not isinstance(doc, Mapping):
+        raise PolicyError(f"{where}: a policy is a mapping, got {type(doc).__name__}")
+    _check_keys(doc, TOP_KEYS, where)
+    for key in REQUIRED_TOP:
+        if key not in doc:
+            raise PolicyError(f"{where}: missing required key {key!r}", field=key)
+    policy_id = _string(doc["id"], f"{where}.id")
+    version = _string(doc["version"], f"{where}.version")
+    effective = _time(doc["effective"], f"{where}.effective")
+    language = _language(doc["language"], f"{where}.language")
+    taxonomy = _taxonomy(doc, where)
+    controller = _controller(doc.get("controller", {}), f"{where}.controller")
+    rules = _rules(doc["rules"], taxonomy, where)
+    protected = _protected(doc.get("protected", []), taxonomy, where)
+    notices = _notices(doc.get("notices", {}), language, rules, where)
+    normalised = dict(doc)
+    normalised["effective"] = format_time(effective)
+    normalised["version"] = version
+    document = _jsonable(normalised)
+    return Policy(
+        id=policy_id,
+        version=version,
+        effective=effective,
+        language=language,
+        taxonomy=taxonomy,
+        rules=rules,
+        protected=protected,
+        notices=notices,
+        controller=controller,
+        document=document,
+        digest=sha256_hex(canonical_json(document)),
+    )
+
+
+def _check_keys(mapping: Mapping[Any, Any], allowed: set[str], where: str) -> None:
+    for key in mapping:
+        if key not in allowed:
+            near = suggest(str(key), allowed)
+            raise PolicyError(
+                f"{where}: unknown key {key!r}",
+                hint=f"did you mean {near!r}?" if near else f"allowed keys: {sorted(allowed)}",
+                field=str(key),
+            )
+
+
+def _string(value: Any, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or str(value) == "":
+        raise PolicyError(f"{where}: expected a non-empty string, got {value!r}")
+    return str(value)
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise PolicyError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not value:
+        raise PolicyError(f"{where}: expected a non-empty list, got {value!r}")
+    return value
+
+
+def _time(value: Any, where: str) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise PolicyError(f"{where}: {value} has no time zone", hint="add 'Z' for UTC")
+        return parse_time(value, field=where)
+    if isinstance(value, date):
+        return parse_time(value.isoformat(), field=where)
+    if not isinstance(value, str):
+        raise PolicyError(f"{where}: expected an RFC 3339 timestamp, got {value!r}")
+    try:
+        return parse_time(value, field=where)
+    except Exception as exc:
+        raise PolicyError(str(exc), hint="write it like 2023-08-07T00:00:00Z") from None
+
+
+def _language(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not _LANG.match(value):
+        raise PolicyError(f"{where}: {value!r} is not a language tag", hint="use e.g. en, id, fr")
+    return value
+
+
+def _taxonomy(doc: Mapping[str, Any], where: str) -> Taxonomy:
+    extra: dict[str, list[str]] = {}
+    for key in ("categories", "purposes", "labels"):
+        values = doc.get(key, [])
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise PolicyError(f"{where}.{key}: expected a list of names, got {values!r}")
+        extra[key] = values
+    try:
+        return DEFAULT_TAXONOMY.extended(**extra)
+    except Exception as exc:
+        raise PolicyError(f"{where}: {exc}") from None
+
+
+def _controller(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise PolicyError(f"{where}: expected a mapping with name, contact, url, jurisdiction")
+    _check_keys(value, CONTROLLER_KEYS, where)
+    return {k: _string(v, f"{where}.{k}") for k, v in value.items()}
+
+
+def _rules(value: Any, taxonomy: Taxonomy, where: str) -> tuple[Rule, ...]:
+    rules: list[Rule] = []
+    owners: dict[tuple[str, str], str] = {}
+    for i, raw in enumerate(_list(value, f"{where}.rules")):
+        at = f"{where}.rules[{i}]"
+        if not isinstance(raw, Mapping):
+            raise PolicyError(f"{at}: a rule is a mapping, got {raw!r}")
+        _check_keys(raw, RULE_KEYS, at)
+        for key in ("id", "purposes", "categories", "basis"):
+            if key not in raw:
+                raise PolicyError(f"{at}: missing required key {key!r}", field=key)
+        rule_id = _string(raw["id"], f"{at}.id")
+        at = f"{where}.rules[{rule_id}]"
+        if not _RULE_ID.match(rule_id):
+            raise PolicyError(f"{at}: rule ids are lower-case letters, digits, '-' and '_'")
+        if any(r.id == rule_id for r in rules):
+            raise PolicyError(f"{at}: rule id {rule_id!r} is used twice", hint="rule ids are unique")
+        purposes = tuple(
+            taxonomy.purpose(_string(p, f"{at}.purposes"), where=f"{at}.purposes")
+            for p in _list(raw["purposes"], f"{at}.purposes")
+        )
+        categories = tuple(
+            taxonomy.category(_string(c, f"{at}.categories"), where=f"{at}.categories")
+            for c in _list(raw["categories"], f"{at}.categories")
+        )
+        try:
+            basis = Basis(raw["basis"])
+        except ValueError:
+            near = suggest(str(raw["basis"]), [b.value for b in Basis])
+            raise PolicyError(
+                f"{at}.basis: unknown basis {raw['basis']!r}",
+                hint=f"did you mean {near!r}?" if near else f"one of {[b.value for b in Basis]}",
+            ) from None
+        if basis is not Basis.CONSENT:
+            for key in CONSENT_ONLY:
+                if raw.get(key):
+                    raise PolicyError(
+                        f"{at}.{key}: only a consent rule can set {key}, this rule is {basis}",
+                        hint=f"remove {key} or change the basis to consent",
+                    )
+        if "objection" in raw and basis is not Basis.LEGITIMATE_INTEREST:
+            raise PolicyError(
+                f"{at}.objection: only a legitimate_interest rule takes objections",
+                hint="remove objection",
+            )
+        parties_raw = raw.get("parties", "all" if basis is Basis.CONSENT else "owner")
+        try:
+            parties = Parties(parties_raw)
+        except ValueError:
+            raise PolicyError(f"{at}.parties: {parties_raw!r} is not 'all' or 'owner'") from None
+        expires = raw.get("expires_after")
+        expires_after = None
+        if expires is not None:
+            try:
+                expires_after = _DURATION.validate_python(expires)
+            except ValidationError:
+                raise PolicyError(
+                    f"{at}.expires_after: {expires!r} is not an ISO 8601 duration",
+                    hint="write days, e.g. P365D",
+                ) from None
+            if expires_after <= timedelta(0):
+                raise PolicyError(f"{at}.expires_after: must be positive")
+        for pair in ((p, c) for p in purposes for c in categories):
+            if pair in owners:
+                raise PolicyError(
+                    f"{at}: ({pair[0]}, {pair[1]}) is also covered by rule {owners[pair]!r}",
+                    hint="two rules with the same purpose and category would be ambiguous",
+                )
+            owners[pair] = rule_id
+        rules.append(
+            Rule(
+                id=rule_id,
+                purposes=purposes,
+                categories=categories,
+                basis=basis,
+                objection=_bool(raw.get("objection", True), f"{at}.objection"),
+                account_enable=_bool(raw.get("account_enable", False), f"{at}.account_enable"),
+                account_consent=_bool(raw.get("account_consent", False), f"{at}.account_consent"),
+                parties=parties,
+                reconsent=_bool(raw.get("reconsent", False), f"{at}.reconsent"),
+                expires_after=expires_after,
+            )
+        )
+    return tuple(rules)
+
+
+def _protected(value: Any, taxonomy: Taxonomy, where: str) -> tuple[Protection, ...]:
+    if not isinstance(value, list):
+        raise PolicyError(f"{where}.protected: expected a list, got {value!r}")
+    out = []
+    for i, raw in enumerate(value):
+        at = f"{where}.protected[{i}]"
+        if not isinstance(raw, Mapping):
+            raise PolicyError(f"{at}: expected a mapping with labels and purposes")
+        _check_keys(raw, PROTECTED_KEYS, at)
+        labels = frozenset(
+            taxonomy.label(_string(x, f"{at}.labels"), where=f"{at}.labels")
+            for x in _list(raw.get("labels"), f"{at}.labels")
+        )
+        purposes = tuple(
+            taxonomy.purpose(_string(x, f"{at}.purposes"), where=f"{at}.purposes")
+            for x in _list(raw.get("purposes"), f"{at}.purposes")
+        )
+        out.append(Protection(labels=labels, purposes=purposes))
+    return tuple(out)
+
+
+def _notices(
+    value: Any, language: str, rules: tuple[Rule, ...], where: str
+) -> dict[str, Notice]:
+    if not isinstance(value, Mapping):
+        raise PolicyError(f"{where}.notices: expected a mapping of language to notice")
+    if value and language not in value:
+        raise PolicyError(
+            f"{where}.notices: no notice in the authoritative language {language!r}",
+            hint=f"add notices.{language}",
+        )
+    rule_ids = {r.id for r in rules}
+    out = {}
+    for lang, raw in value.items():
+        at = f"{where}.notices.{lang}"
+        _language(lang, at)
+        if not isinstance(raw, Mapping):
+            raise PolicyError(f"{at}: expected a mapping with title, summary, rules")
+        _check_keys(raw, NOTICE_KEYS, at)
+        texts = raw.get("rules", {})
+        if not isinstance(texts, Mapping):
+            raise PolicyError(f"{at}.rules: expected a mapping of rule id to text")
+        for rid in texts:
+            if rid not in rule_ids:
+                near = suggest(str(rid), rule_ids)
+                raise PolicyError(
+                    f"{at}.rules: no rule {rid!r}",
+                    hint=f"did you mean {near!r}?" if near else "notice texts name rule ids",
+                )
+        missing = sorted(rule_ids - set(texts))
+        if missing:
+            raise PolicyError(
+                f"{at}.rules: no text for rule {missing[0]!r}",
+                hint="every rule needs a plain-language text in every notice language",
+            )
+        machine = _bool(raw.get("machine_translated", False), f"{at}.machine_translated")
+        if lang == language and machine:
+            raise PolicyError(f"{at}: the authoritative language cannot be machine_translated")
+        out[lang] = Notice(
+            language=lang,
+            title=_string(raw.get("title"), f"{at}.title"),
+            summary=_string(raw.get("summary"), f"{at}.summary"),
+            rules={k: _string(v, f"{at}.rules.{k}") for k, v in texts.items()},
+            machine_translated=machine,
+        )
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value

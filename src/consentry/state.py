@@ -1,0 +1,177 @@
+"""Current state in memory: what the ledger's events add up to, in a compact form.
+
+Both the decision snapshot (current time) and ``as_of`` replays (any past time) build a
+:class:`State`; both feed it through :func:`consentry.ledger.events.state_changes`, the one
+definition of what an event means, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .ledger.events import Change, Event, state_changes
+from .policy.loader import parse_policy
+from .policy.model import Policy
+
+# A record is packed into one int: at_us << 34 | seq << 2 | status. One small int per record
+# keeps a million subjects' state well under a gigabyte.
+SEQ_BITS = 32
+SEQ_MASK = (1 << SEQ_BITS) - 1
+AT_SHIFT = SEQ_BITS + 2
+
+CONSENT_CODES = {"given": 1, "refused": 2, "withdrawn": 3}
+CONSENT_NAMES = {v: k for k, v in CONSENT_CODES.items()}
+OBJECTION_CODES = {"lifted": 0, "raised": 1}
+
+
+def pack(at_us: int, seq: int, code: int) -> int:
+    return (at_us << AT_SHIFT) | (seq << 2) | code
+
+
+def unpack(value: int) -> tuple[int, int, int]:
+    """(at_us, seq, code) of a packed record."""
+    return value >> AT_SHIFT, (value >> 2) & SEQ_MASK, value & 3
+
+
+@dataclass(frozen=True)
+class PublishedPolicy:
+    policy: Policy
+    seq: int
+    published_us: int
+
+
+class State:
+    """Consents, objections, memberships, account settings and policies at one ledger position."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.at_us = 0
+        #: (purpose, category) -> small int id; records are keyed by it.
+        self.pairs: dict[tuple[str, str], int] = {}
+        self.consents: dict[str, dict[int, int]] = {}
+        self.objections: dict[str, dict[int, int]] = {}
+        self.memberships: dict[str, tuple[str, ...]] = {}
+        #: account -> purpose -> (status, seq)
+        self.settings: dict[str, dict[str, tuple[str, int]]] = {}
+        self.features: dict[str, dict[str, tuple[str, int]]] = {}
+        self.policies: list[PublishedPolicy] = []
+        #: Bumped whenever something a compiled plan depends on changes beyond one subject.
+        self.generation = 0
+
+    # -- updates --------------------------------------------------------------------------
+
+    def apply(self, event: Event) -> None:
+        """Apply one event (events must come in ``seq`` order)."""
+        for change in state_changes(event):
+            self.apply_change(change)
+        self.seq = event.seq
+        self.at_us = event.at_us
+
+    def apply_all(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.apply(event)
+
+    def apply_change(self, change: Change) -> None:
+        v = change.values
+        if change.table == "consents":
+            assert v is not None
+            subject, purpose, category = change.key
+            self.set_consent(subject, purpose, category, v["status"], v["at_us"], v["seq"])
+        elif change.table == "objections":
+            assert v is not None
+            subject, purpose, category = change.key
+            self.set_objection(subject, purpose, category, v["status"], v["at_us"], v["seq"])
+        elif change.table == "memberships":
+            subject, account = change.key
+            self.set_membership(subject, account, v is not None)
+        elif change.table == "account_settings":
+            assert v is not None
+            self.set_account(self.settings, change.key[0], change.key[1], v["status"], v["seq"])
+        elif change.table == "account_features":
+            assert v is not None
+            self.set_account(self.features, change.key[0], change.key[1], v["status"], v["seq"])
+        elif change.table == "policies":
+            assert v is not None
+            self.add_policy(json.loads(v["document"]), v["seq"], v["at_us"])
+        else:  # pragma: no cover - state_changes only makes the tables above
+            raise ValueError(change.table)
+
+    def pair_id(self, purpose: str, category: str) -> int:
+        key = (purpose, category)
+        pid = self.pairs.get(key)
+        if pid is None:
+            pid = self.pairs[key] = len(self.pairs)
+            self.generation += 1  # compiled plans list the pair ids they look up
+        return pid
+
+    def set_consent(
+        self, subject: str, purpose: str, category: str, status: str, at_us: int, seq: int
+    ) -> None:
+        records = self.consents.get(subject)
+        if records is None:
+            records = self.consents[subject] = {}
+        records[self.pair_id(purpose, category)] = pack(at_us, seq, CONSENT_CODES[status])
+
+    def set_objection(
+        self, subject: str, purpose: str, category: str, status: str, at_us: int, seq: int
+    ) -> None:
+        records = self.objections.get(subject)
+        if records is None:
+            records = self.objections[subject] = {}
+        records[self.pair_id(purpose, category)] = pack(at_us, seq, OBJECTION_CODES[status])
+
+    def set_membership(self, subject: str, account: str, member: bool) -> None:
+        current = self.memberships.get(subject, ())
+        if member and account not in current:
+            self.memberships[subject] = (*current, account)
+        elif not member and account in current:
+            rest = tuple(a for a in current if a != account)
+            if rest:
+                self.memberships[subject] = rest
+            else:
+                del self.memberships[subject]
+
+    def set_account(
+        self,
+        table: dict[str, dict[str, tuple[str, int]]],
+        account: str,
+        purpose: str,
+        status: str,
+        seq: int,
+    ) -> None:
+        table.setdefault(account, {})[purpose] = (status, seq)
+        self.generation += 1
+
+    def add_policy(self, document: dict[str, Any], seq: int, published_us: int) -> None:
+        policy = parse_policy(document, where=f"ledger policy #{seq}")
+        self.policies.append(PublishedPolicy(policy, seq, published_us))
+        self.generation += 1
+
+    # -- questions ------------------------------------------------------------------------
+
+    def known_subject(self, subject: str) -> bool:
+        return subject in self.consents or subject in self.objections or subject in self.memberships
+
+    def accounts_of(self, subject: str) -> tuple[str, ...]:
+        return self.memberships.get(subject, ())
+
+    def policy_at(self, at_us: int) -> tuple[PublishedPolicy | None, int | None]:
+        """The version in effect at ``at_us`` among those published by then, and when the next
+        known version takes over (``None`` if none is scheduled)."""
+        current: PublishedPolicy | None = None
+        next_us: int | None = None
+        from .times import to_us
+
+        for entry in self.policies:
+            effective = to_us(entry.policy.effective)
+            if entry.published_us > at_us:
+                continue
+            if effective <= at_us:
+                if current is None or effective >= to_us(current.policy.effective):
+                    current = entry
+            elif next_us is None or effective < next_us:
+                next_us = effective
+        return current, next_us

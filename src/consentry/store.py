@@ -1,0 +1,611 @@
+"""The library's front door: one :class:`Store` over a ledger, its policy and its decisions.
+
+Everything the CLI, the HTTP API and the web pages do is a method here::
+
+    from consentry import Store
+
+    store = Store("sqlite:///consentry.db")
+    store.init(policies=["policies/meetings.yaml"])
+    store.give_consent("u1", "ai.training", ["content.audio"])
+    store.check("u1", "ai.training", "content.audio").allowed
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from .decide import Decider, Decision, Reason
+from .errors import InvalidInput, NotFound, NotInitialised, PolicyConflict, PolicyError
+from .ledger import schema
+from .ledger.engine import DEFAULT_URL
+from .ledger.events import CONSENT_KINDS, Draft, Event, Kind
+from .ledger.receipts import ReceiptSigner, build_receipt, new_private_key_pem, verify_signed
+from .ledger.store import Ledger, VerifyResult
+from .policy.loader import load_policies
+from .policy.model import Policy
+from .state import CONSENT_NAMES, State, unpack
+from .taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from .times import Clock, parse_time, to_us, utcnow
+
+ACCOUNT_SETTINGS = ("off", "members_choose", "on")
+SIGNING_KEY = "signing_key"
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    version: str
+    digest: str
+    published: bool  # False: this exact version was already published
+    event: Event | None
+
+
+def database_url(url: str | None = None) -> str:
+    """The URL to use: the argument, else ``CONSENTRY_DATABASE_URL``, else the SQLite default."""
+    return url or os.environ.get("CONSENTRY_DATABASE_URL") or DEFAULT_URL
+
+
+class Store:
+    """A consentry store: the ledger, the policy versions in it and decisions over them."""
+
+    def __init__(self, url: str | None = None, *, clock: Clock | None = None) -> None:
+        self.url = database_url(url)
+        self.ledger = Ledger(self.url)
+        self.clock: Clock = clock or utcnow
+        self._lock = threading.RLock()
+        self._state: State | None = None
+        self._decider: Decider | None = None
+        self._signer: ReceiptSigner | None = None
+
+    def __repr__(self) -> str:
+        return f"<Store {self.url}>"
+
+    def close(self) -> None:
+        self.ledger.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def init(self, policies: Iterable[str | Path] = ()) -> list[PublishResult]:
+        """Create the schema and the receipt signing key (both idempotent), publish policies."""
+        self.ledger.migrate()
+        self.ledger.set_meta_once(SIGNING_KEY, new_private_key_pem())
+        results: list[PublishResult] = []
+        for source in policies:
+            results.extend(self.publish(source))
+        return results
+
+    def _require_init(self) -> None:
+        if not self.ledger.is_initialised():
+            raise NotInitialised(
+                f"{self.url} is not a consentry store yet",
+                hint="run `consentry init --policy policies/meetings.yaml` first",
+            )
+
+    # -- policies -------------------------------------------------------------------------
+
+    def publish(self, source: str | Path | Policy, *, actor: str | None = None) -> list[PublishResult]:
+        """Publish every version in a policy file (or one :class:`Policy`).
+
+        Re-publishing identical content is a no-op; different content under a published
+        version, or a different policy id than the store's, is refused.
+        """
+        versions = [source] if isinstance(source, Policy) else load_policies(Path(source))
+        results = []
+        for policy in versions:
+            results.append(self._publish_one(policy, actor))
+        return results
+
+    def _publish_one(self, policy: Policy, actor: str | None) -> PublishResult:
+        state = self.state()
+        for entry in state.policies:
+            if entry.policy.id != policy.id:
+                raise PolicyConflict(
+                    f"this store holds policy {entry.policy.id!r}, not {policy.id!r}",
+                    hint="use one store per policy id",
+                )
+            if entry.policy.version == policy.version:
+                if entry.policy.digest == policy.digest:
+                    return PublishResult(policy.version, policy.digest, False, None)
+                raise PolicyConflict(
+                    f"version {policy.version!r} is already published with different content",
+                    hint="a published version is immutable: publish the change as a new version",
+                    version=policy.version,
+                )
+        draft = Draft(
+            kind=Kind.POLICY_PUBLISHED,
+            actor=actor,
+            policy_version=policy.version,
+            payload={
+                "policy_id": policy.id,
+                "effective": policy.document["effective"],
+                "effective_us": to_us(policy.effective),
+                "digest": policy.digest,
+                "document": dict(policy.document),
+            },
+            # The digest makes publishing idempotent across concurrent publishers too.
+            idempotency_key=f"policy:{policy.id}:{policy.version}:{policy.digest}",
+        )
+        (event,) = self._append([draft])
+        return PublishResult(policy.version, policy.digest, True, event)
+
+    def policies(self) -> list[Policy]:
+        """Every published version, in order of ``effective``."""
+        return sorted((e.policy for e in self.state().policies), key=lambda p: p.effective)
+
+    def policy(self, version: str | None = None, *, at: datetime | None = None) -> Policy:
+        """A published version by name, else the one in effect ``at`` (default now)."""
+        state = self.state()
+        if version is not None:
+            for entry in state.policies:
+                if entry.policy.version == version:
+                    return entry.policy
+            from .errors import unknown
+
+            raise unknown(
+                "policy version", version, [e.policy.version for e in state.policies]
+            )
+        entry, _ = state.policy_at(to_us(at or self.clock()))
+        if entry is None:
+            if state.policies:
+                raise NotFound(
+                    "no published policy version is in effect yet",
+                    hint="check the versions' effective dates with `consentry policy show`",
+                )
+            raise NotFound(
+                "no policy has been published", hint="run `consentry policy publish FILE`"
+            )
+        return entry.policy
+
+    def taxonomy(self) -> Taxonomy:
+        """Names known to any published version (the built-ins when none is published)."""
+        taxonomy = DEFAULT_TAXONOMY
+        for policy in self.policies():
+            taxonomy = taxonomy.extended(
+                categories=policy.taxonomy.categories,
+                purposes=policy.taxonomy.purposes,
+                labels=policy.taxonomy.labels,
+            )
+        return taxonomy
+
+    def diff(self, old: str, new: str, *, language: str | None = None) -> Any:
+        """What ``new`` allows that ``old`` did not, the reverse, and the consents made stale."""
+        from .policy.diff import diff_policies
+
+        a, b = self.policy(old), self.policy(new)
+        return diff_policies(a, b, language=language, stale=self.stale_consents(b))
+
+    def stale_consents(self, policy: Policy) -> dict[str, int]:
+        """Per re-consent rule of ``policy``: how many given consents predate it."""
+        out: dict[str, int] = {}
+        reconsent = [r for r in policy.rules if r.reconsent]
+        if not reconsent:
+            return out
+        cutoff = to_us(policy.effective)
+        c = schema.consents.c
+        with self.ledger.engine.connect() as conn:
+            rows = conn.execute(
+                select(c.purpose, c.category).where(c.status == "given", c.at_us < cutoff)
+            ).all()
+        for rule in reconsent:
+            out[rule.id] = sum(
+                1 for p, cat in rows if policy.rule_for(p, cat) is rule
+            )
+        return out
+
+    # -- recording choices ----------------------------------------------------------------
+
+    def give_consent(
+        self,
+        subject: str,
+        purpose: str,
+        categories: Sequence[str],
+        **options: Any,
+    ) -> Event:
+        """Record that ``subject`` opted in to ``purpose`` for ``categories``."""
+        return self._consent(Kind.CONSENT_GIVEN, subject, purpose, categories, **options)
+
+    def refuse_consent(
+        self, subject: str, purpose: str, categories: Sequence[str], **options: Any
+    ) -> Event:
+        """Record that ``subject`` was asked and said no."""
+        return self._consent(Kind.CONSENT_REFUSED, subject, purpose, categories, **options)
+
+    def withdraw_consent(
+        self, subject: str, purpose: str, categories: Sequence[str], **options: Any
+    ) -> Event:
+        """Record that ``subject`` took back an opt-in (as easy as giving it)."""
+        return self._consent(Kind.CONSENT_WITHDRAWN, subject, purpose, categories, **options)
+
+    def _consent(
+        self,
+        kind: Kind,
+        subject: str,
+        purpose: str,
+        categories: Sequence[str],
+        *,
+        notice_version: str | None = None,
+        language: str | None = None,
+        method: str = "api",
+        actor: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Event:
+        subject = _id(subject, "subject")
+        if isinstance(categories, str):
+            categories = [categories]
+        if not categories:
+            raise InvalidInput(
+                "a consent names at least one data category",
+                hint="e.g. --category content.audio",
+                field="categories",
+            )
+        current = self.policy()
+        purpose = current.taxonomy.purpose(purpose, where="consent")
+        cats = tuple(sorted({current.taxonomy.category(c, where="consent") for c in categories}))
+        notice_version = notice_version or current.version
+        self.policy(notice_version)  # must be a published version
+        language = language or current.language
+        if current.notices and language not in current.notices:
+            from .errors import unknown
+
+            raise unknown("language", language, current.notices, where="notice")
+        return self._append1(
+            Draft(
+                kind=kind,
+                actor=actor or subject,
+                subject=subject,
+                purpose=purpose,
+                categories=cats,
+                policy_version=current.version,
+                notice_version=notice_version,
+                language=language,
+                method=method,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def object(
+        self,
+        subject: str,
+        purpose: str,
+        categories: Sequence[str] = (),
+        *,
+        lift: bool = False,
+        actor: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Event:
+        """Record an objection (or lift one). No categories means every category."""
+        subject = _id(subject, "subject")
+        taxonomy = self.taxonomy()
+        purpose = taxonomy.purpose(purpose, where="objection")
+        cats = tuple(sorted({taxonomy.category(c, where="objection") for c in categories}))
+        return self._append1(
+            Draft(
+                kind=Kind.OBJECTION_LIFTED if lift else Kind.OBJECTION_RAISED,
+                actor=actor or subject,
+                subject=subject,
+                purpose=purpose,
+                categories=cats,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def add_member(
+        self, subject: str, account: str, *, actor: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Event:  # fmt: skip
+        """``subject`` joins ``account`` (its admins' settings now cap the subject)."""
+        return self._membership(Kind.MEMBER_ADDED, subject, account, actor, idempotency_key)
+
+    def remove_member(
+        self, subject: str, account: str, *, actor: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Event:  # fmt: skip
+        """``subject`` leaves ``account``."""
+        return self._membership(Kind.MEMBER_REMOVED, subject, account, actor, idempotency_key)
+
+    def _membership(
+        self, kind: Kind, subject: str, account: str, actor: str | None, key: str | None
+    ) -> Event:
+        subject, account = _id(subject, "subject"), _id(account, "account")
+        if kind is Kind.MEMBER_REMOVED and account not in self.state().accounts_of(subject):
+            raise NotFound(
+                f"{subject!r} is not a member of {account!r}",
+                hint="list members with `consentry account show`",
+            )
+        return self._append1(
+            Draft(kind=kind, actor=actor, subject=subject, account=account, idempotency_key=key)
+        )
+
+    def set_account(
+        self, account: str, purpose: str, setting: str, *, actor: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Event:  # fmt: skip
+        """An account's setting for a purpose: ``off``, ``members_choose`` or ``on``."""
+        if setting not in ACCOUNT_SETTINGS:
+            raise InvalidInput(
+                f"account setting {setting!r} is not one of {', '.join(ACCOUNT_SETTINGS)}",
+                field="setting",
+            )
+        return self._account(Kind.ACCOUNT_SETTING, account, purpose, setting, actor, idempotency_key)
+
+    def set_feature(
+        self, account: str, purpose: str, enabled: bool, *, actor: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Event:  # fmt: skip
+        """Switch an AI feature (``ai.feature.*``) on or off for an account."""
+        status = "enabled" if enabled else "disabled"
+        return self._account(Kind.ACCOUNT_FEATURE, account, purpose, status, actor, idempotency_key)
+
+    def _account(
+        self, kind: Kind, account: str, purpose: str, status: str, actor: str | None,
+        key: str | None,
+    ) -> Event:  # fmt: skip
+        account = _id(account, "account")
+        purpose = self.taxonomy().purpose(purpose, where="account setting")
+        return self._append1(
+            Draft(
+                kind=kind,
+                actor=actor,
+                account=account,
+                purpose=purpose,
+                status=status,
+                idempotency_key=key,
+            )
+        )
+
+    def append(self, drafts: Sequence[Draft]) -> list[Event]:
+        """Append prepared drafts in one transaction (bulk imports, benchmarks)."""
+        return self._append(drafts)
+
+    def _append1(self, draft: Draft) -> Event:
+        return self._append([draft])[0]
+
+    def _append(self, drafts: Sequence[Draft]) -> list[Event]:
+        self._require_init()
+        events = self.ledger.append(drafts, self.clock())
+        with self._lock:
+            if self._state is not None and events and events[-1].seq > self._state.seq:
+                self._catch_up()
+        return events
+
+    # -- decisions ------------------------------------------------------------------------
+
+    def state(self) -> State:
+        """The in-memory state at the ledger's head (built once, then caught up by ``seq``)."""
+        with self._lock:
+            if self._state is None:
+                self._require_init()
+                self._state = load_state(self.ledger)
+                self._decider = Decider(self._state)
+            else:
+                self._catch_up()
+            return self._state
+
+    def _catch_up(self) -> None:
+        assert self._state is not None
+        self._state.apply_all(self.ledger.events(after_seq=self._state.seq))
+
+    def decider(self, *, refresh: bool = True) -> Decider:
+        """The compiled in-memory decider for current-time checks (no database round trip
+        when ``refresh`` is false)."""
+        if refresh or self._decider is None:
+            self.state()
+        assert self._decider is not None
+        return self._decider
+
+    def check(
+        self,
+        subjects: str | Sequence[str],
+        purpose: str,
+        category: str,
+        labels: Iterable[str] = (),
+        *,
+        as_of: datetime | str | None = None,
+    ) -> Decision:
+        """Allow or deny ``purpose`` on an item of ``category`` whose subjects are given
+        (the first is its owner), now or ``as_of`` a past time."""
+        people = [subjects] if isinstance(subjects, str) else list(subjects)
+        if not people:
+            raise InvalidInput("a check needs at least one subject", field="subjects")
+        for s in people:
+            _id(s, "subject")
+        if as_of is None:
+            return self.decider().check(people, purpose, category, labels, to_us(self.clock()))
+        at = parse_time(as_of, field="as_of")
+        state = self.state_as_of(at, subjects=people)
+        return Decider(state).check(people, purpose, category, labels, to_us(at))
+
+    def check_many(
+        self,
+        subjects: Sequence[str],
+        purpose: str,
+        category: str,
+        labels: Iterable[str] = (),
+    ) -> list[Reason]:
+        """The reason for each subject alone (a batch of single-subject checks, now)."""
+        decider = self.decider()
+        now = to_us(self.clock())
+        return [decider.reason(s, purpose, category, labels, now) for s in subjects]
+
+    def state_as_of(self, at: datetime, *, subjects: Sequence[str]) -> State:
+        """The state at ``at`` for these subjects: their events, their accounts' events and the
+        policies published by then, replayed in ledger order."""
+        self._require_init()
+        until = to_us(at)
+        accounts: set[str] = set()
+        for event in self.ledger.events(
+            until_us=until, subjects=subjects, kinds=[Kind.MEMBER_ADDED, Kind.MEMBER_REMOVED]
+        ):
+            if event.subject in subjects and event.account:
+                accounts.add(event.account)
+        state = State()
+        state.apply_all(
+            self.ledger.events(
+                until_us=until,
+                subjects=subjects,
+                accounts=sorted(accounts),
+                kinds=[Kind.POLICY_PUBLISHED],
+            )
+        )
+        return state
+
+    def explain(self, decision: Decision) -> dict[str, Any]:
+        """The decision as JSON data with event ids and the rule's plain-language notice."""
+        seqs = list(decision.evidence)
+        for d in decision.subjects:
+            seqs.extend(d.evidence)
+        data = decision.to_dict(self.ledger.event_ids(seqs))
+        if decision.policy_version and decision.rule:
+            policy = self.policy(decision.policy_version)
+            if policy.notices:
+                data["notice"] = policy.notice().rules.get(decision.rule)
+        return data
+
+    # -- reading state --------------------------------------------------------------------
+
+    def subject_state(self, subject: str, *, as_of: datetime | str | None = None) -> dict[str, Any]:
+        """A subject's consents, objections and accounts (now or ``as_of``)."""
+        subject = _id(subject, "subject")
+        if as_of is None:
+            state = self.state()
+        else:
+            state = self.state_as_of(parse_time(as_of, field="as_of"), subjects=[subject])
+        names = {pid: key for key, pid in state.pairs.items()}
+        consents = []
+        for pid, value in sorted(state.consents.get(subject, {}).items()):
+            at_us, seq, code = unpack(value)
+            purpose, category = names[pid]
+            consents.append(
+                {"purpose": purpose, "category": category, "status": CONSENT_NAMES[code],
+                 "seq": seq, "at_us": at_us}
+            )  # fmt: skip
+        objections = []
+        for pid, value in sorted(state.objections.get(subject, {}).items()):
+            at_us, seq, code = unpack(value)
+            purpose, category = names[pid]
+            objections.append(
+                {"purpose": purpose, "category": category or "*",
+                 "status": "raised" if code else "lifted", "seq": seq}
+            )  # fmt: skip
+        return {
+            "subject": subject,
+            "known": state.known_subject(subject),
+            "accounts": list(state.accounts_of(subject)),
+            "consents": consents,
+            "objections": objections,
+            "ledger_seq": state.seq,
+        }
+
+    def account_state(self, account: str) -> dict[str, Any]:
+        """An account's settings, features and members."""
+        state = self.state()
+        return {
+            "account": account,
+            "settings": {p: s for p, (s, _) in sorted(state.settings.get(account, {}).items())},
+            "features": {p: s for p, (s, _) in sorted(state.features.get(account, {}).items())},
+            "members": sorted(s for s, accts in state.memberships.items() if account in accts),
+        }
+
+    # -- ledger and receipts --------------------------------------------------------------
+
+    def verify(self) -> VerifyResult:
+        """Recompute the hash chain; name the first event that was tampered with."""
+        self._require_init()
+        return self.ledger.verify()
+
+    def event(self, ref: str | int) -> Event:
+        self._require_init()
+        return self.ledger.event(ref)
+
+    def signer(self) -> ReceiptSigner:
+        if self._signer is None:
+            self._require_init()
+            pem = self.ledger.get_meta(SIGNING_KEY)
+            if pem is None:
+                raise NotInitialised("the store has no signing key", hint="run `consentry init`")
+            self._signer = ReceiptSigner(pem)
+        return self._signer
+
+    def receipt(self, event_id: str | int) -> dict[str, Any]:
+        """The signed receipt of a consent event."""
+        event = self.event(event_id)
+        if event.kind not in CONSENT_KINDS:
+            raise InvalidInput(
+                f"event {event.id} is a {event.kind} event; only consent events have receipts",
+                hint="pick the id of a consent event",
+            )
+        controller = self.policy(event.policy_version).controller if event.policy_version else {}
+        return self.signer().sign(build_receipt(event, controller))
+
+    def verify_receipt(self, document: Mapping[str, Any]) -> Event:
+        """Check a receipt's signature against this store's key and its event in the ledger."""
+        verify_signed(document, self.signer().public_key_b64())
+        record = document["receipt"]
+        event = self.event(record["record_id"])
+        if event.hash != record.get("ledger", {}).get("hash"):
+            raise PolicyError(
+                f"receipt {record['record_id']} does not match the ledger's event",
+                hint="the ledger or the receipt was changed; run `consentry ledger verify`",
+            )
+        return event
+
+
+def load_state(ledger: Ledger) -> State:
+    """Build the in-memory state from the current-state tables at one consistent position."""
+    state = State()
+    with ledger.engine.connect() as conn:
+        if ledger.backend == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            head = conn.execute(select(schema.ledger_head)).first()
+            if head is None:
+                raise NotInitialised("the store has no ledger yet", hint="run `consentry init`")
+            for row in conn.execute(select(schema.policies).order_by(schema.policies.c.seq)):
+                import json
+
+                state.add_policy(json.loads(row.document), row.seq, row.at_us)
+            c = schema.consents.c
+            for r in conn.execution_options(yield_per=20000).execute(
+                select(c.subject, c.purpose, c.category, c.status, c.at_us, c.seq)
+            ):
+                state.set_consent(r[0], r[1], r[2], r[3], r[4], r[5])
+            o = schema.objections.c
+            for r in conn.execute(
+                select(o.subject, o.purpose, o.category, o.status, o.at_us, o.seq)
+            ):
+                state.set_objection(r[0], r[1], r[2], r[3], r[4], r[5])
+            m = schema.memberships.c
+            for r in conn.execution_options(yield_per=20000).execute(
+                select(m.subject, m.account).order_by(m.seq)
+            ):
+                state.set_membership(r[0], r[1], True)
+            for table, target in (
+                (schema.account_settings, state.settings),
+                (schema.account_features, state.features),
+            ):
+                for r in conn.execute(select(table).order_by(table.c.seq)):
+                    state.set_account(target, r.account, r.purpose, r.status, r.seq)
+            state.seq, state.at_us = head.seq, head.at_us
+    return state
+
+
+def _id(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 512:
+        raise InvalidInput(
+            f"{field}: expected a non-empty id of at most 512 characters, got {value!r}",
+            field=field,
+        )
+    return value
