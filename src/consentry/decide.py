@@ -11,7 +11,8 @@ For one subject, purpose p, category c, labels L at time t:
 7. ``legitimate_interest``                           -> allow unless objected (``objection``)
 8. ``consent``: the subject's most specific record   -> allow, or ``withdrawn``, ``refused``,
    ``stale_consent``, ``expired``; no record: an account set p ``on`` and the rule lets accounts
-   consent for members -> allow (``account_consent``), else ``no_consent``.
+   consent for members -> allow (``account_consent``), else ``no_consent``. An account's
+   ``on`` is a consent too: it goes stale and expires by the same rule.
 
 Everything that does not depend on the subject is worked out once per (p, c) and policy
 version in a :class:`Plan`; a check is then a handful of dictionary lookups.
@@ -29,7 +30,7 @@ from .errors import InvalidInput, unknown
 from .policy.model import Basis, Parties, Policy, Rule, consent_keys
 from .state import AT_SHIFT, SEQ_MASK, PublishedPolicy, State
 from .taxonomy import ancestors
-from .times import to_us
+from .times import Clock, to_us
 
 
 class Reason(enum.StrEnum):
@@ -152,9 +153,10 @@ class Plan:
     pair_ids: tuple[int, ...]
     valid_from_us: int
     expires_us: int
-    #: Accounts whose most specific setting/feature for p is off / on / enabled, with the seq.
+    #: Accounts whose most specific setting/feature for p is off / on / enabled, with the seq
+    #: (``on`` also keeps when it was set: an account's consent goes stale and expires too).
     off: dict[str, int]
-    on: dict[str, int]
+    on: dict[str, tuple[int, int]]
     enabled: dict[str, int]
     disabled: dict[str, int]
     #: The plan holds until this time (when the next policy version takes effect).
@@ -209,8 +211,13 @@ class Plan:
                 return (R_REFUSED if code == 2 else R_WITHDRAWN), seq
         if self.account_consent and accounts and self.on:
             for account in accounts:
-                seq = self.on.get(account)
-                if seq is not None:
+                found = self.on.get(account)
+                if found is not None:
+                    seq, at = found
+                    if at < self.valid_from_us:
+                        return R_STALE, seq
+                    if at + self.expires_us <= now_us:
+                        return R_EXPIRED, seq
                     return R_ACCOUNT_CONSENT, seq
         return R_NO_CONSENT, 0
 
@@ -232,21 +239,21 @@ def compile_plan(state: State, purpose: str, category: str, at_us: int) -> Plan:
         state.pairs[key] for key in consent_keys(purpose, category) if key in state.pairs
     )
     off: dict[str, int] = {}
-    on: dict[str, int] = {}
+    on: dict[str, tuple[int, int]] = {}
     for account, settings in state.settings.items():
         found = _most_specific(settings, purpose)
         if found is not None:
-            status, seq = found
+            status, seq, at = found
             if status == "off":
                 off[account] = seq
             elif status == "on":
-                on[account] = seq
+                on[account] = (seq, at)
     enabled: dict[str, int] = {}
     disabled: dict[str, int] = {}
     for account, features in state.features.items():
         found = _most_specific(features, purpose)
         if found is not None:
-            status, seq = found
+            status, seq, _ = found
             (enabled if status == "enabled" else disabled)[account] = seq
     return Plan(
         purpose=purpose,
@@ -277,7 +284,9 @@ def compile_plan(state: State, purpose: str, category: str, at_us: int) -> Plan:
     )
 
 
-def _most_specific(table: dict[str, tuple[str, int]], purpose: str) -> tuple[str, int] | None:
+def _most_specific(
+    table: dict[str, tuple[str, int, int]], purpose: str
+) -> tuple[str, int, int] | None:
     for key in ancestors(purpose):
         found = table.get(key)
         if found is not None:
@@ -315,11 +324,16 @@ def _labels(labels: Iterable[str]) -> frozenset[str]:
 class Decider:
     """Decides over a :class:`State` with a cache of compiled plans."""
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, clock: Clock | None = None) -> None:
         self.state = state
+        self._clock = clock
         self._plans: dict[tuple[str, str], Plan] = {}
         self._generation = state.generation
         self._plans_until = _NEVER
+
+    def now_us(self) -> int:
+        """The current time in microseconds (from the clock the decider was given)."""
+        return time.time_ns() // 1000 if self._clock is None else to_us(self._clock())
 
     def plan(self, purpose: str, category: str, now_us: int) -> Plan:
         state = self.state
@@ -343,7 +357,7 @@ class Decider:
         now_us: int | None = None,
     ) -> Reason:
         """Just the reason for one subject: the fastest question to ask."""
-        now = time.time_ns() // 1000 if now_us is None else now_us
+        now = self.now_us() if now_us is None else now_us
         plan = self.plan(purpose, category, now)
         if labels:
             wanted = _labels(labels)
@@ -361,7 +375,7 @@ class Decider:
         now_us: int | None = None,
     ) -> Decision:
         """The full decision for an item with one or more subjects (the first is the owner)."""
-        now = time.time_ns() // 1000 if now_us is None else now_us
+        now = self.now_us() if now_us is None else now_us
         plan = self.plan(purpose, category, now)
         people = (subjects,) if isinstance(subjects, str) else tuple(subjects)
         if not people:

@@ -54,9 +54,9 @@ class State:
         self.consents: dict[str, dict[int, int]] = {}
         self.objections: dict[str, dict[int, int]] = {}
         self.memberships: dict[str, tuple[str, ...]] = {}
-        #: account -> purpose -> (status, seq)
-        self.settings: dict[str, dict[str, tuple[str, int]]] = {}
-        self.features: dict[str, dict[str, tuple[str, int]]] = {}
+        #: account -> purpose -> (status, seq, at_us)
+        self.settings: dict[str, dict[str, tuple[str, int, int]]] = {}
+        self.features: dict[str, dict[str, tuple[str, int, int]]] = {}
         self.policies: list[PublishedPolicy] = []
         #: Bumped whenever something a compiled plan depends on changes beyond one subject.
         self.generation = 0
@@ -89,10 +89,14 @@ class State:
             self.set_membership(subject, account, v is not None)
         elif change.table == "account_settings":
             assert v is not None
-            self.set_account(self.settings, change.key[0], change.key[1], v["status"], v["seq"])
+            self.set_account(
+                self.settings, change.key[0], change.key[1], v["status"], v["seq"], v["at_us"]
+            )
         elif change.table == "account_features":
             assert v is not None
-            self.set_account(self.features, change.key[0], change.key[1], v["status"], v["seq"])
+            self.set_account(
+                self.features, change.key[0], change.key[1], v["status"], v["seq"], v["at_us"]
+            )
         elif change.table == "policies":
             assert v is not None
             self.add_policy(json.loads(v["document"]), v["seq"], v["at_us"])
@@ -136,13 +140,14 @@ class State:
 
     def set_account(
         self,
-        table: dict[str, dict[str, tuple[str, int]]],
+        table: dict[str, dict[str, tuple[str, int, int]]],
         account: str,
         purpose: str,
         status: str,
         seq: int,
+        at_us: int,
     ) -> None:
-        table.setdefault(account, {})[purpose] = (status, seq)
+        table.setdefault(account, {})[purpose] = (status, seq, at_us)
         self.generation += 1
 
     def add_policy(self, document: dict[str, Any], seq: int, published_us: int) -> None:

@@ -389,7 +389,7 @@ class Store:
             if self._state is None:
                 self._require_init()
                 self._state = load_state(self.ledger)
-                self._decider = Decider(self._state)
+                self._decider = Decider(self._state, self.clock)
             else:
                 self._catch_up()
             return self._state
@@ -514,8 +514,8 @@ class Store:
         state = self.state()
         return {
             "account": account,
-            "settings": {p: s for p, (s, _) in sorted(state.settings.get(account, {}).items())},
-            "features": {p: s for p, (s, _) in sorted(state.features.get(account, {}).items())},
+            "settings": {p: v[0] for p, v in sorted(state.settings.get(account, {}).items())},
+            "features": {p: v[0] for p, v in sorted(state.features.get(account, {}).items())},
             "members": sorted(s for s, accts in state.memberships.items() if account in accts),
         }
 
@@ -597,7 +597,7 @@ def load_state(ledger: Ledger) -> State:
                 (schema.account_features, state.features),
             ):
                 for r in conn.execute(select(table).order_by(table.c.seq)):
-                    state.set_account(target, r.account, r.purpose, r.status, r.seq)
+                    state.set_account(target, r.account, r.purpose, r.status, r.seq, r.at_us)
             state.seq, state.at_us = head.seq, head.at_us
     return state
 

@@ -1,6 +1,6 @@
 """Policy-as-code: YAML loading and validation, versions, diffs and notices."""
 
-from .loader import load_policies, load_policy, parse_policy
+from .loader import load_policies, load_policy, parse_policies, parse_policy
 from .model import Basis, Notice, Parties, Policy, Protection, Rule
 
 __all__ = [
@@ -12,5 +12,6 @@ __all__ = [
     "Rule",
     "load_policies",
     "load_policy",
+    "parse_policies",
     "parse_policy",
 ]

@@ -16,7 +16,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from ..canonical import canonical_json, sha256_hex
-from ..errors import PolicyError, suggest
+from ..errors import InvalidInput, PolicyError, suggest
 from ..taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from ..times import format_time, parse_time
 from .model import Basis, Notice, Parties, Policy, Protection, Rule
@@ -57,17 +57,23 @@ _DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 
 
 def load_policies(source: str | Path) -> list[Policy]:
-    """Every policy version in a YAML file (or YAML text), oldest ``effective`` first.
+    """Every policy version in a YAML file, oldest ``effective`` first.
 
-    A file may hold several versions of one policy as a multi-document stream (``---``).
+    ``source`` is a path (a ``Path``, or a string ending in .yaml/.yml) or YAML text. A file
+    may hold several versions of one policy as a multi-document stream (``---``).
     """
-    where = str(source) if isinstance(source, Path) else "<policy>"
-    text = source.read_text(encoding="utf-8") if isinstance(source, Path) else source
-    if isinstance(source, str) and "\n" not in source and Path(source).suffix in (".yaml", ".yml"):
+    if isinstance(source, Path) or (
+        "\n" not in source and source.endswith((".yaml", ".yml", ".json"))
+    ):
         path = Path(source)
-        if not path.exists():
-            raise PolicyError(f"policy file {source} does not exist", hint="check the path")
-        where, text = source, path.read_text(encoding="utf-8")
+        if not path.is_file():
+            raise PolicyError(f"policy file {path} does not exist", hint="check the path")
+        return parse_policies(path.read_text(encoding="utf-8"), where=str(path))
+    return parse_policies(source)
+
+
+def parse_policies(text: str, *, where: str = "<policy>") -> list[Policy]:
+    """Every policy version in YAML text, oldest ``effective`` first."""
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
@@ -182,8 +188,8 @@ def _time(value: Any, where: str) -> datetime:
         raise PolicyError(f"{where}: expected an RFC 3339 timestamp, got {value!r}")
     try:
         return parse_time(value, field=where)
-    except Exception as exc:
-        raise PolicyError(str(exc), hint="write it like 2023-08-07T00:00:00Z") from None
+    except InvalidInput as exc:
+        raise PolicyError(exc.message, hint=exc.hint) from None
 
 
 def _language(value: Any, where: str) -> str:
