@@ -16,7 +16,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from ..canonical import canonical_json, sha256_hex
-from ..errors import InvalidInput, PolicyError, suggest
+from ..errors import InvalidInput, PolicyError, UnknownName, suggest
 from ..taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from ..times import format_time, parse_time
 from .model import Basis, Notice, Parties, Policy, Protection, Rule
@@ -112,6 +112,13 @@ def load_policy(source: str | Path) -> Policy:
 
 def parse_policy(doc: Any, *, where: str = "policy") -> Policy:
     """Validate one policy document (already parsed from YAML or JSON)."""
+    try:
+        return _parse_policy(doc, where)
+    except UnknownName as exc:  # an unknown purpose, category or label is a policy error here
+        raise PolicyError(exc.message, hint=exc.hint, **exc.details) from None
+
+
+def _parse_policy(doc: Any, where: str) -> Policy:
     if not isinstance(doc, Mapping):
         raise PolicyError(f"{where}: a policy is a mapping, got {type(doc).__name__}")
     _check_keys(doc, TOP_KEYS, where)

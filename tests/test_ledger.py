@@ -1,0 +1,206 @@
+"""The ledger on SQLite and PostgreSQL: chain, tamper detection, idempotency, concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from consentry import Store
+from consentry.errors import IdempotencyConflict, NotInitialised
+from consentry.ledger.events import GENESIS_HASH, Kind
+from conftest import TEST_POLICY, FakeClock
+
+T, AUDIO = "ai.training", "content.audio"
+
+
+def test_events_chain_and_verify(any_store: Store) -> None:
+    a = any_store.give_consent("u1", T, [AUDIO, "content.video"], method="web", language="en")
+    b = any_store.withdraw_consent("u1", T, [AUDIO])
+    first = any_store.event(1)
+    assert first.prev_hash == GENESIS_HASH and first.kind is Kind.POLICY_PUBLISHED
+    assert b.prev_hash == a.hash and b.seq == a.seq + 1
+    assert a.categories == ("content.audio", "content.video")
+    assert a.policy_version == "v1" and a.notice_version == "v1" and a.method == "web"
+    result = any_store.verify()
+    assert result.ok and result.checked == b.seq == result.head_seq
+
+
+def test_current_state_tables_follow_the_ledger(any_store: Store) -> None:
+    any_store.give_consent("u1", T, [AUDIO])
+    any_store.withdraw_consent("u1", T, [AUDIO])
+    with any_store.ledger.engine.connect() as conn:
+        rows = conn.execute(text("SELECT subject, category, status FROM consents")).all()
+    assert [tuple(r) for r in rows] == [("u1", AUDIO, "withdrawn")]
+
+
+def _tamper(store: Store, sql: str) -> None:
+    with store.ledger.engine.begin() as conn:
+        conn.execute(text(sql))
+
+
+@pytest.mark.parametrize(
+    ("sql", "seq", "words"),
+    [
+        ("UPDATE events SET subject = 'mallory' WHERE seq = 4", 4, "was changed"),
+        ("UPDATE events SET at_us = at_us - 1000000 WHERE seq = 4", 4, "was changed"),
+        ("DELETE FROM events WHERE seq = 4", 4, "missing"),
+        ("DELETE FROM events WHERE seq = 6", 6, "deleted"),
+        # Reordering: swap the contents of two events, keeping their positions.
+        (
+            "UPDATE events SET seq = -seq WHERE seq IN (4, 5);"
+            "UPDATE events SET seq = CASE seq WHEN -4 THEN 5 ELSE 4 END WHERE seq < 0",
+            4,
+            "does not chain",
+        ),
+    ],
+)
+def test_verify_names_the_first_tampered_event(
+    any_store: Store, sql: str, seq: int, words: str
+) -> None:
+    for i in range(5):
+        any_store.give_consent(f"u{i}", T, [AUDIO])
+    assert any_store.verify().ok
+    for statement in sql.split(";"):
+        _tamper(any_store, statement)
+    result = any_store.verify()
+    assert not result.ok
+    assert result.seq == seq, result.problem
+    assert words in (result.problem or "")
+
+
+def test_verify_catches_an_inserted_event(any_store: Store) -> None:
+    for i in range(3):
+        any_store.give_consent(f"u{i}", T, [AUDIO])
+    # Shift the tail up and insert a forged event at #3 that claims to follow #2.
+    _tamper(any_store, "UPDATE events SET seq = seq + 100 WHERE seq >= 3")
+    _tamper(any_store, "UPDATE events SET seq = seq - 99 WHERE seq >= 103")
+    _tamper(
+        any_store,
+        "INSERT INTO events (seq, id, at, at_us, kind, subject, purpose, categories, payload, "
+        "prev_hash, hash) SELECT 3, 'forged', at, at_us, kind, 'mallory', purpose, categories, "
+        "payload, hash, hash FROM events WHERE seq = 2",
+    )
+    result = any_store.verify()
+    assert not result.ok and result.seq == 3
+
+
+def test_idempotent_write_returns_the_first_result(any_store: Store) -> None:
+    first = any_store.give_consent("u1", T, [AUDIO], idempotency_key="k1")
+    again = any_store.give_consent("u1", T, [AUDIO], idempotency_key="k1")
+    assert again.id == first.id and again.seq == first.seq
+    assert any_store.ledger.count() == first.seq
+    with pytest.raises(IdempotencyConflict, match="different request"):
+        any_store.withdraw_consent("u1", T, [AUDIO], idempotency_key="k1")
+    assert any_store.ledger.count() == first.seq  # nothing written
+
+
+def test_writes_need_an_initialised_store(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path}/empty.db")
+    with pytest.raises(NotInitialised, match="consentry init"):
+        store.add_member("u1", "acme")
+
+
+def test_bad_input_writes_nothing(any_store: Store) -> None:
+    before = any_store.ledger.count()
+    for call in (
+        lambda: any_store.give_consent("u1", "ai.trainig", [AUDIO]),
+        lambda: any_store.give_consent("u1", T, ["content.audoi"]),
+        lambda: any_store.give_consent("u1", T, []),
+        lambda: any_store.give_consent("", T, [AUDIO]),
+        lambda: any_store.set_account("acme", T, "maybe"),
+        lambda: any_store.remove_member("u1", "acme"),
+    ):
+        with pytest.raises(Exception) as info:
+            call()
+        assert type(info.value).__module__ == "consentry.errors"
+    assert any_store.ledger.count() == before
+
+
+def _threads(store_url: str, n_threads: int, per_thread: int, key: str | None) -> None:
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        s = Store(store_url, clock=FakeClock())
+        try:
+            for i in range(per_thread):
+                s.give_consent(f"t{t}-{i}", T, [AUDIO], idempotency_key=key)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+
+
+def test_concurrent_threads_never_fork_the_chain(any_store: Store) -> None:
+    base = any_store.ledger.count()
+    _threads(any_store.url, 6, 25, None)
+    result = any_store.verify()
+    assert result.ok, result.problem
+    assert result.head_seq == base + 150 == any_store.ledger.count()
+
+
+def test_concurrent_idempotent_writes_happen_once(any_store: Store) -> None:
+    base = any_store.ledger.count()
+
+    errors: list[BaseException] = []
+    ids: list[str] = []
+
+    def work() -> None:
+        s = Store(any_store.url, clock=FakeClock())
+        try:
+            ids.append(s.give_consent("same", T, [AUDIO], idempotency_key="once").id)
+        except BaseException as exc:  # pragma: no cover
+            errors.append(exc)
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    assert len(set(ids)) == 1 and any_store.ledger.count() == base + 1
+
+
+def _process_writer(url: str, worker: int, n: int) -> None:
+    s = Store(url)
+    for i in range(n):
+        s.give_consent(f"p{worker}-{i}", T, [AUDIO], idempotency_key=f"p{worker}-{i}")
+        if i % 5 == 0:  # retries of the same request must not double
+            s.give_consent(f"p{worker}-{i}", T, [AUDIO], idempotency_key=f"p{worker}-{i}")
+    s.close()
+
+
+def test_concurrent_processes_never_fork_the_chain(backend_url: str) -> None:
+    store = Store(backend_url)
+    store.init(policies=[TEST_POLICY])
+    base = store.ledger.count()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_process_writer, args=(backend_url, w, 20)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    result = store.verify()
+    assert result.ok, result.problem
+    assert result.head_seq == base + 80 == store.ledger.count()
+    store.close()
+
+
+def test_init_is_idempotent(any_store: Store) -> None:
+    head = any_store.ledger.head()
+    results = any_store.init(policies=[TEST_POLICY])
+    assert [r.published for r in results] == [False, False]
+    assert any_store.ledger.head() == head
