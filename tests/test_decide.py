@@ -6,15 +6,17 @@ from datetime import UTC, datetime
 
 import pytest
 
+from conftest import FakeClock
 from consentry import Reason, Store
 from consentry.errors import InvalidInput, UnknownName
-from conftest import FakeClock
 
 T = "ai.training"
 AUDIO = "content.audio"
 
 
-def reason(store: Store, subjects: str | list[str], purpose: str, category: str, **kw: object) -> Reason:
+def reason(
+    store: Store, subjects: str | list[str], purpose: str, category: str, **kw: object
+) -> Reason:
     return store.check(subjects, purpose, category, **kw).reason  # type: ignore[arg-type]
 
 

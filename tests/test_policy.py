@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
+from conftest import MEETINGS, MUSIC, TEST_POLICY
 from consentry import Store
 from consentry.errors import PolicyConflict, PolicyError
 from consentry.policy import Basis, Parties, load_policies, parse_policies
-from conftest import MEETINGS, MUSIC, TEST_POLICY
 
 BASE = """
 id: t
@@ -73,44 +73,88 @@ def test_defaults_and_options() -> None:
     ("text", "message", "hint"),
     [
         (policy_text("langauge_x: 1\n"), "unknown key 'langauge_x'", None),
-        (BASE.replace("basis: consent", "basis: consent\n    objections: true"),
-         "unknown key 'objections'", "did you mean 'objection'?"),
-        (BASE.replace("[ai.training]", "[ai.trainig]"), "unknown purpose 'ai.trainig'",
-         "did you mean 'ai.training'?"),
-        (BASE.replace("[content]", "[contnet]"), "unknown category 'contnet'",
-         "did you mean 'content'?"),
-        (policy_text("protected:\n  - labels: [helth]\n    purposes: [ai]\n"),
-         "unknown label 'helth'", "did you mean 'health'?"),
+        (
+            BASE.replace("basis: consent", "basis: consent\n    objections: true"),
+            "unknown key 'objections'",
+            "did you mean 'objection'?",
+        ),
+        (
+            BASE.replace("[ai.training]", "[ai.trainig]"),
+            "unknown purpose 'ai.trainig'",
+            "did you mean 'ai.training'?",
+        ),
+        (
+            BASE.replace("[content]", "[contnet]"),
+            "unknown category 'contnet'",
+            "did you mean 'content'?",
+        ),
+        (
+            policy_text("protected:\n  - labels: [helth]\n    purposes: [ai]\n"),
+            "unknown label 'helth'",
+            "did you mean 'health'?",
+        ),
         (BASE.replace("basis: consent", "basis: consnt"), "unknown basis", "did you mean"),
-        (BASE.replace("basis: consent", "basis: contract\n    expires_after: P1D"),
-         "only a consent rule can set expires_after", None),
-        (BASE.replace("basis: consent", "basis: consent\n    objection: false"),
-         "only a legitimate_interest rule", None),
-        (BASE.replace("basis: consent", "basis: consent\n    expires_after: soon"),
-         "not an ISO 8601 duration", "P365D"),
+        (
+            BASE.replace("basis: consent", "basis: contract\n    expires_after: P1D"),
+            "only a consent rule can set expires_after",
+            None,
+        ),
+        (
+            BASE.replace("basis: consent", "basis: consent\n    objection: false"),
+            "only a legitimate_interest rule",
+            None,
+        ),
+        (
+            BASE.replace("basis: consent", "basis: consent\n    expires_after: soon"),
+            "not an ISO 8601 duration",
+            "P365D",
+        ),
         (BASE.replace("2024-01-01T00:00:00Z", "'2024-01-01T00:00:00'"), "no time zone", None),
         (BASE.replace('version: "1"\n', ""), "missing required key 'version'", None),
-        (policy_text(rules="""\
+        (
+            policy_text(
+                rules="""\
           - id: r2
             purposes: [ai.training]
             categories: [content]
             basis: prohibited
-        """), "also covered by rule 'r1'", None),
-        (policy_text(rules="""\
+        """
+            ),
+            "also covered by rule 'r1'",
+            None,
+        ),
+        (
+            policy_text(
+                rules="""\
           - id: r1
             purposes: [ai]
             categories: [content]
             basis: prohibited
-        """), "used twice", None),
-        (policy_text("notices:\n  fr: {title: t, summary: s, rules: {r1: x}}\n"),
-         "authoritative language 'en'", None),
-        (policy_text("notices:\n  en: {title: t, summary: s, rules: {}}\n"),
-         "no text for rule 'r1'", None),
-        (policy_text("notices:\n  en: {title: t, summary: s, machine_translated: true, "
-                     "rules: {r1: x}}\n"), "cannot be machine_translated", None),
+        """
+            ),
+            "used twice",
+            None,
+        ),
+        (
+            policy_text("notices:\n  fr: {title: t, summary: s, rules: {r1: x}}\n"),
+            "authoritative language 'en'",
+            None,
+        ),
+        (
+            policy_text("notices:\n  en: {title: t, summary: s, rules: {}}\n"),
+            "no text for rule 'r1'",
+            None,
+        ),
+        (
+            policy_text(
+                "notices:\n  en: {title: t, summary: s, machine_translated: true, rules: {r1: x}}\n"
+            ),
+            "cannot be machine_translated",
+            None,
+        ),
         ("id: [unclosed", "not valid YAML", None),
     ],
-)  # fmt: skip
+)
 def test_validation_errors_name_the_problem(text: str, message: str, hint: str | None) -> None:
     with pytest.raises(PolicyError) as info:
         parse_policies(text)

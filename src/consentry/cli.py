@@ -129,10 +129,14 @@ def policy_publish(file: Path, actor: ActorOpt = None, as_json: JsonOpt = False)
     with store() as s:
         results = s.publish(file, actor=actor)
         data = [
-            {"version": r.version, "digest": r.digest, "published": r.published,
-             "event_id": r.event.id if r.event else None}
+            {
+                "version": r.version,
+                "digest": r.digest,
+                "published": r.published,
+                "event_id": r.event.id if r.event else None,
+            }
             for r in results
-        ]  # fmt: skip
+        ]
 
         def text() -> None:
             for r in results:
@@ -144,7 +148,9 @@ def policy_publish(file: Path, actor: ActorOpt = None, as_json: JsonOpt = False)
 
 @policy_app.command("show")
 def policy_show(
-    version: Annotated[str | None, typer.Option("--version", help="Default: in effect now.")] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Default: in effect now.")
+    ] = None,
     lang: Annotated[str | None, typer.Option("--lang", help="Notice language.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -169,10 +175,14 @@ def policy_show(
                 "rules": dict(notice.rules),
             },
             "rules": [
-                {"id": r.id, "purposes": r.purposes, "categories": r.categories,
-                 "basis": str(r.basis)}
+                {
+                    "id": r.id,
+                    "purposes": r.purposes,
+                    "categories": r.categories,
+                    "basis": str(r.basis),
+                }
                 for r in policy.rules
-            ],  # fmt: skip
+            ],
         }
 
         def text() -> None:
@@ -189,9 +199,12 @@ def policy_show(
             table = Table("rule", "purposes", "categories", "basis", "in plain language")
             for r in policy.rules:
                 table.add_row(
-                    r.id, "\n".join(r.purposes), "\n".join(r.categories), str(r.basis),
+                    r.id,
+                    "\n".join(r.purposes),
+                    "\n".join(r.categories),
+                    str(r.basis),
                     notice.rules.get(r.id, "") if notice else "",
-                )  # fmt: skip
+                )
             out.print(table)
 
         emit(data, as_json, text)
@@ -232,12 +245,19 @@ def _consent(
     as_json: bool,
 ) -> None:
     with store() as s:
-        call = {"give": s.give_consent, "refuse": s.refuse_consent,
-                "withdraw": s.withdraw_consent}[action]  # fmt: skip
+        call = {"give": s.give_consent, "refuse": s.refuse_consent, "withdraw": s.withdraw_consent}[
+            action
+        ]
         event = call(
-            subject, purpose, category or [], notice_version=notice_version, language=lang,
-            method=method, actor=actor, idempotency_key=idempotency_key,
-        )  # fmt: skip
+            subject,
+            purpose,
+            category or [],
+            notice_version=notice_version,
+            language=lang,
+            method=method,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
         emit(_event_json(event), as_json, lambda: _event_line(event))
 
 
@@ -250,57 +270,116 @@ MethodOpt = Annotated[str, typer.Option("--method", help="How the choice was col
 
 @consent_app.command("give")
 def consent_give(
-    subject: Subject, purpose: Purpose, category: Categories = None,
-    notice_version: NoticeOpt = None, lang: LangOpt = None, method: MethodOpt = "cli",
-    actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+    subject: Subject,
+    purpose: Purpose,
+    category: Categories = None,
+    notice_version: NoticeOpt = None,
+    lang: LangOpt = None,
+    method: MethodOpt = "cli",
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Record an opt-in."""
-    _consent("give", subject, purpose, category, notice_version, lang, method, actor,
-             idempotency_key, as_json)  # fmt: skip
+    _consent(
+        "give",
+        subject,
+        purpose,
+        category,
+        notice_version,
+        lang,
+        method,
+        actor,
+        idempotency_key,
+        as_json,
+    )
 
 
 @consent_app.command("refuse")
 def consent_refuse(
-    subject: Subject, purpose: Purpose, category: Categories = None,
-    notice_version: NoticeOpt = None, lang: LangOpt = None, method: MethodOpt = "cli",
-    actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+    subject: Subject,
+    purpose: Purpose,
+    category: Categories = None,
+    notice_version: NoticeOpt = None,
+    lang: LangOpt = None,
+    method: MethodOpt = "cli",
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Record that the subject said no."""
-    _consent("refuse", subject, purpose, category, notice_version, lang, method, actor,
-             idempotency_key, as_json)  # fmt: skip
+    _consent(
+        "refuse",
+        subject,
+        purpose,
+        category,
+        notice_version,
+        lang,
+        method,
+        actor,
+        idempotency_key,
+        as_json,
+    )
 
 
 @consent_app.command("withdraw")
 def consent_withdraw(
-    subject: Subject, purpose: Purpose, category: Categories = None,
-    notice_version: NoticeOpt = None, lang: LangOpt = None, method: MethodOpt = "cli",
-    actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+    subject: Subject,
+    purpose: Purpose,
+    category: Categories = None,
+    notice_version: NoticeOpt = None,
+    lang: LangOpt = None,
+    method: MethodOpt = "cli",
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Record that the subject took an opt-in back."""
-    _consent("withdraw", subject, purpose, category, notice_version, lang, method, actor,
-             idempotency_key, as_json)  # fmt: skip
+    _consent(
+        "withdraw",
+        subject,
+        purpose,
+        category,
+        notice_version,
+        lang,
+        method,
+        actor,
+        idempotency_key,
+        as_json,
+    )
 
 
 @app.command("object")
 def object_(
-    subject: Subject, purpose: Purpose, category: Categories = None,
+    subject: Subject,
+    purpose: Purpose,
+    category: Categories = None,
     lift: Annotated[bool, typer.Option("--lift", help="Lift the objection.")] = False,
-    actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Object to a legitimate-interest purpose (no --category: every category)."""
     with store() as s:
         event = s.object(
-            subject, purpose, category or [], lift=lift, actor=actor,
+            subject,
+            purpose,
+            category or [],
+            lift=lift,
+            actor=actor,
             idempotency_key=idempotency_key,
-        )  # fmt: skip
+        )
         emit(_event_json(event), as_json, lambda: _event_line(event))
 
 
 @member_app.command("add")
 def member_add(
-    subject: Subject, account: str, actor: ActorOpt = None, idempotency_key: IdemOpt = None,
+    subject: Subject,
+    account: str,
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
     as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """SUBJECT joins ACCOUNT."""
     with store() as s:
         event = s.add_member(subject, account, actor=actor, idempotency_key=idempotency_key)
@@ -309,9 +388,12 @@ def member_add(
 
 @member_app.command("remove")
 def member_remove(
-    subject: Subject, account: str, actor: ActorOpt = None, idempotency_key: IdemOpt = None,
+    subject: Subject,
+    account: str,
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
     as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """SUBJECT leaves ACCOUNT."""
     with store() as s:
         event = s.remove_member(subject, account, actor=actor, idempotency_key=idempotency_key)
@@ -320,29 +402,37 @@ def member_remove(
 
 @account_app.command("set")
 def account_set(
-    account: str, purpose: Purpose,
+    account: str,
+    purpose: Purpose,
     setting: Annotated[str, typer.Argument(metavar="off|members_choose|on")],
-    actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Set an account's setting for a purpose."""
     with store() as s:
-        event = s.set_account(account, purpose, setting, actor=actor,
-                              idempotency_key=idempotency_key)  # fmt: skip
+        event = s.set_account(
+            account, purpose, setting, actor=actor, idempotency_key=idempotency_key
+        )
         emit(_event_json(event), as_json, lambda: _event_line(event))
 
 
 @account_app.command("feature")
 def account_feature(
-    account: str, purpose: Purpose,
+    account: str,
+    purpose: Purpose,
     state: Annotated[str, typer.Argument(metavar="on|off")],
-    actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Switch an AI feature on or off for an account."""
     if state not in ("on", "off"):
         fail(InvalidInput(f"feature state {state!r} is not 'on' or 'off'"))
     with store() as s:
-        event = s.set_feature(account, purpose, state == "on", actor=actor,
-                              idempotency_key=idempotency_key)  # fmt: skip
+        event = s.set_feature(
+            account, purpose, state == "on", actor=actor, idempotency_key=idempotency_key
+        )
         emit(_event_json(event), as_json, lambda: _event_line(event))
 
 
@@ -455,7 +545,7 @@ def receipt_verify(file: Path) -> None:
 
 def _mount_optional() -> None:
     try:
-        from .signals.cli import app as signals_app
+        from .signals.cli import app as signals_app  # type: ignore[import-not-found,unused-ignore]
     except ImportError:  # the signals package is optional at import time
         return
     app.add_typer(signals_app, name="signals", help="Do-not-train signals.")

@@ -294,9 +294,7 @@ def _most_specific(
     return None
 
 
-def _valid_from(
-    state: State, entry: PublishedPolicy | None, rule: Rule | None, at_us: int
-) -> int:
+def _valid_from(state: State, entry: PublishedPolicy | None, rule: Rule | None, at_us: int) -> int:
     """Consents recorded before this time are stale: the latest ``effective`` of a version
     (up to the one in effect) whose same-id rule asked for re-consent."""
     if entry is None or rule is None:
@@ -390,9 +388,15 @@ class Decider:
             hit = plan.protected & wanted
             if hit:
                 return Decision(
-                    False, Reason.PROTECTED_LABEL, purpose, category, rule_id, version,
-                    people[0], base,
-                )  # fmt: skip
+                    False,
+                    Reason.PROTECTED_LABEL,
+                    purpose,
+                    category,
+                    rule_id,
+                    version,
+                    people[0],
+                    base,
+                )
         considered = people if plan.parties_all else people[:1]
         answers = []
         blocking: SubjectDecision | None = None

@@ -36,6 +36,9 @@ def unpack(value: int) -> tuple[int, int, int]:
     return value >> AT_SHIFT, (value >> 2) & SEQ_MASK, value & 3
 
 
+_PARSED: dict[str, Policy] = {}
+
+
 @dataclass(frozen=True)
 class PublishedPolicy:
     policy: Policy
@@ -99,7 +102,7 @@ class State:
             )
         elif change.table == "policies":
             assert v is not None
-            self.add_policy(json.loads(v["document"]), v["seq"], v["at_us"])
+            self.add_policy(json.loads(v["document"]), v["seq"], v["at_us"], v["digest"])
         else:  # pragma: no cover - state_changes only makes the tables above
             raise ValueError(change.table)
 
@@ -150,8 +153,14 @@ class State:
         table.setdefault(account, {})[purpose] = (status, seq, at_us)
         self.generation += 1
 
-    def add_policy(self, document: dict[str, Any], seq: int, published_us: int) -> None:
-        policy = parse_policy(document, where=f"ledger policy #{seq}")
+    def add_policy(
+        self, document: dict[str, Any], seq: int, published_us: int, digest: str | None = None
+    ) -> None:
+        policy = _PARSED.get(digest) if digest else None
+        if policy is None:
+            policy = parse_policy(document, where=f"ledger policy #{seq}")
+            # Replays (as_of checks) meet the same few documents again and again.
+            _PARSED[policy.digest] = policy
         self.policies.append(PublishedPolicy(policy, seq, published_us))
         self.generation += 1
 

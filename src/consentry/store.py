@@ -96,7 +96,9 @@ class Store:
 
     # -- policies -------------------------------------------------------------------------
 
-    def publish(self, source: str | Path | Policy, *, actor: str | None = None) -> list[PublishResult]:
+    def publish(
+        self, source: str | Path | Policy, *, actor: str | None = None
+    ) -> list[PublishResult]:
         """Publish every version in a policy file (or one :class:`Policy`).
 
         Re-publishing identical content is a no-op; different content under a published
@@ -149,14 +151,12 @@ class Store:
         """A published version by name, else the one in effect ``at`` (default now)."""
         state = self.state()
         if version is not None:
-            for entry in state.policies:
-                if entry.policy.version == version:
-                    return entry.policy
+            for published in state.policies:
+                if published.policy.version == version:
+                    return published.policy
             from .errors import unknown
 
-            raise unknown(
-                "policy version", version, [e.policy.version for e in state.policies]
-            )
+            raise unknown("policy version", version, [e.policy.version for e in state.policies])
         entry, _ = state.policy_at(to_us(at or self.clock()))
         if entry is None:
             if state.policies:
@@ -168,6 +168,17 @@ class Store:
                 "no policy has been published", hint="run `consentry policy publish FILE`"
             )
         return entry.policy
+
+    def _notice_policy(self) -> Policy:
+        """The version a choice is recorded under: the one in effect, or before any takes
+        effect, the first one scheduled (people may opt in ahead of a launch)."""
+        try:
+            return self.policy()
+        except NotFound:
+            upcoming = self.policies()
+            if not upcoming:
+                raise
+            return upcoming[0]
 
     def taxonomy(self) -> Taxonomy:
         """Names known to any published version (the built-ins when none is published)."""
@@ -200,9 +211,7 @@ class Store:
                 select(c.purpose, c.category).where(c.status == "given", c.at_us < cutoff)
             ).all()
         for rule in reconsent:
-            out[rule.id] = sum(
-                1 for p, cat in rows if policy.rule_for(p, cat) is rule
-            )
+            out[rule.id] = sum(1 for p, cat in rows if policy.rule_for(p, cat) is rule)
         return out
 
     # -- recording choices ----------------------------------------------------------------
@@ -251,7 +260,7 @@ class Store:
                 hint="e.g. --category content.audio",
                 field="categories",
             )
-        current = self.policy()
+        current = self._notice_policy()
         purpose = current.taxonomy.purpose(purpose, where="consent")
         cats = tuple(sorted({current.taxonomy.category(c, where="consent") for c in categories}))
         notice_version = notice_version or current.version
@@ -303,16 +312,24 @@ class Store:
         )
 
     def add_member(
-        self, subject: str, account: str, *, actor: str | None = None,
+        self,
+        subject: str,
+        account: str,
+        *,
+        actor: str | None = None,
         idempotency_key: str | None = None,
-    ) -> Event:  # fmt: skip
+    ) -> Event:
         """``subject`` joins ``account`` (its admins' settings now cap the subject)."""
         return self._membership(Kind.MEMBER_ADDED, subject, account, actor, idempotency_key)
 
     def remove_member(
-        self, subject: str, account: str, *, actor: str | None = None,
+        self,
+        subject: str,
+        account: str,
+        *,
+        actor: str | None = None,
         idempotency_key: str | None = None,
-    ) -> Event:  # fmt: skip
+    ) -> Event:
         """``subject`` leaves ``account``."""
         return self._membership(Kind.MEMBER_REMOVED, subject, account, actor, idempotency_key)
 
@@ -330,29 +347,46 @@ class Store:
         )
 
     def set_account(
-        self, account: str, purpose: str, setting: str, *, actor: str | None = None,
+        self,
+        account: str,
+        purpose: str,
+        setting: str,
+        *,
+        actor: str | None = None,
         idempotency_key: str | None = None,
-    ) -> Event:  # fmt: skip
+    ) -> Event:
         """An account's setting for a purpose: ``off``, ``members_choose`` or ``on``."""
         if setting not in ACCOUNT_SETTINGS:
             raise InvalidInput(
                 f"account setting {setting!r} is not one of {', '.join(ACCOUNT_SETTINGS)}",
                 field="setting",
             )
-        return self._account(Kind.ACCOUNT_SETTING, account, purpose, setting, actor, idempotency_key)
+        return self._account(
+            Kind.ACCOUNT_SETTING, account, purpose, setting, actor, idempotency_key
+        )
 
     def set_feature(
-        self, account: str, purpose: str, enabled: bool, *, actor: str | None = None,
+        self,
+        account: str,
+        purpose: str,
+        enabled: bool,
+        *,
+        actor: str | None = None,
         idempotency_key: str | None = None,
-    ) -> Event:  # fmt: skip
+    ) -> Event:
         """Switch an AI feature (``ai.feature.*``) on or off for an account."""
         status = "enabled" if enabled else "disabled"
         return self._account(Kind.ACCOUNT_FEATURE, account, purpose, status, actor, idempotency_key)
 
     def _account(
-        self, kind: Kind, account: str, purpose: str, status: str, actor: str | None,
+        self,
+        kind: Kind,
+        account: str,
+        purpose: str,
+        status: str,
+        actor: str | None,
         key: str | None,
-    ) -> Event:  # fmt: skip
+    ) -> Event:
         account = _id(account, "account")
         purpose = self.taxonomy().purpose(purpose, where="account setting")
         return self._append1(
@@ -489,17 +523,26 @@ class Store:
             at_us, seq, code = unpack(value)
             purpose, category = names[pid]
             consents.append(
-                {"purpose": purpose, "category": category, "status": CONSENT_NAMES[code],
-                 "seq": seq, "at_us": at_us}
-            )  # fmt: skip
+                {
+                    "purpose": purpose,
+                    "category": category,
+                    "status": CONSENT_NAMES[code],
+                    "seq": seq,
+                    "at_us": at_us,
+                }
+            )
         objections = []
         for pid, value in sorted(state.objections.get(subject, {}).items()):
             at_us, seq, code = unpack(value)
             purpose, category = names[pid]
             objections.append(
-                {"purpose": purpose, "category": category or "*",
-                 "status": "raised" if code else "lifted", "seq": seq}
-            )  # fmt: skip
+                {
+                    "purpose": purpose,
+                    "category": category or "*",
+                    "status": "raised" if code else "lifted",
+                    "seq": seq,
+                }
+            )
         return {
             "subject": subject,
             "known": state.known_subject(subject),
@@ -576,22 +619,22 @@ def load_state(ledger: Ledger) -> State:
             for row in conn.execute(select(schema.policies).order_by(schema.policies.c.seq)):
                 import json
 
-                state.add_policy(json.loads(row.document), row.seq, row.at_us)
+                state.add_policy(json.loads(row.document), row.seq, row.at_us, row.digest)
             c = schema.consents.c
             for r in conn.execution_options(yield_per=20000).execute(
                 select(c.subject, c.purpose, c.category, c.status, c.at_us, c.seq)
             ):
                 state.set_consent(r[0], r[1], r[2], r[3], r[4], r[5])
             o = schema.objections.c
-            for r in conn.execute(
+            for obj in conn.execute(
                 select(o.subject, o.purpose, o.category, o.status, o.at_us, o.seq)
             ):
-                state.set_objection(r[0], r[1], r[2], r[3], r[4], r[5])
+                state.set_objection(obj[0], obj[1], obj[2], obj[3], obj[4], obj[5])
             m = schema.memberships.c
-            for r in conn.execution_options(yield_per=20000).execute(
+            for member in conn.execution_options(yield_per=20000).execute(
                 select(m.subject, m.account).order_by(m.seq)
             ):
-                state.set_membership(r[0], r[1], True)
+                state.set_membership(member[0], member[1], True)
             for table, target in (
                 (schema.account_settings, state.settings),
                 (schema.account_features, state.features),

@@ -63,7 +63,11 @@ PURPOSE_VOCABULARY: dict[str, dict[str, str]] = {
         "fideslang": "functional.service.improve",
     },
     "ai.feature": {"aipref": "ai-use"},
-    "ai.training": {"aipref": "train-ai", "dpv": "ai:ModelTraining", "fideslang": "train_ai_system"},
+    "ai.training": {
+        "aipref": "train-ai",
+        "dpv": "ai:ModelTraining",
+        "fideslang": "train_ai_system",
+    },
     "ai.training.feature": {"dpv": "ai:ModelTraining", "fideslang": "train_ai_system"},
     "ai.training.generative": {
         "aipref": "train-ai",

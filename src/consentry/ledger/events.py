@@ -147,9 +147,7 @@ def state_changes(event: Event) -> list[Change]:
             for c in (event.categories or ("",))
         ]
     if kind is Kind.MEMBER_ADDED:
-        return [
-            Change("memberships", (subject, event.account or ""), {"at_us": at, "seq": seq})
-        ]
+        return [Change("memberships", (subject, event.account or ""), {"at_us": at, "seq": seq})]
     if kind is Kind.MEMBER_REMOVED:
         return [Change("memberships", (subject, event.account or ""), None)]
     if kind in (Kind.ACCOUNT_SETTING, Kind.ACCOUNT_FEATURE):

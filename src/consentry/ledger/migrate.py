@@ -20,7 +20,6 @@ def alembic_config() -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply every migration up to ``revision`` in one transaction."""
     config = alembic_config()
-    with engine.connect().execution_options(consentry_write=True) as connection:
-        with connection.begin():
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+    with engine.connect().execution_options(consentry_write=True) as connection, connection.begin():
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)

@@ -19,7 +19,9 @@ metadata = MetaData()
 events = Table(
     "events",
     metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
     Column("id", String(36), nullable=False, unique=True),
     Column("at", String(32), nullable=False),  # RFC 3339, so the hashed form is the stored form
     Column("at_us", BigInteger, nullable=False),
@@ -139,3 +141,18 @@ STATE_TABLES = {
 }
 
 __all__ = ["STATE_TABLES", "metadata"]
+
+# API keys for platform backends (`consentry keys create`): only a hash of the secret is kept.
+# Not part of the ledger: keys are credentials, not events about people's data.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),  # the public part of the key, e.g. "k_3f9a…"
+    Column("name", Text, nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("account", Text),
+    Column("secret_hash", String(64), nullable=False),  # SHA-256 of the whole key
+    Column("created_at", String(32), nullable=False),
+    Column("created_by", Text),
+    Column("revoked_at", String(32)),
+)

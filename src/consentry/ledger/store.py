@@ -8,7 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
@@ -161,19 +172,53 @@ class Ledger:
         return _from_row(row)
 
     def _apply(self, conn: Connection, changes: Iterable[Change]) -> None:
-        insert_fn = postgresql.insert if self.backend == "postgresql" else sqlite.insert
+        # Runs of same-shaped upserts (or deletes) to one table go out as one executemany, in
+        # order within each table (tables are independent). A run never holds one key twice:
+        # a multi-row upsert may not touch a row twice.
+        runs: list[tuple[tuple[str, tuple[str, ...] | None], list[dict[str, Any]]]] = []
+        open_runs: dict[str, tuple[int, set[tuple[str, ...]]]] = {}
         for change in changes:
-            table = schema.STATE_TABLES[change.table]
-            key = dict(zip(STATE_KEYS[change.table], change.key, strict=True))
+            names = STATE_KEYS[change.table]
             if change.values is None:
-                conn.execute(
-                    delete(table).where(and_(*(table.c[k] == v for k, v in key.items())))
+                shape: tuple[str, tuple[str, ...] | None] = (change.table, None)
+                params = {f"key_{k}": v for k, v in zip(names, change.key, strict=True)}
+            else:
+                shape = (change.table, tuple(change.values))
+                params = dict(zip(names, change.key, strict=True))
+                params.update(change.values)
+            current = open_runs.get(change.table)
+            if (
+                current is not None
+                and runs[current[0]][0] == shape
+                and change.key not in current[1]
+            ):
+                runs[current[0]][1].append(params)
+                current[1].add(change.key)
+            else:
+                open_runs[change.table] = (len(runs), {change.key})
+                runs.append((shape, [params]))
+        for (table_name, value_names), rows in runs:
+            conn.execute(self._state_statement(table_name, value_names), rows)
+
+    def _state_statement(self, table_name: str, value_names: tuple[str, ...] | None) -> Any:
+        """The (cached) upsert, or delete when ``value_names`` is None, of one state table."""
+        cache: dict[Any, Any] = self.__dict__.setdefault("_statements", {})
+        stmt = cache.get((table_name, value_names))
+        if stmt is None:
+            table = schema.STATE_TABLES[table_name]
+            keys = STATE_KEYS[table_name]
+            if value_names is None:
+                stmt = delete(table).where(
+                    and_(*(table.c[k] == bindparam(f"key_{k}") for k in keys))
                 )
-                continue
-            stmt = insert_fn(table).values(**key, **change.values)
-            conn.execute(
-                stmt.on_conflict_do_update(index_elements=list(key), set_=change.values)
-            )
+            else:
+                insert_fn = postgresql.insert if self.backend == "postgresql" else sqlite.insert
+                ins = insert_fn(table)
+                stmt = ins.on_conflict_do_update(
+                    index_elements=list(keys), set_={k: ins.excluded[k] for k in value_names}
+                )
+            cache[(table_name, value_names)] = stmt
+        return stmt
 
     # -- reading --------------------------------------------------------------------------
 

@@ -8,10 +8,15 @@ from typing import Any
 from .model import Basis, Policy, Rule
 
 #: How much a basis lets happen without the person doing anything, lowest first.
-LEVEL = {None: 0, Basis.PROHIBITED: 0, Basis.CONSENT: 1, Basis.LEGITIMATE_INTEREST: 2,
-         Basis.CONTRACT: 3}  # fmt: skip
+LEVEL = {
+    None: 0,
+    Basis.PROHIBITED: 0,
+    Basis.CONSENT: 1,
+    Basis.LEGITIMATE_INTEREST: 2,
+    Basis.CONTRACT: 3,
+}
 
-PHRASES: dict[str, dict[str, str]] = {
+PHRASES: dict[str, dict[str | None, str]] = {
     "en": {
         "title": "What changes from {old} to {new}",
         "looser": "Allowed more under {new} than under {old}:",
@@ -185,9 +190,14 @@ def diff_policies(
             if what:
                 changes.append(RuleChange(rid, "changed", what, text))
     return PolicyDiff(
-        old.version, new.version, lang, tuple(looser), tuple(tighter), tuple(changes),
+        old.version,
+        new.version,
+        lang,
+        tuple(looser),
+        tuple(tighter),
+        tuple(changes),
         dict(stale or {}),
-    )  # fmt: skip
+    )
 
 
 def _names(rule: Rule | None, purpose: str, category: str) -> bool:
@@ -195,8 +205,17 @@ def _names(rule: Rule | None, purpose: str, category: str) -> bool:
 
 
 def _what_changed(a: Rule, b: Rule) -> tuple[str, ...]:
-    fields = ("purposes", "categories", "basis", "objection", "account_enable",
-              "account_consent", "parties", "reconsent", "expires_after")  # fmt: skip
+    fields = (
+        "purposes",
+        "categories",
+        "basis",
+        "objection",
+        "account_enable",
+        "account_consent",
+        "parties",
+        "reconsent",
+        "expires_after",
+    )
     out = []
     for name in fields:
         if name == "objection" and Basis.LEGITIMATE_INTEREST not in (a.basis, b.basis):

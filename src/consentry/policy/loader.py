@@ -95,7 +95,9 @@ def parse_policies(text: str, *, where: str = "<policy>") -> list[Policy]:
     versions = [p.version for p in policies]
     dupes = sorted({v for v in versions if versions.count(v) > 1})
     if dupes:
-        raise PolicyError(f"{where}: version {dupes[0]!r} appears twice", hint="versions are unique")
+        raise PolicyError(
+            f"{where}: version {dupes[0]!r} appears twice", hint="versions are unique"
+        )
     return sorted(policies, key=lambda p: p.effective)
 
 
@@ -241,7 +243,9 @@ def _rules(value: Any, taxonomy: Taxonomy, where: str) -> tuple[Rule, ...]:
         if not _RULE_ID.match(rule_id):
             raise PolicyError(f"{at}: rule ids are lower-case letters, digits, '-' and '_'")
         if any(r.id == rule_id for r in rules):
-            raise PolicyError(f"{at}: rule id {rule_id!r} is used twice", hint="rule ids are unique")
+            raise PolicyError(
+                f"{at}: rule id {rule_id!r} is used twice", hint="rule ids are unique"
+            )
         purposes = tuple(
             taxonomy.purpose(_string(p, f"{at}.purposes"), where=f"{at}.purposes")
             for p in _list(raw["purposes"], f"{at}.purposes")
@@ -332,9 +336,7 @@ def _protected(value: Any, taxonomy: Taxonomy, where: str) -> tuple[Protection, 
     return tuple(out)
 
 
-def _notices(
-    value: Any, language: str, rules: tuple[Rule, ...], where: str
-) -> dict[str, Notice]:
+def _notices(value: Any, language: str, rules: tuple[Rule, ...], where: str) -> dict[str, Notice]:
     if not isinstance(value, Mapping):
         raise PolicyError(f"{where}.notices: expected a mapping of language to notice")
     if value and language not in value:

@@ -44,7 +44,7 @@ class Rule:
     expires_after: timedelta | None = None
 
     def match(self, purpose: str, category: str) -> tuple[int, int] | None:
-        """The specificity (purpose depth, category depth) of this rule for (p, c), if it matches."""
+        """This rule's specificity (purpose depth, category depth) for (p, c), if it matches."""
         best: tuple[int, int] | None = None
         for p in self.purposes:
             if not covers(p, purpose):

@@ -1,4 +1,4 @@
-"""Alembic environment: consentry runs migrations itself (``consentry init``), on the given connection."""
+"""Alembic environment: ``consentry init`` runs migrations itself, on the connection it gives."""
 
 from __future__ import annotations
 

@@ -1,0 +1,133 @@
+"""The CLI: a tour of the commands, exit codes, and errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import MEETINGS
+from consentry.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path}/cli.db"
+    monkeypatch.setenv("CONSENTRY_DATABASE_URL", url)
+    result = runner.invoke(app, ["init", "--policy", str(MEETINGS)])
+    assert result.exit_code == 0, result.output
+    assert "2023-08: published" in result.output
+    return url
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_tour(db: str, tmp_path: Path) -> None:
+    assert run("member", "add", "alice", "acme")[0] == 0
+    assert run("member", "add", "bob", "acme")[0] == 0
+    code, out = run(
+        "consent",
+        "give",
+        "alice",
+        "ai.training",
+        "-c",
+        "content.audio",
+        "--lang",
+        "id",
+        "--method",
+        "web",
+        "--json",
+    )
+    assert code == 0
+    event = json.loads(out)
+    assert event["kind"] == "consent.given" and event["language"] == "id"
+
+    code, out = run("check", "ai.training", "content.audio", "--subject", "alice")
+    assert code == 0 and "allow (consent)" in out
+    code, out = run(
+        "check", "ai.training", "content.audio", "-s", "alice", "-s", "bob", "--explain"
+    )
+    assert code == 1 and "deny (no_consent)" in out and "decided by subject: bob" in out
+    code, out = run(
+        "check", "ai.training", "content.audio", "-s", "alice", "--label", "health", "--json"
+    )
+    assert code == 1 and json.loads(out)["reason"] == "protected_label"
+
+    assert run("account", "set", "acme", "ai.training", "off")[0] == 0
+    code, out = run("check", "ai.training", "content.audio", "-s", "alice")
+    assert code == 1 and "account_off" in out
+    code, out = run("check", "ai.training", "content.audio", "-s", "alice", "--as-of", event["at"])
+    assert code == 0, out
+
+    assert run("account", "feature", "acme", "ai.feature.meeting_summary", "on")[0] == 0
+    code, out = run("check", "ai.feature.meeting_summary", "content.transcript", "-s", "bob")
+    assert code == 0 and "contract" in out
+    assert run("object", "bob", "improvement", "--json")[0] == 0
+
+    code, out = run("receipt", "show", event["id"])
+    assert code == 0 and json.loads(out)["receipt"]["record_id"] == event["id"]
+    path = tmp_path / "receipt.json"
+    path.write_text(out)
+    code, out = run("receipt", "verify", str(path))
+    assert code == 0 and "valid" in out
+
+    code, out = run("ledger", "verify")
+    assert code == 0 and out.startswith("ok")
+    code, out = run("policy", "diff", "2023-07", "2023-08", "--lang", "fr")
+    assert code == 0 and "Ce qui change" in out
+    code, out = run("policy", "show", "--lang", "id", "--json")
+    assert code == 0 and json.loads(out)["notice"]["machine_translated"] is True
+    code, out = run("state", "alice", "--json")
+    assert code == 0 and json.loads(out)["accounts"] == ["acme"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("check", "ai.trainig", "content.audio", "-s", "a"), "did you mean 'ai.training'?"),
+        (
+            ("check", "ai.training", "content.audio", "-s", "a", "--as-of", "yesterday"),
+            "not an RFC 3339 timestamp",
+        ),
+        (("consent", "give", "a", "ai.training"), "at least one data category"),
+        (("account", "set", "acme", "ai.training", "maybe"), "is not one of"),
+        (("account", "feature", "acme", "ai.feature", "sometimes"), "not 'on' or 'off'"),
+        (("member", "remove", "a", "acme"), "not a member"),
+        (("receipt", "show", "no-such-event"), "no event"),
+        (("policy", "publish", "missing.yaml"), "does not exist"),
+        (("policy", "show", "--version", "2023-09"), "did you mean"),
+    ],
+)
+def test_errors_exit_2_with_a_message_and_no_traceback(
+    db: str, args: tuple[str, ...], message: str
+) -> None:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_uninitialised_store_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONSENTRY_DATABASE_URL", f"sqlite:///{tmp_path}/none.db")
+    code, out = run("check", "ai.training", "content.audio", "-s", "a")
+    assert code == 2 and "consentry init" in out
+
+
+def test_tampered_ledger_exits_1_and_names_the_event(db: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    run("member", "add", "alice", "acme")
+    with create_engine(db).begin() as conn:
+        conn.execute(text("UPDATE events SET subject = 'mallory' WHERE seq = 3"))
+    code, out = run("ledger", "verify")
+    assert code == 1 and "#3" in out and "was changed" in out
