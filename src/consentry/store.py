@@ -63,6 +63,7 @@ class Store:
         self._state: State | None = None
         self._decider: Decider | None = None
         self._signer: ReceiptSigner | None = None
+        self._initialised = False
 
     def __repr__(self) -> str:
         return f"<Store {self.url}>"
@@ -88,7 +89,11 @@ class Store:
         return results
 
     def _require_init(self) -> None:
-        if not self.ledger.is_initialised():
+        if self._initialised:
+            return
+        if self.ledger.is_initialised():
+            self._initialised = True  # a store never goes back to uninitialised
+        else:
             raise NotInitialised(
                 f"{self.url} is not a consentry store yet",
                 hint="run `consentry init --policy policies/meetings.yaml` first",
@@ -172,13 +177,23 @@ class Store:
     def _notice_policy(self) -> Policy:
         """The version a choice is recorded under: the one in effect, or before any takes
         effect, the first one scheduled (people may opt in ahead of a launch)."""
-        try:
-            return self.policy()
-        except NotFound:
-            upcoming = self.policies()
-            if not upcoming:
-                raise
-            return upcoming[0]
+        with self._lock:
+            if self._state is None:
+                self.state()
+            state = self._state
+            assert state is not None
+            entry, _ = state.policy_at(to_us(self.clock()))
+            if entry is None:
+                self._catch_up()  # someone may have published since we last looked
+                entry, _ = state.policy_at(to_us(self.clock()))
+        if entry is not None:
+            return entry.policy
+        upcoming = sorted((e.policy for e in state.policies), key=lambda p: p.effective)
+        if not upcoming:
+            raise NotFound(
+                "no policy has been published", hint="run `consentry policy publish FILE`"
+            )
+        return upcoming[0]
 
     def taxonomy(self) -> Taxonomy:
         """Names known to any published version (the built-ins when none is published)."""
@@ -264,7 +279,11 @@ class Store:
         purpose = current.taxonomy.purpose(purpose, where="consent")
         cats = tuple(sorted({current.taxonomy.category(c, where="consent") for c in categories}))
         notice_version = notice_version or current.version
-        self.policy(notice_version)  # must be a published version
+        versions = [e.policy.version for e in self._state.policies] if self._state else []
+        if notice_version not in versions:
+            from .errors import unknown
+
+            raise unknown("policy version", notice_version, versions, where="notice_version")
         language = language or current.language
         if current.notices and language not in current.notices:
             from .errors import unknown
@@ -411,8 +430,13 @@ class Store:
         self._require_init()
         events = self.ledger.append(drafts, self.clock())
         with self._lock:
-            if self._state is not None and events and events[-1].seq > self._state.seq:
-                self._catch_up()
+            state = self._state
+            if state is not None and events and events[-1].seq > state.seq:
+                expected = range(state.seq + 1, state.seq + 1 + len(events))
+                if [e.seq for e in events] == list(expected):
+                    state.apply_all(events)  # our own write, next in line: no re-read
+                else:
+                    self._catch_up()
         return events
 
     # -- decisions ------------------------------------------------------------------------
