@@ -552,3 +552,12 @@ def _mount_optional() -> None:
 
 
 _mount_optional()
+
+
+def _mount_api() -> None:
+    from .api.cli import register
+
+    register(app)  # consentry serve, consentry keys create|list|revoke
+
+
+_mount_api()

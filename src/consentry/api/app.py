@@ -1,0 +1,85 @@
+"""The FastAPI application: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .. import __version__
+from ..store import Store
+from . import problems
+from .context import Service
+from .metrics import MetricsMiddleware
+from .routers import accounts, decisions, health, ledger, policies, receipts, subjects
+from .settings import Settings
+
+DESCRIPTION = """\
+consentry's HTTP API: the platform's backend asks for decisions and gates training data, its
+users read and change their choices, its customers' administrators set their account's
+controls, and its operators publish policies and verify the ledger.
+
+Authenticate with `Authorization: Bearer <token>`: a JWT the platform signs for the caller
+(claims `sub`, `role`, `account`, `exp`, `aud`) or an API key from `consentry keys create`.
+Errors are RFC 9457 problem details (`application/problem+json`) that say what was wrong.
+The preference centre is at `/me`, the admin console at `/admin`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    """The service: the API under ``/v1``, the web pages, health checks and metrics.
+
+    ``store`` lets a caller share a :class:`Store` it already holds (tests, the demo);
+    otherwise the app opens ``settings.database_url``.
+    """
+    settings = settings or Settings.from_env()
+    service = Service(settings, store)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if store is None:
+            service.close()
+
+    app = FastAPI(
+        title="consentry",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "decisions", "description": "Allow or deny, with the reason"},
+            {"name": "subjects", "description": "A person's choices and state"},
+            {"name": "receipts", "description": "Signed consent receipts"},
+            {"name": "accounts", "description": "An organisation's controls and members"},
+            {"name": "policies", "description": "Policy versions, notices and diffs"},
+            {"name": "lineage", "description": "Datasets, models and the impact on a person"},
+            {"name": "ledger", "description": "The hash-chained event ledger"},
+            {"name": "health", "description": "Liveness, readiness, metrics"},
+        ],
+    )
+    app.state.service = service
+    problems.install(app)
+    for module in (decisions, subjects, receipts, accounts, policies, ledger, health):
+        app.include_router(module.router)
+    _mount_lineage(app)
+    _mount_web(app)
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+    return app
+
+
+def _mount_lineage(app: FastAPI) -> None:
+    from .routers import lineage
+
+    app.include_router(lineage.router)
+
+
+def _mount_web(app: FastAPI) -> None:
+    from ..web import mount
+
+    mount(app)
+
+
+def app_from_env() -> FastAPI:
+    """The factory ``consentry serve`` gives uvicorn (each worker builds its own app)."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,163 @@
+"""``consentry serve`` and ``consentry keys create|list|revoke``."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import ConsentryError
+from ..store import Store, database_url
+from .keys import KEY_ROLES, ApiKeys
+from .settings import Settings
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+keys_app = typer.Typer(help="API keys for the platform's backends.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON data instead of text.")]
+
+
+def _db(ctx: typer.Context) -> str:
+    root = ctx.find_root()
+    return database_url(root.params.get("db") if root.params else None)
+
+
+def _fail(error: ConsentryError) -> None:
+    err.print(f"[bold red]Error:[/] {error.message}", highlight=False)
+    if error.hint:
+        err.print(f"[yellow]Hint:[/] {error.hint}", highlight=False)
+    raise typer.Exit(2)
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Worker processes (each holds a snapshot).")
+    ] = 1,
+    policy: Annotated[
+        list[Path] | None,
+        typer.Option("--policy", help="Publish these policy files before serving."),
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the HTTP API, the preference centre and the admin console.
+
+    Configuration comes from CONSENTRY_* variables (see docs/deploying.md): the JWT secret or
+    public key, the session and freshness settings. The store is brought up to date (schema
+    migrations, signing key) once, before the workers start.
+    """
+    import uvicorn
+
+    try:
+        settings = Settings.from_env(database_url=_db(ctx))
+        with Store(settings.database_url) as store:
+            store.init(policies=policy or [])
+        if not (settings.jwt_secret or settings.jwt_public_key):
+            err.print(
+                "[yellow]Note:[/] no CONSENTRY_JWT_SECRET or CONSENTRY_JWT_PUBLIC_KEY_FILE is "
+                "set: only API keys authenticate, and nobody can sign in to /me or /admin.",
+                highlight=False,
+            )
+    except ConsentryError as exc:
+        _fail(exc)
+    os.environ.update(settings.to_env())
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Every worker writes its counters here and /metrics adds them up.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="consentry-metrics-")
+    out.print(
+        f"consentry serving {settings.database_url} on http://{host}:{port} "
+        f"({workers} worker{'s' if workers > 1 else ''}); /docs, /me, /admin",
+        highlight=False,
+    )
+    uvicorn.run(
+        "consentry.api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        proxy_headers=True,
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="What the key is for, e.g. ml-pipeline.")],
+    role: Annotated[
+        str, typer.Option("--role", help=f"One of {', '.join(KEY_ROLES)}.")
+    ] = "service",
+    account: Annotated[
+        str | None, typer.Option("--account", help="The account of an account_admin key.")
+    ] = None,
+    created_by: Annotated[str | None, typer.Option("--by", help="Who created it.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API key. The key is printed once: store it in the backend's secrets."""
+    try:
+        with Store(_db(ctx)) as store:
+            store.init()  # brings an older store's schema up to date (the key table)
+            new = ApiKeys(store).create(name, role, account=account, created_by=created_by)
+    except ConsentryError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps(new.key.to_dict() | {"key": new.secret}))
+        return
+    out.print(f"created {new.key.role} key [bold]{new.key.id}[/] ({new.key.name})")
+    out.print("The key (shown once; only its hash is stored):", highlight=False)
+    typer.echo(new.secret)
+
+
+@keys_app.command("list")
+def keys_list(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List API keys (never their secrets)."""
+    try:
+        with Store(_db(ctx)) as store:
+            keys = ApiKeys(store).list(include_revoked=all_)
+    except ConsentryError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps([k.to_dict() for k in keys]))
+        return
+    table = Table("id", "name", "role", "account", "created", "revoked")
+    for k in keys:
+        table.add_row(k.id, k.name, k.role, k.account or "", k.created_at, k.revoked_at or "")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key's id (or the key).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke an API key: this worker refuses it at once, every other within seconds."""
+    try:
+        with Store(_db(ctx)) as store:
+            key = ApiKeys(store).revoke(key_id)
+    except ConsentryError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps(key.to_dict()))
+        return
+    out.print(f"revoked key [bold]{key.id}[/] ({key.name}) at {key.revoked_at}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` and ``keys`` to the ``consentry`` command."""
+    app.command("serve")(serve)
+    app.add_typer(keys_app, name="keys")

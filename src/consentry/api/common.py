@@ -1,0 +1,24 @@
+"""Small helpers the routers share: JSON responses and the JSON form of ledger events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.responses import Response
+
+from ..ledger.events import CONSENT_KINDS, Event
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response serialised once with the standard library (no re-validation)."""
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    return Response(
+        body.encode("utf-8"), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def event_out(event: Event) -> dict[str, Any]:
+    data = event.to_dict()
+    data["receipt_url"] = f"/v1/receipts/{event.id}" if event.kind in CONSENT_KINDS else None
+    return data

@@ -1,0 +1,104 @@
+"""What one worker process holds: its Store, its decision snapshot, keys, sessions, metrics."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..decide import Decider
+from ..errors import ConsentryError, NotFound, NotInitialised
+from ..store import Store
+from .auth import Authenticator, Sessions
+from .keys import ApiKeys
+from .metrics import Metrics
+from .settings import Settings
+
+SESSION_KEY = "web_session_key"
+
+
+class Snapshot:
+    """Decisions from this worker's in-memory state, caught up with the ledger by ``seq``.
+
+    Freshness: a decision sees every write this worker made (the Store catches up after its
+    own appends) and every write any worker made more than ``max_staleness_ms`` ago (the
+    first decision after that interval reads the events after the snapshot's ``seq``; one
+    indexed query, usually empty). A caller that has just written through another worker can
+    pass ``min_seq`` (the ``seq`` its write returned) to be sure its write is seen.
+    """
+
+    def __init__(self, store: Store, max_staleness_ms: int) -> None:
+        self.store = store
+        self.max_age = max_staleness_ms / 1000
+        self._checked = 0.0
+        self._decider: Decider | None = None
+        # Deciding reads the Store's in-memory state while a write applied by another thread
+        # may be changing it; the Store's own lock is the one its catch-up holds.
+        self.lock: threading.RLock = store._lock
+
+    def decider(self, min_seq: int | None = None) -> Decider:
+        now = time.monotonic()
+        if now - self._checked >= self.max_age:
+            self._checked = now  # one request refreshes; the others use the current snapshot
+            self.store.state()
+        decider = self._decider = self.store.decider(refresh=False)
+        if min_seq is not None and decider.state.seq < min_seq:
+            self.store.state()
+            self._checked = now
+            if decider.state.seq < min_seq:
+                raise NotFound(
+                    f"the ledger has no event #{min_seq} yet (its head is #{decider.state.seq})",
+                    hint="pass the seq a write returned as min_seq",
+                    field="min_seq",
+                )
+        return decider
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        with self.lock:
+            yield
+
+    def seq(self) -> int | None:
+        return self._decider.state.seq if self._decider is not None else None
+
+
+class Service:
+    """Everything the routers need, built once per app (one per worker process)."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or Store(settings.database_url)
+        self.keys = ApiKeys(self.store, cache_s=settings.api_key_cache_s)
+        self.auth = Authenticator(settings, self.keys)
+        self.snapshot = Snapshot(self.store, settings.decision_max_staleness_ms)
+        self.metrics = Metrics(self._ledger_head, self.snapshot.seq)
+        self._sessions: Sessions | None = None
+        self._sessions_lock = threading.Lock()
+
+    def _ledger_head(self) -> int | None:
+        try:
+            return self.store.ledger.head()[0]
+        except ConsentryError:
+            return None
+        except Exception:  # a database that does not answer: leave the gauge out
+            return None
+
+    @property
+    def sessions(self) -> Sessions:
+        """Session signing; its key lives in the store, so all workers share it."""
+        if self._sessions is None:
+            with self._sessions_lock:
+                if self._sessions is None:
+                    if not self.store.ledger.is_initialised():
+                        raise NotInitialised(
+                            f"{self.store.url} is not a consentry store yet",
+                            hint="run `consentry init --policy FILE` first",
+                        )
+                    key = self.store.ledger.set_meta_once(SESSION_KEY, secrets.token_hex(32))
+                    self._sessions = Sessions(bytes.fromhex(key), self.settings.session_max_age_s)
+        return self._sessions
+
+    def close(self) -> None:
+        self.store.close()

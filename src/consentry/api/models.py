@@ -1,0 +1,405 @@
+"""Request and response bodies (Pydantic, at the edge only: the library takes plain values)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Name = Annotated[str, Field(min_length=1, max_length=200, examples=["ai.training"])]
+Id = Annotated[str, Field(min_length=1, max_length=512, examples=["u_123"])]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(examples=["https://consentry.dev/problems/invalid-input"])
+    title: str
+    status: int
+    detail: str
+    hint: str | None = None
+    instance: str | None = None
+    field: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}, "description": desc}
+    for code, desc in (
+        (400, "Bad request"),
+        (401, "Missing, invalid or expired credentials"),
+        (403, "The credential's role may not do this"),
+        (404, "Not found"),
+        (409, "Conflict (an idempotency key reused for another request, an immutable policy)"),
+        (422, "Invalid input; `field` names what was wrong"),
+        (500, "Internal error (logged; never a stack trace)"),
+        (503, "The store is not initialised"),
+    )
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: PROBLEMS[c] for c in codes}
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+class EventOut(BaseModel):
+    """A ledger event."""
+
+    id: str
+    seq: int
+    kind: str
+    at: str
+    actor: str | None
+    subject: str | None
+    account: str | None
+    purpose: str | None
+    categories: list[str]
+    status: str | None
+    policy_version: str | None
+    notice_version: str | None
+    language: str | None
+    method: str | None
+    payload: dict[str, Any]
+    idempotency_key: str | None
+    prev_hash: str
+    hash: str
+    receipt_url: str | None = None
+
+
+class EventList(BaseModel):
+    events: list[EventOut]
+
+
+# -- policies ----------------------------------------------------------------------------------
+
+
+class PolicySummary(BaseModel):
+    id: str
+    version: str
+    effective: str
+    digest: str
+    language: str
+    languages: list[str]
+    in_effect: bool
+
+
+class PolicyList(BaseModel):
+    current: str | None
+    versions: list[PolicySummary]
+
+
+class RuleOut(BaseModel):
+    id: str
+    purposes: list[str]
+    categories: list[str]
+    basis: str
+    objection: bool
+    account_enable: bool
+    account_consent: bool
+    parties: str
+    reconsent: bool
+    expires_after_s: float | None
+
+
+class ProtectionOut(BaseModel):
+    labels: list[str]
+    purposes: list[str]
+
+
+class PolicyOut(PolicySummary):
+    controller: dict[str, str]
+    rules: list[RuleOut]
+    protected: list[ProtectionOut]
+    document: dict[str, Any]
+
+
+class NoticeOut(BaseModel):
+    version: str
+    language: str
+    authoritative_language: str
+    machine_translated: bool
+    #: Set on a machine translation: the text that prevails.
+    authoritative_url: str | None
+    title: str
+    summary: str
+    rules: dict[str, str]
+
+
+class PublishIn(BaseModel):
+    """A policy as YAML text (one or several versions) or as a parsed document."""
+
+    yaml: str | None = Field(None, max_length=1_000_000, description="Policy YAML text.")
+    document: dict[str, Any] | None = Field(None, description="One policy version as JSON.")
+
+    @model_validator(mode="after")
+    def _one(self) -> PublishIn:
+        if (self.yaml is None) == (self.document is None):
+            raise ValueError("give exactly one of 'yaml' or 'document'")
+        return self
+
+
+class PublishOut(BaseModel):
+    version: str
+    digest: str
+    published: bool
+    event_id: str | None
+    seq: int | None
+
+
+class DiffShift(BaseModel):
+    purpose: str
+    category: str
+    before: str | None
+    now: str | None
+    rule: str | None
+
+
+class DiffRule(BaseModel):
+    rule: str
+    change: str
+    what: list[str]
+    text: str
+
+
+class DiffOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    from_: str = Field(alias="from")
+    to: str
+    language: str
+    looser: list[DiffShift]
+    tighter: list[DiffShift]
+    rules: list[DiffRule]
+    stale_consents: dict[str, int]
+    text: str
+
+
+# -- subjects ----------------------------------------------------------------------------------
+
+
+class ConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["give", "refuse", "withdraw"] = Field(
+        description="give (opt in), refuse (asked and said no), withdraw (take an opt-in back)"
+    )
+    purpose: Name
+    categories: list[Name] = Field(
+        min_length=1, max_length=100, examples=[["content.audio", "content.video"]]
+    )
+    notice_version: Name | None = Field(
+        None, description="The policy version whose notice the person saw (default: current)."
+    )
+    language: Annotated[str, Field(min_length=2, max_length=35)] | None = Field(
+        None, description="The language of the notice the person saw."
+    )
+    method: Annotated[str, Field(min_length=1, max_length=100)] = "api"
+
+
+class ObjectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    purpose: Name
+    categories: list[Name] = Field(
+        default_factory=list, max_length=100, description="None: every category."
+    )
+    lift: bool = Field(False, description="Lift an earlier objection.")
+
+
+class ConsentRecord(BaseModel):
+    purpose: str
+    category: str
+    status: str
+    seq: int
+    at_us: int
+
+
+class ObjectionRecord(BaseModel):
+    purpose: str
+    category: str
+    status: str
+    seq: int
+
+
+class SubjectStateOut(BaseModel):
+    subject: str
+    known: bool
+    as_of: str | None = None
+    accounts: list[str]
+    consents: list[ConsentRecord]
+    objections: list[ObjectionRecord]
+    ledger_seq: int
+
+
+# -- accounts ----------------------------------------------------------------------------------
+
+
+class AccountOut(BaseModel):
+    account: str
+    settings: dict[str, str]
+    features: dict[str, str]
+    members: list[str]
+
+
+class AccountSettingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    setting: Literal["off", "members_choose", "on"]
+
+
+class FeatureIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool
+
+
+class PurposeSummary(BaseModel):
+    purpose: str
+    category: str
+    rule: str | None
+    allowed: int
+    denied: int
+    reasons: dict[str, int]
+
+
+class MemberSummaryOut(BaseModel):
+    account: str
+    members: int
+    purposes: list[PurposeSummary]
+
+
+# -- decisions ---------------------------------------------------------------------------------
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subjects: list[Id] | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="Everyone in the item (the first is its owner).",
+    )
+    subject: Id | None = Field(None, description="Shorthand for one subject.")
+    purpose: Name
+    category: Name = Field(examples=["content.audio"])
+    labels: list[Name] = Field(default_factory=list, max_length=50)
+    as_of: Annotated[str, Field(max_length=40)] | None = Field(
+        None, description="Decide as of a past time (RFC 3339); replays the ledger."
+    )
+    explain: bool = Field(False, description="Add event ids and the rule's notice.")
+    min_seq: Annotated[int, Field(ge=0, le=2**62)] | None = Field(
+        None, description="Decide on a snapshot that includes at least this ledger position."
+    )
+
+    @model_validator(mode="after")
+    def _who(self) -> DecisionIn:
+        if (self.subject is None) == (self.subjects is None):
+            raise ValueError("give exactly one of 'subject' or 'subjects'")
+        return self
+
+    def people(self) -> list[str]:
+        return [self.subject] if self.subject is not None else list(self.subjects or [])
+
+
+class Evidence(BaseModel):
+    seq: int
+    event_id: str | None
+
+
+class SubjectAnswer(BaseModel):
+    subject: str
+    allowed: bool
+    reason: str
+    evidence: list[Evidence]
+
+
+class DecisionOut(BaseModel):
+    allowed: bool
+    decision: Literal["allow", "deny"]
+    reason: str
+    purpose: str
+    category: str
+    rule: str | None
+    policy_version: str | None
+    subject: str | None
+    evidence: list[Evidence]
+    subjects: list[SubjectAnswer]
+    notice: str | None = None
+    ledger_seq: int
+
+
+class BatchItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subjects: list[Id] = Field(min_length=1, max_length=1000)
+    purpose: Name | None = None
+    category: Name | None = None
+    labels: list[Name] | None = Field(None, max_length=50)
+
+
+class BatchIn(BaseModel):
+    """Many decisions at once: ``subjects`` (one single-subject item each) or ``items``.
+
+    ``purpose``, ``category`` and ``labels`` at the top apply to every item that does not
+    give its own.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    purpose: Name | None = None
+    category: Name | None = None
+    labels: list[Name] = Field(default_factory=list, max_length=50)
+    subjects: list[Id] | None = Field(None, description="One decision per subject.")
+    items: list[BatchItem] | None = None
+    explain: bool = Field(False, description="Full decisions instead of allow/reason.")
+    min_seq: Annotated[int, Field(ge=0, le=2**62)] | None = None
+
+    @model_validator(mode="after")
+    def _what(self) -> BatchIn:
+        if (self.subjects is None) == (self.items is None):
+            raise ValueError("give exactly one of 'subjects' or 'items'")
+        return self
+
+
+class BatchResult(BaseModel):
+    subject: str
+    allowed: bool
+    reason: str
+
+
+class BatchOut(BaseModel):
+    ledger_seq: int
+    count: int
+    allowed: int
+    denied: int
+    results: list[BatchResult] | list[DecisionOut]
+
+
+# -- ledger, receipts, health -----------------------------------------------------------------
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    checked: int
+    head_seq: int
+    head_hash: str
+    problem: str | None
+    seq: int | None
+    event_id: str | None
+
+
+class ReceiptOut(BaseModel):
+    """A consent receipt (ISO/IEC TS 27560 fields) with its detached Ed25519 signature."""
+
+    receipt: dict[str, Any]
+    signature: dict[str, Any]
+
+
+class ReceiptCheckOut(BaseModel):
+    valid: bool
+    event: EventOut
+    key_id: str
+
+
+class Health(BaseModel):
+    status: str
+    ledger_seq: int | None = None
+    policy_version: str | None = None
+    detail: str | None = None

@@ -1,0 +1,132 @@
+"""Decisions: one item, or a batch, with the reason, rule and events behind each."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from ...decide import ALLOW_REASONS
+from ...errors import InvalidInput
+from ..auth import Role, require_role
+from ..common import json_response
+from ..deps import Caller, Svc
+from ..metrics import Metrics
+from ..models import BatchIn, BatchOut, DecisionIn, DecisionOut, problems
+
+router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+
+
+@router.post(
+    "",
+    response_model=DecisionOut,
+    responses=problems(401, 403, 404, 422, 503),
+    summary="Decide one item",
+)
+def decide(body: DecisionIn, svc: Svc, caller: Caller) -> Response:
+    """Allow or deny ``purpose`` on an item of ``category`` whose subjects are given (the first
+    is its owner), always with the reason, the rule and the ledger events that decided it.
+    ``as_of`` decides at a past time; ``explain`` adds event ids and the rule's notice."""
+    require_role(caller, Role.SERVICE, action="deciding")
+    people = body.people()
+    if body.as_of is not None:
+        decision = svc.store.check(
+            people, body.purpose, body.category, body.labels, as_of=body.as_of
+        )
+        seq = svc.store.ledger.head()[0]
+    else:
+        decider = svc.snapshot.decider(body.min_seq)
+        with svc.snapshot.lock:
+            decision = decider.check(people, body.purpose, body.category, body.labels)
+            seq = decider.state.seq
+    svc.metrics.decision(decision.reason, decision.allowed)
+    data = svc.store.explain(decision) if body.explain else decision.to_dict()
+    data["ledger_seq"] = seq
+    return json_response(data)
+
+
+@router.post(
+    "/batch",
+    response_model=BatchOut,
+    responses=problems(401, 403, 404, 422, 503),
+    summary="Decide many items at once",
+)
+def decide_batch(body: BatchIn, svc: Svc, caller: Caller) -> Response:
+    """``subjects``: one single-subject decision each for the top-level purpose and category
+    (the fast path: a pipeline asking about a million rows sends them in batches). ``items``:
+    each item its own subjects and, optionally, its own purpose, category and labels."""
+    require_role(caller, Role.SERVICE, action="deciding")
+    limit = svc.settings.batch_max_items
+    n = len(body.subjects if body.subjects is not None else body.items or [])
+    if n > limit:
+        raise InvalidInput(
+            f"a batch holds at most {limit} decisions, this one {n}",
+            hint="split it into several requests",
+            field="subjects" if body.subjects else "items",
+        )
+    decider = svc.snapshot.decider(body.min_seq)
+    results: list[dict[str, object]] = []
+    allowed_count = 0
+    if body.subjects is not None:
+        purpose, category = _need(body.purpose, "purpose"), _need(body.category, "category")
+        with svc.snapshot.lock:
+            now = decider.now_us()
+            seq = decider.state.seq
+            if body.explain:
+                for s in body.subjects:
+                    d = decider.check([s], purpose, category, body.labels, now)
+                    results.append(d.to_dict())
+                    allowed_count += d.allowed
+            else:
+                reason = decider.reason
+                labels = body.labels
+                for s in body.subjects:
+                    why = reason(s, purpose, category, labels, now)
+                    ok = why in ALLOW_REASONS
+                    allowed_count += ok
+                    results.append({"subject": s, "allowed": ok, "reason": why.value})
+    else:
+        items = body.items or []
+        with svc.snapshot.lock:
+            now = decider.now_us()
+            seq = decider.state.seq
+            for i, item in enumerate(items):
+                purpose = _need(item.purpose or body.purpose, f"items[{i}].purpose")
+                category = _need(item.category or body.category, f"items[{i}].category")
+                labels = item.labels if item.labels is not None else body.labels
+                d = decider.check(item.subjects, purpose, category, labels, now)
+                allowed_count += d.allowed
+                if body.explain:
+                    results.append(d.to_dict())
+                else:
+                    results.append(
+                        {"subject": d.subject, "allowed": d.allowed, "reason": d.reason.value}
+                    )
+    _count(svc.metrics, results)
+    if body.explain:
+        for result in results:
+            result["ledger_seq"] = seq
+    return json_response(
+        {
+            "ledger_seq": seq,
+            "count": len(results),
+            "allowed": allowed_count,
+            "denied": len(results) - allowed_count,
+            "results": results,
+        }
+    )
+
+
+def _need(value: str | None, field: str) -> str:
+    if value is None:
+        raise InvalidInput(
+            f"{field}: required (give it on the item or at the top of the batch)", field=field
+        )
+    return value
+
+
+def _count(metrics: Metrics, results: list[dict[str, object]]) -> None:
+    counts = Counter((str(r["reason"]), bool(r["allowed"])) for r in results)
+    for (reason, allowed), n in counts.items():
+        metrics.decision(reason, allowed, n)

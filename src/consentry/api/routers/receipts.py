@@ -1,0 +1,48 @@
+"""Signed consent receipts: fetch one, check one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from starlette.responses import Response
+
+from ..auth import require_self
+from ..common import event_out, json_response
+from ..deps import Caller, Svc
+from ..models import ReceiptCheckOut, ReceiptOut, problems
+
+router = APIRouter(prefix="/v1/receipts", tags=["receipts"])
+
+
+@router.get(
+    "/{event_id}",
+    response_model=ReceiptOut,
+    responses=problems(401, 403, 404, 422, 503),
+    summary="The signed receipt of a consent event",
+)
+def get_receipt(
+    event_id: Annotated[str, Path(min_length=1, max_length=64)], svc: Svc, caller: Caller
+) -> Response:
+    """A receipt for the person whose choice it records: ISO/IEC TS 27560 fields, signed with
+    the store's Ed25519 key. Keep it: ``POST /v1/receipts/verify`` checks it later."""
+    event = svc.store.event(event_id)
+    require_self(caller, event.subject or "", action="fetching a receipt")
+    receipt = svc.store.receipt(event.id)
+    headers = {"Content-Disposition": f'inline; filename="receipt-{event.id}.json"'}
+    return json_response(receipt, headers=headers)
+
+
+@router.post(
+    "/verify",
+    response_model=ReceiptCheckOut,
+    responses=problems(401, 404, 422, 503),
+    summary="Check a receipt's signature and its event in the ledger",
+)
+def verify_receipt(body: ReceiptOut, svc: Svc, caller: Caller) -> Response:
+    """Valid when the store's key signed it and its event is in the ledger unchanged; a 422
+    problem says what does not match."""
+    event = svc.store.verify_receipt(body.model_dump())
+    return json_response(
+        {"valid": True, "event": event_out(event), "key_id": svc.store.signer().key_id}
+    )

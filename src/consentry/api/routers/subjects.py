@@ -1,0 +1,124 @@
+"""A subject's choices: consents, objections, current state, state as of a time, history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from starlette.responses import Response
+
+from ...errors import Forbidden
+from ..auth import Principal, Role, is_self, require_self
+from ..common import event_out, json_response
+from ..context import Service
+from ..deps import Caller, IdemKey, Svc, scoped_key
+from ..models import ConsentIn, EventList, EventOut, ObjectionIn, SubjectStateOut, problems
+
+router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
+
+SubjectId = Annotated[str, Path(min_length=1, max_length=512, examples=["u_123"])]
+
+
+def require_reader(svc: Service, caller: Principal, subject: str, *, action: str) -> None:
+    """The person themself, or an administrator of an account the person belongs to."""
+    if is_self(caller, subject):
+        return
+    if caller.role is Role.ACCOUNT_ADMIN:
+        accounts = svc.snapshot.decider().state.accounts_of(subject)
+        if caller.account in accounts:
+            return
+        raise Forbidden(
+            f"{action}: {subject!r} is not a member of account {caller.account!r}",
+            hint="an account admin reads the state of its own account's members",
+        )
+    require_self(caller, subject, action=action)
+
+
+@router.post(
+    "/{subject}/consents",
+    response_model=EventOut,
+    status_code=201,
+    responses=problems(401, 403, 409, 422, 503),
+    summary="Give, refuse or withdraw consent",
+)
+def record_consent(
+    subject: SubjectId, body: ConsentIn, svc: Svc, caller: Caller, key: IdemKey
+) -> Response:
+    """Record the person's choice. Withdrawing is as easy as giving: the same call with
+    ``"action": "withdraw"``. Retrying with the same ``Idempotency-Key`` records it once."""
+    require_self(caller, subject, action=f"{body.action} consent")
+    store = svc.store
+    call = {
+        "give": store.give_consent,
+        "refuse": store.refuse_consent,
+        "withdraw": store.withdraw_consent,
+    }[body.action]
+    event = call(
+        subject,
+        body.purpose,
+        body.categories,
+        notice_version=body.notice_version,
+        language=body.language,
+        method=body.method,
+        actor=caller.actor,
+        idempotency_key=scoped_key(caller, key),
+    )
+    return json_response(event_out(event), 201)
+
+
+@router.post(
+    "/{subject}/objections",
+    response_model=EventOut,
+    status_code=201,
+    responses=problems(401, 403, 409, 422, 503),
+    summary="Object to a use (or lift it)",
+)
+def record_objection(
+    subject: SubjectId, body: ObjectionIn, svc: Svc, caller: Caller, key: IdemKey
+) -> Response:
+    """Object to a purpose based on legitimate interest (no categories: every category);
+    ``"lift": true`` takes the objection back."""
+    require_self(caller, subject, action="objecting")
+    event = svc.store.object(
+        subject,
+        body.purpose,
+        body.categories,
+        lift=body.lift,
+        actor=caller.actor,
+        idempotency_key=scoped_key(caller, key),
+    )
+    return json_response(event_out(event), 201)
+
+
+@router.get(
+    "/{subject}",
+    response_model=SubjectStateOut,
+    responses=problems(401, 403, 422, 503),
+    summary="A subject's current state, or its state as of a time",
+)
+def subject_state(
+    subject: SubjectId,
+    svc: Svc,
+    caller: Caller,
+    as_of: Annotated[
+        str | None, Query(max_length=40, description="RFC 3339 time, e.g. 2023-08-07T00:00:00Z")
+    ] = None,
+) -> Response:
+    require_reader(svc, caller, subject, action="reading a subject's state")
+    data = svc.store.subject_state(subject, as_of=as_of)
+    data["as_of"] = as_of
+    return json_response(data)
+
+
+@router.get(
+    "/{subject}/events",
+    response_model=EventList,
+    responses=problems(401, 403, 503),
+    summary="The history of a subject's choices",
+)
+def subject_events(subject: SubjectId, svc: Svc, caller: Caller) -> Response:
+    """Every ledger event about the subject, oldest first; consent events link their
+    receipts."""
+    require_reader(svc, caller, subject, action="reading a subject's history")
+    events = [event_out(e) for e in svc.store.ledger.events(subjects=[subject])]
+    return json_response({"events": events})

@@ -1,0 +1,157 @@
+"""Settings of the HTTP service, from the environment (``CONSENTRY_*``) or given directly.
+
+Every worker process of ``consentry serve --workers N`` builds its settings from the same
+environment, so one set of variables configures the whole service::
+
+    CONSENTRY_DATABASE_URL=postgresql://consentry@db/consentry
+    CONSENTRY_JWT_SECRET=...                 # HS256, or:
+    CONSENTRY_JWT_PUBLIC_KEY_FILE=jwt.pub    # an Ed25519 (EdDSA) or RSA (RS256) public key
+    CONSENTRY_JWT_AUDIENCE=consentry
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidInput
+from ..store import database_url
+
+LANGUAGES = ("en", "id", "fr")
+
+
+def _bool(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise InvalidInput(f"{name}: expected true or false, got {value!r}", field=name)
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput(f"{name}: expected a whole number, got {value!r}", field=name) from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the service runs. ``Settings.from_env()`` reads ``CONSENTRY_*`` variables."""
+
+    #: The store: ``sqlite:///consentry.db`` (default) or ``postgresql://user@host/db``.
+    database_url: str = field(default_factory=lambda: database_url())
+    #: HS256 shared secret for the bearer JWTs the platform signs for its users.
+    jwt_secret: str | None = None
+    #: PEM public key (Ed25519 → EdDSA, RSA → RS256) for platforms that sign asymmetrically.
+    jwt_public_key: str | None = None
+    #: The ``aud`` claim tokens must carry.
+    jwt_audience: str = "consentry"
+    #: The ``iss`` claim tokens must carry (not checked when unset).
+    jwt_issuer: str | None = None
+    #: Clock skew tolerated on ``exp``/``nbf``, in seconds.
+    jwt_leeway_s: int = 30
+    #: How long a preference-centre session lasts after ``/login?token=…`` (seconds).
+    session_max_age_s: int = 8 * 3600
+    #: Send the session cookie only over HTTPS. ``None``: when the request came over HTTPS.
+    cookie_secure: bool | None = None
+    #: Decisions answer from this worker's in-memory snapshot, caught up with the ledger at most
+    #: this many milliseconds ago (writes made through this worker are visible at once; a
+    #: request can ask for a ledger position with ``min_seq``).
+    decision_max_staleness_ms: int = 100
+    #: The most items a batch decision request may carry.
+    batch_max_items: int = 100_000
+    #: How long a worker trusts its cache of API keys (a revocation reaches other workers
+    #: within this many seconds; the worker that revoked it stops accepting it at once).
+    api_key_cache_s: float = 2.0
+    #: Languages of the web pages (each needs a catalog under ``consentry/web/translations``).
+    languages: tuple[str, ...] = LANGUAGES
+    #: Directory the dataset endpoint may read manifests from and write datasets into; a
+    #: manifest path outside it is refused. ``None``: the dataset endpoint is off.
+    data_dir: str | None = None
+    #: The URL the service is reached at, for links in the API's answers (``None``: from the
+    #: request).
+    public_url: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``CONSENTRY_*`` variables; keyword arguments win over them."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+
+        def get(name: str) -> str | None:
+            value = env.get(f"CONSENTRY_{name}")
+            return value if value not in (None, "") else None
+
+        if (v := get("DATABASE_URL")) is not None:
+            values["database_url"] = v
+        if (v := get("JWT_SECRET")) is not None:
+            values["jwt_secret"] = v
+        if (v := get("JWT_PUBLIC_KEY")) is not None:
+            values["jwt_public_key"] = v
+        if (v := get("JWT_PUBLIC_KEY_FILE")) is not None:
+            try:
+                values["jwt_public_key"] = Path(v).read_text(encoding="ascii")
+            except OSError as exc:
+                raise InvalidInput(
+                    f"CONSENTRY_JWT_PUBLIC_KEY_FILE: cannot read {v}: {exc.strerror}",
+                    hint="point it at a PEM public key file",
+                ) from None
+        if (v := get("JWT_AUDIENCE")) is not None:
+            values["jwt_audience"] = v
+        if (v := get("JWT_ISSUER")) is not None:
+            values["jwt_issuer"] = v
+        if (v := get("JWT_LEEWAY_S")) is not None:
+            values["jwt_leeway_s"] = _int(v, "CONSENTRY_JWT_LEEWAY_S")
+        if (v := get("SESSION_MAX_AGE_S")) is not None:
+            values["session_max_age_s"] = _int(v, "CONSENTRY_SESSION_MAX_AGE_S")
+        if (v := get("COOKIE_SECURE")) is not None:
+            values["cookie_secure"] = _bool(v, "CONSENTRY_COOKIE_SECURE")
+        if (v := get("DECISION_MAX_STALENESS_MS")) is not None:
+            values["decision_max_staleness_ms"] = _int(v, "CONSENTRY_DECISION_MAX_STALENESS_MS")
+        if (v := get("BATCH_MAX_ITEMS")) is not None:
+            values["batch_max_items"] = _int(v, "CONSENTRY_BATCH_MAX_ITEMS")
+        if (v := get("API_KEY_CACHE_S")) is not None:
+            try:
+                values["api_key_cache_s"] = float(v)
+            except ValueError:
+                raise InvalidInput(
+                    f"CONSENTRY_API_KEY_CACHE_S: expected seconds, got {v!r}",
+                    field="CONSENTRY_API_KEY_CACHE_S",
+                ) from None
+        if (v := get("DATA_DIR")) is not None:
+            values["data_dir"] = v
+        if (v := get("PUBLIC_URL")) is not None:
+            values["public_url"] = v.rstrip("/")
+        values.update(overrides)
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes ``from_env`` return these settings (for workers)."""
+        env: dict[str, str] = {
+            "CONSENTRY_DATABASE_URL": self.database_url,
+            "CONSENTRY_JWT_AUDIENCE": self.jwt_audience,
+            "CONSENTRY_JWT_LEEWAY_S": str(self.jwt_leeway_s),
+            "CONSENTRY_SESSION_MAX_AGE_S": str(self.session_max_age_s),
+            "CONSENTRY_DECISION_MAX_STALENESS_MS": str(self.decision_max_staleness_ms),
+            "CONSENTRY_BATCH_MAX_ITEMS": str(self.batch_max_items),
+            "CONSENTRY_API_KEY_CACHE_S": str(self.api_key_cache_s),
+        }
+        optional = {
+            "CONSENTRY_JWT_SECRET": self.jwt_secret,
+            "CONSENTRY_JWT_PUBLIC_KEY": self.jwt_public_key,
+            "CONSENTRY_JWT_ISSUER": self.jwt_issuer,
+            "CONSENTRY_DATA_DIR": self.data_dir,
+            "CONSENTRY_PUBLIC_URL": self.public_url,
+        }
+        env.update({k: v for k, v in optional.items() if v is not None})
+        if self.cookie_secure is not None:
+            env["CONSENTRY_COOKIE_SECURE"] = "true" if self.cookie_secure else "false"
+        return env

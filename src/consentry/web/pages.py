@@ -1,0 +1,458 @@
+"""The web pages: sign-in, the preference centre (``/me``) and the admin console (``/admin``).
+
+Plain HTML forms (no JavaScript), a session cookie set by ``/login?token=…``, a CSRF token in
+every form. Every change is one call into the same :class:`~consentry.Store` the API uses.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode, urlsplit
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from ..api.auth import PEOPLE, Principal, Role, Session, Sessions
+from ..api.context import Service
+from ..api.views import (
+    GROUPS,
+    account_purposes,
+    check_account_setting,
+    kind_of,
+    member_summary,
+    rule_views,
+)
+from ..errors import ConsentryError, Forbidden, InvalidInput, NotFound, Unauthorized
+from ..policy.model import Policy
+from ..times import from_us
+from . import names
+from .i18n import Translator, available, language_name, negotiate
+
+HERE = Path(__file__).parent
+LANG_COOKIE = "consentry_lang"
+
+env = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+# -- request context ---------------------------------------------------------------------------
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def _languages(svc: Service) -> list[str]:
+    return available(svc.settings.languages)
+
+
+def _language(request: Request) -> str:
+    svc = _service(request)
+    return negotiate(
+        request.query_params.get("lang"),
+        request.cookies.get(LANG_COOKIE),
+        request.headers.get("accept-language"),
+        _languages(svc),
+    )
+
+
+def _session(request: Request) -> Session | None:
+    svc = _service(request)
+    try:
+        sessions = svc.sessions
+    except ConsentryError:
+        return None
+    return sessions.read(request.cookies.get(Sessions.COOKIE))
+
+
+def _secure(request: Request) -> bool:
+    configured = _service(request).settings.cookie_secure
+    return request.url.scheme == "https" if configured is None else configured
+
+
+def _link(request: Request, **params: str) -> str:
+    query = dict(request.query_params)
+    query.update(params)
+    query.pop("saved", None)
+    return f"{request.url.path}?{urlencode(query)}"
+
+
+def render(
+    request: Request,
+    template: str,
+    status: int = 200,
+    session: Session | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    svc = _service(request)
+    lang = _language(request)
+    t = Translator(lang)
+    languages = [(code, language_name(code), _link(request, lang=code)) for code in _languages(svc)]
+    html = env.get_template(template).render(
+        _=t,
+        t=t,
+        names=names,
+        lang=lang,
+        languages=languages,
+        session=session,
+        path=request.url.path,
+        **context,
+    )
+    response = HTMLResponse(html, status_code=status)
+    if request.query_params.get("lang") == lang:
+        response.set_cookie(
+            LANG_COOKIE,
+            lang,
+            max_age=365 * 86400,
+            samesite="lax",
+            secure=_secure(request),
+            httponly=True,
+        )
+    response.headers["Content-Language"] = lang
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    return response
+
+
+def html_error(request: Request, status: int, problem: dict[str, Any]) -> HTMLResponse:
+    """The HTML form of a problem, for browsers."""
+    return render(request, "error.html", status=status, session=_session(request), problem=problem)
+
+
+def _require(request: Request, *roles: Role) -> Session:
+    session = _session(request)
+    if session is None:
+        raise Unauthorized(
+            "you are not signed in, or your session has ended",
+            hint="open the sign-in link your platform gave you again",
+        )
+    if session.principal.role not in roles:
+        raise Forbidden(
+            f"this page is not for the {session.principal.role.value} role",
+        )
+    return session
+
+
+async def _check_csrf(request: Request, session: Session, token: str) -> None:
+    if not hmac.compare_digest(token.encode(), session.csrf.encode()):
+        raise Forbidden(
+            "the form's security token does not match your session",
+            hint="reload the page and try again",
+        )
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
+        raise Forbidden("the form was sent from another site")
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+# -- sign-in and out ---------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request) -> Response:
+    session = _session(request)
+    if session is not None:
+        return _redirect(_home_of(session.principal))
+    return render(request, "home.html")
+
+
+def _home_of(principal: Principal) -> str:
+    return "/admin" if principal.role is Role.ACCOUNT_ADMIN else "/me"
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login(request: Request, token: str | None = None) -> Response:
+    """Exchange the platform's sign-in link (a JWT) for a session cookie."""
+    svc = _service(request)
+    if not token:
+        raise Unauthorized(
+            "this sign-in link has no token", hint="use the link your platform gave you"
+        )
+    principal = svc.auth.tokens.verify(token)
+    if principal.role not in PEOPLE:
+        raise Forbidden(
+            f"the {principal.role.value} role cannot sign in to these pages",
+            hint="these pages are for people: sign in with a subject or account_admin token",
+        )
+    response = _redirect(_home_of(principal))
+    response.set_cookie(
+        Sessions.COOKIE,
+        svc.sessions.issue(principal),
+        max_age=svc.sessions.max_age_s,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        path="/",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@router.post("/logout", response_class=HTMLResponse)
+async def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+    session = _session(request)
+    if session is not None:
+        await _check_csrf(request, session, csrf)
+    response = render(request, "signed_out.html")
+    response.delete_cookie(
+        Sessions.COOKIE, path="/", httponly=True, samesite="lax", secure=_secure(request)
+    )
+    return response
+
+
+# -- the preference centre ---------------------------------------------------------------------
+
+
+def _policy(svc: Service) -> Policy:
+    return svc.store.policy()
+
+
+def _notice(policy: Policy, lang: str) -> dict[str, Any] | None:
+    if not policy.notices:
+        return None
+    notice = policy.notices.get(lang) or policy.notice()
+    authoritative = policy.notice()
+    return {
+        "title": notice.title,
+        "summary": notice.summary,
+        "language": notice.language,
+        "machine_translated": notice.machine_translated,
+        "authoritative": authoritative.language,
+        "authoritative_name": language_name(authoritative.language, lang),
+        "shown_in_other": notice.language != lang,
+    }
+
+
+def impact_of(svc: Service, subject: str) -> dict[str, Any] | None:
+    """Datasets and models that used the subject's data (``None`` without lineage)."""
+    impact = getattr(svc.store, "impact", None)
+    if impact is None:
+        return None
+    result = impact(subject)
+    data: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    return data
+
+
+def history(svc: Service, subject: str) -> list[dict[str, Any]]:
+    out = []
+    for event in svc.store.ledger.events(subjects=[subject]):
+        out.append(
+            {
+                "id": event.id,
+                "seq": event.seq,
+                "kind": str(event.kind),
+                "at": event.at or from_us(event.at_us),
+                "purpose": event.purpose,
+                "categories": list(event.categories),
+                "account": event.account,
+                "status": event.status,
+                "method": event.method,
+                "receipt": str(event.kind).startswith("consent."),
+            }
+        )
+    out.reverse()
+    return out
+
+
+@router.get("/me", response_class=HTMLResponse)
+def me(request: Request, saved: str | None = None) -> Response:
+    session = _require(request, *PEOPLE)
+    svc = _service(request)
+    subject = session.principal.sub
+    lang = _language(request)
+    policy = _policy(svc)
+    views = rule_views(svc, subject, policy, lang)
+    groups = []
+    for key in (*GROUPS, *sorted({v.group for v in views} - set(GROUPS))):
+        members = [v for v in views if v.group == key and v.kind != "never"]
+        if members:
+            groups.append({"key": key, "views": members})
+    protected = [
+        {"labels": sorted(p.labels), "purposes": list(p.purposes)} for p in policy.protected
+    ]
+    never = [v for v in views if v.kind == "never"]
+    state = svc.store.subject_state(subject)
+    return render(
+        request,
+        "me.html",
+        session=session,
+        subject=subject,
+        policy=policy,
+        notice=_notice(policy, lang),
+        groups=groups,
+        never=never,
+        protected=protected,
+        accounts=state["accounts"],
+        history=history(svc, subject),
+        impact=impact_of(svc, subject),
+        saved=saved,
+    )
+
+
+CHOICES = {"give", "withdraw", "refuse", "object", "lift"}
+
+
+@router.post("/me/choices", response_class=HTMLResponse)
+async def me_choice(
+    request: Request,
+    csrf: Annotated[str, Form()],
+    rule: Annotated[str, Form()],
+    action: Annotated[str, Form()],
+) -> Response:
+    session = _require(request, *PEOPLE)
+    await _check_csrf(request, session, csrf)
+    if action not in CHOICES:
+        raise InvalidInput(f"unknown choice {action!r}", field="action")
+    svc = _service(request)
+    lang = _language(request)
+    await run_in_threadpool(_record_choice, svc, session.principal, rule, action, lang)
+    return _redirect(f"/me?{urlencode({'lang': lang, 'saved': rule})}#rule-{rule}")
+
+
+def _record_choice(
+    svc: Service, principal: Principal, rule_id: str, action: str, lang: str
+) -> None:
+    policy = _policy(svc)
+    rule = policy.rules_by_id.get(rule_id)
+    if rule is None:
+        raise NotFound(f"policy {policy.version} has no rule {rule_id!r}", field="rule")
+    store, subject = svc.store, principal.sub
+    language = lang if lang in policy.notices else None
+    kind = kind_of(rule)
+    if action in ("object", "lift"):
+        if kind != "object":
+            raise InvalidInput(f"rule {rule_id!r} is not one you can object to", field="rule")
+        for p in rule.purposes:
+            store.object(
+                subject, p, list(rule.categories), lift=action == "lift", actor=principal.actor
+            )
+        return
+    if kind != "opt_in":
+        raise InvalidInput(f"rule {rule_id!r} does not ask for your consent", field="rule")
+    call = {
+        "give": store.give_consent,
+        "withdraw": store.withdraw_consent,
+        "refuse": store.refuse_consent,
+    }[action]
+    for p in rule.purposes:
+        call(
+            subject,
+            p,
+            list(rule.categories),
+            notice_version=policy.version,
+            language=language,
+            method="preference-centre",
+            actor=principal.actor,
+        )
+
+
+@router.get("/me/receipts/{event_id}")
+def me_receipt(request: Request, event_id: str) -> Response:
+    session = _require(request, *PEOPLE)
+    svc = _service(request)
+    event = svc.store.event(event_id)
+    if event.subject != session.principal.sub:
+        raise Forbidden("this receipt records someone else's choice")
+    receipt = svc.store.receipt(event.id)
+    body = json.dumps(receipt, indent=2, ensure_ascii=False).encode("utf-8")
+    return Response(
+        body,
+        media_type="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="consent-receipt-{event.id}.json"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+# -- the admin console -------------------------------------------------------------------------
+
+
+@router.get("/admin", response_class=HTMLResponse)
+def admin(request: Request, saved: str | None = None) -> Response:
+    session = _require(request, Role.ACCOUNT_ADMIN)
+    svc = _service(request)
+    account = session.principal.account or ""
+    policy = _policy(svc)
+    state = svc.store.account_state(account)
+    purposes = account_purposes(policy)
+    for entry in purposes:
+        entry["current"] = state["settings"].get(entry["purpose"], "members_choose")
+        entry["enabled"] = state["features"].get(entry["purpose"]) == "enabled"
+    summary = member_summary(svc, account, policy)
+    trail = list(svc.store.ledger.events(accounts=[account]))
+    trail.reverse()
+    return render(
+        request,
+        "admin.html",
+        session=session,
+        account=account,
+        policy=policy,
+        purposes=purposes,
+        summary=summary,
+        members=state["members"],
+        trail=trail,
+        saved=saved,
+    )
+
+
+@router.post("/admin/settings", response_class=HTMLResponse)
+async def admin_setting(
+    request: Request,
+    csrf: Annotated[str, Form()],
+    purpose: Annotated[str, Form()],
+    setting: Annotated[str, Form()],
+) -> Response:
+    session = _require(request, Role.ACCOUNT_ADMIN)
+    await _check_csrf(request, session, csrf)
+    svc = _service(request)
+    account = session.principal.account or ""
+
+    def save() -> None:
+        check_account_setting(_policy(svc), purpose, setting)
+        svc.store.set_account(account, purpose, setting, actor=session.principal.actor)
+
+    await run_in_threadpool(save)
+    lang = _language(request)
+    return _redirect(f"/admin?{urlencode({'lang': lang, 'saved': purpose})}")
+
+
+@router.post("/admin/features", response_class=HTMLResponse)
+async def admin_feature(
+    request: Request,
+    csrf: Annotated[str, Form()],
+    purpose: Annotated[str, Form()],
+    enabled: Annotated[str, Form()],
+) -> Response:
+    session = _require(request, Role.ACCOUNT_ADMIN)
+    await _check_csrf(request, session, csrf)
+    if enabled not in ("on", "off"):
+        raise InvalidInput(f"a feature is switched 'on' or 'off', not {enabled!r}", field="enabled")
+    svc = _service(request)
+    account = session.principal.account or ""
+    await run_in_threadpool(
+        svc.store.set_feature, account, purpose, enabled == "on", actor=session.principal.actor
+    )
+    lang = _language(request)
+    return _redirect(f"/admin?{urlencode({'lang': lang, 'saved': purpose})}")
