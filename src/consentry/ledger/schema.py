@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -156,3 +157,62 @@ api_keys = Table(
     Column("created_by", Text),
     Column("revoked_at", String(32)),
 )
+
+# Lineage (`consentry gate`, `consentry model register`): what went into each training dataset
+# and which models were trained on which datasets. Derived records, not ledger events: each
+# dataset keeps the ledger position it was decided at (`ledger_seq`, `ledger_hash`) instead.
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", String(36), primary_key=True),  # UUIDv7
+    Column("name", Text, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("as_of", String(32), nullable=False),  # the time decided at (RFC 3339)
+    Column("as_of_us", BigInteger, nullable=False),
+    Column("policy_version", Text),  # null when no version was in effect
+    Column("ledger_seq", BigInteger, nullable=False),  # watermark: events up to this seq
+    Column("ledger_hash", String(64), nullable=False),  # hash of event #ledger_seq
+    Column("engine", String(16), nullable=False),
+    Column("input_items", BigInteger, nullable=False),
+    Column("output_items", BigInteger, nullable=False),
+    Column("subjects", BigInteger, nullable=False),  # distinct subjects in the output
+    Column("input_sha256", String(64), nullable=False),
+    Column("output_sha256", String(64), nullable=False),
+    Column("record", Text, nullable=False),  # canonical JSON of the whole lineage record
+    Column("record_sha256", String(64), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("idempotency_key", Text, unique=True),
+)
+Index("ix_datasets_name", datasets.c.name)
+
+# Which subjects' items each dataset holds: one row per (subject, dataset), looked up by
+# subject (`consentry impact`). `categories` is JSON: {category: [items, items decided by them]}.
+dataset_subjects = Table(
+    "dataset_subjects",
+    metadata,
+    Column("subject", Text, primary_key=True),
+    Column("dataset_id", String(36), ForeignKey("datasets.id"), primary_key=True),
+    Column("items", BigInteger, nullable=False),
+    Column("categories", Text, nullable=False),
+)
+Index("ix_dataset_subjects_dataset", dataset_subjects.c.dataset_id)
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", String(36), primary_key=True),  # UUIDv7
+    Column("name", Text, nullable=False),
+    Column("version", Text),
+    Column("created_at", String(32), nullable=False),
+    Column("metadata", Text, nullable=False),  # JSON object
+    Column("idempotency_key", Text, unique=True),
+)
+Index("ix_models_name", models.c.name)
+
+model_datasets = Table(
+    "model_datasets",
+    metadata,
+    Column("model_id", String(36), ForeignKey("models.id"), primary_key=True),
+    Column("dataset_id", String(36), ForeignKey("datasets.id"), primary_key=True),
+)
+Index("ix_model_datasets_dataset", model_datasets.c.dataset_id)
