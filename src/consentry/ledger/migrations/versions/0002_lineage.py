@@ -49,9 +49,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["dataset_id"], ["datasets.id"]),
         sa.PrimaryKeyConstraint("subject", "dataset_id"),
     )
-    op.create_index(
-        "ix_dataset_subjects_dataset", "dataset_subjects", ["dataset_id"], unique=False
-    )
+    op.create_index("ix_dataset_subjects_dataset", "dataset_subjects", ["dataset_id"], unique=False)
     op.create_table(
         "models",
         sa.Column("id", sa.String(length=36), nullable=False),
