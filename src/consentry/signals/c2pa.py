@@ -1,0 +1,115 @@
+"""C2PA / CAWG ``training-mining`` assertions in media files.
+
+A Content Credentials manifest may carry a ``c2pa.training-mining`` (C2PA 1.x) or
+``cawg.training-mining`` (CAWG) assertion whose entries say, per use, ``allowed``,
+``notAllowed`` or ``constrained``. consentry reads the active manifest: ``notAllowed`` and
+``constrained`` deny (a constraint is a condition consentry cannot check), ``allowed`` allows,
+and a file with no manifest or no such assertion is **unset** — not "allowed".
+
+Reading files needs the optional ``c2pa-python`` package (``pip install consentry[c2pa]``);
+:func:`check_manifest` works on an already-read manifest store without it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConsentryError, InvalidInput
+from .model import ALLOW, DENY, UNSET
+
+ASSERTION_LABELS = ("c2pa.training-mining", "cawg.training-mining")
+
+#: Entry names (without their ``c2pa.``/``cawg.`` prefix) that govern each aipref category.
+ENTRIES: dict[str, tuple[str, ...]] = {
+    "train-ai": ("ai_generative_training", "ai_training", "data_mining"),
+    "ai-use": ("ai_inference", "data_mining"),
+    "search": (),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class C2paAnswer:
+    decision: str
+    evidence: str
+
+
+class C2paUnavailable(ConsentryError):
+    code = "c2pa-unavailable"
+    status = 501
+    title = "C2PA support not installed"
+
+
+def check_manifest(store: Mapping[str, Any] | str | None, label: str) -> C2paAnswer:
+    """What a manifest store (``c2pa.Reader.json()``, parsed or not) says for aipref ``label``."""
+    if store is None:
+        return C2paAnswer(UNSET, "no C2PA manifest")
+    if isinstance(store, str):
+        try:
+            store = json.loads(store)
+        except ValueError as exc:
+            raise InvalidInput(f"C2PA manifest store is not JSON: {exc}") from exc
+    assert isinstance(store, Mapping)
+    manifests = store.get("manifests") or {}
+    active = store.get("active_manifest")
+    manifest = manifests.get(active) if isinstance(active, str) else None
+    if not isinstance(manifest, Mapping):
+        return C2paAnswer(UNSET, "no active C2PA manifest")
+    wanted = ENTRIES.get(label, ())
+    allowed_evidence = None
+    for assertion in manifest.get("assertions") or []:
+        if not isinstance(assertion, Mapping) or assertion.get("label") not in ASSERTION_LABELS:
+            continue
+        entries = (assertion.get("data") or {}).get("entries") or {}
+        for name, entry in entries.items():
+            short = name.split(".", 1)[1] if "." in name else name
+            if short not in wanted or not isinstance(entry, Mapping):
+                continue
+            use = entry.get("use")
+            evidence = f"{assertion['label']} {name}: use={use}"
+            if use in ("notAllowed", "constrained"):
+                info = entry.get("constraint_info")
+                return C2paAnswer(DENY, evidence + (f" ({info})" if info else ""))
+            if use == "allowed" and allowed_evidence is None:
+                allowed_evidence = evidence
+    if allowed_evidence is not None:
+        return C2paAnswer(ALLOW, allowed_evidence)
+    return C2paAnswer(UNSET, "C2PA manifest has no training-mining entry for " + label)
+
+
+def read_manifest(
+    source: str | Path | bytes, mime_type: str | None = None
+) -> dict[str, Any] | None:
+    """The manifest store of a file (path) or of ``bytes`` of type ``mime_type``; None if none.
+
+    Raises :class:`C2paUnavailable` when ``c2pa-python`` is not installed.
+    """
+    try:
+        import c2pa as c2pa_lib
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise C2paUnavailable(
+            "reading C2PA manifests needs the c2pa-python package",
+            hint="pip install 'consentry[c2pa]'",
+        ) from exc
+    import io
+
+    try:
+        if isinstance(source, bytes):
+            if not mime_type:
+                raise InvalidInput("give the MIME type of C2PA bytes", hint="e.g. image/jpeg")
+            reader = c2pa_lib.Reader(mime_type, io.BytesIO(source))
+        else:
+            reader = c2pa_lib.Reader(str(source))
+        try:
+            text = reader.json()
+        finally:
+            reader.close()
+    except c2pa_lib.C2paError.ManifestNotFound:
+        return None
+    except c2pa_lib.C2paError as exc:
+        raise InvalidInput(f"cannot read C2PA data: {exc}") from exc
+    data = json.loads(text)
+    return data if isinstance(data, dict) else None

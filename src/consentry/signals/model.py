@@ -1,0 +1,140 @@
+"""The answer of an evaluation: allow, deny or unset, which signal decided and the evidence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from .. import taxonomy
+from ..errors import InvalidInput
+
+ALLOW: Final = "allow"
+DENY: Final = "deny"
+UNSET: Final = "unset"
+
+#: The aipref usage categories consentry evaluates (draft-ietf-aipref-vocab).
+AIPREF_LABELS: tuple[str, ...] = ("train-ai", "ai-use", "search")
+
+# Signal names, in the order their findings are reported.
+ROBOTS: Final = "robots.txt"
+ROBOTS_CONTENT_USAGE: Final = "robots.txt content-usage"
+CONTENT_USAGE: Final = "content-usage"
+TDMREP: Final = "tdmrep"
+X_ROBOTS_TAG: Final = "x-robots-tag"
+HTML_META: Final = "html meta"
+AI_TXT: Final = "ai.txt"
+C2PA: Final = "c2pa"
+FETCH: Final = "fetch"
+
+SIGNALS: tuple[str, ...] = (
+    ROBOTS,
+    CONTENT_USAGE,
+    ROBOTS_CONTENT_USAGE,
+    TDMREP,
+    X_ROBOTS_TAG,
+    HTML_META,
+    AI_TXT,
+    C2PA,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What one signal says: its decision and the evidence (the line, header or entry)."""
+
+    signal: str
+    decision: str
+    evidence: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The combined answer for one URL, user agent and purpose.
+
+    ``decision`` is ``deny`` when any signal denies (the most restrictive wins, as the aipref
+    vocabulary combines statements), else ``allow`` when any allows, else ``unset``. ``signal``
+    and ``evidence`` name the finding that decided; ``findings`` holds every signal that said
+    something. ``error`` is set when something needed could not be fetched.
+    """
+
+    url: str
+    user_agent: str
+    purpose: str
+    decision: str
+    signal: str
+    evidence: str
+    findings: tuple[Finding, ...] = ()
+    error: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision == ALLOW
+
+    @property
+    def denied(self) -> bool:
+        return self.decision == DENY
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready mapping (findings as a list of objects)."""
+        return {
+            "url": self.url,
+            "user_agent": self.user_agent,
+            "purpose": self.purpose,
+            "decision": self.decision,
+            "signal": self.signal,
+            "evidence": self.evidence,
+            "error": self.error,
+            "findings": [
+                {"signal": f.signal, "decision": f.decision, "evidence": f.evidence}
+                for f in self.findings
+            ],
+        }
+
+
+def combine(
+    url: str, user_agent: str, purpose: str, findings: list[Finding], error: str = ""
+) -> Decision:
+    """The most restrictive of ``findings``: the first deny, else the first allow, else unset."""
+    first_allow = None
+    for f in findings:
+        if f.decision == DENY:
+            return Decision(
+                url, user_agent, purpose, DENY, f.signal, f.evidence, tuple(findings), error
+            )
+        if first_allow is None and f.decision == ALLOW:
+            first_allow = f
+    if first_allow is not None:
+        return Decision(
+            url,
+            user_agent,
+            purpose,
+            ALLOW,
+            first_allow.signal,
+            first_allow.evidence,
+            tuple(findings),
+            error,
+        )
+    evidence = "no signal states a preference" if not error else f"not checked: {error}"
+    return Decision(url, user_agent, purpose, UNSET, "", evidence, tuple(findings), error)
+
+
+def aipref_label(purpose: str) -> str:
+    """The aipref usage category of ``purpose``.
+
+    ``purpose`` is either an aipref label (``train-ai``, ``ai-use``, ``search``) or a consentry
+    purpose, mapped through :data:`consentry.taxonomy.PURPOSE_VOCABULARY` (the most specific
+    ancestor with an aipref mapping: ``ai.training.generative`` → ``train-ai``,
+    ``ai.feature.summary`` → ``ai-use``).
+    """
+    if purpose in AIPREF_LABELS:
+        return purpose
+    for key in taxonomy.ancestors(purpose):
+        label = taxonomy.PURPOSE_VOCABULARY.get(key, {}).get("aipref")
+        if label:
+            return label
+    raise InvalidInput(
+        f"purpose {purpose!r} has no aipref usage category",
+        hint="use train-ai, ai-use or search, or a purpose under ai.training or ai.feature",
+        field="purpose",
+        value=purpose,
+    )
