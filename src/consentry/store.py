@@ -64,6 +64,7 @@ class Store:
         self._decider: Decider | None = None
         self._signer: ReceiptSigner | None = None
         self._initialised = False
+        self.ledger.on_commit = self._committed
 
     def __repr__(self) -> str:
         return f"<Store {self.url}>"
@@ -438,6 +439,18 @@ class Store:
                 else:
                     self._catch_up()
         return events
+
+    def _committed(self, events: list[Event]) -> None:
+        """Events our ledger just committed for any thread (a group commit), in ``seq``
+        order: applied here, so that concurrent writers need no re-read (see ``_append``)."""
+        if not self._lock.acquire(blocking=False):
+            return  # the holder may be waiting on this very commit; _append catches up
+        try:
+            state = self._state
+            if state is not None and events and events[0].seq == state.seq + 1:
+                state.apply_all(events)
+        finally:
+            self._lock.release()
 
     # -- decisions ------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +23,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from ..canonical import canonical_json
 from ..errors import IdempotencyConflict, NotFound, NotInitialised
@@ -31,6 +33,68 @@ from . import schema
 from .engine import WRITE, make_engine
 from .events import GENESIS_HASH, STATE_KEYS, Change, Draft, Event, Kind, state_changes
 from .migrate import upgrade
+
+
+class _Pending:
+    """One caller's append waiting for a group commit."""
+
+    __slots__ = ("done", "drafts", "error", "now", "result", "wake")
+
+    def __init__(self, drafts: Sequence[Draft], now: datetime) -> None:
+        self.drafts = drafts
+        self.now = now
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.done = False
+        self.result: list[Event] | None = None
+        self.error: Exception | None = None
+
+
+_DRAFT_FIELDS = tuple(Draft.__dataclass_fields__)
+
+
+class _Compiled:
+    """A statement compiled once for a dialect and run on the driver's own cursor.
+
+    An append runs a handful of small statements; SQLAlchemy's per-execution work (building
+    the statement, its cache key, parameter processing, result wrapping) cost several times
+    what the database did, so the append path skips it. The SQL is SQLAlchemy's own.
+    """
+
+    __slots__ = ("names", "sql")
+
+    def __init__(self, stmt: Any, dialect: Any) -> None:
+        compiled = stmt.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        # qmark/numeric drivers (sqlite3) take a tuple in this order; pyformat ones a dict.
+        self.names: tuple[str, ...] | None = (
+            tuple(compiled.positiontup) if compiled.positional else None
+        )
+
+    def params(self, values: dict[str, Any]) -> Any:
+        return values if self.names is None else tuple(values[n] for n in self.names)
+
+
+def _head_for_update() -> Any:
+    h = schema.ledger_head.c
+    return select(h.seq, h.hash, h.at_us).where(h.id == bindparam("head_id")).with_for_update()
+
+
+def _head_update() -> Any:
+    h = schema.ledger_head.c
+    return (
+        update(schema.ledger_head)
+        .where(h.id == bindparam("head_id"))
+        .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"), at_us=bindparam("new_at_us"))
+    )
+
+
+def _events_insert(names: tuple[str, ...]) -> Any:
+    return insert(schema.events).values({n: bindparam(n) for n in names})
+
+
+def _event_by_key() -> Any:
+    return select(schema.events).where(schema.events.c.idempotency_key == bindparam("key"))
 
 
 @dataclass(frozen=True)
@@ -54,6 +118,13 @@ class Ledger:
             make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
         )
         self.backend = self.engine.dialect.name
+        # Group commit (see append): appends waiting for the one being committed.
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._committing = False
+        #: Called by the committing thread with each group commit's new events, in ``seq``
+        #: order, before any of its callers returns (the store keeps its state current).
+        self.on_commit: Callable[[list[Event]], None] | None = None
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -94,10 +165,75 @@ class Ledger:
 
     def append(self, drafts: Sequence[Draft], now: datetime) -> list[Event]:
         """Append events in one transaction; return them (or, for a retried idempotency key,
-        the event first recorded under it)."""
+        the event first recorded under it).
+
+        Group commit: appends that threads of this process ask for while another is being
+        committed are committed together, in one transaction (one disk flush), when that one
+        is done; each caller still gets its own events back once they are durable. Should the
+        shared transaction fail, each append is retried alone, so one bad request never fails
+        another. A lone caller goes straight through.
+        """
+        request = _Pending(drafts, now)
+        with self._queue_lock:
+            if self._committing:
+                self._queue.append(request)
+                lead = False
+            else:
+                self._committing = lead = True
+        if not lead:
+            request.wake.acquire()  # released when done, or when handed the lead
+            lead = not request.done
+        if lead:
+            with self._queue_lock:
+                batch, self._queue = [request, *self._queue], []
+                batch = list(dict.fromkeys(batch))  # the request handed the lead is queued too
+            try:
+                new_events: list[Event] = []
+                self._commit(batch, new_events)
+                if new_events and self.on_commit is not None:
+                    self.on_commit(sorted(new_events, key=lambda e: e.seq))
+            finally:
+                with self._queue_lock:
+                    if self._queue:
+                        self._queue[0].wake.release()  # the next leader takes the queue
+                    else:
+                        self._committing = False
+                for r in batch:
+                    if r is not request:
+                        r.wake.release()
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def _commit(self, batch: list[_Pending], new_events: list[Event]) -> None:
+        try:
+            if len(batch) > 1:
+                try:
+                    results = self._append_retrying([(r.drafts, r.now) for r in batch], new_events)
+                except Exception:
+                    pass  # retried one by one below
+                else:
+                    for r, events in zip(batch, results, strict=True):
+                        r.result, r.done = events, True
+            for r in batch:
+                if not r.done:
+                    try:
+                        r.result = self._append_retrying([(r.drafts, r.now)], new_events)[0]
+                    except Exception as exc:
+                        r.error = exc
+                    r.done = True
+        finally:
+            for r in batch:
+                if not r.done:  # a BaseException (KeyboardInterrupt) in the leader
+                    r.error, r.done = RuntimeError("the append was interrupted"), True
+
+    def _append_retrying(
+        self, groups: Sequence[tuple[Sequence[Draft], datetime]], new_events: list[Event]
+    ) -> list[list[Event]]:
         for _attempt in range(5):
             try:
-                return self._append(drafts, now)
+                return self._append_groups(groups, new_events)
             except IntegrityError as exc:
                 # Only a concurrent write under the same idempotency key gets here; retrying
                 # finds that write and returns it.
@@ -106,22 +242,59 @@ class Ledger:
         raise IdempotencyConflict("idempotency key kept colliding", hint="retry the request")
 
     def _append(self, drafts: Sequence[Draft], now: datetime) -> list[Event]:
+        return self._append_groups([(drafts, now)])[0]
+
+    def _append_groups(
+        self,
+        groups: Sequence[tuple[Sequence[Draft], datetime]],
+        new_events: list[Event] | None = None,
+    ) -> list[list[Event]]:
+        """Append each group's drafts (at its own ``now``), all in one transaction; add the
+        events it recorded (not idempotent replays) to ``new_events`` once committed."""
+        added: list[Event] = []
         with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            head = conn.execute(
-                select(schema.ledger_head).where(schema.ledger_head.c.id == 1).with_for_update()
-            ).first()
-            if head is None:
-                raise NotInitialised(
-                    "the store has no ledger yet", hint="run `consentry init` first"
-                )
-            seq, prev_hash, last_us = head.seq, head.hash, head.at_us
+            # The statements run on the driver's cursor, compiled once (see _Compiled).
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            # PostgreSQL: libpq pipeline mode sends BEGIN with the head query and all the
+            # writes in one go, one round trip each instead of one per statement.
+            pipeline = cur.connection.pipeline() if self.backend == "postgresql" else nullcontext()
+            try:
+                with pipeline:
+                    results = self._append_on(cur, groups, added)
+            except self.engine.dialect.loaded_dbapi.Error as exc:
+                # As SQLAlchemy would have raised it (IntegrityError, OperationalError, ...).
+                raise DBAPIError.instance(
+                    None, None, exc, self.engine.dialect.loaded_dbapi.Error
+                ) from exc
+            finally:
+                cur.close()
+        if new_events is not None:
+            new_events.extend(added)
+        return results
+
+    def _append_on(
+        self,
+        cur: Any,
+        groups: Sequence[tuple[Sequence[Draft], datetime]],
+        added: list[Event],
+    ) -> list[list[Event]]:
+        head_sql = self._compiled("head", _head_for_update)
+        cur.execute(head_sql.sql, head_sql.params({"head_id": 1}))
+        head = cur.fetchone()
+        if head is None:
+            raise NotInitialised("the store has no ledger yet", hint="run `consentry init` first")
+        seq, prev_hash, last_us = head
+        results: list[list[Event]] = []
+        rows: list[dict[str, Any]] = []
+        changes: list[Change] = []
+        for drafts, now in groups:
             now_us = to_us(now)
             out: list[Event] = []
-            rows: list[dict[str, Any]] = []
-            changes: list[Change] = []
+            results.append(out)
             for draft in drafts:
+                request_hash = draft.request_hash()
                 if draft.idempotency_key is not None:
-                    existing = self._by_idempotency_key(conn, draft, rows)
+                    existing = self._by_idempotency_key(cur, draft, request_hash, rows)
                     if existing is not None:
                         out.append(existing)
                         continue
@@ -129,7 +302,7 @@ class Ledger:
                 last_us = max(now_us, last_us)  # time never runs backwards along the chain
                 at = from_us(last_us)
                 event = Event(
-                    **{f: getattr(draft, f) for f in Draft.__dataclass_fields__},
+                    **{f: getattr(draft, f) for f in _DRAFT_FIELDS},
                     seq=seq,
                     id=new_id(),
                     at=at,
@@ -137,41 +310,46 @@ class Ledger:
                     at_us=last_us,
                     prev_hash=prev_hash,
                 )
-                event = _with_hash(event)
+                # Not yet shared with anyone: set the hash in place rather than copy the event.
+                object.__setattr__(event, "hash", event.compute_hash())
                 prev_hash = event.hash
                 out.append(event)
-                rows.append(_to_row(event, draft.request_hash()))
+                added.append(event)
+                rows.append(_to_row(event, request_hash))
                 changes.extend(state_changes(event))
-            if rows:
-                conn.execute(insert(schema.events), rows)
-                self._apply(conn, changes)
-                conn.execute(
-                    update(schema.ledger_head)
-                    .where(schema.ledger_head.c.id == 1)
-                    .values(seq=seq, hash=prev_hash, at_us=last_us)
-                )
-            return out
+        if rows:
+            insert_sql = self._compiled(("events", tuple(rows[0])), _events_insert, tuple(rows[0]))
+            cur.executemany(insert_sql.sql, [insert_sql.params(r) for r in rows])
+            self._apply(cur, changes)
+            update_sql = self._compiled("head_update", _head_update)
+            cur.execute(
+                update_sql.sql,
+                update_sql.params(
+                    {"head_id": 1, "new_seq": seq, "new_hash": prev_hash, "new_at_us": last_us}
+                ),
+            )
+        return results
 
     def _by_idempotency_key(
-        self, conn: Connection, draft: Draft, pending: list[dict[str, Any]]
+        self, cur: Any, draft: Draft, request_hash: str, pending: list[dict[str, Any]]
     ) -> Event | None:
         key = draft.idempotency_key
         row: Any = next((r for r in pending if r["idempotency_key"] == key), None)
         if row is None:
-            found = conn.execute(
-                select(schema.events).where(schema.events.c.idempotency_key == key)
-            ).first()
+            sql = self._compiled("by_key", _event_by_key)
+            cur.execute(sql.sql, sql.params({"key": key}))
+            found = cur.fetchone()
             if found is None:
                 return None
-            row = found._mapping
-        if row["request_hash"] != draft.request_hash():
+            row = dict(zip((d[0] for d in cur.description), found, strict=True))
+        if row["request_hash"] != request_hash:
             raise IdempotencyConflict(
                 f"idempotency key {key!r} was already used for a different request",
                 hint="use a new key for a new request; reuse a key only to retry the same one",
             )
         return _from_row(row)
 
-    def _apply(self, conn: Connection, changes: Iterable[Change]) -> None:
+    def _apply(self, cur: Any, changes: Iterable[Change]) -> None:
         # Runs of same-shaped upserts (or deletes) to one table go out as one executemany, in
         # order within each table (tables are independent). A run never holds one key twice:
         # a multi-row upsert may not touch a row twice.
@@ -197,28 +375,29 @@ class Ledger:
             else:
                 open_runs[change.table] = (len(runs), {change.key})
                 runs.append((shape, [params]))
-        for (table_name, value_names), rows in runs:
-            conn.execute(self._state_statement(table_name, value_names), rows)
+        for shape, params_list in runs:
+            sql = self._compiled(shape, self._state_statement, *shape)
+            cur.executemany(sql.sql, [sql.params(p) for p in params_list])
 
     def _state_statement(self, table_name: str, value_names: tuple[str, ...] | None) -> Any:
-        """The (cached) upsert, or delete when ``value_names`` is None, of one state table."""
-        cache: dict[Any, Any] = self.__dict__.setdefault("_statements", {})
-        stmt = cache.get((table_name, value_names))
-        if stmt is None:
-            table = schema.STATE_TABLES[table_name]
-            keys = STATE_KEYS[table_name]
-            if value_names is None:
-                stmt = delete(table).where(
-                    and_(*(table.c[k] == bindparam(f"key_{k}") for k in keys))
-                )
-            else:
-                insert_fn = postgresql.insert if self.backend == "postgresql" else sqlite.insert
-                ins = insert_fn(table)
-                stmt = ins.on_conflict_do_update(
-                    index_elements=list(keys), set_={k: ins.excluded[k] for k in value_names}
-                )
-            cache[(table_name, value_names)] = stmt
-        return stmt
+        """The upsert, or delete when ``value_names`` is None, of one state table."""
+        table = schema.STATE_TABLES[table_name]
+        keys = STATE_KEYS[table_name]
+        if value_names is None:
+            return delete(table).where(and_(*(table.c[k] == bindparam(f"key_{k}") for k in keys)))
+        insert_fn = postgresql.insert if self.backend == "postgresql" else sqlite.insert
+        ins = insert_fn(table).values({k: bindparam(k) for k in (*keys, *value_names)})
+        return ins.on_conflict_do_update(
+            index_elements=list(keys), set_={k: ins.excluded[k] for k in value_names}
+        )
+
+    def _compiled(self, key: Any, build: Any, *args: Any) -> _Compiled:
+        """A statement of the append path, compiled once for this engine's dialect."""
+        cache: dict[Any, _Compiled] = self.__dict__.setdefault("_compiled_cache", {})
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = _Compiled(build(*args), self.engine.dialect)
+        return found
 
     # -- reading --------------------------------------------------------------------------
 
@@ -349,12 +528,6 @@ class Ledger:
                 None,
             )
         return VerifyResult(True, checked, head_seq, head_hash)
-
-
-def _with_hash(event: Event) -> Event:
-    from dataclasses import replace
-
-    return replace(event, hash=event.compute_hash())
 
 
 def _to_row(event: Event, request_hash: str) -> dict[str, Any]:
