@@ -305,15 +305,21 @@ class SignalChecker:
             return await self._get_engine().get(url, read_body=read_body)
 
     async def _get_following(
-        self, url: str, kind: str, read_body: ReadBody
+        self, url: str, kind: str, read_body: ReadBody, *, same_origin: bool = False
     ) -> tuple[Response | None, int]:
-        """GET following up to 5 redirects; (None, hops) when there were more."""
+        """GET following up to 5 redirects; (None, hops) when there were more.
+
+        With ``same_origin``, a redirect to another origin counts as "no file".
+        """
         current = url
         for hops in range(MAX_REDIRECTS + 1):
             resp = await self._get(current, kind, read_body)
             location = resp.header("location")
             if resp.status in (301, 302, 303, 307, 308) and location:
-                current = urljoin(current, location)
+                target = urljoin(current, location)
+                if same_origin and origin_of(target) != origin_of(current):
+                    return None, hops + 1
+                current = target
                 continue
             return resp, hops
         return None, MAX_REDIRECTS + 1
@@ -355,7 +361,7 @@ class SignalChecker:
         now = self._clock()
         try:
             resp, _hops = await self._get_following(url, "robots.txt", _read_ok(MAX_ROBOTS_BYTES))
-        except FetchError as exc:
+        except (FetchError, InvalidInput) as exc:
             return RobotsState(
                 "unreachable",
                 None,
@@ -398,8 +404,10 @@ class SignalChecker:
 
     async def _fetch_tdmrep(self, url: str, signals: HostSignals) -> None:
         try:
-            resp, _ = await self._get_following(url, "tdmrep.json", _read_ok(MAX_FILE_BYTES))
-        except FetchError as exc:
+            resp, _ = await self._get_following(
+                url, "tdmrep.json", _read_ok(MAX_FILE_BYTES), same_origin=True
+            )
+        except (FetchError, InvalidInput) as exc:
             signals.notes.append(f"tdmrep.json not fetched: {exc}")
             return
         if resp is None or not 200 <= resp.status < 300:
@@ -411,8 +419,10 @@ class SignalChecker:
 
     async def _fetch_aitxt(self, url: str, signals: HostSignals) -> None:
         try:
-            resp, _ = await self._get_following(url, "ai.txt", _read_ok(MAX_FILE_BYTES))
-        except FetchError as exc:
+            resp, _ = await self._get_following(
+                url, "ai.txt", _read_ok(MAX_FILE_BYTES), same_origin=True
+            )
+        except (FetchError, InvalidInput) as exc:
             signals.notes.append(f"ai.txt not fetched: {exc}")
             return
         if resp is None or not 200 <= resp.status < 300:

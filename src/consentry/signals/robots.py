@@ -77,7 +77,9 @@ def normalize_path(value: str, *, pattern: bool = False) -> str:
     """Percent-encoding normalised for comparison (RFC 9309 §2.2.2).
 
     Escapes of unreserved characters are decoded, other escapes upper-cased, and octets outside
-    ASCII (or not allowed in a URI) percent-encoded as UTF-8. A pattern keeps ``*`` and ``$``.
+    ASCII (or not allowed in a URI) percent-encoded as UTF-8. ``*`` and ``$`` are encoded too
+    (a pattern matches them verbatim as ``%2A``/``%24``), except where a pattern uses them as
+    wildcards: ``*`` anywhere, ``$`` at its end.
     """
     out: list[str] = []
     i, n = 0, len(value)
@@ -88,7 +90,11 @@ def normalize_path(value: str, *, pattern: bool = False) -> str:
             out.append(decoded if decoded in _UNRESERVED else "%" + value[i + 1 : i + 3].upper())
             i += 3
             continue
-        if ch in _KEEP or (pattern and ch in "*$"):
+        if ch in "*$":
+            # special in patterns ("*" anywhere, "$" at the end); matched verbatim as %2A/%24
+            special = pattern and (ch == "*" or i == n - 1)
+            out.append(ch if special else f"%{ord(ch):02X}")
+        elif ch in _KEEP:
             out.append(ch)
         else:
             out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
