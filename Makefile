@@ -27,6 +27,15 @@ lint: $(STAMP)
 	$(BIN)/mypy src
 
 test: lint
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing Debian's chromium for the browser tests"; \
+			(apt-get install -y chromium >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y chromium >/dev/null 2>&1)) \
+				|| echo "Could not install chromium: the browser tests will be skipped"; \
+		else \
+			echo "/usr/bin/chromium is missing and this is not root: the browser tests will be skipped"; \
+		fi; \
+	fi
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 		echo "PostgreSQL answers at 127.0.0.1:5432: running the PostgreSQL tests"; \
 		export CONSENTRY_TEST_POSTGRES_URL='$(PG_URL)'; \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -12,6 +13,7 @@ from ..store import Store
 from . import problems
 from .context import Service
 from .metrics import MetricsMiddleware
+from .models import Problem
 from .routers import accounts, decisions, health, ledger, policies, receipts, subjects
 from .settings import Settings
 
@@ -65,7 +67,50 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     _mount_lineage(app)
     _mount_web(app)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+    _describe_problems(app)
     return app
+
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def _describe_problems(app: FastAPI) -> None:
+    """Make the OpenAPI description say what the service does: every error is a problem
+    (``application/problem+json``), and any request with input may be refused with a 400
+    (unreadable body) or 422 (invalid input naming the field)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault(
+            "Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                takes_input = bool(operation.get("parameters") or operation.get("requestBody"))
+                for code, text in (
+                    (400, "The request could not be read"),
+                    (422, "Invalid input; `field` names what was wrong"),
+                    (500, "Internal error (logged; never a stack trace)"),
+                ):
+                    if code != 500 and not takes_input:
+                        continue
+                    responses.setdefault(str(code), {"description": text})
+                for code, response in responses.items():
+                    declared = response.get("content", {}).get("application/json", {})
+                    ref = declared.get("schema", {}).get("$ref", "")
+                    if code[0] in "45" and (not ref or ref.endswith("HTTPValidationError")):
+                        response["content"] = {"application/problem+json": {"schema": PROBLEM_REF}}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _mount_lineage(app: FastAPI) -> None:

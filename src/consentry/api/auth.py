@@ -258,11 +258,10 @@ class Sessions:
     The key is kept in the store (``meta``), so every worker of one service shares it.
     """
 
-    COOKIE = "consentry_session"
-
-    def __init__(self, secret: bytes, max_age_s: int) -> None:
+    def __init__(self, secret: bytes, max_age_s: int, cookie: str = "consentry_session") -> None:
         self._secret = secret
         self.max_age_s = max_age_s
+        self.cookie = cookie
 
     def _mac(self, data: bytes) -> bytes:
         return hmac.new(self._secret, data, hashlib.sha256).digest()

@@ -74,10 +74,12 @@ def _hash(secret: str) -> str:
 
 
 def _key_id(secret: str) -> str | None:
-    parts = secret.split("_")
-    if len(parts) != 3 or parts[0] + "_" != PREFIX or not parts[1] or not parts[2]:
+    if not secret.startswith(PREFIX):
         return None
-    return parts[1]
+    key_id, _, rest = secret[len(PREFIX) :].partition("_")
+    if not key_id or not rest or len(key_id) > 32:
+        return None
+    return key_id
 
 
 class ApiKeys:

@@ -25,7 +25,7 @@ class Problem(BaseModel):
 
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}, "description": desc}
+    code: {"description": desc}
     for code, desc in (
         (400, "Bad request"),
         (401, "Missing, invalid or expired credentials"),

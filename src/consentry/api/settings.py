@@ -57,6 +57,8 @@ class Settings:
     jwt_leeway_s: int = 30
     #: How long a preference-centre session lasts after ``/login?token=…`` (seconds).
     session_max_age_s: int = 8 * 3600
+    #: The session cookie's name (give each service its own when several share a host).
+    session_cookie: str = "consentry_session"
     #: Send the session cookie only over HTTPS. ``None``: when the request came over HTTPS.
     cookie_secure: bool | None = None
     #: Decisions answer from this worker's in-memory snapshot, caught up with the ledger at most
@@ -109,6 +111,8 @@ class Settings:
             values["jwt_leeway_s"] = _int(v, "CONSENTRY_JWT_LEEWAY_S")
         if (v := get("SESSION_MAX_AGE_S")) is not None:
             values["session_max_age_s"] = _int(v, "CONSENTRY_SESSION_MAX_AGE_S")
+        if (v := get("SESSION_COOKIE")) is not None:
+            values["session_cookie"] = v
         if (v := get("COOKIE_SECURE")) is not None:
             values["cookie_secure"] = _bool(v, "CONSENTRY_COOKIE_SECURE")
         if (v := get("DECISION_MAX_STALENESS_MS")) is not None:
@@ -140,6 +144,7 @@ class Settings:
             "CONSENTRY_JWT_AUDIENCE": self.jwt_audience,
             "CONSENTRY_JWT_LEEWAY_S": str(self.jwt_leeway_s),
             "CONSENTRY_SESSION_MAX_AGE_S": str(self.session_max_age_s),
+            "CONSENTRY_SESSION_COOKIE": self.session_cookie,
             "CONSENTRY_DECISION_MAX_STALENESS_MS": str(self.decision_max_staleness_ms),
             "CONSENTRY_BATCH_MAX_ITEMS": str(self.batch_max_items),
             "CONSENTRY_API_KEY_CACHE_S": str(self.api_key_cache_s),

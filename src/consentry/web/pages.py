@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from ..api.auth import PEOPLE, Principal, Role, Session, Sessions
+from ..api.auth import PEOPLE, Principal, Role, Session
 from ..api.context import Service
 from ..api.views import (
     GROUPS,
@@ -75,7 +75,7 @@ def _session(request: Request) -> Session | None:
         sessions = svc.sessions
     except ConsentryError:
         return None
-    return sessions.read(request.cookies.get(Sessions.COOKIE))
+    return sessions.read(request.cookies.get(sessions.cookie))
 
 
 def _secure(request: Request) -> bool:
@@ -196,7 +196,7 @@ def login(request: Request, token: str | None = None) -> Response:
         )
     response = _redirect(_home_of(principal))
     response.set_cookie(
-        Sessions.COOKIE,
+        svc.sessions.cookie,
         svc.sessions.issue(principal),
         max_age=svc.sessions.max_age_s,
         httponly=True,
@@ -216,7 +216,11 @@ async def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Respons
         await _check_csrf(request, session, csrf)
     response = render(request, "signed_out.html")
     response.delete_cookie(
-        Sessions.COOKIE, path="/", httponly=True, samesite="lax", secure=_secure(request)
+        _service(request).settings.session_cookie,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
     )
     return response
 

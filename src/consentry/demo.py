@@ -1,0 +1,256 @@
+"""``python -m consentry.demo`` (what ``make demo`` runs): a demo service with people in it.
+
+Builds, fresh on every run, two stores under ``./demo/`` and serves them:
+
+- ``meetings`` (``policies/meetings.yaml``, both versions) on http://127.0.0.1:8000: an
+  organisation account ``acme`` with an administrator and members, a solo user, some choices,
+  a synthetic training manifest gated into a dataset and a model registered on it;
+- ``music`` (``policies/music.yaml``) on http://127.0.0.1:8001: an artist.
+
+It prints a sign-in link for each demo user and an API key for ``curl``, and serves until
+stopped with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import json
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from .store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+LINK_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Person:
+    sub: str
+    role: str
+    note: str
+    account: str | None = None
+
+
+@dataclass
+class DemoStore:
+    name: str
+    url: str
+    port: int
+    secret: str
+    people: list[Person]
+    service_key: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def link(self, host: str, person: Person) -> str:
+        return f"http://{host}:{self.port}/login?token={token(self.secret, person)}"
+
+
+def token(secret: str, person: Person, days: int = LINK_DAYS) -> str:
+    """A sign-in token as the platform would sign it for this person."""
+    claims: dict[str, Any] = {
+        "sub": person.sub,
+        "role": person.role,
+        "aud": "consentry",
+        "exp": int(time.time()) + days * 86400,
+    }
+    if person.account:
+        claims["account"] = person.account
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def policy_file(name: str) -> Path:
+    for base in (ROOT, Path.cwd()):
+        path = base / "policies" / name
+        if path.is_file():
+            return path
+    raise SystemExit(f"cannot find policies/{name}: run the demo from the repository")
+
+
+MEETINGS_PEOPLE = [
+    Person("alice@acme.example", "account_admin", "administrator of acme", "acme"),
+    Person("bob@acme.example", "subject", "member of acme, opted in to training"),
+    Person("carol@acme.example", "subject", "member of acme, said no to training"),
+    Person("dan@acme.example", "subject", "member of acme, no choice yet"),
+    Person("erin@solo.example", "subject", "solo user, not in any organisation"),
+]
+MUSIC_PEOPLE = [Person("frank-the-artist", "subject", "an artist on the music platform")]
+
+
+def build_meetings(directory: Path, port: int) -> DemoStore:
+    from .api.keys import ApiKeys
+
+    demo = DemoStore(
+        "meetings",
+        f"sqlite:///{directory / 'meetings.db'}",
+        port,
+        secrets.token_urlsafe(32),
+        MEETINGS_PEOPLE,
+    )
+    with Store(demo.url) as store:
+        store.init(policies=[policy_file("meetings.yaml")])
+        alice, bob, carol, dan, erin = (p.sub for p in MEETINGS_PEOPLE)
+        for person in (alice, bob, carol, dan):
+            store.add_member(person, "acme", actor="demo")
+        store.set_feature("acme", "ai.feature.meeting_summary", True, actor=alice)
+        store.set_account("acme", "improvement", "members_choose", actor=alice)
+        method = "preference-centre"
+        store.give_consent(bob, "ai.training", ["content"], method=method, language="en")
+        store.give_consent(bob, "improvement", ["content"], method=method, language="en")
+        store.refuse_consent(carol, "ai.training", ["content"], method=method, language="fr")
+        store.give_consent(erin, "ai.training", ["content"], method=method, language="id")
+        store.give_consent(erin, "improvement", ["content"], method=method, language="id")
+        store.withdraw_consent(erin, "improvement", ["content"], method=method, language="id")
+        demo.service_key = ApiKeys(store).create("demo-pipeline", "service").secret
+        demo.notes.extend(gate_demo_dataset(store, directory))
+    return demo
+
+
+def write_manifest(path: Path) -> int:
+    """A synthetic training manifest: one row per meeting recording, with its participants."""
+    subjects = [p.sub for p in MEETINGS_PEOPLE]
+    rows = []
+    categories = ("content.audio", "content.transcript", "content.video", "content.chat")
+    for i in range(48):
+        owner = subjects[i % len(subjects)]
+        others = [s for s in subjects if s != owner][: i % 3]
+        labels = "health" if i % 16 == 5 else ""
+        rows.append(
+            {
+                "item_id": f"rec-{i:04d}",
+                "subjects": json.dumps([owner, *others]),
+                "category": categories[i % len(categories)],
+                "labels": labels,
+                "uri": f"s3://meetings-demo/recordings/rec-{i:04d}.opus",
+            }
+        )
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
+def gate_demo_dataset(store: Store, directory: Path) -> list[str]:
+    """Gate the synthetic manifest into a dataset and register a model on it (when the
+    gate and lineage library calls are available)."""
+    manifest = directory / "manifest.csv"
+    count = write_manifest(manifest)
+    gate = getattr(store, "gate", None)
+    register = getattr(store, "register_model", None)
+    if gate is None or register is None:
+        return [f"wrote {manifest} ({count} rows); gating needs consentry's gate module"]
+    out = directory / "datasets" / "meetings-asr-v1"
+    result = gate(manifest, purpose="ai.training", dataset_name="meetings-asr-v1", out=out)
+    dataset_id = getattr(result, "dataset_id", None) or getattr(result, "id", None)
+    model = register("meetings-asr", datasets=[dataset_id], version="1")
+    allowed = getattr(result, "allowed", "?")
+    return [
+        f"gated {manifest} ({count} rows) into dataset meetings-asr-v1: {allowed} allowed",
+        f"registered model {getattr(model, 'name', 'meetings-asr')} on it",
+    ]
+
+
+def build_music(directory: Path, port: int) -> DemoStore:
+    demo = DemoStore(
+        "music",
+        f"sqlite:///{directory / 'music.db'}",
+        port,
+        secrets.token_urlsafe(32),
+        MUSIC_PEOPLE,
+    )
+    with Store(demo.url) as store:
+        store.init(policies=[policy_file("music.yaml")])
+        artist = MUSIC_PEOPLE[0].sub
+        store.object(artist, "improvement", ["service_data"])
+    return demo
+
+
+def build(directory: Path, port: int = 8000, music_port: int = 8001) -> list[DemoStore]:
+    """Build the demo stores fresh under ``directory``."""
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    stores = [build_meetings(directory, port), build_music(directory, music_port)]
+    return stores
+
+
+def describe(stores: list[DemoStore], host: str) -> str:
+    lines = ["consentry demo", ""]
+    for demo in stores:
+        base = f"http://{host}:{demo.port}"
+        lines.append(f"{demo.name}: {base}  (store {demo.url}; API docs {base}/docs)")
+        for note in demo.notes:
+            lines.append(f"  {note}")
+        lines.append(f"  sign-in links (valid {LINK_DAYS} days):")
+        for person in demo.people:
+            lines.append(f"    {person.sub} — {person.note}:")
+            lines.append(f"      {demo.link(host, person)}")
+        if demo.service_key:
+            lines.append("  service API key (for your backend or curl):")
+            lines.append(f"    {demo.service_key}")
+            lines.append(
+                f"    curl -s -H 'Authorization: Bearer {demo.service_key}' "
+                f"-H 'Content-Type: application/json' {base}/v1/decisions "
+                """-d '{"subject": "bob@acme.example", "purpose": "ai.training", """
+                """"category": "content.audio"}'"""
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+async def serve(stores: list[DemoStore], host: str) -> None:
+    import uvicorn
+
+    from .api import Settings, create_app
+
+    servers = []
+    for demo in stores:
+        settings = Settings(
+            database_url=demo.url,
+            jwt_secret=demo.secret,
+            session_cookie=f"consentry_{demo.name}_session",
+        )
+        config = uvicorn.Config(
+            create_app(settings), host=host, port=demo.port, log_level="warning"
+        )
+        servers.append(uvicorn.Server(config))
+    await asyncio.gather(*(s.serve() for s in servers))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m consentry.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--dir", type=Path, default=Path("demo"), help="where to build the stores")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000, help="the meetings service")
+    parser.add_argument("--music-port", type=int, default=8001, help="the music service")
+    parser.add_argument("--no-serve", action="store_true", help="build and print, then exit")
+    args = parser.parse_args(argv)
+    stores = build(args.dir, args.port, args.music_port)
+    text = describe(stores, args.host)
+    (args.dir / "links.txt").write_text(text + "\n", encoding="utf-8")
+    print(text, flush=True)
+    if args.no_serve:
+        return 0
+    print("Serving until you press Ctrl-C.", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(stores, args.host))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Every endpoint for every role: who may call it, and a clear refusal for everyone else."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from api_support import Api, bearer, sign
+
+# The callers: bob and carol are members of acme; alice administers acme; zed administers
+# globex; the service and platform_admin callers use API keys.
+CALLERS = ("anonymous", "bob", "carol", "alice", "zed", "service", "platform")
+
+
+def credentials(api: Api, caller: str) -> dict[str, str]:
+    return {
+        "anonymous": {},
+        "bob": api.as_("bob"),
+        "carol": api.as_("carol"),
+        "alice": api.as_("alice", "account_admin", "acme"),
+        "zed": api.as_("zed", "account_admin", "globex"),
+        "service": api.service,
+        "platform": api.platform,
+    }[caller]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    allowed: frozenset[str]
+    ok: int = 200
+    body: Any = None
+    #: Prepare per call (e.g. make sure a member exists before removing it).
+    setup: Callable[[Api], None] | None = None
+
+    def call(self, api: Api, caller: str) -> Any:
+        if self.setup is not None:
+            self.setup(api)
+        path = self.path.format(receipt=_receipt(api))
+        body = self.body(api) if callable(self.body) else self.body
+        return api.client.request(self.method, path, json=body, headers=credentials(api, caller))
+
+
+def _receipt(api: Api) -> str:
+    found = [e for e in api.store.ledger.events(subjects=["bob"]) if e.kind == "consent.given"]
+    if found:
+        return found[-1].id
+    return api.store.give_consent("bob", "ai.training", ["content"]).id
+
+
+def _receipt_doc(api: Api) -> dict[str, Any]:
+    return api.store.receipt(_receipt(api))
+
+
+def _dan_is_member(api: Api) -> None:
+    if "acme" not in api.store.state().accounts_of("dan"):
+        api.store.add_member("dan", "acme")
+
+
+EVERYONE = frozenset(CALLERS) - {"anonymous"}
+ANYONE = frozenset(CALLERS)
+ALL_PUBLISH = """\
+id: meetings
+version: "2099-01"
+effective: 2099-01-01T00:00:00Z
+language: en
+rules:
+  - id: deliver-service
+    purposes: [service.delivery]
+    categories: [content]
+    basis: contract
+"""
+
+ENDPOINTS = [
+    Endpoint("GET", "/v1/policies", EVERYONE),
+    Endpoint("POST", "/v1/policies", frozenset({"platform"}), 201, {"yaml": ALL_PUBLISH}),
+    Endpoint("GET", "/v1/policies/diff?from=2023-07&to=2023-08", EVERYONE),
+    Endpoint("GET", "/v1/policies/2023-08", EVERYONE),
+    Endpoint("GET", "/v1/policies/2023-08/notices/fr", EVERYONE),
+    Endpoint(
+        "POST",
+        "/v1/subjects/bob/consents",
+        frozenset({"bob"}),
+        201,
+        {"action": "give", "purpose": "ai.training", "categories": ["content"]},
+    ),
+    Endpoint(
+        "POST",
+        "/v1/subjects/bob/objections",
+        frozenset({"bob"}),
+        201,
+        {"purpose": "improvement", "categories": ["service_data"]},
+    ),
+    Endpoint("GET", "/v1/subjects/bob", frozenset({"bob", "alice"})),
+    Endpoint("GET", "/v1/subjects/bob?as_of=2024-01-01T00:00:00Z", frozenset({"bob", "alice"})),
+    Endpoint("GET", "/v1/subjects/bob/events", frozenset({"bob", "alice"})),
+    Endpoint("GET", "/v1/receipts/{receipt}", frozenset({"bob"})),
+    Endpoint("POST", "/v1/receipts/verify", EVERYONE, 200, _receipt_doc),
+    Endpoint("GET", "/v1/accounts/acme", frozenset({"alice"})),
+    Endpoint(
+        "PUT",
+        "/v1/accounts/acme/settings/ai.training",
+        frozenset({"alice"}),
+        200,
+        {"setting": "members_choose"},
+    ),
+    Endpoint(
+        "PUT",
+        "/v1/accounts/acme/features/ai.feature.meeting_summary",
+        frozenset({"alice"}),
+        200,
+        {"enabled": True},
+    ),
+    Endpoint("PUT", "/v1/accounts/acme/members/dan", frozenset({"alice", "service"}), 201),
+    Endpoint(
+        "DELETE",
+        "/v1/accounts/acme/members/dan",
+        frozenset({"alice", "service"}),
+        200,
+        setup=_dan_is_member,
+    ),
+    Endpoint("GET", "/v1/accounts/acme/summary", frozenset({"alice"})),
+    Endpoint("GET", "/v1/accounts/acme/events", frozenset({"alice"})),
+    Endpoint(
+        "POST",
+        "/v1/decisions",
+        frozenset({"service"}),
+        200,
+        {"subject": "bob", "purpose": "ai.training", "category": "content.audio"},
+    ),
+    Endpoint(
+        "POST",
+        "/v1/decisions/batch",
+        frozenset({"service"}),
+        200,
+        {"purpose": "ai.training", "category": "content.audio", "subjects": ["bob"]},
+    ),
+    Endpoint("POST", "/v1/ledger/verify", frozenset({"platform"})),
+    Endpoint("GET", "/healthz", ANYONE),
+    Endpoint("GET", "/readyz", ANYONE),
+    Endpoint("GET", "/metrics", ANYONE),
+]
+
+LINEAGE_ENDPOINTS: list[Endpoint] = []
+
+
+def all_endpoints() -> list[Endpoint]:
+    return ENDPOINTS + LINEAGE_ENDPOINTS
+
+
+@pytest.mark.parametrize("endpoint", all_endpoints(), ids=lambda e: f"{e.method} {e.path}")
+def test_every_role(api: Api, endpoint: Endpoint) -> None:
+    for caller in CALLERS:
+        response = endpoint.call(api, caller)
+        if caller in endpoint.allowed:
+            assert response.status_code == endpoint.ok, (caller, response.text)
+            continue
+        expected = 401 if caller == "anonymous" else 403
+        assert response.status_code == expected, (caller, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["status"] == expected
+        assert problem["detail"], problem
+        if expected == 401:
+            assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_the_matrix_covers_every_route(api: Api) -> None:
+    """A new endpoint must join the matrix above."""
+    spec = api.client.get("/openapi.json").json()
+    covered = {(e.method, e.path.split("?")[0]) for e in all_endpoints()}
+    for path, operations in spec["paths"].items():
+        for method in operations:
+            concrete = (
+                path.replace("{version}", "2023-08")
+                .replace("{lang}", "fr")
+                .replace("{subject}", "bob" if "/members/" not in path else "dan")
+                .replace("{account}", "acme")
+                .replace("{event_id}", "{receipt}")
+                .replace(
+                    "{purpose}",
+                    "ai.training" if "settings" in path else "ai.feature.meeting_summary",
+                )
+            )
+            assert (method.upper(), concrete) in covered or any(
+                m == method.upper() and _same_route(p, path) for m, p in covered
+            ), f"{method.upper()} {path} is not in the role matrix"
+
+
+def _same_route(concrete: str, template: str) -> bool:
+    a, b = concrete.strip("/").split("/"), template.strip("/").split("/")
+    return len(a) == len(b) and all(x == y or y.startswith("{") for x, y in zip(a, b, strict=True))
+
+
+def test_a_person_who_administers_an_account_is_still_a_person(api: Api) -> None:
+    body = {"action": "give", "purpose": "ai.training", "categories": ["content"]}
+    r = api.client.post("/v1/subjects/alice/consents", json=body, headers=api.alice)
+    assert r.status_code == 201
+    assert api.client.get("/v1/subjects/alice", headers=api.alice).status_code == 200
+
+
+def test_account_admin_reads_only_its_own_members(api: Api) -> None:
+    zed = api.as_("zed", "account_admin", "globex")
+    r = api.client.get("/v1/subjects/bob", headers=zed)
+    assert r.status_code == 403
+    assert "not a member of account 'globex'" in r.json()["detail"]
+    assert api.client.get("/v1/subjects/zed", headers=zed).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        (sign("bob", "subject", exp=time.time() - 3600), "expired"),
+        (sign("bob", "subject", aud="someone-else"), "audience"),
+        (sign("bob", "subject", secret="another-secret-" + "y" * 32), "not valid"),
+        (sign("bob", "wizard"), "role 'wizard'"),
+        (sign("alice", "account_admin"), "names its account"),
+        ("not-a-jwt", "not a JWT"),
+        ("csk_0000_notakey", "API key is not valid"),
+    ],
+)
+def test_bad_credentials_say_what_is_wrong(api: Api, token: str, message: str) -> None:
+    r = api.client.get("/v1/policies", headers=bearer(token))
+    assert r.status_code == 401
+    assert message in r.json()["detail"]

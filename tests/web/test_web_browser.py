@@ -1,0 +1,260 @@
+"""The web pages in a real browser: Debian's Chromium driven by Playwright.
+
+The service runs with uvicorn in a background thread on a free loopback port. Screenshots of
+each page are saved under ``test-artifacts/screenshots/`` (and, with
+``CONSENTRY_UPDATE_DOC_IMAGES=1``, the README's under ``docs/img/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from api_support import MEETINGS, SECRET, populate, sign
+
+from consentry import Store
+from consentry.api import Settings, create_app
+from consentry.api.keys import ApiKeys
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
+DOC_IMAGES = ROOT / "docs" / "img"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _why_no_browser() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return (
+            f"{CHROMIUM} is missing: install Debian's chromium (`apt-get install -y chromium`; "
+            "`make test` does this when run as root)"
+        )
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright Python package is not installed (pip install -e '.[test]')"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    def __init__(self, tmp: Path) -> None:
+        import uvicorn
+
+        self.store = Store(f"sqlite:///{tmp}/browser.db")
+        self.store.init(policies=[MEETINGS])
+        populate(self.store)
+        self.service_key = ApiKeys(self.store).create("browser-tests", "service").secret
+        settings = Settings(
+            database_url=self.store.url, jwt_secret=SECRET, decision_max_staleness_ms=0
+        )
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(settings, store=self.store),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.store.close()
+
+    def login(self, sub: str, role: str = "subject", account: str | None = None) -> str:
+        return f"{self.url}/login?token={sign(sub, role, account)}"
+
+    def decide(self, subject: str) -> dict[str, Any]:
+        r = httpx.post(
+            f"{self.url}/v1/decisions",
+            json={"subject": subject, "purpose": "ai.training", "category": "content.audio"},
+            headers={"Authorization": f"Bearer {self.service_key}"},
+        )
+        r.raise_for_status()
+        data: dict[str, Any] = r.json()
+        return data
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with LiveServer(tmp_path_factory.mktemp("browser")) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    reason = _why_no_browser()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import Error, sync_playwright
+
+    with sync_playwright() as pw:
+        try:
+            chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        except Error as exc:
+            pytest.skip(f"Chromium at {CHROMIUM} did not start: {exc.message.splitlines()[0]}")
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(
+        accept_downloads=True, viewport={"width": 1100, "height": 900}, locale="en-GB"
+    )
+    yield context.new_page()
+    context.close()
+
+
+def shot(page: Any, name: str, doc: bool = False) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if doc and os.environ.get("CONSENTRY_UPDATE_DOC_IMAGES"):
+        DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, DOC_IMAGES / f"{name}.png")
+
+
+TRAINING = "Training AI models Your data: your content"
+
+
+def test_member_opts_in_downloads_the_receipt_and_withdraws(server: LiveServer, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(server.login("bob"))
+    expect(page).to_have_url(f"{server.url}/me")
+    expect(page.get_by_role("heading", level=1)).to_have_text("How your data is used")
+    toggle = page.get_by_role("switch", name=TRAINING)
+    expect(toggle).to_have_attribute("aria-checked", "false")
+    shot(page, "me-before")
+    assert server.decide("bob")["reason"] == "no_consent"
+
+    toggle.click()
+    expect(page.get_by_role("status")).to_contain_text("Your choice is saved")
+    expect(toggle).to_have_attribute("aria-checked", "true")
+    decision = server.decide("bob")
+    assert decision["allowed"] and decision["reason"] == "consent"
+    shot(page, "me-opted-in", doc=True)
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download receipt").first.click()
+    download = download_info.value
+    target = ARTIFACTS.parent / "receipts" / download.suggested_filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    download.save_as(str(target))
+    receipt = json.loads(target.read_text(encoding="utf-8"))
+    assert receipt["receipt"]["pii_principal_id"] == "bob"
+    assert receipt["receipt"]["status"] == "given"
+    check = httpx.post(
+        f"{server.url}/v1/receipts/verify",
+        json=receipt,
+        headers={"Authorization": f"Bearer {server.service_key}"},
+    )
+    assert check.json()["valid"] is True
+
+    # Withdrawing is one click, from the keyboard as well.
+    toggle.focus()
+    page.keyboard.press("Enter")
+    expect(toggle).to_have_attribute("aria-checked", "false")
+    decision = server.decide("bob")
+    assert not decision["allowed"] and decision["reason"] == "withdrawn"
+    expect(page.get_by_text("Off: you withdrew your consent.")).to_be_visible()
+    shot(page, "me-withdrawn")
+
+
+def test_admin_switches_training_off_and_the_member_sees_why(
+    server: LiveServer, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    admin = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
+    admin.goto(server.login("alice", "account_admin", "acme"))
+    expect(admin).to_have_url(f"{server.url}/admin")
+    expect(admin.get_by_role("heading", level=1)).to_have_text("Admin console: acme")
+    shot(admin, "admin", doc=True)
+    training = admin.get_by_role("group", name="Training AI models")
+    training.get_by_label("Off for every member").check()
+    training.get_by_role("button", name="Save").click()
+    expect(admin.get_by_role("status")).to_contain_text("Saved: Training AI models.")
+    expect(
+        admin.get_by_role("group", name="Training AI models").get_by_label("Off for every member")
+    ).to_be_checked()
+    expect(admin.get_by_role("table").last).to_contain_text(
+        "Training AI models → Off for every member"
+    )
+    shot(admin, "admin-training-off")
+    admin.context.close()
+
+    member = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
+    member.goto(server.login("carol"))
+    toggle = member.get_by_role("switch", name=TRAINING)
+    expect(toggle).to_be_disabled()
+    expect(member.locator("#status-train-on-content")).to_contain_text(
+        "switched this off for all members"
+    )
+    expect(member.locator("#status-train-on-content")).to_contain_text("Set by: acme.")
+    assert server.decide("carol")["reason"] == "account_off"
+    shot(member, "me-capped-by-admin", doc=True)
+    member.context.close()
+
+
+def test_languages(server: LiveServer, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(server.login("bob"))
+    page.get_by_role("navigation", name="Language").get_by_role("link", name="Indonesia").click()
+    expect(page.locator("html")).to_have_attribute("lang", "id")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Cara data Anda digunakan")
+    expect(page.get_by_role("note")).to_contain_text("diterjemahkan oleh mesin")
+    shot(page, "me-id", doc=True)
+    page.get_by_role("navigation", name="Bahasa").get_by_role("link", name="Français").click()
+    expect(page.locator("html")).to_have_attribute("lang", "fr")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Comment vos données sont utilisées")
+    note = page.get_by_role("note")
+    expect(note).to_contain_text("La version en anglais fait foi et prévaut")
+    shot(page, "me-fr", doc=True)
+    note.get_by_role("link", name="Lire la version qui fait foi").click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.get_by_role("note")).to_have_count(0)
+    # Sign out, in English again.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("You are signed out")
+    shot(page, "signed-out")

@@ -1,0 +1,324 @@
+"""The preference centre and the admin console, through plain HTTP (no browser)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from api_support import MUSIC, Api, sign
+from babel.messages.pofile import read_po
+from fastapi.testclient import TestClient
+
+from consentry.web.i18n import TRANSLATIONS, catalog_path
+
+WEB = Path(__file__).resolve().parents[2] / "src" / "consentry" / "web"
+
+
+def signed_in(api: Api, sub: str, role: str = "subject", account: str | None = None) -> TestClient:
+    client = TestClient(api.client.app, raise_server_exceptions=False)
+    r = client.get("/login", params={"token": sign(sub, role, account)}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    return client
+
+
+def csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF token in the page"
+    return found.group(1)
+
+
+def switch(html: str, rule: str) -> str:
+    """The <button role="switch"> of a rule."""
+    found = re.search(
+        rf'<input type="hidden" name="rule" value="{rule}">\s*(<button[^>]*>)', html, re.S
+    )
+    assert found, f"no switch for {rule}"
+    return found.group(1)
+
+
+# -- sign-in and sessions ----------------------------------------------------------------------
+
+
+def test_login_sets_an_httponly_samesite_cookie(api: Api) -> None:
+    r = api.client.get("/login", params={"token": sign("bob", "subject")}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/me"
+    cookie = r.headers["set-cookie"]
+    assert "consentry_session=" in cookie and "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie and "Path=/" in cookie
+    admin = api.client.get(
+        "/login", params={"token": sign("alice", "account_admin", "acme")}, follow_redirects=False
+    )
+    assert admin.headers["location"] == "/admin"
+
+
+def test_secure_cookie_when_configured(make_api: Callable[..., Api]) -> None:
+    api = make_api(cookie_secure=True)
+    r = api.client.get("/login", params={"token": sign("bob", "subject")}, follow_redirects=False)
+    assert "Secure" in r.headers["set-cookie"]
+
+
+@pytest.mark.parametrize(
+    ("token", "status", "text"),
+    [
+        (None, 401, "has no token"),
+        ("garbage", 401, "not a JWT"),
+        (sign("svc", "service"), 403, "cannot sign in"),
+        (sign("bob", "subject", exp=1), 401, "expired"),
+    ],
+)
+def test_bad_sign_in_links_explain_themselves(
+    api: Api, token: str | None, status: int, text: str
+) -> None:
+    params = {"token": token} if token else {}
+    r = api.client.get("/login", params=params, headers={"Accept": "text/html"})
+    assert r.status_code == status
+    assert r.headers["content-type"].startswith("text/html")
+    assert text in r.text
+
+
+def test_pages_need_a_session(api: Api) -> None:
+    r = api.client.get("/me", headers={"Accept": "text/html"})
+    assert r.status_code == 401 and "not signed in" in r.text
+    bob = signed_in(api, "bob")
+    r = bob.get("/admin", headers={"Accept": "text/html"})
+    assert r.status_code == 403 and "not for the subject role" in r.text
+
+
+def test_a_tampered_session_is_no_session(api: Api) -> None:
+    bob = signed_in(api, "bob")
+    cookie = bob.cookies["consentry_session"]
+    body, _, mac = cookie.partition(".")
+    bob.cookies.set("consentry_session", body.replace("b", "c", 1) + "." + mac)
+    assert bob.get("/me").status_code == 401
+
+
+def test_sign_out(api: Api) -> None:
+    bob = signed_in(api, "bob")
+    token = csrf(bob.get("/me").text)
+    r = bob.post("/logout", data={"csrf": token})
+    assert r.status_code == 200 and "signed out" in r.text
+    assert (
+        'consentry_session=""' in r.headers["set-cookie"] or "Max-Age=0" in r.headers["set-cookie"]
+    )
+    assert bob.get("/me").status_code == 401
+
+
+def test_forms_need_the_csrf_token(api: Api) -> None:
+    bob = signed_in(api, "bob")
+    bob.get("/me")
+    r = bob.post(
+        "/me/choices", data={"csrf": "wrong", "rule": "train-on-content", "action": "give"}
+    )
+    assert r.status_code == 403 and "security token" in r.text
+    r = bob.post("/me/choices", data={"rule": "train-on-content", "action": "give"})
+    assert r.status_code == 422
+    token = csrf(bob.get("/me").text)
+    r = bob.post(
+        "/me/choices",
+        data={"csrf": token, "rule": "train-on-content", "action": "give"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert r.status_code == 403 and "another site" in r.text
+    assert api.store.subject_state("bob")["consents"] == []
+
+
+# -- the preference centre ---------------------------------------------------------------------
+
+
+def test_me_explains_each_use_and_its_basis(api: Api) -> None:
+    html = signed_in(api, "bob").get("/me").text
+    assert "How your data is used" in html
+    assert "How we use meeting content and service data (August 2023)" in html
+    for badge in (
+        "No choice: part of the service",
+        "Only with your opt-in",
+        "Your organisation decides",
+    ):
+        assert badge in html
+    assert "What never happens" in html and "third-party AI models" in html
+    assert "never used for: Artificial intelligence, Improving our products" in html
+    assert "Member of acme" in html
+    assert "<script" not in html
+
+
+def test_toggle_opt_in_and_withdraw_with_receipts(api: Api) -> None:
+    bob = signed_in(api, "bob")
+    html = bob.get("/me").text
+    assert 'aria-checked="false"' in switch(html, "train-on-content")
+    r = bob.post(
+        "/me/choices",
+        data={"csrf": csrf(html), "rule": "train-on-content", "action": "give"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert r.headers["location"].endswith("saved=train-on-content#rule-train-on-content")
+    assert api.store.check("bob", "ai.training", "content.audio").allowed
+    html = bob.get(r.headers["location"]).text
+    assert "Your choice is saved" in html
+    assert 'aria-checked="true"' in switch(html, "train-on-content")
+    assert 'value="withdraw"' in switch(html, "train-on-content")
+    receipt = re.search(r'href="(/me/receipts/[^"]+)" download', html)
+    assert receipt
+    r = bob.get(receipt.group(1))
+    assert r.status_code == 200 and "attachment" in r.headers["content-disposition"]
+    assert r.json()["receipt"]["pii_principal_id"] == "bob"
+    assert r.json()["receipt"]["collection_method"] == "preference-centre"
+    # Withdrawing is the same one click.
+    bob.post(
+        "/me/choices", data={"csrf": csrf(html), "rule": "train-on-content", "action": "withdraw"}
+    )
+    assert api.store.check("bob", "ai.training", "content.audio").reason == "withdrawn"
+    html = bob.get("/me").text
+    assert html.count("Download receipt") == 2
+
+
+def test_someone_elses_receipt_is_refused(api: Api) -> None:
+    event = api.store.give_consent("carol", "ai.training", ["content"])
+    r = signed_in(api, "bob").get(f"/me/receipts/{event.id}", headers={"Accept": "text/html"})
+    assert r.status_code == 403
+
+
+def test_objection_toggle(make_api: Callable[..., Api]) -> None:
+    # The music platform uses service data to improve its products unless the person objects.
+    api = make_api(policy=MUSIC, populate_store=False)
+    bob = signed_in(api, "bob")
+    html = bob.get("/me").text
+    button = switch(html, "improve-product")
+    assert 'aria-checked="true"' in button and 'value="object"' in button
+    assert "On unless you object" in html
+    bob.post(
+        "/me/choices", data={"csrf": csrf(html), "rule": "improve-product", "action": "object"}
+    )
+    assert api.store.check("bob", "improvement", "service_data.usage").reason == "objection"
+    html = bob.get("/me").text
+    button = switch(html, "improve-product")
+    assert 'aria-checked="false"' in button and 'value="lift"' in button
+    assert "Off: you objected." in html
+
+
+def test_admin_cap_disables_the_members_toggle(api: Api) -> None:
+    alice = signed_in(api, "alice", "account_admin", "acme")
+    html = alice.get("/admin").text
+    r = alice.post(
+        "/admin/settings",
+        data={"csrf": csrf(html), "purpose": "ai.training", "setting": "off"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert api.store.account_state("acme")["settings"] == {"ai.training": "off"}
+    html = signed_in(api, "bob").get("/me").text
+    button = switch(html, "train-on-content")
+    assert "disabled" in button
+    assert "switched this off for all members" in html and "Set by: acme." in html
+
+
+def test_wrong_choices_are_refused(api: Api) -> None:
+    bob = signed_in(api, "bob")
+    token = csrf(bob.get("/me").text)
+    r = bob.post(
+        "/me/choices",
+        data={"csrf": token, "rule": "deliver-service", "action": "give"},
+        headers={"Accept": "text/html"},
+    )
+    assert r.status_code == 422 and "does not ask for your consent" in r.text
+    r = bob.post("/me/choices", data={"csrf": token, "rule": "no-such-rule", "action": "give"})
+    assert r.status_code == 404
+    r = bob.post("/me/choices", data={"csrf": token, "rule": "train-on-content", "action": "shrug"})
+    assert r.status_code == 422
+
+
+# -- the admin console -------------------------------------------------------------------------
+
+
+def test_admin_console(api: Api) -> None:
+    api.store.give_consent("bob", "ai.training", ["content"])
+    api.store.refuse_consent("carol", "ai.training", ["content"])
+    alice = signed_in(api, "alice", "account_admin", "acme")
+    html = alice.get("/admin").text
+    assert "Admin console: acme" in html and "Members: 3" in html
+    # Settings: "on" is offered only where the policy lets the account consent for members.
+    training = html[html.index('id="setting-ai.training"') :]
+    training = training[: training.index("</form>")]
+    assert 'value="on"' in training
+    assert 'value="members_choose" checked' in training
+    # Aggregate counts: one opted in, one said no, one has not chosen.
+    assert "opted in: 1" in html and "said no: 1" in html and "no choice yet: 1" in html
+    token = csrf(html)
+    r = alice.post(
+        "/admin/features",
+        data={"csrf": token, "purpose": "ai.feature.meeting_summary", "enabled": "on"},
+    )
+    assert r.status_code == 200
+    assert api.store.account_state("acme")["features"] == {"ai.feature.meeting_summary": "enabled"}
+    html = alice.get("/admin").text
+    assert "Audit trail" in html and "Switched a feature" in html
+    r = alice.post(
+        "/admin/settings",
+        data={"csrf": token, "purpose": "service.safety", "setting": "on"},
+        headers={"Accept": "text/html"},
+    )
+    assert r.status_code == 422 and "does not let an account consent" in r.text
+
+
+# -- languages ---------------------------------------------------------------------------------
+
+
+def test_language_switch_and_machine_translation_notice(api: Api) -> None:
+    bob = signed_in(api, "bob")
+    html = bob.get("/me?lang=fr").text
+    assert '<html lang="fr">' in html and "Comment vos données sont utilisées" in html
+    assert "traduit automatiquement" in html and "anglais fait foi" in html
+    assert 'href="?lang=en#notice"' in html
+    # The choice sticks (cookie) on the next page.
+    assert '<html lang="fr">' in bob.get("/me").text
+    html = bob.get("/me?lang=id").text
+    assert "Cara data Anda digunakan" in html and "diterjemahkan oleh mesin" in html
+    html = bob.get("/me?lang=en").text
+    assert "translated by machine" not in html
+    # Every page has the switcher.
+    for lang, name in (("en", "English"), ("id", "Indonesia"), ("fr", "Français")):
+        assert f'hreflang="{lang}" lang="{lang}"' in html and name in html
+
+
+def test_accept_language_is_honoured(api: Api) -> None:
+    html = api.client.get("/", headers={"Accept-Language": "id-ID,id;q=0.9,en;q=0.5"}).text
+    assert '<html lang="id">' in html
+
+
+def test_catalogs_translate_every_string() -> None:
+    """Every UI string in the templates and the code is in the .pot and translated."""
+    from babel.messages.extract import extract_from_dir
+
+    method_map = [("**/templates/**.html", "jinja2"), ("**.py", "python")]
+    options = {"**/templates/**.html": {"extensions": "", "trimmed": "false"}}
+    used = {
+        message
+        for _, _, message, _, _ in extract_from_dir(
+            str(WEB), method_map, options_map=options, keywords={"_": None, "N_": None}
+        )
+    }
+    with (TRANSLATIONS / "messages.pot").open("rb") as fh:
+        template = {m.id for m in read_po(fh) if m.id}
+    assert used == template, "regenerate messages.pot (see docs/api.md, Translations)"
+    for lang in ("en", "id", "fr"):
+        with catalog_path(lang).open("rb") as fh:
+            catalog = read_po(fh, locale=lang)
+        missing = [m.id for m in catalog if m.id and not m.string]
+        assert not missing, (lang, missing)
+        assert {m.id for m in catalog if m.id} == template, lang
+
+
+def test_every_control_is_labelled(api: Api) -> None:
+    alice = signed_in(api, "alice", "account_admin", "acme")
+    for page in ("/me", "/admin"):
+        html = alice.get(page).text
+        for button in re.findall(r"<button[^>]*>.*?</button>", html, re.S):
+            labelled = "aria-labelledby=" in button or re.sub(r"<[^>]+>", "", button).strip()
+            assert labelled, button
+        for ident in re.findall(r'aria-labelledby="([^"]+)"', html):
+            for part in ident.split():
+                assert f'id="{part}"' in html, part
+        for radio in re.findall(r"<label><input type=\"radio\"[^>]*>\s*([^<]+)</label>", html):
+            assert radio.strip()
