@@ -371,3 +371,26 @@ def test_cli_check_errors(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert ".parquet, .csv or .jsonl" in result.output
+
+
+def test_httpx_engine_closes_least_recently_used_clients(server: LoopbackServer) -> None:
+    from consentry.signals.fetch import HttpxEngine
+
+    async def run() -> list[int]:
+        engine = HttpxEngine(user_agent=UA, timeout=2.0, per_host=2, trust_env=False, max_clients=1)
+        statuses = []
+        for name in ("good", "notfound", "good"):
+            resp = await engine.get(server.url(name, "/page.html"), read_body=lambda r: 0)
+            statuses.append(resp.status)
+        assert len(engine._clients) == 1
+        await engine.aclose()
+        return statuses
+
+    assert asyncio.run(run()) == [200, 200, 200]
+
+
+def test_unknown_engine_is_an_error() -> None:
+    from consentry.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="unknown engine"):
+        check_url("http://127.0.0.1:9/x", user_agent=UA, purpose="train-ai", engine="curl")

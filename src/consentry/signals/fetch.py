@@ -19,9 +19,9 @@ import asyncio
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import InvalidInput
@@ -69,24 +69,56 @@ class Engine(Protocol):
 
 
 class HttpxEngine:
-    """Requests through ``httpx.AsyncClient`` (no redirects followed: the checker does)."""
+    """Requests through ``httpx`` (no redirects followed: the checker does).
 
-    def __init__(self, *, user_agent: str, timeout: float, per_host: int, trust_env: bool) -> None:
+    One small client per origin: httpcore's pool scans all its connections for every request,
+    so a single pool of hundreds of connections gets slow; per-origin pools stay small. They
+    share one TLS context, and the least recently used are closed past ``max_clients``.
+    """
+
+    def __init__(
+        self,
+        *,
+        user_agent: str,
+        timeout: float,
+        per_host: int,
+        trust_env: bool,
+        max_clients: int = 256,
+    ) -> None:
         import httpx
 
         self._httpx = httpx
-        self._client = httpx.AsyncClient(
-            headers={"User-Agent": user_agent},
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-            trust_env=trust_env,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
-        )
+        self._options: dict[str, Any] = {
+            "headers": {"User-Agent": user_agent},
+            "timeout": httpx.Timeout(timeout),
+            "follow_redirects": False,
+            "trust_env": trust_env,
+            "limits": httpx.Limits(max_connections=per_host, max_keepalive_connections=per_host),
+        }
+        self._ssl: Any = None
+        self._clients: dict[str, Any] = {}
+        self._max_clients = max_clients
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _client(self, url: str) -> Any:
+        key = origin_of(url)
+        client = self._clients.pop(key, None)
+        if client is None:
+            if self._ssl is None and url.startswith("https:"):
+                self._ssl = self._httpx.create_ssl_context()
+            client = self._httpx.AsyncClient(verify=self._ssl or True, **self._options)
+            if len(self._clients) >= self._max_clients:
+                oldest = next(iter(self._clients))
+                task = asyncio.ensure_future(self._clients.pop(oldest).aclose())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        self._clients[key] = client  # most recently used last
+        return client
 
     async def get(self, url: str, *, read_body: ReadBody) -> Response:
         httpx = self._httpx
         try:
-            async with self._client.stream("GET", url) as resp:
+            async with self._client(url).stream("GET", url) as resp:
                 out = Response(
                     str(resp.url),
                     resp.status_code,
@@ -110,7 +142,11 @@ class HttpxEngine:
             raise FetchError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 class AiohttpEngine:
@@ -185,8 +221,18 @@ def make_engine(
     raise InvalidInput(f"unknown engine {engine!r}", hint="use auto, httpx or aiohttp")
 
 
+_ORIGIN = re.compile(r"(https?)://([a-z0-9.-]+)(:[0-9]{1,5})?(?:[/?#]|$)")
+
+
 def origin_of(url: str) -> str:
     """``scheme://host[:port]`` of an http(s) URL, lower-cased; raises InvalidInput otherwise."""
+    m = _ORIGIN.match(url)
+    if m is not None:
+        scheme, host, port = m.groups()
+        if port is None or port == (":80" if scheme == "http" else ":443"):
+            return f"{scheme}://{host}"
+        if port != ":" and int(port[1:]) < 65536:
+            return f"{scheme}://{host}{port}"
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(f"not an http(s) URL: {url!r}", field="url", value=url)
@@ -293,8 +339,11 @@ class SignalChecker:
             )
         return self._engine
 
-    async def _get(self, url: str, kind: str, read_body: ReadBody) -> Response:
-        origin = origin_of(url)
+    async def _get(
+        self, url: str, kind: str, read_body: ReadBody, origin: str | None = None
+    ) -> Response:
+        if origin is None:
+            origin = origin_of(url)
         sem = self._host_sems.get(origin)
         if sem is None:
             sem = self._host_sems[origin] = asyncio.Semaphore(self.per_host)
@@ -317,7 +366,11 @@ class SignalChecker:
             location = resp.header("location")
             if resp.status in (301, 302, 303, 307, 308) and location:
                 target = urljoin(current, location)
-                if same_origin and origin_of(target) != origin_of(current):
+                try:
+                    target_origin = origin_of(target)
+                except InvalidInput as exc:
+                    raise FetchError(f"bad redirect to {target!r}") from exc
+                if same_origin and target_origin != origin_of(current):
                     return None, hops + 1
                 current = target
                 continue
@@ -361,7 +414,7 @@ class SignalChecker:
         now = self._clock()
         try:
             resp, _hops = await self._get_following(url, "robots.txt", _read_ok(MAX_ROBOTS_BYTES))
-        except (FetchError, InvalidInput) as exc:
+        except FetchError as exc:
             return RobotsState(
                 "unreachable",
                 None,
@@ -407,7 +460,7 @@ class SignalChecker:
             resp, _ = await self._get_following(
                 url, "tdmrep.json", _read_ok(MAX_FILE_BYTES), same_origin=True
             )
-        except (FetchError, InvalidInput) as exc:
+        except FetchError as exc:
             signals.notes.append(f"tdmrep.json not fetched: {exc}")
             return
         if resp is None or not 200 <= resp.status < 300:
@@ -422,7 +475,7 @@ class SignalChecker:
             resp, _ = await self._get_following(
                 url, "ai.txt", _read_ok(MAX_FILE_BYTES), same_origin=True
             )
-        except (FetchError, InvalidInput) as exc:
+        except FetchError as exc:
             signals.notes.append(f"ai.txt not fetched: {exc}")
             return
         if resp is None or not 200 <= resp.status < 300:
@@ -443,13 +496,16 @@ class SignalChecker:
                 return Finding(model.ROBOTS, DENY, "robots.txt " + answer.evidence)
         return None
 
-    async def check(self, url: str) -> Decision:
+    async def check(self, url: str, *, origin: str | None = None) -> Decision:
         """Fetch what is needed and decide for ``url``."""
         ev = self.evaluator
-        try:
-            origin = origin_of(url)
-        except InvalidInput as exc:
-            return Decision(url, ev.token, ev.label, model.UNSET, "", exc.message, (), "bad url")
+        if origin is None:
+            try:
+                origin = origin_of(url)
+            except InvalidInput as exc:
+                return Decision(
+                    url, ev.token, ev.label, model.UNSET, "", exc.message, (), "bad url"
+                )
         signals = await self.host_signals(origin)
         blocked = self._robots_finding(url, signals)
         if blocked is not None:
@@ -462,12 +518,15 @@ class SignalChecker:
         error = ""
         try:
             for _ in range(MAX_REDIRECTS + 1):
-                resp = await self._get(current, "resource", read)
+                resp = await self._get(current, "resource", read, origin)
                 location = resp.header("location")
                 if resp.status not in (301, 302, 303, 307, 308) or not location:
                     break
                 target = urljoin(current, location)
-                target_origin = origin_of(target)
+                try:
+                    target_origin = origin_of(target)
+                except InvalidInput as exc:
+                    raise FetchError(f"bad redirect to {target!r}") from exc
                 if target_origin != origin:
                     signals = await self.host_signals(target_origin)
                     origin = target_origin
@@ -482,7 +541,7 @@ class SignalChecker:
                 resp = None
             else:
                 error = f"more than {MAX_REDIRECTS} redirects"
-        except (FetchError, InvalidInput) as exc:
+        except FetchError as exc:
             error = f"unreachable: {exc}"
             resp = None
         headers = None
@@ -528,22 +587,22 @@ class SignalChecker:
                 key = ""
             by_host.setdefault(key, deque()).append(index)
 
-        async def work(queue: deque[int]) -> None:
+        async def work(origin: str, queue: deque[int]) -> None:
             while queue:
                 index = queue.popleft()
-                decision = await self.check(items[index])
+                decision = await self.check(items[index], origin=origin or None)
                 results[index] = decision
                 if on_result is not None:
                     on_result(index, decision)
 
         active = asyncio.Semaphore(max(1, self.concurrency // self.per_host))
 
-        async def run_host(queue: deque[int]) -> None:
+        async def run_host(origin: str, queue: deque[int]) -> None:
             async with active:
                 workers = min(self.per_host, len(queue))
-                await asyncio.gather(*(work(queue) for _ in range(workers)))
+                await asyncio.gather(*(work(origin, queue) for _ in range(workers)))
 
-        await asyncio.gather(*(run_host(q) for q in by_host.values()))
+        await asyncio.gather(*(run_host(o, q) for o, q in by_host.items()))
         return [r for r in results if r is not None]
 
 
@@ -573,9 +632,21 @@ async def acheck_url(url: str, *, user_agent: str, purpose: str, **options: Any)
         return await checker.check(url)
 
 
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on a new event loop: uvloop's when it is installed, else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def check_url(url: str, *, user_agent: str, purpose: str, **options: Any) -> Decision:
     """Synchronous :func:`acheck_url` (do not call it inside a running event loop)."""
-    return asyncio.run(acheck_url(url, user_agent=user_agent, purpose=purpose, **options))
+    return run(acheck_url(url, user_agent=user_agent, purpose=purpose, **options))
 
 
 async def acheck_urls(
@@ -590,4 +661,4 @@ def check_urls(
     urls: Sequence[str], *, user_agent: str, purpose: str, **options: Any
 ) -> list[Decision]:
     """Synchronous :func:`acheck_urls`."""
-    return asyncio.run(acheck_urls(urls, user_agent=user_agent, purpose=purpose, **options))
+    return run(acheck_urls(urls, user_agent=user_agent, purpose=purpose, **options))

@@ -49,6 +49,7 @@ _KEEP = frozenset(
 )
 
 
+@lru_cache(maxsize=1024)
 def product_token(user_agent: str) -> str:
     """The RFC 9309 product token of a user agent (``GPTBot`` for a full GPTBot header).
 
@@ -73,6 +74,10 @@ def product_token(user_agent: str) -> str:
     return text
 
 
+_SIMPLE_URL = re.compile(r"https?://[^/?#]*(/[^?#]*(?:\?[^#]*)?)?").fullmatch
+_PLAIN = re.compile(r"[A-Za-z0-9/._~=&;:@!',+()-]*").fullmatch
+
+
 def normalize_path(value: str, *, pattern: bool = False) -> str:
     """Percent-encoding normalised for comparison (RFC 9309 §2.2.2).
 
@@ -81,6 +86,8 @@ def normalize_path(value: str, *, pattern: bool = False) -> str:
     (a pattern matches them verbatim as ``%2A``/``%24``), except where a pattern uses them as
     wildcards: ``*`` anywhere, ``$`` at its end.
     """
+    if _PLAIN(value):
+        return value  # nothing to decode or encode
     out: list[str] = []
     i, n = 0, len(value)
     while i < n:
@@ -106,6 +113,8 @@ def url_path(url: str) -> str:
     """The path and query of ``url`` that robots.txt rules match against (RFC 9309 §2.2.2)."""
     if url.startswith("/"):
         path = url.partition("#")[0]
+    elif (m := _SIMPLE_URL(url)) is not None:
+        path = m.group(1) or "/"
     else:
         parts = urlsplit(url)
         path = parts.path or "/"
@@ -206,6 +215,7 @@ class RobotsTxt:
         self.groups = groups
         self.truncated = truncated
         self._selected: dict[str, _Selected | None] = {}
+        self._answers: dict[tuple[str, str], RobotsAnswer] = {}
 
     @classmethod
     def parse(cls, text: str | bytes) -> RobotsTxt:
@@ -239,6 +249,16 @@ class RobotsTxt:
 
     def check(self, url: str, user_agent: str) -> RobotsAnswer:
         """May ``user_agent`` fetch ``url``? With the deciding rule as evidence."""
+        key = (url, user_agent)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._check(url, user_agent)
+            if len(self._answers) >= 2048:
+                self._answers.clear()
+            self._answers[key] = answer
+        return answer
+
+    def _check(self, url: str, user_agent: str) -> RobotsAnswer:
         path = url_path(url)
         if path == "/robots.txt" or path.startswith("/robots.txt?"):
             return RobotsAnswer(True, None, "")
