@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -34,6 +34,10 @@ from .policy.model import Policy
 from .state import CONSENT_NAMES, State, unpack
 from .taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from .times import Clock, parse_time, to_us, utcnow
+
+if TYPE_CHECKING:
+    from .gate import GateResult, VerifyReport
+    from .lineage import DatasetInfo, Impact, ModelInfo
 
 ACCOUNT_SETTINGS = ("off", "members_choose", "on")
 SIGNING_KEY = "signing_key"
@@ -641,6 +645,84 @@ class Store:
                 hint="the ledger or the receipt was changed; run `consentry ledger verify`",
             )
         return event
+
+    # -- training-data gate and lineage (consentry.gate, consentry.lineage) ------------------
+
+    def gate(
+        self,
+        manifest: Any,
+        *,
+        purpose: str,
+        out: str | Path,
+        as_of: datetime | str | None = None,
+        dataset_name: str | None = None,
+        engine: str = "duckdb",
+        **options: Any,
+    ) -> GateResult:
+        """Keep the manifest's items whose every subject allows ``purpose`` (now, or
+        ``as_of``); write them, the exclusions and ``report.json`` to ``out`` and record the
+        dataset's lineage. Options: ``format``, ``overwrite``, ``signals``, ``digest``,
+        ``input_format``, ``threads``, ``memory_limit``, ``progress``, ``idempotency_key``."""
+        from .gate import run_gate
+
+        return run_gate(
+            self, manifest, purpose=purpose, out=out, as_of=as_of, dataset_name=dataset_name,
+            engine=engine, **options,
+        )  # fmt: skip
+
+    def verify_dataset(self, out: str | Path) -> VerifyReport:
+        """Check a gate output directory against its report and this store's lineage record."""
+        from .gate import verify_output
+
+        return verify_output(out, self)
+
+    def datasets(
+        self, *, name: str | None = None, purpose: str | None = None, limit: int | None = None
+    ) -> list[DatasetInfo]:
+        """Datasets the gate built, newest first."""
+        from . import lineage
+
+        return lineage.list_datasets(self, name=name, purpose=purpose, limit=limit)
+
+    def dataset(self, ref: str) -> DatasetInfo:
+        """One dataset by id (or the latest with that name), with the models trained on it."""
+        from . import lineage
+
+        return lineage.get_dataset(self, ref)
+
+    def register_model(
+        self,
+        name: str,
+        datasets: Sequence[str],
+        *,
+        version: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> ModelInfo:
+        """Record that a model was trained on these datasets."""
+        from . import lineage
+
+        return lineage.register_model(
+            self, name, datasets, version=version, metadata=metadata,
+            idempotency_key=idempotency_key,
+        )  # fmt: skip
+
+    def models(self) -> list[ModelInfo]:
+        from . import lineage
+
+        return lineage.list_models(self)
+
+    def model(self, ref: str) -> ModelInfo:
+        from . import lineage
+
+        return lineage.get_model(self, ref)
+
+    def impact(self, subject: str) -> Impact:
+        """Every dataset and model that used ``subject``'s items, and whether the subject's
+        current choices still allow each (if not: retrain or unlearn)."""
+        from . import lineage
+
+        return lineage.impact(self, subject)
 
 
 def load_state(ledger: Ledger) -> State:

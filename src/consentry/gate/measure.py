@@ -1,0 +1,157 @@
+"""Measure a gate's outputs: counts, item-id digests and the subject index.
+
+The gate measures what it wrote, and ``gate verify`` measures it again: both run this code
+over the output files, so a lineage record always describes the files as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidInput
+from .manifest import ROW_COL, Shape, Source, ident, sql_str
+from .result import MASK64, MULTISET, SORTED, multiset_digest
+
+#: SQL for ``v(x)`` of the multiset digest (see :mod:`consentry.gate.result`).
+V_SQL = "(md5_number({0}) & 18446744073709551615::UHUGEINT)::UBIGINT"
+
+
+def v_sql(expr: str) -> str:
+    return V_SQL.format(expr)
+
+
+@dataclass
+class Measured:
+    allowed: int
+    excluded: int
+    excluded_by_reason: dict[str, int]
+    input_sha256: str
+    output_sha256: str
+    excluded_sha256: str
+    subjects: int = 0
+    subjects_sha256: str = ""
+    #: pyarrow.Table (subject, items, categories) when the index was asked for.
+    index: Any = None
+
+    @property
+    def input_items(self) -> int:
+        return self.allowed + self.excluded
+
+
+def index_line_sql(alias: str = "") -> str:
+    """The text each subject-index row is digested as: subject TAB items TAB categories."""
+    p = f"{alias}." if alias else ""
+    return f"({p}subject || chr(9) || {p}items::VARCHAR || chr(9) || {p}categories)"
+
+
+def measure(
+    con: Any,
+    allowed: Source,
+    excluded: Source,
+    shape: Shape,
+    parties_all: Iterable[str],
+    method: str,
+    *,
+    with_index: bool = True,
+) -> Measured:
+    a_rel, e_rel = allowed.relation(), excluded.relation()
+    by_reason: dict[str, int] = {}
+    if method == MULTISET:
+        n_a, s_a = con.execute(
+            f"SELECT count(*), coalesce(sum({v_sql('item_id')}), 0) FROM {a_rel}"
+        ).fetchone()
+        n_e = s_e = 0
+        for reason, n, s in con.execute(
+            f"SELECT reason, count(*), coalesce(sum({v_sql('item_id')}), 0) FROM {e_rel} "
+            "GROUP BY reason ORDER BY reason"
+        ).fetchall():
+            by_reason[str(reason)] = int(n)
+            n_e += int(n)
+            s_e += int(s)
+        output = multiset_digest(int(n_a), int(s_a))
+        excl = multiset_digest(n_e, s_e)
+        inp = multiset_digest(int(n_a) + n_e, (int(s_a) + s_e) & MASK64)
+        n_allowed = int(n_a)
+    elif method == SORTED:
+        for reason, n in con.execute(
+            f"SELECT reason, count(*) FROM {e_rel} GROUP BY reason ORDER BY reason"
+        ).fetchall():
+            by_reason[str(reason)] = int(n)
+        n_e = sum(by_reason.values())
+        for rel in (a_rel, e_rel):
+            (bad,) = con.execute(
+                f"SELECT count(*) FROM {rel} WHERE contains(item_id, chr(10))"
+            ).fetchone()
+            if bad:
+                raise InvalidInput(
+                    "an item id holds a newline: the sorted digest cannot name it",
+                    hint="use the multiset digest",
+                    field="item_id",
+                )
+        n_allowed, output = _sorted_sha256(con, f"SELECT item_id FROM {a_rel}")
+        _, excl = _sorted_sha256(con, f"SELECT item_id FROM {e_rel}")
+        _, inp = _sorted_sha256(
+            con, f"SELECT item_id FROM {a_rel} UNION ALL SELECT item_id FROM {e_rel}"
+        )
+    else:  # pragma: no cover - digest_method() checked it
+        raise ValueError(method)
+    result = Measured(n_allowed, n_e, by_reason, inp, output, excl)
+    if with_index:
+        table = subject_index(con, allowed, shape, parties_all)
+        n, s = con.execute(
+            f"SELECT count(*), coalesce(sum({v_sql(index_line_sql())}), 0) FROM __index"
+        ).fetchone()
+        result.subjects = int(n)
+        result.subjects_sha256 = multiset_digest(int(n), int(s))
+        result.index = table
+    return result
+
+
+def subject_index(con: Any, allowed: Source, shape: Shape, parties_all: Iterable[str]) -> Any:
+    """Create temp table ``__index`` (subject, items, categories) from the allowed rows and
+    return it as a PyArrow table. ``categories`` is JSON: {category: [items, decided]}, where
+    ``decided`` counts the items whose decision this subject's answer took part in (the
+    owner's always; every subject's where the rule needs all parties)."""
+    every = "[" + ", ".join(sql_str(c) for c in sorted(set(parties_all))) + "]::VARCHAR[]"
+    if shape.is_list:
+        units = (
+            "SELECT unnest(subject_ids) AS subject, generate_subscripts(subject_ids, 1) AS pos, "
+            f"category FROM {allowed.relation()}"
+        )
+    else:
+        units = f"SELECT subject_id AS subject, 1 AS pos, category FROM {allowed.relation()}"
+    con.execute("DROP TABLE IF EXISTS __index")
+    con.execute(
+        f"""
+        CREATE TEMP TABLE __index AS
+        SELECT subject, sum(items)::BIGINT AS items,
+               '{{' || string_agg('"' || category || '":[' || items::VARCHAR || ','
+                                  || decided::VARCHAR || ']', ',' ORDER BY category) || '}}'
+                 AS categories
+        FROM (
+            SELECT subject, category, count(*) AS items,
+                   count(*) FILTER (WHERE pos = 1 OR list_contains({every}, category)) AS decided
+            FROM ({units}) GROUP BY subject, category
+        ) GROUP BY subject
+        """
+    )
+    return con.sql("SELECT subject, items, categories FROM __index").to_arrow_table()
+
+
+def _sorted_sha256(con: Any, query: str) -> tuple[int, str]:
+    h = hashlib.sha256()
+    n = 0
+    reader = con.sql(f"SELECT item_id FROM ({query}) ORDER BY item_id").to_arrow_reader(1 << 16)
+    for batch in reader:
+        ids = batch.column(0).to_pylist()
+        if ids:
+            n += len(ids)
+            h.update(("\n".join(ids) + "\n").encode("utf-8"))
+    return n, h.hexdigest()
+
+
+def first_row_order() -> str:
+    return f"ORDER BY __cf, {ident(ROW_COL)}"

@@ -1,0 +1,565 @@
+"""Lineage: the datasets the gate built, whose items are in them, the models trained on them,
+and what a subject's withdrawal touches.
+
+Lineage rows are derived records, not ledger events: the ledger records what people chose;
+a dataset records which ledger position (``ledger_seq``, ``ledger_hash``) it was decided at.
+Each dataset keeps its whole lineage record (the same JSON as its ``report.json``) and the
+SHA-256 of it, and an index of the subjects whose items it holds, keyed by subject so that
+``impact`` is one index lookup.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, func, insert, select
+
+from .canonical import canonical_json
+from .decide import ALLOW_REASONS, Reason, compile_plan
+from .errors import IdempotencyConflict, InvalidInput, NotFound
+from .gate.result import LineageRecord, record_digest
+from .ids import new_id
+from .ledger import schema
+from .ledger.engine import WRITE
+from .state import State
+from .times import format_time, to_us
+
+if TYPE_CHECKING:
+    from .store import Store
+
+_REASONS = tuple(Reason)
+_ALLOW = frozenset(ALLOW_REASONS)
+
+
+# -- datasets ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A dataset the gate built."""
+
+    id: str
+    name: str
+    purpose: str
+    as_of: str
+    policy_version: str | None
+    ledger_seq: int
+    engine: str
+    input_items: int
+    output_items: int
+    subjects: int
+    created_at: str
+    record: LineageRecord
+    models: tuple[ModelRef, ...] = ()
+
+    def to_dict(self, *, record: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "purpose": self.purpose,
+            "as_of": self.as_of,
+            "policy_version": self.policy_version,
+            "ledger_seq": self.ledger_seq,
+            "engine": self.engine,
+            "input_items": self.input_items,
+            "output_items": self.output_items,
+            "excluded_items": self.input_items - self.output_items,
+            "subjects": self.subjects,
+            "created_at": self.created_at,
+            "record_sha256": self.record.sha256,
+            "models": [m.to_dict() for m in self.models],
+        }
+        if record:
+            data["record"] = self.record.to_dict()
+        return data
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    id: str
+    name: str
+    version: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "version": self.version}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model and the datasets it was trained on."""
+
+    id: str
+    name: str
+    version: str | None
+    created_at: str
+    metadata: Mapping[str, Any]
+    datasets: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "version": self.version,
+            "created_at": self.created_at,
+            "metadata": dict(self.metadata),
+            "datasets": list(self.datasets),
+        }
+
+
+def _dataset_from_row(row: Any, models: Sequence[ModelRef] = ()) -> DatasetInfo:
+    data = json.loads(row.record)
+    return DatasetInfo(
+        id=row.id,
+        name=row.name,
+        purpose=row.purpose,
+        as_of=row.as_of,
+        policy_version=row.policy_version,
+        ledger_seq=int(row.ledger_seq),
+        engine=row.engine,
+        input_items=int(row.input_items),
+        output_items=int(row.output_items),
+        subjects=int(row.subjects),
+        created_at=row.created_at,
+        record=LineageRecord(data, row.record_sha256),
+        models=tuple(models),
+    )
+
+
+def save_dataset(
+    store: Store,
+    record: LineageRecord,
+    index: Any,
+    *,
+    idempotency_key: str | None = None,
+    before_commit: Callable[[], None] | None = None,
+) -> None:
+    """Insert a dataset's record and subject index in one transaction; ``before_commit`` runs
+    inside it (the gate renames its outputs into place there, so that both happen or
+    neither does)."""
+    d = record.data
+    row = {
+        "id": d["dataset_id"],
+        "name": d["name"],
+        "purpose": d["purpose"],
+        "as_of": d["as_of"],
+        "as_of_us": d["as_of_us"],
+        "policy_version": d.get("policy_version"),
+        "ledger_seq": d["ledger"]["seq"],
+        "ledger_hash": d["ledger"]["hash"],
+        "engine": d["engine"],
+        "input_items": d["counts"]["input"],
+        "output_items": d["counts"]["allowed"],
+        "subjects": d["subjects"]["count"],
+        "input_sha256": d["digests"]["input_sha256"],
+        "output_sha256": d["digests"]["output_sha256"],
+        "record": canonical_json(dict(d)).decode("utf-8"),
+        "record_sha256": record.sha256,
+        "created_at": d["created_at"],
+        "idempotency_key": idempotency_key,
+    }
+    with store.ledger.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        conn.execute(insert(schema.datasets).values(**row))
+        if index is not None:
+            for chunk in _index_rows(index, row["id"]):
+                conn.execute(insert(schema.dataset_subjects), chunk)
+        if before_commit is not None:
+            before_commit()
+
+
+def _index_rows(index: Any, dataset_id: str, size: int = 50_000) -> Iterator[list[dict[str, Any]]]:
+    """Insert batches from a PyArrow table (subject, items, categories) or an iterable of such
+    tuples."""
+    if hasattr(index, "to_batches"):
+        for batch in index.to_batches(size):
+            subjects = batch.column(0).to_pylist()
+            items = batch.column(1).to_pylist()
+            cats = batch.column(2).to_pylist()
+            yield [
+                {"subject": s, "dataset_id": dataset_id, "items": n, "categories": c}
+                for s, n, c in zip(subjects, items, cats, strict=True)
+            ]
+        return
+    chunk: list[dict[str, Any]] = []
+    for s, n, c in index:
+        chunk.append({"subject": s, "dataset_id": dataset_id, "items": n, "categories": c})
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def dataset_by_key(store: Store, key: str) -> DatasetInfo | None:
+    d = schema.datasets
+    with store.ledger.engine.connect() as conn:
+        row = conn.execute(select(d).where(d.c.idempotency_key == key)).first()
+    return _dataset_from_row(row) if row is not None else None
+
+
+def get_dataset(store: Store, ref: str) -> DatasetInfo:
+    """A dataset by id, or the latest one with that name."""
+    d = schema.datasets
+    with store.ledger.engine.connect() as conn:
+        row = conn.execute(select(d).where(d.c.id == ref)).first()
+        if row is None:
+            row = conn.execute(
+                select(d).where(d.c.name == ref).order_by(d.c.id.desc()).limit(1)
+            ).first()
+        if row is None:
+            raise NotFound(
+                f"no dataset {ref!r} in the store",
+                hint="list them with `consentry datasets list`",
+            )
+        models = _models_of(conn, [row.id]).get(row.id, [])
+    return _dataset_from_row(row, models)
+
+
+def list_datasets(
+    store: Store,
+    *,
+    name: str | None = None,
+    purpose: str | None = None,
+    limit: int | None = None,
+) -> list[DatasetInfo]:
+    """Datasets, newest first."""
+    d = schema.datasets
+    query = select(d).order_by(d.c.id.desc())
+    if name is not None:
+        query = query.where(d.c.name == name)
+    if purpose is not None:
+        query = query.where(d.c.purpose == purpose)
+    if limit is not None:
+        query = query.limit(limit)
+    with store.ledger.engine.connect() as conn:
+        rows = conn.execute(query).all()
+        models = _models_of(conn, [r.id for r in rows])
+    return [_dataset_from_row(r, models.get(r.id, [])) for r in rows]
+
+
+def dataset_index(store: Store, dataset_id: str) -> Iterator[tuple[str, int, str]]:
+    """(subject, items, categories JSON) of one dataset's subject index."""
+    s = schema.dataset_subjects
+    with store.ledger.engine.connect() as conn:
+        yield from conn.execution_options(yield_per=20_000).execute(
+            select(s.c.subject, s.c["items"], s.c.categories).where(s.c.dataset_id == dataset_id)
+        )
+
+
+def _models_of(conn: Connection, dataset_ids: Sequence[str]) -> dict[str, list[ModelRef]]:
+    if not dataset_ids:
+        return {}
+    md, m = schema.model_datasets, schema.models
+    out: dict[str, list[ModelRef]] = {}
+    for i in range(0, len(dataset_ids), 500):
+        rows = conn.execute(
+            select(md.c.dataset_id, m.c.id, m.c.name, m.c.version)
+            .join(m, m.c.id == md.c.model_id)
+            .where(md.c.dataset_id.in_(list(dataset_ids[i : i + 500])))
+            .order_by(m.c.id)
+        )
+        for r in rows:
+            out.setdefault(r.dataset_id, []).append(ModelRef(r.id, r.name, r.version))
+    return out
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+def register_model(
+    store: Store,
+    name: str,
+    datasets: Sequence[str],
+    *,
+    version: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    idempotency_key: str | None = None,
+) -> ModelInfo:
+    """Record that a model was trained on these datasets (ids, or names: the latest)."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("a model needs a name", field="name")
+    if isinstance(datasets, str):
+        datasets = [datasets]
+    if not datasets:
+        raise InvalidInput(
+            "a model is trained on at least one dataset",
+            hint="pass --dataset ID (repeatable)",
+            field="datasets",
+        )
+    meta = dict(metadata or {})
+    ids = sorted({get_dataset(store, ref).id for ref in datasets})
+    m, md = schema.models, schema.model_datasets
+    request = canonical_json({"name": name, "version": version, "datasets": ids, "metadata": meta})
+    with store.ledger.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        if idempotency_key is not None:
+            found = conn.execute(select(m).where(m.c.idempotency_key == idempotency_key)).first()
+            if found is not None:
+                existing = _model(conn, found)
+                again = canonical_json(
+                    {"name": existing.name, "version": existing.version,
+                     "datasets": sorted(existing.datasets), "metadata": dict(existing.metadata)}
+                )  # fmt: skip
+                if again != request:
+                    raise IdempotencyConflict(
+                        f"idempotency key {idempotency_key!r} was already used for another model",
+                        hint="use a new key for a new model",
+                    )
+                return existing
+        model_id = new_id()
+        created = format_time(store.clock())
+        conn.execute(
+            insert(m).values(
+                id=model_id,
+                name=name,
+                version=version,
+                created_at=created,
+                metadata=canonical_json(meta).decode("utf-8"),
+                idempotency_key=idempotency_key,
+            )
+        )
+        conn.execute(insert(md), [{"model_id": model_id, "dataset_id": d} for d in ids])
+    return ModelInfo(model_id, name, version, created, meta, tuple(ids))
+
+
+def _model(conn: Connection, row: Any) -> ModelInfo:
+    md = schema.model_datasets
+    ids = conn.execute(
+        select(md.c.dataset_id).where(md.c.model_id == row.id).order_by(md.c.dataset_id)
+    ).scalars()
+    return ModelInfo(
+        row.id, row.name, row.version, row.created_at, json.loads(row.metadata), tuple(ids)
+    )
+
+
+def get_model(store: Store, ref: str) -> ModelInfo:
+    m = schema.models
+    with store.ledger.engine.connect() as conn:
+        row = conn.execute(select(m).where(m.c.id == ref)).first()
+        if row is None:
+            row = conn.execute(
+                select(m).where(m.c.name == ref).order_by(m.c.id.desc()).limit(1)
+            ).first()
+        if row is None:
+            raise NotFound(f"no model {ref!r}", hint="list them with `consentry model list`")
+        return _model(conn, row)
+
+
+def list_models(store: Store) -> list[ModelInfo]:
+    m = schema.models
+    with store.ledger.engine.connect() as conn:
+        return [_model(conn, r) for r in conn.execute(select(m).order_by(m.c.id.desc())).all()]
+
+
+# -- impact -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CategoryImpact:
+    category: str
+    #: Items of the dataset holding this subject's data, and those whose decision took their
+    #: answer (owner, or every party where the rule needs all).
+    items: int
+    decided: int
+    #: The subject's answer now for (dataset purpose, category), and the event behind it.
+    reason_now: str
+    allowed_now: bool
+    event_seq: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "category": self.category,
+            "items": self.items,
+            "decided": self.decided,
+            "reason_now": self.reason_now,
+            "allowed_now": self.allowed_now,
+            "event_seq": self.event_seq,
+        }
+
+
+@dataclass(frozen=True)
+class DatasetImpact:
+    dataset: DatasetInfo
+    items: int
+    categories: tuple[CategoryImpact, ...]
+
+    @property
+    def still_allowed(self) -> bool:
+        """Every item this subject's answer decided would still be allowed today."""
+        return all(c.allowed_now for c in self.categories if c.decided)
+
+    @property
+    def needs_action(self) -> bool:
+        return not self.still_allowed
+
+    @property
+    def changed_since(self) -> bool:
+        """The event behind a denial came after the dataset was built."""
+        return any(
+            not c.allowed_now and c.decided and (c.event_seq or 0) > self.dataset.ledger_seq
+            for c in self.categories
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset_id": self.dataset.id,
+            "name": self.dataset.name,
+            "purpose": self.dataset.purpose,
+            "as_of": self.dataset.as_of,
+            "policy_version": self.dataset.policy_version,
+            "ledger_seq": self.dataset.ledger_seq,
+            "items": self.items,
+            "still_allowed": self.still_allowed,
+            "needs_action": self.needs_action,
+            "changed_since": self.changed_since,
+            "categories": [c.to_dict() for c in self.categories],
+            "models": [m.to_dict() for m in self.dataset.models],
+        }
+
+
+@dataclass(frozen=True)
+class Impact:
+    """Every dataset and model that used a subject's items, and whether the subject's current
+    choices still allow each (a dataset that no longer is needs retraining or unlearning)."""
+
+    subject: str
+    known: bool
+    checked_at: str
+    ledger_seq: int
+    datasets: tuple[DatasetImpact, ...] = field(default_factory=tuple)
+
+    @property
+    def affected_datasets(self) -> list[DatasetImpact]:
+        return [d for d in self.datasets if d.needs_action]
+
+    @property
+    def models(self) -> list[ModelRef]:
+        seen: dict[str, ModelRef] = {}
+        for d in self.datasets:
+            for m in d.dataset.models:
+                seen.setdefault(m.id, m)
+        return list(seen.values())
+
+    @property
+    def affected_models(self) -> list[ModelRef]:
+        seen: dict[str, ModelRef] = {}
+        for d in self.affected_datasets:
+            for m in d.dataset.models:
+                seen.setdefault(m.id, m)
+        return list(seen.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        affected = {m.id for m in self.affected_models}
+        return {
+            "subject": self.subject,
+            "known": self.known,
+            "checked_at": self.checked_at,
+            "ledger_seq": self.ledger_seq,
+            "datasets": [d.to_dict() for d in self.datasets],
+            "models": [{**m.to_dict(), "needs_action": m.id in affected} for m in self.models],
+            "summary": {
+                "datasets": len(self.datasets),
+                "datasets_needing_action": len(self.affected_datasets),
+                "models": len(self.models),
+                "models_needing_action": len(affected),
+            },
+        }
+
+
+def subject_state(conn: Connection, subject: str) -> State:
+    """The current state for one subject, from the current-state tables (a few indexed
+    lookups): their consents, objections and accounts, those accounts' settings and features,
+    and the published policies."""
+    state = State()
+    head = conn.execute(select(schema.ledger_head.c.seq, schema.ledger_head.c.at_us)).first()
+    p = schema.policies.c
+    for row in conn.execute(select(p.document, p.seq, p.at_us, p.digest).order_by(p.seq)):
+        state.add_policy(json.loads(row.document), row.seq, row.at_us, row.digest)
+    c = schema.consents.c
+    for r in conn.execute(
+        select(c.purpose, c.category, c.status, c.at_us, c.seq).where(c.subject == subject)
+    ):
+        state.set_consent(subject, r.purpose, r.category, r.status, r.at_us, r.seq)
+    o = schema.objections.c
+    for r in conn.execute(
+        select(o.purpose, o.category, o.status, o.at_us, o.seq).where(o.subject == subject)
+    ):
+        state.set_objection(subject, r.purpose, r.category, r.status, r.at_us, r.seq)
+    m = schema.memberships.c
+    accounts = [
+        r.account
+        for r in conn.execute(select(m.account).where(m.subject == subject).order_by(m.seq))
+    ]
+    for account in accounts:
+        state.set_membership(subject, account, True)
+    if accounts:
+        for table, target in (
+            (schema.account_settings, state.settings),
+            (schema.account_features, state.features),
+        ):
+            for r in conn.execute(
+                select(table).where(table.c.account.in_(accounts)).order_by(table.c.seq)
+            ):
+                state.set_account(target, r.account, r.purpose, r.status, r.seq, r.at_us)
+    if head is not None:
+        state.seq, state.at_us = head.seq, head.at_us
+    return state
+
+
+def impact(store: Store, subject: str) -> Impact:
+    """Every dataset and model that used ``subject``'s items, and for each whether the
+    subject's current choices would still allow it."""
+    if not isinstance(subject, str) or not subject.strip():
+        raise InvalidInput("impact needs a subject id", field="subject")
+    now = store.clock()
+    now_us = to_us(now)
+    ds, d = schema.dataset_subjects, schema.datasets
+    with store.ledger.engine.connect() as conn:
+        state = subject_state(conn, subject)
+        rows = conn.execute(
+            select(d, ds.c["items"].label("subject_items"), ds.c.categories.label("subject_cats"))
+            .join(ds, ds.c.dataset_id == d.c.id)
+            .where(ds.c.subject == subject)
+            .order_by(d.c.id)
+        ).all()
+        models = _models_of(conn, [r.id for r in rows])
+    known = state.known_subject(subject)
+    plans: dict[tuple[str, str], tuple[int, int]] = {}
+    out = []
+    for row in rows:
+        info = _dataset_from_row(row, models.get(row.id, []))
+        cats = []
+        for category, (items, decided) in sorted(json.loads(row.subject_cats).items()):
+            key = (info.purpose, category)
+            answer = plans.get(key)
+            if answer is None:
+                if not known:
+                    answer = (_REASONS.index(Reason.UNKNOWN_SUBJECT), 0)
+                else:
+                    plan = compile_plan(state, info.purpose, category, now_us)
+                    answer = plan.decide(state, subject, now_us)
+                plans[key] = answer
+            reason = _REASONS[answer[0]]
+            cats.append(
+                CategoryImpact(
+                    category,
+                    int(items),
+                    int(decided),
+                    str(reason),
+                    reason in _ALLOW,
+                    answer[1] or None,
+                )
+            )
+        out.append(DatasetImpact(info, int(row.subject_items), tuple(cats)))
+    return Impact(subject, known, format_time(now), state.seq, tuple(out))
+
+
+def count_datasets(store: Store) -> int:
+    with store.ledger.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(schema.datasets)).scalar_one())
+
+
+def check_record(info: DatasetInfo) -> bool:
+    """The stored record still hashes to its stored digest."""
+    return record_digest(info.record.data) == info.record.sha256
