@@ -561,3 +561,12 @@ def _mount_api() -> None:
 
 
 _mount_api()
+
+
+def _mount_gate() -> None:
+    from .gate.cli import register
+
+    register(app)  # consentry gate [verify], datasets list|show, model register|list|show, impact
+
+
+_mount_gate()
