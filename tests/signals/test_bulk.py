@@ -158,6 +158,10 @@ def test_bulk_decisions_and_one_robots_fetch_per_host(server: LoopbackServer, en
     assert server.hits[("slow", "/page")] == 0
     assert server.hits[("redirect3", "/page")] == 0
     assert server.hits[("huge", "/private/x")] == 0
+    # nor are URLs that a site-wide signal already denies (no response could allow them)
+    assert server.hits[("good", "/cu/x")] == 0
+    assert server.hits[("good", "/img.jpg")] == 0
+    assert server.hits[("good", "/tdm/x")] == 1  # a TDMRep header could supersede the file
     # site-wide files fetched once per host too
     assert server.hits[("good", "/.well-known/tdmrep.json")] == 1
     assert server.hits[("good", "/ai.txt")] == 1
@@ -394,3 +398,16 @@ def test_unknown_engine_is_an_error() -> None:
 
     with pytest.raises(InvalidInput, match="unknown engine"):
         check_url("http://127.0.0.1:9/x", user_agent=UA, purpose="train-ai", engine="curl")
+
+
+def test_complete_fetches_even_when_the_site_already_denies(server: LoopbackServer) -> None:
+    server.hits.clear()
+    report = bulk_check(
+        [server.url("good", "/cu/x")],
+        user_agent=UA,
+        purpose="train-ai",
+        engine="httpx",
+        complete=True,
+    )
+    assert report.decisions[0].signal == "robots.txt content-usage"
+    assert server.hits[("good", "/cu/x")] == 1

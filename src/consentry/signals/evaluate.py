@@ -262,12 +262,8 @@ class Evaluator:
                 if multi is not None
                 else (headers.items() if isinstance(headers, Mapping) else headers)
             )
-        for key, value in items:
-            low = _LOWER.get(key)
-            if low is None:
-                low = _lower(key)
-            if low is _SKIP:
-                continue
+        lowered = _LOWER
+        for low, value in [(low, v) for k, v in items if (low := lowered[k]) is not _SKIP]:
             if type(value) is not str:
                 value = _text(value)
             if low == "content-usage":
@@ -301,16 +297,21 @@ class Evaluator:
 
 
 _SKIP = "\0skip"
-_LOWER: dict[Any, str] = {}
 
 
-def _lower(key: Any) -> str:
-    text = key.decode("latin-1") if isinstance(key, bytes) else str(key)
-    low = text.lower()
-    out = low if low in _WANTED else _SKIP
-    if len(_LOWER) < 4096:
-        _LOWER[key] = out
-    return out
+class _Lowered(dict[Any, str]):
+    """Header name → its lower-case form if consentry reads it, else ``_SKIP`` (memoised)."""
+
+    def __missing__(self, key: Any) -> str:
+        text = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+        low = text.lower()
+        out = low if low in _WANTED else _SKIP
+        if len(self) < 4096:
+            self[key] = out
+        return out
+
+
+_LOWER = _Lowered()
 
 
 def _text(value: Any) -> str:

@@ -20,7 +20,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
 
@@ -271,6 +271,11 @@ class HostSignals:
 class SignalChecker:
     """Fetches and evaluates signals for many URLs, with one robots.txt fetch per host.
 
+    A URL whose site-wide signals already deny — a robots.txt ``Content-Usage`` or an ai.txt
+    rule; nothing the response could say would turn that into an allow — is not fetched,
+    unless ``complete=True`` asks for every finding. (A tdmrep.json reservation is not such a
+    signal: the response's TDMRep header supersedes it.)
+
     Use it as an async context manager::
 
         async with SignalChecker(user_agent="ExampleBot/1.0", purpose="train-ai") as checker:
@@ -287,6 +292,7 @@ class SignalChecker:
         timeout: float = 10.0,
         engine: str = "auto",
         fetch_html: bool = True,
+        complete: bool = False,
         cache_ttl: float = DAY,
         failure_ttl: float = 600.0,
         trust_env: bool = False,
@@ -299,6 +305,7 @@ class SignalChecker:
         self.per_host = per_host
         self.concurrency = concurrency
         self.fetch_html = fetch_html
+        self.complete = complete
         self.cache_ttl = min(cache_ttl, DAY)
         self.failure_ttl = min(failure_ttl, self.cache_ttl)
         self._engine_name = engine
@@ -512,6 +519,10 @@ class SignalChecker:
             return Decision(
                 url, ev.token, ev.label, DENY, blocked.signal, blocked.evidence, (blocked,)
             )
+        if not self.complete and (signals.aitxt is not None or signals.robots.robots is not None):
+            site = ev.evaluate(url, robots=signals.robots.robots, aitxt=signals.aitxt)
+            if site.decision == DENY:
+                return site
         current = url
         read = _read_html(MAX_HTML_BYTES) if self.fetch_html else _read_none
         resp: Response | None = None
@@ -564,7 +575,7 @@ class SignalChecker:
             extra=(),
         )
         if current != url:
-            decision = replace(decision, url=url)
+            decision = decision._replace(url=url)
         return decision
 
     async def check_many(

@@ -253,7 +253,7 @@ class RobotsTxt:
         answer = self._answers.get(key)
         if answer is None:
             answer = self._check(url, user_agent)
-            if len(self._answers) >= 2048:
+            if len(self._answers) >= 512:
                 self._answers.clear()
             self._answers[key] = answer
         return answer
