@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .errors import InvalidInput, unknown
@@ -80,6 +80,9 @@ R_STALE = _IDX[Reason.STALE_CONSENT]
 R_EXPIRED = _IDX[Reason.EXPIRED]
 R_NO_CONSENT = _IDX[Reason.NO_CONSENT]
 ALLOW_IDX = frozenset(_IDX[r] for r in ALLOW_REASONS)
+#: Reasons by code, as :meth:`Decider.codes` returns them.
+REASONS = _REASONS
+_tuple_new = tuple.__new__  # NamedTuples built without their Python-level __new__
 
 
 class SubjectDecision(NamedTuple):
@@ -162,9 +165,28 @@ class Plan:
     #: The plan holds until this time (when the next policy version takes effect).
     valid_until_us: int
     generation: int
+    #: Derived once: what every decision under this plan names.
+    rule_id: str | None = field(init=False)
+    version: str | None = field(init=False)
+    base_evidence: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rule_id = self.rule.id if self.rule else None
+        self.version = self.policy.version if self.policy else None
+        self.base_evidence = (self.policy_seq,) if self.policy_seq else ()
+        # Each plan decides with a function made for it (see _specialise): same answers as
+        # the method below, without the branches and lookups that cannot apply to it.
+        self.decide = _specialise(self)  # type: ignore[method-assign,assignment]
+        self.codes = _specialise_codes(self)  # type: ignore[method-assign,assignment]
+
+    def codes(self, state: State, subjects: Collection[str], now_us: int) -> bytearray:
+        """The reason index of each subject, one byte each: the reference version of the
+        batch. Instances carry a specialised equivalent under the same name."""
+        return bytearray(self.decide(state, subject, now_us)[0] for subject in subjects)
 
     def decide(self, state: State, subject: str, now_us: int) -> tuple[int, int]:
-        """(reason index, deciding seq or 0) for one subject. The hot path: keep it flat."""
+        """(reason index, deciding seq or 0) for one subject: the reference version of the
+        algorithm. Instances carry a specialised equivalent under the same name."""
         if self.fixed >= 0:
             return self.fixed, 0
         accounts = state.memberships.get(subject, ())
@@ -220,6 +242,230 @@ class Plan:
                         return R_EXPIRED, seq
                     return R_ACCOUNT_CONSENT, seq
         return R_NO_CONSENT, 0
+
+
+_Decide = Callable[[State, str, int], tuple[int, int]]
+
+
+def _specialise(plan: Plan) -> _Decide:
+    """``plan.decide`` made for this plan: the branches that cannot apply to it are left out,
+    and its constants are closure variables instead of attribute lookups. The hot path."""
+    if plan.fixed >= 0:
+        fixed = (plan.fixed, 0)
+        return lambda state, subject, now_us: fixed
+    basis = plan.basis
+    enable = plan.account_enable
+    enabled, disabled = plan.enabled, plan.disabled
+    off = plan.off if basis is not Basis.CONTRACT else {}
+    on = plan.on if plan.account_consent else {}
+    pair_ids = plan.pair_ids
+    valid_from, expires = plan.valid_from_us, plan.expires_us
+    no_account: tuple[str, ...] = ()
+    not_enabled = (R_NOT_ENABLED, 0)
+
+    if basis is Basis.CONTRACT:
+        contract = (R_CONTRACT, 0)
+        if not enable:
+            return lambda state, subject, now_us: contract
+
+        def decide_contract(state: State, subject: str, now_us: int) -> tuple[int, int]:
+            accounts = state.memberships.get(subject)
+            if not accounts:
+                return not_enabled
+            for account in accounts:
+                if account not in enabled:
+                    return R_NOT_ENABLED, disabled.get(account, 0)
+            return contract
+
+        return decide_contract
+
+    if basis is Basis.LEGITIMATE_INTEREST:
+        li = (R_LI, 0)
+        objection = plan.objection and bool(pair_ids)
+
+        def decide_li(state: State, subject: str, now_us: int) -> tuple[int, int]:
+            if enable or off:
+                accounts = state.memberships.get(subject) or no_account
+                if enable:
+                    if not accounts:
+                        return not_enabled
+                    for account in accounts:
+                        if account not in enabled:
+                            return R_NOT_ENABLED, disabled.get(account, 0)
+                if off:
+                    for account in accounts:
+                        seq = off.get(account)
+                        if seq is not None:
+                            return R_ACCOUNT_OFF, seq
+            if objection:
+                records = state.objections.get(subject)
+                if records:
+                    for pid in pair_ids:
+                        value = records.get(pid)
+                        if value is not None:
+                            if value & 3:
+                                return R_OBJECTION, (value >> 2) & SEQ_MASK
+                            break
+            return li
+
+        return decide_li
+
+    no_consent = (R_NO_CONSENT, 0)
+    need_accounts = bool(enable or off or on)
+
+    def decide_consent(state: State, subject: str, now_us: int) -> tuple[int, int]:
+        if need_accounts:
+            accounts = state.memberships.get(subject) or no_account
+            if enable:
+                if not accounts:
+                    return not_enabled
+                for account in accounts:
+                    if account not in enabled:
+                        return R_NOT_ENABLED, disabled.get(account, 0)
+            if off:
+                for account in accounts:
+                    seq = off.get(account)
+                    if seq is not None:
+                        return R_ACCOUNT_OFF, seq
+        if pair_ids:
+            records = state.consents.get(subject)
+            if records:
+                for pid in pair_ids:
+                    value = records.get(pid)
+                    if value is None:
+                        continue
+                    code = value & 3
+                    seq = (value >> 2) & SEQ_MASK
+                    if code == 1:
+                        at = value >> AT_SHIFT
+                        if at < valid_from:
+                            return R_STALE, seq
+                        if at + expires <= now_us:
+                            return R_EXPIRED, seq
+                        return R_CONSENT, seq
+                    return (R_REFUSED if code == 2 else R_WITHDRAWN), seq
+        if on:
+            for account in accounts:
+                found = on.get(account)
+                if found is not None:
+                    seq, at = found
+                    if at < valid_from:
+                        return R_STALE, seq
+                    if at + expires <= now_us:
+                        return R_EXPIRED, seq
+                    return R_ACCOUNT_CONSENT, seq
+        return no_consent
+
+    return decide_consent
+
+
+_Codes = Callable[[State, Collection[str], int], bytearray]
+
+
+def _specialise_codes(plan: Plan) -> _Codes:
+    """``plan.codes`` made for this plan: the algorithm of ``_specialise`` for many subjects
+    in one loop, reason indexes only (no evidence, no tuples, no call per subject)."""
+    if plan.fixed >= 0:
+        fixed = bytes([plan.fixed])
+        return lambda state, subjects, now_us: bytearray(fixed * len(subjects))
+    basis = plan.basis
+    enable = plan.account_enable
+    enabled = plan.enabled
+    off = plan.off if basis is not Basis.CONTRACT else {}
+    on = plan.on if plan.account_consent else {}
+    pair_ids = plan.pair_ids
+    valid_from, expires = plan.valid_from_us, plan.expires_us
+    objection = basis is Basis.LEGITIMATE_INTEREST and plan.objection and bool(pair_ids)
+    need_accounts = bool(enable or off or on)
+    if basis is Basis.CONTRACT and not enable:
+        contract = bytes([R_CONTRACT])
+        return lambda state, subjects, now_us: bytearray(contract * len(subjects))
+    allowed = R_CONTRACT if basis is Basis.CONTRACT else R_LI
+
+    def codes(state: State, subjects: Collection[str], now_us: int) -> bytearray:
+        memberships = state.memberships.get
+        consents = state.consents.get
+        objections = state.objections.get
+        out = bytearray()
+        put = out.append
+        accounts: tuple[str, ...] | None = None
+        for subject in subjects:
+            if need_accounts:
+                accounts = memberships(subject)
+                if enable:
+                    blocked = not accounts
+                    for account in accounts or ():
+                        if account not in enabled:
+                            blocked = True
+                            break
+                    if blocked:
+                        put(R_NOT_ENABLED)
+                        continue
+                if off and accounts:
+                    blocked = False
+                    for account in accounts:
+                        if account in off:
+                            blocked = True
+                            break
+                    if blocked:
+                        put(R_ACCOUNT_OFF)
+                        continue
+            if basis is not Basis.CONSENT:  # contract (an AI feature) or legitimate interest
+                if objection:
+                    records = objections(subject)
+                    if records:
+                        for pid in pair_ids:
+                            value = records.get(pid)
+                            if value is not None:
+                                break
+                        else:
+                            value = 0
+                        if value & 3:
+                            put(R_OBJECTION)
+                            continue
+                put(allowed)
+                continue
+            if pair_ids:
+                records = consents(subject)
+                if records:
+                    for pid in pair_ids:
+                        value = records.get(pid)
+                        if value is not None:
+                            break
+                    if value is not None:
+                        code = value & 3
+                        if code == 1:
+                            at = value >> AT_SHIFT
+                            put(
+                                R_STALE
+                                if at < valid_from
+                                else R_EXPIRED
+                                if at + expires <= now_us
+                                else R_CONSENT
+                            )
+                        else:
+                            put(R_REFUSED if code == 2 else R_WITHDRAWN)
+                        continue
+            if on and accounts:
+                for account in accounts:
+                    found = on.get(account)
+                    if found is not None:
+                        at = found[1]
+                        put(
+                            R_STALE
+                            if at < valid_from
+                            else R_EXPIRED
+                            if at + expires <= now_us
+                            else R_ACCOUNT_CONSENT
+                        )
+                        break
+                else:
+                    put(R_NO_CONSENT)
+                continue
+            put(R_NO_CONSENT)
+        return out
+
+    return codes
 
 
 def compile_plan(state: State, purpose: str, category: str, at_us: int) -> Plan:
@@ -346,6 +592,13 @@ class Decider:
             self._plans_until = min(self._plans_until, plan.valid_until_us)
         return plan
 
+    def _plan(self, purpose: str, category: str, now_us: int) -> Plan:
+        """:meth:`plan`, with the common case (a cached plan still valid) inline."""
+        plan = self._plans.get((purpose, category))
+        if plan is None or self.state.generation != self._generation or now_us >= self._plans_until:
+            plan = self.plan(purpose, category, now_us)
+        return plan
+
     def reason(
         self,
         subject: str,
@@ -356,7 +609,7 @@ class Decider:
     ) -> Reason:
         """Just the reason for one subject: the fastest question to ask."""
         now = self.now_us() if now_us is None else now_us
-        plan = self.plan(purpose, category, now)
+        plan = self._plan(purpose, category, now)
         if labels:
             wanted = _labels(labels)
             self._check_labels(plan, wanted)
@@ -374,14 +627,23 @@ class Decider:
     ) -> Decision:
         """The full decision for an item with one or more subjects (the first is the owner)."""
         now = self.now_us() if now_us is None else now_us
-        plan = self.plan(purpose, category, now)
+        plan = self._plan(purpose, category, now)
+        version, rule_id, base = plan.version, plan.rule_id, plan.base_evidence
+        if not labels and isinstance(subjects, str):
+            # One subject, no labels: the common case, built without the general loop.
+            idx, seq = plan.decide(self.state, subjects, now)
+            allowed = idx in ALLOW_IDX
+            reason = _REASONS[idx]
+            evidence = (seq,) if seq else ()
+            answer = _tuple_new(SubjectDecision, (subjects, allowed, reason, evidence))
+            return _tuple_new(
+                Decision,
+                (allowed, reason, purpose, category, rule_id, version, subjects,
+                 base + evidence, (answer,)),
+            )  # fmt: skip
         people = (subjects,) if isinstance(subjects, str) else tuple(subjects)
         if not people:
             raise InvalidInput("a check needs at least one subject", field="subjects")
-        policy = plan.policy
-        version = policy.version if policy else None
-        rule_id = plan.rule.id if plan.rule else None
-        base = (plan.policy_seq,) if plan.policy_seq else ()
         if labels:
             wanted = _labels(labels)
             self._check_labels(plan, wanted)
@@ -400,10 +662,13 @@ class Decider:
         considered = people if plan.parties_all else people[:1]
         answers = []
         blocking: SubjectDecision | None = None
+        decide, state = plan.decide, self.state
         for subject in considered:
-            idx, seq = plan.decide(self.state, subject, now)
+            idx, seq = decide(state, subject, now)
             allowed = idx in ALLOW_IDX
-            answer = SubjectDecision(subject, allowed, _REASONS[idx], (seq,) if seq else ())
+            answer = _tuple_new(
+                SubjectDecision, (subject, allowed, _REASONS[idx], (seq,) if seq else ())
+            )
             answers.append(answer)
             if not allowed and blocking is None:
                 blocking = answer
@@ -419,6 +684,43 @@ class Decider:
             base + decider.evidence,
             tuple(answers),
         )
+
+    def codes(
+        self,
+        subjects: Sequence[str],
+        purpose: str,
+        category: str,
+        labels: Iterable[str] = (),
+        now_us: int | None = None,
+    ) -> bytes:
+        """The reason of each subject alone, as one byte per subject: ``REASONS[code]``
+        (``numpy.frombuffer(codes, numpy.uint8)`` reads them without a copy). A subject
+        named several times is decided once. The batch form of :meth:`reason`."""
+        now = self.now_us() if now_us is None else now_us
+        plan = self._plan(purpose, category, now)
+        if labels:
+            wanted = _labels(labels)
+            self._check_labels(plan, wanted)
+            if not plan.protected.isdisjoint(wanted):
+                return bytes([R_PROTECTED]) * len(subjects)
+        if plan.fixed >= 0:
+            return bytes([plan.fixed]) * len(subjects)
+        unique = dict.fromkeys(subjects)
+        if len(unique) == len(subjects):
+            return bytes(plan.codes(self.state, unique, now))
+        answers = dict(zip(unique, plan.codes(self.state, unique, now), strict=True))
+        return bytes(map(answers.__getitem__, subjects))
+
+    def reasons(
+        self,
+        subjects: Sequence[str],
+        purpose: str,
+        category: str,
+        labels: Iterable[str] = (),
+        now_us: int | None = None,
+    ) -> list[Reason]:
+        """The reason of each subject alone (a batch of single-subject checks)."""
+        return [_REASONS[c] for c in self.codes(subjects, purpose, category, labels, now_us)]
 
     @staticmethod
     def _check_labels(plan: Plan, labels: frozenset[str]) -> None:
