@@ -105,6 +105,7 @@ def build_meetings(directory: Path, port: int) -> DemoStore:
         store.set_feature("acme", "ai.feature.meeting_summary", True, actor=alice)
         store.set_account("acme", "improvement", "members_choose", actor=alice)
         method = "preference-centre"
+        store.give_consent(alice, "ai.training", ["content"], method=method, language="en")
         store.give_consent(bob, "ai.training", ["content"], method=method, language="en")
         store.give_consent(bob, "improvement", ["content"], method=method, language="en")
         store.refuse_consent(carol, "ai.training", ["content"], method=method, language="fr")
@@ -124,13 +125,13 @@ def write_manifest(path: Path) -> int:
     for i in range(48):
         owner = subjects[i % len(subjects)]
         others = [s for s in subjects if s != owner][: i % 3]
-        labels = "health" if i % 16 == 5 else ""
+        labels = ["health"] if i % 16 == 5 else []
         rows.append(
             {
                 "item_id": f"rec-{i:04d}",
-                "subjects": json.dumps([owner, *others]),
+                "subject_ids": json.dumps([owner, *others]),
                 "category": categories[i % len(categories)],
-                "labels": labels,
+                "labels": json.dumps(labels),
                 "uri": f"s3://meetings-demo/recordings/rec-{i:04d}.opus",
             }
         )
@@ -142,22 +143,16 @@ def write_manifest(path: Path) -> int:
 
 
 def gate_demo_dataset(store: Store, directory: Path) -> list[str]:
-    """Gate the synthetic manifest into a dataset and register a model on it (when the
-    gate and lineage library calls are available)."""
+    """Gate the synthetic manifest into a dataset and register a model on it."""
     manifest = directory / "manifest.csv"
     count = write_manifest(manifest)
-    gate = getattr(store, "gate", None)
-    register = getattr(store, "register_model", None)
-    if gate is None or register is None:
-        return [f"wrote {manifest} ({count} rows); gating needs consentry's gate module"]
     out = directory / "datasets" / "meetings-asr-v1"
-    result = gate(manifest, purpose="ai.training", dataset_name="meetings-asr-v1", out=out)
-    dataset_id = getattr(result, "dataset_id", None) or getattr(result, "id", None)
-    model = register("meetings-asr", datasets=[dataset_id], version="1")
-    allowed = getattr(result, "allowed", "?")
+    result = store.gate(manifest, purpose="ai.training", dataset_name="meetings-asr-v1", out=out)
+    model = store.register_model("meetings-asr", [result.dataset_id], version="1")
     return [
-        f"gated {manifest} ({count} rows) into dataset meetings-asr-v1: {allowed} allowed",
-        f"registered model {getattr(model, 'name', 'meetings-asr')} on it",
+        f"gated {manifest} ({count} rows) into dataset meetings-asr-v1 ({result.dataset_id}): "
+        f"{result.allowed} items allowed, {result.excluded} excluded",
+        f"registered model {model.name} {model.version} ({model.id}) trained on it",
     ]
 
 

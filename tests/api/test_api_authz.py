@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,7 +41,13 @@ class Endpoint:
     def call(self, api: Api, caller: str) -> Any:
         if self.setup is not None:
             self.setup(api)
-        path = self.path.format(receipt=_receipt(api))
+        path = self.path
+        if "{receipt}" in path:
+            path = path.format(receipt=_receipt(api))
+        if "{dataset}" in path:
+            path = path.format(dataset=_dataset_id(api))
+        if "{model}" in path:
+            path = path.format(model=_model_id(api))
         body = self.body(api) if callable(self.body) else self.body
         return api.client.request(self.method, path, json=body, headers=credentials(api, caller))
 
@@ -145,11 +152,60 @@ ENDPOINTS = [
     Endpoint("GET", "/metrics", ANYONE),
 ]
 
-LINEAGE_ENDPOINTS: list[Endpoint] = []
+
+def _manifest(api: Api) -> dict[str, Any]:
+    data = Path(api.settings.data_dir or ".")
+    (data / "m").mkdir(parents=True, exist_ok=True)
+    (data / "m" / "items.csv").write_text(
+        'item_id,subject_ids,category\nr1,"[""bob""]",content.audio\n', encoding="utf-8"
+    )
+    return {"manifest": "m/items.csv", "purpose": "ai.training", "name": "ds"}
+
+
+def _dataset_id(api: Api) -> str:
+    found = api.store.datasets(name="seed")
+    if found:
+        return found[0].id
+    body = _manifest(api)
+    out = Path(api.settings.data_dir or ".") / "seed"
+    return api.store.gate(
+        str(Path(api.settings.data_dir or ".") / body["manifest"]),
+        purpose="ai.training",
+        out=out,
+        dataset_name="seed",
+    ).dataset_id
+
+
+def _model_body(api: Api) -> dict[str, Any]:
+    return {"name": "asr", "datasets": [_dataset_id(api)]}
+
+
+def _model_id(api: Api) -> str:
+    models = api.store.models()
+    if models:
+        return models[0].id
+    return api.store.register_model("seed-model", [_dataset_id(api)]).id
+
+
+LINEAGE_ENDPOINTS: list[Endpoint] = [
+    Endpoint("POST", "/v1/datasets", frozenset({"service"}), 201, _manifest),
+    Endpoint("GET", "/v1/datasets", frozenset({"service"})),
+    Endpoint("GET", "/v1/datasets/{dataset}", frozenset({"service"})),
+    Endpoint("POST", "/v1/models", frozenset({"service"}), 201, _model_body),
+    Endpoint("GET", "/v1/models", frozenset({"service"})),
+    Endpoint("GET", "/v1/models/{model}", frozenset({"service"})),
+    Endpoint("GET", "/v1/subjects/bob/impact", frozenset({"bob", "service"})),
+    Endpoint("GET", "/v1/subjects/bob/report", frozenset({"bob"})),
+]
 
 
 def all_endpoints() -> list[Endpoint]:
     return ENDPOINTS + LINEAGE_ENDPOINTS
+
+
+@pytest.fixture
+def api(make_api: Callable[..., Api], tmp_path: Path) -> Api:
+    return make_api(data_dir=str(tmp_path / "data"))
 
 
 @pytest.mark.parametrize("endpoint", all_endpoints(), ids=lambda e: f"{e.method} {e.path}")

@@ -465,3 +465,9 @@ def test_times_are_utc_rfc3339(api: Api) -> None:
     event = api.client.post("/v1/subjects/bob/consents", json=GIVE, headers=api.bob).json()
     at = datetime.fromisoformat(event["at"].replace("Z", "+00:00"))
     assert at.tzinfo is not None and at.utcoffset() == UTC.utcoffset(None)
+
+
+def test_unknown_query_parameters_are_refused(api: Api) -> None:
+    r = api.client.get("/v1/subjects/bob", params={"asof": "2024-01-01T00:00:00Z"}, headers=api.bob)
+    assert r.status_code == 422 and r.json()["field"] == "asof"
+    assert "as_of" in r.json()["hint"]

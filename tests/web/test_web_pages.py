@@ -322,3 +322,27 @@ def test_every_control_is_labelled(api: Api) -> None:
                 assert f'id="{part}"' in html, part
         for radio in re.findall(r"<label><input type=\"radio\"[^>]*>\s*([^<]+)</label>", html):
             assert radio.strip()
+
+
+def test_where_my_data_went(api: Api, tmp_path: Path) -> None:
+    manifest = tmp_path / "items.csv"
+    manifest.write_text(
+        'item_id,subject_ids,category\nr1,"[""bob""]",content.audio\n'
+        'r2,"[""bob""]",content.video\n',
+        encoding="utf-8",
+    )
+    bob = signed_in(api, "bob")
+    assert "No dataset or model has used your data yet." in bob.get("/me").text
+    api.store.give_consent("bob", "ai.training", ["content"])
+    result = api.store.gate(
+        manifest, purpose="ai.training", out=tmp_path / "out", dataset_name="meetings-asr-v1"
+    )
+    api.store.register_model("meetings-asr", [result.dataset_id], version="3")
+    html = bob.get("/me").text
+    went = html[html.index('id="went-title"') : html.index('id="history-title"')]
+    assert "meetings-asr-v1" in went and "meetings-asr 3" in went
+    assert "Training AI models" in went and ">2</td>" in went and ">Yes<" in went
+    api.store.withdraw_consent("bob", "ai.training", ["content"])
+    html = bob.get("/me?lang=fr").text
+    went = html[html.index('id="went-title"') : html.index('id="history-title"')]
+    assert "Non : il doit être réentraîné ou vos données retirées" in went

@@ -49,6 +49,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Prometheus metrics (/metrics) are the service's telemetry; FastAPI's own OpenTelemetry
+        # hooks would cost every request a provider look-up.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         openapi_tags=[
             {"name": "decisions", "description": "Allow or deny, with the reason"},
             {"name": "subjects", "description": "A person's choices and state"},

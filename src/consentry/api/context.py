@@ -5,8 +5,11 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
+
+from starlette.concurrency import run_in_threadpool
 
 from ..decide import Decider
 from ..errors import ConsentryError, NotFound, NotInitialised
@@ -17,6 +20,7 @@ from .metrics import Metrics
 from .settings import Settings
 
 SESSION_KEY = "web_session_key"
+T = TypeVar("T")
 
 
 class Snapshot:
@@ -55,10 +59,35 @@ class Snapshot:
                 )
         return decider
 
+    async def adecider(self, min_seq: int | None = None) -> Decider:
+        """:meth:`decider` for the event loop: a catch-up (a database read) runs in a thread."""
+        decider = self._decider
+        if (
+            decider is None
+            or time.monotonic() - self._checked >= self.max_age
+            or (min_seq is not None and decider.state.seq < min_seq)
+        ):
+            return await run_in_threadpool(self.decider, min_seq)
+        return decider
+
     @contextmanager
     def locked(self) -> Iterator[None]:
         with self.lock:
             yield
+
+    def run_locked(self, fn: Callable[[], T]) -> T:
+        with self.lock:
+            return fn()
+
+    async def arun_locked(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (pure computation) under the lock: on the event loop when the lock is
+        free, else in a thread, so that the loop never waits for a writer's catch-up."""
+        if self.lock.acquire(blocking=False):
+            try:
+                return fn()
+            finally:
+                self.lock.release()
+        return await run_in_threadpool(self.run_locked, fn)
 
     def seq(self) -> int | None:
         return self._decider.state.seq if self._decider is not None else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
@@ -248,14 +249,16 @@ def _notice(policy: Policy, lang: str) -> dict[str, Any] | None:
     }
 
 
-def impact_of(svc: Service, subject: str) -> dict[str, Any] | None:
-    """Datasets and models that used the subject's data (``None`` without lineage)."""
-    impact = getattr(svc.store, "impact", None)
-    if impact is None:
-        return None
-    result = impact(subject)
-    data: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+def impact_of(svc: Service, subject: str) -> dict[str, Any]:
+    """Datasets and models that used the subject's data, and whether they still may."""
+    data: dict[str, Any] = svc.store.impact(subject).to_dict()
+    for dataset in data["datasets"]:
+        dataset["built"] = _parse_time(dataset["as_of"])
     return data
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def history(svc: Service, subject: str) -> list[dict[str, Any]]:

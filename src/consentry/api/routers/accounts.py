@@ -10,7 +10,7 @@ from starlette.responses import Response
 from ...errors import Forbidden
 from ..auth import Principal, Role, require_account_admin
 from ..common import event_out, json_response
-from ..deps import Caller, IdemKey, Svc, scoped_key
+from ..deps import Caller, IdemKey, StrictRoute, Svc, scoped_key
 from ..models import (
     AccountOut,
     AccountSettingIn,
@@ -22,7 +22,7 @@ from ..models import (
 )
 from ..views import check_account_setting, member_summary
 
-router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
+router = APIRouter(prefix="/v1/accounts", tags=["accounts"], route_class=StrictRoute)
 
 AccountId = Annotated[str, Path(min_length=1, max_length=512, examples=["acme"])]
 PurposeName = Annotated[str, Path(min_length=1, max_length=200, examples=["ai.training"])]

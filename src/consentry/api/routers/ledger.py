@@ -7,10 +7,10 @@ from starlette.responses import Response
 
 from ..auth import Role, require_role
 from ..common import json_response
-from ..deps import Caller, Svc
+from ..deps import Caller, StrictRoute, Svc
 from ..models import VerifyOut, problems
 
-router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
+router = APIRouter(prefix="/v1/ledger", tags=["ledger"], route_class=StrictRoute)
 
 
 @router.post(

@@ -12,7 +12,7 @@ from ...policy.loader import parse_policies, parse_policy
 from ...policy.model import Policy
 from ..auth import Role, require_role
 from ..common import json_response
-from ..deps import Caller, Svc
+from ..deps import Caller, StrictRoute, Svc
 from ..models import (
     DiffOut,
     NoticeOut,
@@ -23,7 +23,7 @@ from ..models import (
     problems,
 )
 
-router = APIRouter(prefix="/v1/policies", tags=["policies"])
+router = APIRouter(prefix="/v1/policies", tags=["policies"], route_class=StrictRoute)
 
 Version = Annotated[str, Path(min_length=1, max_length=200, examples=["2023-08"])]
 Lang = Annotated[str, Path(min_length=2, max_length=35, examples=["fr"])]

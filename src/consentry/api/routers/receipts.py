@@ -9,10 +9,10 @@ from starlette.responses import Response
 
 from ..auth import require_self
 from ..common import event_out, json_response
-from ..deps import Caller, Svc
+from ..deps import Caller, StrictRoute, Svc
 from ..models import ReceiptCheckOut, ReceiptOut, problems
 
-router = APIRouter(prefix="/v1/receipts", tags=["receipts"])
+router = APIRouter(prefix="/v1/receipts", tags=["receipts"], route_class=StrictRoute)
 
 
 @router.get(

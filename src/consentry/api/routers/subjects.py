@@ -11,10 +11,10 @@ from ...errors import Forbidden
 from ..auth import Principal, Role, is_self, require_self
 from ..common import event_out, json_response
 from ..context import Service
-from ..deps import Caller, IdemKey, Svc, scoped_key
+from ..deps import Caller, IdemKey, StrictRoute, Svc, scoped_key
 from ..models import ConsentIn, EventList, EventOut, ObjectionIn, SubjectStateOut, problems
 
-router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
+router = APIRouter(prefix="/v1/subjects", tags=["subjects"], route_class=StrictRoute)
 
 SubjectId = Annotated[str, Path(min_length=1, max_length=512, examples=["u_123"])]
 

@@ -6,14 +6,11 @@ Revises: 0002
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-# TEMPORARY until 0002 (datasets and models) lands: follow whichever is the latest head.
-down_revision = "0002" if any(Path(__file__).parent.glob("0002_*.py")) else "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
