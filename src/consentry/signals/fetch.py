@@ -160,6 +160,7 @@ class AiohttpEngine:
             headers={"User-Agent": user_agent},
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=per_host, ttl_dns_cache=300),
+            cookie_jar=aiohttp.DummyCookieJar(),  # a checker keeps no cookies
             trust_env=trust_env,
         )
 
@@ -519,10 +520,13 @@ class SignalChecker:
             return Decision(
                 url, ev.token, ev.label, DENY, blocked.signal, blocked.evidence, (blocked,)
             )
-        if not self.complete and (signals.aitxt is not None or signals.robots.robots is not None):
+        site_findings: tuple[Finding, ...] = ()
+        if signals.aitxt is not None or signals.robots.robots is not None:
             site = ev.evaluate(url, robots=signals.robots.robots, aitxt=signals.aitxt)
-            if site.decision == DENY:
+            if site.decision == DENY and not self.complete:
                 return site
+            site_findings = site.findings
+        first_origin = origin
         current = url
         read = _read_html(MAX_HTML_BYTES) if self.fetch_html else _read_none
         resp: Response | None = None
@@ -564,16 +568,26 @@ class SignalChecker:
                     html = resp.body
             elif resp.status >= 300:
                 error = f"HTTP {resp.status}"
-        decision = ev.evaluate(
-            current,
-            headers=headers,
-            robots=signals.robots.robots,
-            tdmrep=signals.tdmrep,
-            html=html,
-            aitxt=signals.aitxt,
-            error=error,
-            extra=(),
-        )
+        if origin == first_origin and current == url:
+            # robots.txt and ai.txt were read above: reuse their findings
+            decision = ev.evaluate(
+                current,
+                headers=headers,
+                tdmrep=signals.tdmrep,
+                html=html,
+                error=error,
+                extra=site_findings,
+            )
+        else:
+            decision = ev.evaluate(
+                current,
+                headers=headers,
+                robots=signals.robots.robots,
+                tdmrep=signals.tdmrep,
+                html=html,
+                aitxt=signals.aitxt,
+                error=error,
+            )
         if current != url:
             decision = decision._replace(url=url)
         return decision

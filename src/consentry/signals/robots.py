@@ -109,6 +109,7 @@ def normalize_path(value: str, *, pattern: bool = False) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=4096)
 def url_path(url: str) -> str:
     """The path and query of ``url`` that robots.txt rules match against (RFC 9309 §2.2.2)."""
     if url.startswith("/"):
