@@ -663,7 +663,7 @@ def diagnose(con: Any, source: Source, shape: Shape, snapshot: Snapshot) -> Inva
     known = snapshot.known_labels()
     if shape.labels and known is not None:
         lst = "[" + ", ".join(sql_str(x) for x in sorted(known)) + "]"
-        label = f"list_filter(m.labels, x -> NOT list_contains({lst}, x))[1]"
+        label = f"list_filter(m.labels, lambda x: NOT list_contains({lst}, x))[1]"
     row = con.execute(
         f"""
         SELECT * FROM (

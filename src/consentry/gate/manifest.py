@@ -246,9 +246,12 @@ def _parquet_source(files: list[Path], description: str) -> Source:
     import pyarrow.parquet as pq
 
     rows = 0
+    first: tuple[Path, list[tuple[str, str]]] | None = None
     for f in files:
         try:
-            rows += pq.read_metadata(f).num_rows
+            meta = pq.read_metadata(f)
+            rows += meta.num_rows
+            fields = [(field.name, str(field.type)) for field in meta.schema.to_arrow_schema()]
         except Exception as exc:
             raise bad(
                 f"cannot read {f} as Parquet: {_short(exc)}",
@@ -256,6 +259,18 @@ def _parquet_source(files: list[Path], description: str) -> Source:
                 field="manifest",
                 file=str(f),
             ) from None
+        if first is None:
+            first = (f, fields)
+        elif sorted(fields) != sorted(first[1]):
+            theirs, ours = dict(first[1]), dict(fields)
+            diff = sorted(set(theirs.items()) ^ set(ours.items()))
+            raise bad(
+                f"{f} does not have the columns and types of {first[0]} "
+                f"(differs in {', '.join(sorted({n for n, _ in diff}))})",
+                hint="every file of a manifest needs the same schema",
+                field="manifest",
+                file=str(f),
+            )
     names = [str(f) for f in files]
     return Source(
         description=description,
@@ -297,6 +312,7 @@ def _arrow_source(tables: Sequence[Any], description: str, files: list[str]) -> 
     parts = []
     first_schema = None
     for index, table in enumerate(tables):
+        table = _untyped_to_strings(table)
         for name in RESERVED:
             if name in table.column_names:
                 raise bad(f"column {name!r} is reserved", hint="rename it", field=name)
@@ -321,6 +337,26 @@ def _arrow_source(tables: Sequence[Any], description: str, files: list[str]) -> 
         table=combined,
         rows_estimate=combined.num_rows,
     )
+
+
+def _untyped_to_strings(table: Any) -> Any:
+    """Known columns whose type says nothing (all null, or lists that are all empty) become
+    strings and lists of strings."""
+    import pyarrow as pa
+
+    for name in (*STRING_COLUMNS, *LIST_COLUMNS):
+        if name not in table.column_names:
+            continue
+        typ = table.schema.field(name).type
+        if pa.types.is_null(typ):
+            target = pa.list_(pa.string()) if name in LIST_COLUMNS else pa.string()
+        elif pa.types.is_list(typ) and pa.types.is_null(typ.value_type):
+            target = pa.list_(pa.string())
+        else:
+            continue
+        i = table.column_names.index(name)
+        table = table.set_column(i, name, table.column(name).cast(target))
+    return table
 
 
 def _convert_text(con: Any, files: list[Path], fmt: str, workdir: Path, description: str) -> Source:
@@ -385,7 +421,7 @@ def _normalise_text_column(name: str, typ: str, fmt: str) -> str:
                 f"ELSE from_json({q}, '[\"VARCHAR\"]') END AS {q}"
             )
         if typ in ("JSON[]", "NULL[]", '"NULL"[]'):
-            return f"list_transform({q}, x -> json_extract_string(x, '$')) AS {q}"
+            return f"list_transform({q}, lambda x: json_extract_string(x, '$')) AS {q}"
         if typ in ("NULL", '"NULL"', "JSON"):
             return f"CAST(NULL AS VARCHAR[]) AS {q}"
     if name in STRING_COLUMNS and typ in ("NULL", '"NULL"'):
