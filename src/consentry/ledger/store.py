@@ -93,10 +93,6 @@ def _events_insert(names: tuple[str, ...]) -> Any:
     return insert(schema.events).values({n: bindparam(n) for n in names})
 
 
-def _event_by_key() -> Any:
-    return select(schema.events).where(schema.events.c.idempotency_key == bindparam("key"))
-
-
 @dataclass(frozen=True)
 class VerifyResult:
     """The outcome of recomputing the chain."""
@@ -280,10 +276,21 @@ class Ledger:
     ) -> list[list[Event]]:
         head_sql = self._compiled("head", _head_for_update)
         cur.execute(head_sql.sql, head_sql.params({"head_id": 1}))
+        # The events already recorded under the idempotency keys asked for: one query for
+        # all of them, after the head is locked (on PostgreSQL in the same round trip).
+        keys = [d.idempotency_key for ds, _ in groups for d in ds if d.idempotency_key]
+        key_cur = self._query_keys(cur, keys) if keys else None
         head = cur.fetchone()
         if head is None:
             raise NotInitialised("the store has no ledger yet", hint="run `consentry init` first")
         seq, prev_hash, last_us = head
+        known: dict[str, dict[str, Any]] = {}
+        if key_cur is not None:
+            names = [d[0] for d in key_cur.description]
+            for found in key_cur.fetchall():
+                row = dict(zip(names, found, strict=True))
+                known[row["idempotency_key"]] = row
+            key_cur.close()
         results: list[list[Event]] = []
         rows: list[dict[str, Any]] = []
         changes: list[Change] = []
@@ -293,11 +300,16 @@ class Ledger:
             results.append(out)
             for draft in drafts:
                 request_hash = draft.request_hash()
-                if draft.idempotency_key is not None:
-                    existing = self._by_idempotency_key(cur, draft, request_hash, rows)
-                    if existing is not None:
-                        out.append(existing)
-                        continue
+                key = draft.idempotency_key
+                if key is not None and key in known:
+                    if known[key]["request_hash"] != request_hash:
+                        raise IdempotencyConflict(
+                            f"idempotency key {key!r} was already used for a different request",
+                            hint="use a new key for a new request; reuse a key only to retry "
+                            "the same one",
+                        )
+                    out.append(_from_row(known[key]))
+                    continue
                 seq += 1
                 last_us = max(now_us, last_us)  # time never runs backwards along the chain
                 at = from_us(last_us)
@@ -315,7 +327,10 @@ class Ledger:
                 prev_hash = event.hash
                 out.append(event)
                 added.append(event)
-                rows.append(_to_row(event, request_hash))
+                row = _to_row(event, request_hash)
+                rows.append(row)
+                if key is not None:
+                    known[key] = row  # a second draft under the key in this transaction
                 changes.extend(state_changes(event))
         if rows:
             insert_sql = self._compiled(("events", tuple(rows[0])), _events_insert, tuple(rows[0]))
@@ -330,24 +345,22 @@ class Ledger:
             )
         return results
 
-    def _by_idempotency_key(
-        self, cur: Any, draft: Draft, request_hash: str, pending: list[dict[str, Any]]
-    ) -> Event | None:
-        key = draft.idempotency_key
-        row: Any = next((r for r in pending if r["idempotency_key"] == key), None)
-        if row is None:
-            sql = self._compiled("by_key", _event_by_key)
-            cur.execute(sql.sql, sql.params({"key": key}))
-            found = cur.fetchone()
-            if found is None:
-                return None
-            row = dict(zip((d[0] for d in cur.description), found, strict=True))
-        if row["request_hash"] != request_hash:
-            raise IdempotencyConflict(
-                f"idempotency key {key!r} was already used for a different request",
-                hint="use a new key for a new request; reuse a key only to retry the same one",
+    def _query_keys(self, cur: Any, keys: list[str]) -> Any:
+        """Start the query for the events recorded under ``keys`` on a cursor of its own."""
+        columns = ", ".join(c.name for c in schema.events.columns)
+        key_cur = cur.connection.cursor()
+        if self.backend == "postgresql":
+            key_cur.execute(
+                f"SELECT {columns} FROM events WHERE idempotency_key = ANY(%(keys)s)",
+                {"keys": keys},
             )
-        return _from_row(row)
+        else:
+            key_cur.execute(
+                f"SELECT {columns} FROM events "
+                "WHERE idempotency_key IN (SELECT value FROM json_each(?))",
+                (json.dumps(keys),),
+            )
+        return key_cur
 
     def _apply(self, cur: Any, changes: Iterable[Change]) -> None:
         # Runs of same-shaped upserts (or deletes) to one table go out as one executemany, in
