@@ -231,14 +231,14 @@ class _Run:
             lock=self.store._lock if snapshot.live else None,
         )
         con.register("__d_arrow", table.table)
-        con.execute("CREATE TEMP TABLE __d AS SELECT * FROM __d_arrow")
+        con.execute("CREATE TEMP TABLE __d AS SELECT * FROM __d_arrow").fetchall()
         con.unregister("__d_arrow")
         con.register("__c_arrow", table.category_table())
-        con.execute("CREATE TEMP TABLE __c AS SELECT * FROM __c_arrow")
+        con.execute("CREATE TEMP TABLE __c AS SELECT * FROM __c_arrow").fetchall()
         con.unregister("__c_arrow")
         if opt_outs is not None:
             con.register("__oo_arrow", pa.table({"url": pa.array(sorted(opt_outs), pa.string())}))
-            con.execute("CREATE TEMP TABLE __optout AS SELECT url FROM __oo_arrow")
+            con.execute("CREATE TEMP TABLE __optout AS SELECT url FROM __oo_arrow").fetchall()
             con.unregister("__oo_arrow")
         sql = ItemSql(source, shape, table, snapshot, opt_outs is not None)
         if sql.has_x:
@@ -323,7 +323,7 @@ class _Run:
                 mf.write_query(con, query, path, self.fmt)
             else:
                 assert sql is not None
-                con.execute(sql)
+                con.execute(sql).fetchall()
         except Exception as exc:
             if BAD_ROW in str(exc):
                 raise diagnose(con, source, shape, snapshot) from None
@@ -664,7 +664,7 @@ def diagnose(con: Any, source: Source, shape: Shape, snapshot: Snapshot) -> Inva
     if shape.labels and known is not None:
         lst = "[" + ", ".join(sql_str(x) for x in sorted(known)) + "]"
         label = f"list_filter(m.labels, lambda x: NOT list_contains({lst}, x))[1]"
-    row = con.execute(
+    rows = con.execute(
         f"""
         SELECT * FROM (
             SELECT m.{FILE_COL} AS f, m.{ROW_COL} AS r, m.item_id,
@@ -672,7 +672,8 @@ def diagnose(con: Any, source: Source, shape: Shape, snapshot: Snapshot) -> Inva
             FROM {source.relation()} m LEFT JOIN __c c ON c.category = m.category
         ) WHERE k IS NOT NULL ORDER BY f, r LIMIT 1
         """
-    ).fetchone()
+    ).fetchall()
+    row = rows[0] if rows else None
     if row is None:  # pragma: no cover - only when error() fired without a bad row
         return InvalidInput(f"manifest {source.description} has a bad row", field="manifest")
     f, r, item_id, k, bad_label = row
@@ -740,16 +741,16 @@ def decide_rows(
                 snapshot, categories, None, lock=store._lock if snapshot.live else None
             )
             con.register("__d_arrow", table.table)
-            con.execute("CREATE TEMP TABLE __d AS SELECT * FROM __d_arrow")
+            con.execute("CREATE TEMP TABLE __d AS SELECT * FROM __d_arrow").fetchall()
             con.register("__c_arrow", table.category_table())
-            con.execute("CREATE TEMP TABLE __c AS SELECT * FROM __c_arrow")
+            con.execute("CREATE TEMP TABLE __c AS SELECT * FROM __c_arrow").fetchall()
             if opt is not None:
                 con.register("__oo_arrow", pa.table({"url": pa.array(sorted(opt), pa.string())}))
-                con.execute("CREATE TEMP TABLE __optout AS SELECT url FROM __oo_arrow")
+                con.execute("CREATE TEMP TABLE __optout AS SELECT url FROM __oo_arrow").fetchall()
             sql = ItemSql(source, shape, table, snapshot, opt is not None)
             try:
                 if sql.has_x:
-                    con.execute(sql.side_table())
+                    con.execute(sql.side_table()).fetchall()
                 return con.sql(sql.rows()).to_arrow_table()
             except Exception as exc:
                 if BAD_ROW in str(exc):

@@ -77,14 +77,22 @@ class Source:
     header_lines: int = 0
     #: The name an in-memory table is registered under.
     view: str = field(default_factory=lambda: f"__manifest_{uuid.uuid4().hex[:12]}")
+    #: Known columns whose file type says nothing (all null): read as this type instead.
+    casts: dict[str, str] = field(default_factory=dict)
 
     def relation(self) -> str:
         """A SQL table expression with the manifest's columns plus ``__cf`` and ``__cr``."""
         if self.kind == "arrow":
             return self.view
         files = ", ".join(_sql_str(f) for f in self.parquet_files)
+        star = "*"
+        if self.casts:
+            replace = ", ".join(
+                f"CAST({_ident(n)} AS {t}) AS {_ident(n)}" for n, t in sorted(self.casts.items())
+            )
+            star = f"* REPLACE ({replace})"
         return (
-            f"(SELECT *, file_index AS {FILE_COL}, file_row_number AS {ROW_COL} "
+            f"(SELECT {star}, file_index AS {FILE_COL}, file_row_number AS {ROW_COL} "
             f"FROM read_parquet([{files}]))"
         )
 
@@ -209,6 +217,14 @@ def open_source(
         source = _arrow_source([table], description, [description])
     source.register(con)
     source.columns = _describe(con, source)
+    untyped = ('"NULL"', "NULL", '"NULL"[]', "NULL[]")
+    for name, typ in source.columns:
+        if typ in untyped and name in LIST_COLUMNS:
+            source.casts[name] = "VARCHAR[]"
+        elif typ in untyped and name in STRING_COLUMNS:
+            source.casts[name] = "VARCHAR"
+    if source.casts:
+        source.columns = _describe(con, source)
     return source
 
 
@@ -443,16 +459,20 @@ def _first_bad_text_row(con: Any, path: Path, fmt: str, names: list[str]) -> Inv
         for n in checks
     )
     cols = ", ".join(_ident(n) for n in checks)
+    ((threads,),) = con.execute("SELECT current_setting('threads')").fetchall()
     try:
         con.execute("SET threads=1")
-        found = con.execute(
+        rows = con.execute(
             f"SELECT rn, {cols} FROM (SELECT row_number() OVER () AS rn, * FROM {reader}) "
             f"WHERE {conds} ORDER BY rn LIMIT 1"
-        ).fetchone()
+        ).fetchall()
     except Exception:
         return None
-    if found is None:
+    finally:
+        con.execute(f"SET threads={int(threads)}")
+    if not rows:
         return None
+    found = rows[0]
     row = int(found[0])
     for name, value in zip(checks, found[1:], strict=True):
         if value is not None and str(value).strip():
@@ -619,7 +639,7 @@ def _nested(typ: str) -> bool:
 def write_query(con: Any, query: str, path: Path, fmt: str, columns: Any = None) -> None:
     """Write the result of ``query`` to ``path`` in ``fmt`` (Arrow IPC through PyArrow)."""
     if fmt != "arrow":
-        con.execute(f"COPY ({query}) TO {_sql_str(str(path))} {copy_options(fmt)}")
+        con.execute(f"COPY ({query}) TO {_sql_str(str(path))} {copy_options(fmt)}").fetchall()
         return
     import pyarrow as pa
 

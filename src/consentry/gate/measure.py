@@ -60,9 +60,9 @@ def measure(
     a_rel, e_rel = allowed.relation(), excluded.relation()
     by_reason: dict[str, int] = {}
     if method == MULTISET:
-        n_a, s_a = con.execute(
+        ((n_a, s_a),) = con.execute(
             f"SELECT count(*), coalesce(sum({v_sql('item_id')}), 0) FROM {a_rel}"
-        ).fetchone()
+        ).fetchall()
         n_e = s_e = 0
         for reason, n, s in con.execute(
             f"SELECT reason, count(*), coalesce(sum({v_sql('item_id')}), 0) FROM {e_rel} "
@@ -82,9 +82,9 @@ def measure(
             by_reason[str(reason)] = int(n)
         n_e = sum(by_reason.values())
         for rel in (a_rel, e_rel):
-            (bad,) = con.execute(
+            ((bad,),) = con.execute(
                 f"SELECT count(*) FROM {rel} WHERE contains(item_id, chr(10))"
-            ).fetchone()
+            ).fetchall()
             if bad:
                 raise InvalidInput(
                     "an item id holds a newline: the sorted digest cannot name it",
@@ -101,9 +101,9 @@ def measure(
     result = Measured(n_allowed, n_e, by_reason, inp, output, excl)
     if with_index:
         table = subject_index(con, allowed, shape, parties_all)
-        n, s = con.execute(
+        ((n, s),) = con.execute(
             f"SELECT count(*), coalesce(sum({v_sql(index_line_sql())}), 0) FROM __index"
-        ).fetchone()
+        ).fetchall()
         result.subjects = int(n)
         result.subjects_sha256 = multiset_digest(int(n), int(s))
         result.index = table
@@ -123,7 +123,7 @@ def subject_index(con: Any, allowed: Source, shape: Shape, parties_all: Iterable
         )
     else:
         units = f"SELECT subject_id AS subject, 1 AS pos, category FROM {allowed.relation()}"
-    con.execute("DROP TABLE IF EXISTS __index")
+    con.execute("DROP TABLE IF EXISTS __index").fetchall()
     con.execute(
         f"""
         CREATE TEMP TABLE __index AS
