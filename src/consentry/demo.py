@@ -49,7 +49,9 @@ class DemoStore:
     port: int
     secret: str
     people: list[Person]
+    secret_file: Path
     service_key: str = ""
+    admin_key: str = ""
     notes: list[str] = field(default_factory=list)
 
     def link(self, host: str, person: Person) -> str:
@@ -96,6 +98,7 @@ def build_meetings(directory: Path, port: int) -> DemoStore:
         port,
         secrets.token_urlsafe(32),
         MEETINGS_PEOPLE,
+        directory / "meetings-jwt-secret",
     )
     with Store(demo.url) as store:
         store.init(policies=[policy_file("meetings.yaml")])
@@ -113,6 +116,7 @@ def build_meetings(directory: Path, port: int) -> DemoStore:
         store.give_consent(erin, "improvement", ["content"], method=method, language="id")
         store.withdraw_consent(erin, "improvement", ["content"], method=method, language="id")
         demo.service_key = ApiKeys(store).create("demo-pipeline", "service").secret
+        demo.admin_key = ApiKeys(store).create("demo-operator", "platform_admin").secret
         demo.notes.extend(gate_demo_dataset(store, directory))
     return demo
 
@@ -163,6 +167,7 @@ def build_music(directory: Path, port: int) -> DemoStore:
         port,
         secrets.token_urlsafe(32),
         MUSIC_PEOPLE,
+        directory / "music-jwt-secret",
     )
     with Store(demo.url) as store:
         store.init(policies=[policy_file("music.yaml")])
@@ -177,6 +182,9 @@ def build(directory: Path, port: int = 8000, music_port: int = 8001) -> list[Dem
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     stores = [build_meetings(directory, port), build_music(directory, music_port)]
+    for demo in stores:
+        demo.secret_file.write_text(demo.secret + "\n", encoding="utf-8")
+        demo.secret_file.chmod(0o600)
     return stores
 
 
@@ -200,6 +208,12 @@ def describe(stores: list[DemoStore], host: str) -> str:
                 """-d '{"subject": "bob@acme.example", "purpose": "ai.training", """
                 """"category": "content.audio"}'"""
             )
+        if demo.admin_key:
+            lines.append("  platform_admin API key (publishes policies, verifies the ledger):")
+            lines.append(f"    {demo.admin_key}")
+        lines.append(
+            f"  more tokens: CONSENTRY_JWT_SECRET=$(cat {demo.secret_file}) consentry token SUB"
+        )
         lines.append("")
     return "\n".join(lines)
 

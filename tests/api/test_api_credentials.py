@@ -140,3 +140,18 @@ def test_settings_from_env_round_trip() -> None:
     assert Settings.from_env(settings.to_env()) == settings
     with pytest.raises(InvalidInput, match="CONSENTRY_COOKIE_SECURE"):
         Settings.from_env({"CONSENTRY_COOKIE_SECURE": "perhaps"})
+
+
+def test_token_cli_signs_what_the_service_accepts(api: Api) -> None:
+    from api_support import SECRET
+
+    runner = CliRunner()
+    r = runner.invoke(
+        cli,
+        ["token", "alice", "--role", "account_admin", "--account", "acme"],
+        env={"CONSENTRY_JWT_SECRET": SECRET},
+    )
+    assert r.exit_code == 0, r.output
+    assert api.client.get("/v1/accounts/acme", headers=bearer(r.output.strip())).status_code == 200
+    r = runner.invoke(cli, ["token", "bob", "--role", "wizard"], env={"CONSENTRY_JWT_SECRET": "s"})
+    assert r.exit_code == 2 and "role 'wizard'" in r.output

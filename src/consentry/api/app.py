@@ -12,6 +12,7 @@ from .. import __version__
 from ..store import Store
 from . import problems
 from .context import Service
+from .deps import RAW_BODIES
 from .metrics import MetricsMiddleware
 from .models import Problem
 from .routers import accounts, decisions, health, ledger, policies, receipts, subjects
@@ -65,7 +66,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     )
     app.state.service = service
     problems.install(app)
-    for module in (decisions, subjects, receipts, accounts, policies, ledger, health):
+    # Routes match in order: the hot decision endpoints first, then the probes.
+    for module in (decisions, health, subjects, receipts, accounts, policies, ledger):
         app.include_router(module.router)
     _mount_lineage(app)
     _mount_web(app)
@@ -91,6 +93,10 @@ def _describe_problems(app: FastAPI) -> None:
         schemas.setdefault(
             "Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}")
         )
+        for name, model in RAW_BODIES.items():
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(body.pop("$defs", {}))
+            schemas.setdefault(name, body)
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
         for operations in schema.get("paths", {}).values():

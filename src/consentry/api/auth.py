@@ -73,6 +73,7 @@ class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._keys: dict[str, Any] = {}
+        self._verified: dict[str, tuple[Principal, float]] = {}
         if settings.jwt_secret:
             self._keys["HS256"] = settings.jwt_secret
         if settings.jwt_public_key:
@@ -98,6 +99,18 @@ class TokenVerifier:
         return bool(self._keys)
 
     def verify(self, token: str) -> Principal:
+        """The principal of a valid token. A token verified once is remembered until it
+        expires: a backend that reuses its token pays for the signature check once."""
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > time.time():
+            return cached[0]
+        principal, expires = self._verify(token)
+        if len(self._verified) >= 10_000:
+            self._verified.clear()
+        self._verified[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         if not self._keys:
             raise Unauthorized(
                 "this service accepts no bearer tokens: no JWT secret or public key is set",
@@ -143,7 +156,7 @@ class TokenVerifier:
             ) from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"the bearer token is not valid: {exc}") from None
-        return principal_from_claims(claims)
+        return principal_from_claims(claims), float(claims["exp"]) + s.jwt_leeway_s
 
 
 def principal_from_claims(claims: dict[str, Any], via: str = "token") -> Principal:

@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -30,7 +30,7 @@ def _db(ctx: typer.Context) -> str:
     return database_url(root.params.get("db") if root.params else None)
 
 
-def _fail(error: ConsentryError) -> None:
+def _fail(error: ConsentryError) -> NoReturn:
     err.print(f"[bold red]Error:[/] {error.message}", highlight=False)
     if error.hint:
         err.print(f"[yellow]Hint:[/] {error.hint}", highlight=False)
@@ -157,7 +157,53 @@ def keys_revoke(
     out.print(f"revoked key [bold]{key.id}[/] ({key.name}) at {key.revoked_at}")
 
 
+def token(
+    sub: Annotated[str, typer.Argument(help="The subject (the person's id on the platform).")],
+    role: Annotated[
+        str, typer.Option("--role", help="subject, account_admin, service or platform_admin.")
+    ] = "subject",
+    account: Annotated[
+        str | None, typer.Option("--account", help="The account of an account_admin.")
+    ] = None,
+    ttl: Annotated[int, typer.Option("--ttl", min=1, help="Seconds until it expires.")] = 3600,
+    secret: Annotated[
+        str | None,
+        typer.Option("--secret", envvar="CONSENTRY_JWT_SECRET", help="The HS256 secret."),
+    ] = None,
+    audience: Annotated[
+        str, typer.Option("--audience", envvar="CONSENTRY_JWT_AUDIENCE", help="The aud claim.")
+    ] = "consentry",
+) -> None:
+    """Sign a token as the platform would (HS256), for development and tests.
+
+    In production the platform's own backend signs its users' tokens (docs/integrating.md);
+    this command signs with CONSENTRY_JWT_SECRET so you can try the API and the pages.
+    """
+    import time
+
+    import jwt
+
+    from .auth import principal_from_claims
+
+    if not secret:
+        _fail(ConsentryError("no secret to sign with", hint="set CONSENTRY_JWT_SECRET or --secret"))
+    claims: dict[str, object] = {
+        "sub": sub,
+        "role": role,
+        "aud": audience,
+        "exp": int(time.time()) + ttl,
+    }
+    if account:
+        claims["account"] = account
+    try:
+        principal_from_claims(dict(claims))
+    except ConsentryError as exc:
+        _fail(exc)
+    typer.echo(jwt.encode(claims, secret, algorithm="HS256"))
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``serve`` and ``keys`` to the ``consentry`` command."""
+    """Add ``serve``, ``keys`` and ``token`` to the ``consentry`` command."""
     app.command("serve")(serve)
+    app.command("token")(token)
     app.add_typer(keys_app, name="keys")

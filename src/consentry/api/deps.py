@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request, Security
 from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from ..errors import InvalidInput, Unauthorized
@@ -118,3 +120,39 @@ def _query_names(dependant: Dependant) -> set[str]:
     for sub in dependant.dependencies:
         names |= _query_names(sub)
     return names
+
+
+# -- JSON bodies read without the dependency machinery --------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Models read with :func:`read_json`, by name: the app adds their schemas to its OpenAPI.
+RAW_BODIES: dict[str, type[BaseModel]] = {}
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of a route that reads ``model`` with :func:`read_json`."""
+    RAW_BODIES[model.__name__] = model
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+async def read_json(request: Request, model: type[M]) -> M:
+    """Parse and validate a JSON body in one pass (pydantic-core reads the bytes directly);
+    errors are the same 422 problems, naming the field, as for any other body."""
+    return parse_json(request.headers.get("content-type"), await request.body(), model)
+
+
+def parse_json(content_type: str | None, raw: bytes, model: type[M]) -> M:
+    """:func:`read_json` on a body already read (to validate a large one in a thread)."""
+    if content_type is not None and "json" not in content_type.lower():
+        raise InvalidInput(
+            f"the body must be JSON, not {content_type.split(';')[0]!r}",
+            hint="send 'Content-Type: application/json'",
+            field="body",
+        )
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
