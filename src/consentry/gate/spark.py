@@ -88,6 +88,24 @@ def get_spark(master: str | None = None, app_name: str = "consentry-gate") -> An
 # -- shape ------------------------------------------------------------------------------------
 
 
+def untyped_to_strings(df: Any) -> Any:
+    """Known columns whose type says nothing (all null, or lists that are all empty) become
+    strings and lists of strings."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, NullType
+
+    for f in df.schema.fields:
+        t = f.dataType
+        if f.name in mf.LIST_COLUMNS and (
+            isinstance(t, NullType)
+            or (isinstance(t, ArrayType) and isinstance(t.elementType, NullType))
+        ):
+            df = df.withColumn(f.name, F.col(f.name).cast("array<string>"))
+        elif f.name in mf.STRING_COLUMNS and isinstance(t, NullType):
+            df = df.withColumn(f.name, F.col(f.name).cast("string"))
+    return df
+
+
 def spark_shape(df: Any, where: str) -> Shape:
     """Check a DataFrame's columns like :func:`consentry.gate.manifest.check_shape`."""
     from pyspark.sql.types import ArrayType, StringType
@@ -276,6 +294,7 @@ def decide_frame(
     from pyspark.sql import functions as F
 
     spark = df.sparkSession
+    df = untyped_to_strings(df)
     shape = spark_shape(df, description)
     snapshot = take_snapshot(store, purpose, as_of)
     opt = {str(u) for u in signals} if signals is not None else None
@@ -874,13 +893,16 @@ def decide_rows(
     purpose: str,
     as_of: Any = None,
     signals: Iterable[str] | None = None,
+    broadcast_rows: int | None = None,
 ) -> Any:
     """Every item's answer as a Spark DataFrame
     (``item_id, allowed, reason, blocking_subject, event_seq``), like
     :func:`consentry.gate.duck.decide_rows`."""
     from pyspark.sql import functions as F
 
-    decided = decide_frame(store, df, purpose=purpose, as_of=as_of, signals=signals)
+    decided = decide_frame(
+        store, df, purpose=purpose, as_of=as_of, signals=signals, broadcast_rows=broadcast_rows
+    )
     reasons = F.array(*[F.lit(r) for r in REASONS])
     return decided.frame.select(
         "item_id",
