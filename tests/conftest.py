@@ -2,48 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from consentry import Store
-
-ROOT = Path(__file__).resolve().parent.parent
-TEST_POLICY = Path(__file__).parent / "data" / "decisions.yaml"
-MEETINGS = ROOT / "policies" / "meetings.yaml"
-MUSIC = ROOT / "policies" / "music.yaml"
-PG_URL = os.environ.get("CONSENTRY_TEST_POSTGRES_URL")
-PG_SKIP = (
-    "PostgreSQL tests need CONSENTRY_TEST_POSTGRES_URL (make test sets it when "
-    "127.0.0.1:5432 answers)"
-)
-
-
-class FakeClock:
-    """A clock tests move by hand."""
-
-    def __init__(self, start: datetime = datetime(2024, 3, 1, tzinfo=UTC)) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> datetime:
-        self.now += timedelta(**kwargs)
-        return self.now
-
-    def set(self, when: datetime) -> None:
-        self.now = when
-
-
-def pg_schema_url(schema: str) -> str:
-    assert PG_URL is not None
-    sep = "&" if "?" in PG_URL else "?"
-    return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+from support import PG_SKIP, PG_URL, TEST_POLICY, FakeClock, pg_schema_url
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import MEETINGS
 from consentry.cli import app
+from support import MEETINGS
 
 runner = CliRunner()
 

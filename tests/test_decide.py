@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from conftest import FakeClock
 from consentry import Reason, Store
 from consentry.errors import InvalidInput, UnknownName
+from support import FakeClock
 
 T = "ai.training"
 AUDIO = "content.audio"

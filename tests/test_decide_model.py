@@ -14,9 +14,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TEST_POLICY, FakeClock
 from consentry import Store
 from consentry.policy import Policy, load_policies
+from support import TEST_POLICY, FakeClock
 
 POLICIES = load_policies(TEST_POLICY)
 SUBJECTS = ["s0", "s1", "s2", "s3"]

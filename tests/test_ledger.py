@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from conftest import TEST_POLICY, FakeClock
 from consentry import Store
 from consentry.errors import IdempotencyConflict, NotInitialised
 from consentry.ledger.events import GENESIS_HASH, Kind
+from support import TEST_POLICY, FakeClock
 
 T, AUDIO = "ai.training", "content.audio"
 

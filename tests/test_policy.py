@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import MEETINGS, MUSIC, TEST_POLICY
 from consentry import Store
 from consentry.errors import PolicyConflict, PolicyError
 from consentry.policy import Basis, Parties, load_policies, parse_policies
+from support import MEETINGS, MUSIC, TEST_POLICY
 
 BASE = """
 id: t
@@ -219,7 +219,7 @@ def test_diff_explains_changes_and_stale_consents(make_store) -> None:  # type: 
 def test_diff_counts_consents_made_stale(make_store, clock) -> None:  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
-    from conftest import TEST_POLICY as tp
+    from support import TEST_POLICY as tp
 
     clock.set(datetime(2024, 3, 1, tzinfo=UTC))
     store = make_store(tp)
