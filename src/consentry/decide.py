@@ -83,6 +83,7 @@ ALLOW_IDX = frozenset(_IDX[r] for r in ALLOW_REASONS)
 #: Reasons by code, as :meth:`Decider.codes` returns them.
 REASONS = _REASONS
 _tuple_new = tuple.__new__  # NamedTuples built without their Python-level __new__
+_OUTCOMES = tuple((i in ALLOW_IDX, r) for i, r in enumerate(_REASONS))  # code -> (allowed, reason)
 
 
 class SubjectDecision(NamedTuple):
@@ -593,9 +594,13 @@ class Decider:
         return plan
 
     def _plan(self, purpose: str, category: str, now_us: int) -> Plan:
-        """:meth:`plan`, with the common case (a cached plan still valid) inline."""
+        """:meth:`plan`, with the common case (a cached plan still valid) first."""
         plan = self._plans.get((purpose, category))
-        if plan is None or self.state.generation != self._generation or now_us >= self._plans_until:
+        if (
+            plan is None
+            or plan.generation != self.state.generation
+            or now_us >= plan.valid_until_us
+        ):
             plan = self.plan(purpose, category, now_us)
         return plan
 
@@ -609,7 +614,9 @@ class Decider:
     ) -> Reason:
         """Just the reason for one subject: the fastest question to ask."""
         now = self.now_us() if now_us is None else now_us
-        plan = self._plan(purpose, category, now)
+        plan = self._plans.get((purpose, category))  # self._plan(), inline: the hot path
+        if plan is None or plan.generation != self.state.generation or now >= plan.valid_until_us:
+            plan = self.plan(purpose, category, now)
         if labels:
             wanted = _labels(labels)
             self._check_labels(plan, wanted)
@@ -627,19 +634,20 @@ class Decider:
     ) -> Decision:
         """The full decision for an item with one or more subjects (the first is the owner)."""
         now = self.now_us() if now_us is None else now_us
-        plan = self._plan(purpose, category, now)
+        plan = self._plans.get((purpose, category))  # self._plan(), inline: the hot path
+        if plan is None or plan.generation != self.state.generation or now >= plan.valid_until_us:
+            plan = self.plan(purpose, category, now)
         version, rule_id, base = plan.version, plan.rule_id, plan.base_evidence
-        if not labels and isinstance(subjects, str):
+        if not labels and subjects.__class__ is str:
             # One subject, no labels: the common case, built without the general loop.
             idx, seq = plan.decide(self.state, subjects, now)
-            allowed = idx in ALLOW_IDX
-            reason = _REASONS[idx]
+            allowed, reason = _OUTCOMES[idx]
             evidence = (seq,) if seq else ()
-            answer = _tuple_new(SubjectDecision, (subjects, allowed, reason, evidence))
             return _tuple_new(
                 Decision,
                 (allowed, reason, purpose, category, rule_id, version, subjects,
-                 base + evidence, (answer,)),
+                 base + evidence,
+                 (_tuple_new(SubjectDecision, (subjects, allowed, reason, evidence)),)),
             )  # fmt: skip
         people = (subjects,) if isinstance(subjects, str) else tuple(subjects)
         if not people:
