@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, bindparam, func, insert, select
 
 from .canonical import canonical_json
 from .decide import ALLOW_REASONS, Reason, compile_plan
-from .errors import IdempotencyConflict, InvalidInput, NotFound
+from .errors import IdempotencyConflict, InvalidInput, NotFound, UnknownName
 from .gate.result import LineageRecord, record_digest
 from .ids import new_id
 from .ledger import schema
@@ -467,44 +467,127 @@ class Impact:
         }
 
 
-def subject_state(conn: Connection, subject: str) -> State:
+class _Compiled:
+    """A statement compiled once for a dialect, run on the driver's own cursor: ``impact`` is
+    a handful of indexed lookups, and SQLAlchemy's per-execution work would cost more than
+    the database does (the ledger's append path does the same)."""
+
+    __slots__ = ("names", "sql")
+
+    def __init__(self, stmt: Any, dialect: Any) -> None:
+        compiled = stmt.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        self.names: tuple[str, ...] | None = (
+            tuple(compiled.positiontup) if compiled.positional else None
+        )
+
+    def run(self, cursor: Any, **values: Any) -> list[Any]:
+        params = values if self.names is None else tuple(values[n] for n in self.names)
+        cursor.execute(self.sql, params)
+        return list(cursor.fetchall())
+
+
+def _impact_statements() -> dict[str, Any]:
+    p, c, o, m = schema.policies.c, schema.consents.c, schema.objections.c, schema.memberships.c
+    st, ft = schema.account_settings, schema.account_features
+    d, ds, md, mo = schema.datasets, schema.dataset_subjects, schema.model_datasets, schema.models
+    subject: Any = bindparam("subject")
+    return {
+        "head": select(schema.ledger_head.c.seq, schema.ledger_head.c.at_us),
+        "policies": select(p.digest, p.seq, p.at_us).order_by(p.seq),
+        "policy": select(p.document).where(p.digest == bindparam("digest")),
+        "consents": select(c.purpose, c.category, c.status, c.at_us, c.seq).where(
+            c.subject == subject
+        ),
+        "objections": select(o.purpose, o.category, o.status, o.at_us, o.seq).where(
+            o.subject == subject
+        ),
+        "memberships": select(m.account).where(m.subject == subject).order_by(m.seq),
+        "settings": select(st.c.purpose, st.c.status, st.c.seq, st.c.at_us)
+        .where(st.c.account == bindparam("account"))
+        .order_by(st.c.seq),
+        "features": select(ft.c.purpose, ft.c.status, ft.c.seq, ft.c.at_us)
+        .where(ft.c.account == bindparam("account"))
+        .order_by(ft.c.seq),
+        "datasets": select(
+            d.c.id,
+            d.c.name,
+            d.c.purpose,
+            d.c.as_of,
+            d.c.policy_version,
+            d.c.ledger_seq,
+            d.c.engine,
+            d.c.input_items,
+            d.c.output_items,
+            d.c.subjects,
+            d.c.created_at,
+            d.c.record_sha256,
+            ds.c["items"],
+            ds.c.categories,
+        )
+        .join(ds, ds.c.dataset_id == d.c.id)
+        .where(ds.c.subject == subject)
+        .order_by(d.c.id),
+        "models": select(md.c.dataset_id, mo.c.id, mo.c.name, mo.c.version)
+        .join(mo, mo.c.id == md.c.model_id)
+        .where(md.c.dataset_id.in_(select(ds.c.dataset_id).where(ds.c.subject == subject)))
+        .order_by(mo.c.id),
+        "record": select(d.c.record).where(d.c.id == bindparam("id")),
+    }
+
+
+_COMPILED: dict[str, dict[str, _Compiled]] = {}
+_POLICY_DOCS: dict[str, dict[str, Any]] = {}
+_RECORDS: dict[tuple[str, str], LineageRecord] = {}
+
+
+def _compiled(dialect: Any) -> dict[str, _Compiled]:
+    found = _COMPILED.get(dialect.name)
+    if found is None:
+        found = {k: _Compiled(v, dialect) for k, v in _impact_statements().items()}
+        _COMPILED[dialect.name] = found
+    return found
+
+
+def subject_state(cursor: Any, q: Mapping[str, _Compiled], subject: str) -> State:
     """The current state for one subject, from the current-state tables (a few indexed
     lookups): their consents, objections and accounts, those accounts' settings and features,
-    and the published policies."""
+    and the published policies (each document read and parsed once per process)."""
     state = State()
-    head = conn.execute(select(schema.ledger_head.c.seq, schema.ledger_head.c.at_us)).first()
-    p = schema.policies.c
-    for row in conn.execute(select(p.document, p.seq, p.at_us, p.digest).order_by(p.seq)):
-        state.add_policy(json.loads(row.document), row.seq, row.at_us, row.digest)
-    c = schema.consents.c
-    for r in conn.execute(
-        select(c.purpose, c.category, c.status, c.at_us, c.seq).where(c.subject == subject)
-    ):
-        state.set_consent(subject, r.purpose, r.category, r.status, r.at_us, r.seq)
-    o = schema.objections.c
-    for r in conn.execute(
-        select(o.purpose, o.category, o.status, o.at_us, o.seq).where(o.subject == subject)
-    ):
-        state.set_objection(subject, r.purpose, r.category, r.status, r.at_us, r.seq)
-    m = schema.memberships.c
-    accounts = [
-        r.account
-        for r in conn.execute(select(m.account).where(m.subject == subject).order_by(m.seq))
-    ]
+    for digest, seq, at_us in q["policies"].run(cursor):
+        document = _POLICY_DOCS.get(digest)
+        if document is None:
+            ((text,),) = q["policy"].run(cursor, digest=digest)
+            document = _POLICY_DOCS[digest] = json.loads(text)
+        state.add_policy(document, seq, at_us, digest)
+    for purpose, category, status, at_us, seq in q["consents"].run(cursor, subject=subject):
+        state.set_consent(subject, purpose, category, status, at_us, seq)
+    for purpose, category, status, at_us, seq in q["objections"].run(cursor, subject=subject):
+        state.set_objection(subject, purpose, category, status, at_us, seq)
+    accounts = [r[0] for r in q["memberships"].run(cursor, subject=subject)]
     for account in accounts:
         state.set_membership(subject, account, True)
-    if accounts:
-        for table, target in (
-            (schema.account_settings, state.settings),
-            (schema.account_features, state.features),
-        ):
-            for r in conn.execute(
-                select(table).where(table.c.account.in_(accounts)).order_by(table.c.seq)
-            ):
-                state.set_account(target, r.account, r.purpose, r.status, r.seq, r.at_us)
-    if head is not None:
-        state.seq, state.at_us = head.seq, head.at_us
+        for purpose, status, seq, at_us in q["settings"].run(cursor, account=account):
+            state.set_account(state.settings, account, purpose, status, seq, at_us)
+        for purpose, status, seq, at_us in q["features"].run(cursor, account=account):
+            state.set_account(state.features, account, purpose, status, seq, at_us)
+    head = q["head"].run(cursor)
+    if head:
+        state.seq, state.at_us = head[0]
     return state
+
+
+def _record(cursor: Any, q: Mapping[str, _Compiled], dataset_id: str, sha: str) -> LineageRecord:
+    """A dataset's lineage record (immutable: parsed once per process)."""
+    key = (dataset_id, sha)
+    found = _RECORDS.get(key)
+    if found is None:
+        ((text,),) = q["record"].run(cursor, id=dataset_id)
+        found = LineageRecord(json.loads(text), sha)
+        if len(_RECORDS) > 50_000:
+            _RECORDS.clear()
+        _RECORDS[key] = found
+    return found
 
 
 def impact(store: Store, subject: str) -> Impact:
@@ -514,31 +597,41 @@ def impact(store: Store, subject: str) -> Impact:
         raise InvalidInput("impact needs a subject id", field="subject")
     now = store.clock()
     now_us = to_us(now)
-    ds, d = schema.dataset_subjects, schema.datasets
-    with store.ledger.engine.connect() as conn:
-        state = subject_state(conn, subject)
-        rows = conn.execute(
-            select(d, ds.c["items"].label("subject_items"), ds.c.categories.label("subject_cats"))
-            .join(ds, ds.c.dataset_id == d.c.id)
-            .where(ds.c.subject == subject)
-            .order_by(d.c.id)
-        ).all()
-        models = _models_of(conn, [r.id for r in rows])
+    engine = store.ledger.engine
+    q = _compiled(engine.dialect)
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            if engine.dialect.name == "sqlite":
+                cursor.execute("BEGIN")  # one consistent snapshot for all the lookups
+            state = subject_state(cursor, q, subject)
+            rows = q["datasets"].run(cursor, subject=subject)
+            models: dict[str, list[ModelRef]] = {}
+            for dataset_id, model_id, name, version in q["models"].run(cursor, subject=subject):
+                models.setdefault(dataset_id, []).append(ModelRef(model_id, name, version))
+            records = {r[0]: _record(cursor, q, r[0], r[11]) for r in rows}
+        finally:
+            if engine.dialect.name == "sqlite":
+                cursor.execute("COMMIT")
+            cursor.close()
     known = state.known_subject(subject)
     plans: dict[tuple[str, str], tuple[int, int]] = {}
     out = []
     for row in rows:
-        info = _dataset_from_row(row, models.get(row.id, []))
+        info = DatasetInfo(
+            id=row[0], name=row[1], purpose=row[2], as_of=row[3], policy_version=row[4],
+            ledger_seq=int(row[5]), engine=row[6], input_items=int(row[7]),
+            output_items=int(row[8]), subjects=int(row[9]), created_at=row[10],
+            record=records[row[0]], models=tuple(models.get(row[0], ())),
+        )  # fmt: skip
         cats = []
-        for category, (items, decided) in sorted(json.loads(row.subject_cats).items()):
+        for category, (items, decided) in sorted(json.loads(row[13]).items()):
             key = (info.purpose, category)
             answer = plans.get(key)
             if answer is None:
-                if not known:
-                    answer = (_REASONS.index(Reason.UNKNOWN_SUBJECT), 0)
-                else:
-                    plan = compile_plan(state, info.purpose, category, now_us)
-                    answer = plan.decide(state, subject, now_us)
+                answer = _answer(state, known, subject, info.purpose, category, now_us)
                 plans[key] = answer
             reason = _REASONS[answer[0]]
             cats.append(
@@ -551,8 +644,22 @@ def impact(store: Store, subject: str) -> Impact:
                     answer[1] or None,
                 )
             )
-        out.append(DatasetImpact(info, int(row.subject_items), tuple(cats)))
+        out.append(DatasetImpact(info, int(row[12]), tuple(cats)))
     return Impact(subject, known, format_time(now), state.seq, tuple(out))
+
+
+def _answer(
+    state: State, known: bool, subject: str, purpose: str, category: str, now_us: int
+) -> tuple[int, int]:
+    """The subject's answer now, as the gate would give it (``unknown_subject`` for a subject
+    the store no longer knows; ``no_basis`` for a category the policy no longer has)."""
+    if not known:
+        return _REASONS.index(Reason.UNKNOWN_SUBJECT), 0
+    try:
+        plan = compile_plan(state, purpose, category, now_us)
+    except UnknownName:
+        return _REASONS.index(Reason.NO_BASIS), 0
+    return plan.decide(state, subject, now_us)
 
 
 def count_datasets(store: Store) -> int:
