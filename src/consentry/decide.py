@@ -714,8 +714,9 @@ class Decider:
         if plan.fixed >= 0:
             return bytes([plan.fixed]) * len(subjects)
         unique = dict.fromkeys(subjects)
-        if len(unique) == len(subjects):
-            return bytes(plan.codes(self.state, unique, now))
+        if len(unique) * 8 >= len(subjects) * 7:
+            # Few repeats: deciding them again costs less than mapping answers back.
+            return bytes(plan.codes(self.state, subjects, now))
         answers = dict(zip(unique, plan.codes(self.state, unique, now), strict=True))
         return bytes(map(answers.__getitem__, subjects))
 
