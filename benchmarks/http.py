@@ -100,6 +100,21 @@ class Server:
             time.sleep(0.2)
         raise SystemExit("the server did not become ready within 60 s")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server's processes have used so far."""
+        import psutil
+
+        assert self.proc is not None
+        root = psutil.Process(self.proc.pid)
+        total = 0.0
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -152,10 +167,21 @@ async def drive(
     seconds: float,
     warmup: float,
     check: Any = None,
+    server_cpu: Any = None,
 ) -> dict[str, Any]:
     """Keep ``connections`` requests in flight for ``warmup + seconds``; measure the last
-    ``seconds``."""
+    ``seconds`` (and, with ``server_cpu``, the CPU time the server spent meanwhile)."""
     latencies: list[float] = []
+    cpu: list[float] = []
+
+    async def cpu_marks() -> None:
+        if server_cpu is None:
+            return
+        await asyncio.sleep(warmup)
+        cpu.append(server_cpu())
+        await asyncio.sleep(seconds)
+        cpu.append(server_cpu())
+
     errors = 0
     stop_at = time.perf_counter() + warmup + seconds
     measure_from = time.perf_counter() + warmup
@@ -181,9 +207,11 @@ async def drive(
         finally:
             writer.close()
 
-    await asyncio.gather(*(one() for _ in range(connections)))
+    await asyncio.gather(cpu_marks(), *(one() for _ in range(connections)))
     latencies.sort()
+    cpu_us = (cpu[1] - cpu[0]) * 1e6 / done if len(cpu) == 2 and done else float("nan")
     return {
+        "server_cpu_us_per_request": cpu_us,
         "requests": done,
         "rps": done / seconds,
         "p50_ms": percentile(latencies, 0.50) * 1000,
@@ -199,7 +227,12 @@ def _runner() -> Any:
         import uvloop
     except ImportError:
         return asyncio.run
-    return lambda coro: asyncio.Runner(loop_factory=uvloop.new_event_loop).run(coro)
+
+    def run(coro: Any) -> Any:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
+
+    return run
 
 
 def create_key(url: str) -> str:
@@ -265,18 +298,23 @@ def main(argv: list[str] | None = None) -> int:
             f"consentry HTTP benchmark: {args.subjects:,} subjects, {args.workers} worker(s), "
             f"{args.connections} connections, {args.seconds:g} s per figure"
         )
-        with Server(url, args.workers, port):
+        with Server(url, args.workers, port) as server:
             run = _runner()
-            c, s, w = args.connections, args.seconds, args.warmup
-            trivial = run(drive(port, health, c, s, w))
-            decision = run(drive(port, single, c, s, w, decided))
-            bulk = run(drive(port, batch, c, s, w, decided))
+            c, s, w, cpu = args.connections, args.seconds, args.warmup, server.cpu_seconds
+            trivial = run(drive(port, health, c, s, w, server_cpu=cpu))
+            decision = run(drive(port, single, c, s, w, decided, cpu))
+            bulk = run(drive(port, batch, c, s, w, decided, cpu))
     ratio = decision["rps"] / trivial["rps"] if trivial["rps"] else 0.0
     batch_rate = bulk["requests"] * args.batch / args.seconds
     rows = [
         Row("trivial GET /healthz: requests/s", f"{trivial['rps']:,.0f}"),
         Row("trivial: p50 / p99 latency", f"{trivial['p50_ms']:.1f} / {trivial['p99_ms']:.1f} ms"),
+        Row("trivial: server CPU per request", f"{trivial['server_cpu_us_per_request']:.0f} µs"),
         Row("single decision: requests/s", f"{decision['rps']:,.0f}"),
+        Row(
+            "single decision: server CPU per request",
+            f"{decision['server_cpu_us_per_request']:.0f} µs",
+        ),
         Row(
             "single decision / trivial throughput",
             f"{ratio:.0%}",

@@ -471,3 +471,12 @@ def test_unknown_query_parameters_are_refused(api: Api) -> None:
     r = api.client.get("/v1/subjects/bob", params={"asof": "2024-01-01T00:00:00Z"}, headers=api.bob)
     assert r.status_code == 422 and r.json()["field"] == "asof"
     assert "as_of" in r.json()["hint"]
+
+
+def test_batch_answers_name_every_subject_exactly(api: Api) -> None:
+    tricky = ["zoë", 'quote"d', "back\\slash", "tab\there", "emoji 🎧", "línea\nnueva", "bob"]
+    body = {"purpose": "ai.training", "category": "content.audio", "subjects": tricky}
+    r = api.client.post("/v1/decisions/batch", json=body, headers=api.service)
+    assert r.status_code == 200
+    assert [x["subject"] for x in r.json()["results"]] == tricky
+    assert r.json()["count"] == len(tricky)

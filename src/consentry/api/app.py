@@ -13,6 +13,7 @@ from ..store import Store
 from . import problems
 from .context import Service
 from .deps import RAW_BODIES
+from .fastpath import PATH, DecisionFastPath
 from .metrics import MetricsMiddleware
 from .models import Problem
 from .routers import accounts, decisions, health, ledger, policies, receipts, subjects
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         app.include_router(module.router)
     _mount_lineage(app)
     _mount_web(app)
+    decide_route = next(r for r in decisions.router.routes if getattr(r, "path", None) == PATH)
+    app.add_middleware(DecisionFastPath, service=service, route=decide_route)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
     _describe_problems(app)
     return app

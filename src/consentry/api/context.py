@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import secrets
 import threading
 import time
@@ -43,14 +45,18 @@ class Snapshot:
         self.lock: threading.RLock = store._lock
 
     def decider(self, min_seq: int | None = None) -> Decider:
+        """The decider, caught up first when its last catch-up is older than the allowed
+        staleness or behind ``min_seq`` (reads the database: call it from a thread)."""
         now = time.monotonic()
-        if now - self._checked >= self.max_age:
-            self._checked = now  # one request refreshes; the others use the current snapshot
-            self.store.state()
-        decider = self._decider = self.store.decider(refresh=False)
-        if min_seq is not None and decider.state.seq < min_seq:
-            self.store.state()
+        decider = self._decider
+        if decider is None:
+            decider = self._load()
+        elif now - self._checked >= self.max_age:
             self._checked = now
+            self._catch_up(decider)
+        if min_seq is not None and decider.state.seq < min_seq:
+            self._checked = now
+            self.store.state()
             if decider.state.seq < min_seq:
                 raise NotFound(
                     f"the ledger has no event #{min_seq} yet (its head is #{decider.state.seq})",
@@ -59,35 +65,55 @@ class Snapshot:
                 )
         return decider
 
-    async def adecider(self, min_seq: int | None = None) -> Decider:
-        """:meth:`decider` for the event loop: a catch-up (a database read) runs in a thread."""
-        decider = self._decider
-        if (
-            decider is None
-            or time.monotonic() - self._checked >= self.max_age
-            or (min_seq is not None and decider.state.seq < min_seq)
-        ):
-            return await run_in_threadpool(self.decider, min_seq)
+    def _load(self) -> Decider:
+        self._checked = time.monotonic()
+        self.store.state()  # loads the snapshot, or catches up one the Store already holds
+        decider = self.store.decider(refresh=False)
+        # The snapshot is most of the heap and lives as long as the worker: keep the garbage
+        # collector from walking it on every full collection (pauses that grow with the
+        # number of records and would land on some unlucky request).
+        gc.collect()
+        gc.freeze()
+        self._decider = decider
         return decider
+
+    async def adecider(self, min_seq: int | None = None) -> Decider:
+        """:meth:`decider` for the event loop. Only the request that finds the snapshot due
+        waits for the catch-up (in a thread); requests meanwhile use the snapshot as it is."""
+        decider = self._decider
+        if decider is None or (min_seq is not None and decider.state.seq < min_seq):
+            return await run_in_threadpool(self.decider, min_seq)
+        now = time.monotonic()
+        if now - self._checked >= self.max_age:
+            self._checked = now
+            await run_in_threadpool(self._catch_up, decider)
+        return decider
+
+    def _catch_up(self, decider: Decider) -> None:
+        """Catch up only when the ledger has moved: reading its head takes no lock, so the
+        decisions running meanwhile are not held up by a catch-up that finds nothing new."""
+        if self.store.ledger.head()[0] > decider.state.seq:
+            self.store.state()
 
     @contextmanager
     def locked(self) -> Iterator[None]:
         with self.lock:
             yield
 
-    def run_locked(self, fn: Callable[[], T]) -> T:
-        with self.lock:
-            return fn()
-
     async def arun_locked(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` (pure computation) under the lock: on the event loop when the lock is
-        free, else in a thread, so that the loop never waits for a writer's catch-up."""
-        if self.lock.acquire(blocking=False):
-            try:
-                return fn()
-            finally:
-                self.lock.release()
-        return await run_in_threadpool(self.run_locked, fn)
+        """Run ``fn`` (pure computation, microseconds) under the lock, on the event loop.
+
+        When a thread holds the lock (a catch-up applying new events, a batch), wait for it
+        without blocking the loop. Handing the work to a thread instead would make the
+        threads contend for the lock with each other and with the loop, and every request
+        would end up paying for a thread hop."""
+        lock = self.lock
+        while not lock.acquire(blocking=False):
+            await asyncio.sleep(0.0002)
+        try:
+            return fn()
+        finally:
+            lock.release()
 
     def seq(self) -> int | None:
         return self._decider.state.seq if self._decider is not None else None

@@ -55,10 +55,15 @@ def authenticate(request: Request) -> tuple[Service, Principal]:
     endpoints, where resolving FastAPI dependencies costs more than the decision itself.
     Same rules as :func:`get_principal`; those routes declare ``BEARER`` in their OpenAPI."""
     service: Service = request.app.state.service
-    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not credential:
+    return service, caller_of(service, request.headers.get("authorization"))
+
+
+def caller_of(service: Service, authorization: str | None) -> Principal:
+    """The caller an ``Authorization`` header names (``Bearer <JWT or API key>``)."""
+    scheme, _, credential = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
         raise _no_credentials()
-    return service, service.auth.bearer(credential.strip())
+    return service.auth.bearer(credential.strip())
 
 
 #: What a route that calls :func:`authenticate` adds to its OpenAPI operation.

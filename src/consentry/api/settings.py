@@ -127,6 +127,8 @@ class Settings:
                     f"CONSENTRY_API_KEY_CACHE_S: expected seconds, got {v!r}",
                     field="CONSENTRY_API_KEY_CACHE_S",
                 ) from None
+        if (v := get("LANGUAGES")) is not None:
+            values["languages"] = tuple(x.strip() for x in v.split(",") if x.strip())
         if (v := get("DATA_DIR")) is not None:
             values["data_dir"] = v
         if (v := get("PUBLIC_URL")) is not None:
@@ -148,6 +150,7 @@ class Settings:
             "CONSENTRY_DECISION_MAX_STALENESS_MS": str(self.decision_max_staleness_ms),
             "CONSENTRY_BATCH_MAX_ITEMS": str(self.batch_max_items),
             "CONSENTRY_API_KEY_CACHE_S": str(self.api_key_cache_s),
+            "CONSENTRY_LANGUAGES": ",".join(self.languages),
         }
         optional = {
             "CONSENTRY_JWT_SECRET": self.jwt_secret,
