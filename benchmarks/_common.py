@@ -122,7 +122,7 @@ def build_store(subjects: int, *, rebuild: bool = False, log: Any = print) -> Bu
     path = store_path(subjects)
     meta_path = path.with_suffix(".json")
     if not rebuild and path.exists() and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
+        meta: dict[str, Any] = json.loads(meta_path.read_text())
         meta.pop("url", None)
         meta.pop("path", None)
         return Built(f"sqlite:///{path}", path, **meta, cached=True)
@@ -211,7 +211,7 @@ def _build(subjects: int, path: Path, meta_path: Path, url: str, started: float,
             log(f"  built {min(lo + block, subjects):,} / {subjects:,} subjects")
     counts["records"] = sum(p.records for p in plans)
     store.close()
-    meta = {
+    meta: dict[str, Any] = {
         "url": url,
         "path": str(path),
         "subjects": subjects,
@@ -308,17 +308,18 @@ def _subject_plan(rng: random.Random, i: int, n_accounts: int) -> _Plan:
         # Service data (no effect under 2023-08: individuals cannot object there), or content
         # (which the 2023-07 terms used on legitimate interest); some lifted again.
         if r < 0.02:
-            purpose, cats = rng.choice(("improvement", "ai.training.feature")), ("service_data",)
+            purpose = rng.choice(("improvement", "ai.training.feature"))
+            objected: tuple[str, ...] = ("service_data",)
         else:
             purpose = rng.choice(("ai.training", "improvement"))
-            cats = () if r < 0.025 else tuple(sorted(rng.sample(CONTENT, 2)))
+            objected = () if r < 0.025 else tuple(sorted(rng.sample(CONTENT, 2)))
         objections.append(
             Draft(
                 kind=Kind.OBJECTION_LIFTED if rng.random() < 0.2 else Kind.OBJECTION_RAISED,
                 actor=subject,
                 subject=subject,
                 purpose=purpose,
-                categories=cats,
+                categories=objected,
             )
         )
     return _Plan(stale, first, second, memberships, objections, records)
