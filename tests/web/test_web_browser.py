@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import threading
 import time
@@ -149,8 +148,9 @@ def shot(page: Any, name: str, doc: bool = False) -> None:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     if doc and os.environ.get("CONSENTRY_UPDATE_DOC_IMAGES"):
+        # The README's images: what fits in the window, where the section in view is.
         DOC_IMAGES.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, DOC_IMAGES / f"{name}.png")
+        page.screenshot(path=str(DOC_IMAGES / f"{name}.png"))
 
 
 TRAINING = "Training AI models Your data: your content"
@@ -232,6 +232,7 @@ def test_admin_switches_training_off_and_the_member_sees_why(
     )
     expect(member.locator("#status-train-on-content")).to_contain_text("Set by: acme.")
     assert server.decide("carol")["reason"] == "account_off"
+    member.locator("#rule-train-on-content").scroll_into_view_if_needed()
     shot(member, "me-capped-by-admin", doc=True)
     member.context.close()
 
@@ -244,7 +245,7 @@ def test_languages(server: LiveServer, page: Any) -> None:
     expect(page.locator("html")).to_have_attribute("lang", "id")
     expect(page.get_by_role("heading", level=1)).to_have_text("Cara data Anda digunakan")
     expect(page.get_by_role("note")).to_contain_text("diterjemahkan oleh mesin")
-    shot(page, "me-id", doc=True)
+    shot(page, "me-id")
     page.get_by_role("navigation", name="Bahasa").get_by_role("link", name="Français").click()
     expect(page.locator("html")).to_have_attribute("lang", "fr")
     expect(page.get_by_role("heading", level=1)).to_have_text("Comment vos données sont utilisées")
