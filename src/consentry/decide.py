@@ -365,7 +365,8 @@ _Codes = Callable[[State, Collection[str], int], bytearray]
 
 def _specialise_codes(plan: Plan) -> _Codes:
     """``plan.codes`` made for this plan: the algorithm of ``_specialise`` for many subjects
-    in one loop, reason indexes only (no evidence, no tuples, no call per subject)."""
+    in one loop, reason indexes only (no evidence, no tuples, no call per subject), one loop
+    per basis, constants in closure variables."""
     if plan.fixed >= 0:
         fixed = bytes([plan.fixed])
         return lambda state, subjects, now_us: bytearray(fixed * len(subjects))
@@ -376,42 +377,51 @@ def _specialise_codes(plan: Plan) -> _Codes:
     on = plan.on if plan.account_consent else {}
     pair_ids = plan.pair_ids
     valid_from, expires = plan.valid_from_us, plan.expires_us
-    objection = basis is Basis.LEGITIMATE_INTEREST and plan.objection and bool(pair_ids)
     need_accounts = bool(enable or off or on)
-    if basis is Basis.CONTRACT and not enable:
-        contract = bytes([R_CONTRACT])
-        return lambda state, subjects, now_us: bytearray(contract * len(subjects))
-    allowed = R_CONTRACT if basis is Basis.CONTRACT else R_LI
+    r_not_enabled, r_off, r_objection = R_NOT_ENABLED, R_ACCOUNT_OFF, R_OBJECTION
+    r_consent, r_account_consent, r_no_consent = R_CONSENT, R_ACCOUNT_CONSENT, R_NO_CONSENT
+    r_stale, r_expired, r_refused, r_withdrawn = R_STALE, R_EXPIRED, R_REFUSED, R_WITHDRAWN
+    shift = AT_SHIFT
 
-    def codes(state: State, subjects: Collection[str], now_us: int) -> bytearray:
-        memberships = state.memberships.get
-        consents = state.consents.get
-        objections = state.objections.get
-        out = bytearray()
-        put = out.append
-        accounts: tuple[str, ...] | None = None
-        for subject in subjects:
-            if need_accounts:
-                accounts = memberships(subject)
-                if enable:
-                    blocked = not accounts
-                    for account in accounts or ():
-                        if account not in enabled:
-                            blocked = True
-                            break
-                    if blocked:
-                        put(R_NOT_ENABLED)
+    if basis is not Basis.CONSENT:
+        if basis is Basis.CONTRACT and not enable:
+            contract = bytes([R_CONTRACT])
+            return lambda state, subjects, now_us: bytearray(contract * len(subjects))
+        allowed = R_CONTRACT if basis is Basis.CONTRACT else R_LI
+        objection = basis is Basis.LEGITIMATE_INTEREST and plan.objection and bool(pair_ids)
+
+        def codes_allowed(state: State, subjects: Collection[str], now_us: int) -> bytearray:
+            """Contract behind an account switch, or legitimate interest."""
+            memberships = state.memberships.get
+            objections = state.objections.get
+            out = bytearray()
+            put = out.append
+            account: str | None
+            for subject in subjects:
+                if need_accounts:
+                    accounts = memberships(subject)
+                    if accounts:
+                        if enable:
+                            for account in accounts:
+                                if account not in enabled:
+                                    break
+                            else:
+                                account = None
+                            if account is not None:
+                                put(r_not_enabled)
+                                continue
+                        if off:
+                            for account in accounts:
+                                if account in off:
+                                    break
+                            else:
+                                account = None
+                            if account is not None:
+                                put(r_off)
+                                continue
+                    elif enable:
+                        put(r_not_enabled)
                         continue
-                if off and accounts:
-                    blocked = False
-                    for account in accounts:
-                        if account in off:
-                            blocked = True
-                            break
-                    if blocked:
-                        put(R_ACCOUNT_OFF)
-                        continue
-            if basis is not Basis.CONSENT:  # contract (an AI feature) or legitimate interest
                 if objection:
                     records = objections(subject)
                     if records:
@@ -422,51 +432,88 @@ def _specialise_codes(plan: Plan) -> _Codes:
                         else:
                             value = 0
                         if value & 3:
-                            put(R_OBJECTION)
+                            put(r_objection)
                             continue
                 put(allowed)
-                continue
-            if pair_ids:
-                records = consents(subject)
-                if records:
-                    for pid in pair_ids:
-                        value = records.get(pid)
-                        if value is not None:
-                            break
+            return out
+
+        return codes_allowed
+
+    def codes_consent(state: State, subjects: Collection[str], now_us: int) -> bytearray:
+        memberships = state.memberships.get
+        consents = state.consents.get
+        out = bytearray()
+        put = out.append
+        accounts: tuple[str, ...] | None = None
+        account: str | None
+        value: int | None
+        for subject in subjects:
+            if need_accounts:
+                accounts = memberships(subject)
+                if accounts:
+                    if enable:
+                        for account in accounts:
+                            if account not in enabled:
+                                break
+                        else:
+                            account = None
+                        if account is not None:
+                            put(r_not_enabled)
+                            continue
+                    if off:
+                        for account in accounts:
+                            if account in off:
+                                break
+                        else:
+                            account = None
+                        if account is not None:
+                            put(r_off)
+                            continue
+                elif enable:
+                    put(r_not_enabled)
+                    continue
+            records = consents(subject)
+            if records:
+                for pid in pair_ids:  # the most specific record decides
+                    value = records.get(pid)
                     if value is not None:
                         code = value & 3
                         if code == 1:
-                            at = value >> AT_SHIFT
+                            at = value >> shift
                             put(
-                                R_STALE
+                                r_stale
                                 if at < valid_from
-                                else R_EXPIRED
+                                else r_expired
                                 if at + expires <= now_us
-                                else R_CONSENT
+                                else r_consent
                             )
                         else:
-                            put(R_REFUSED if code == 2 else R_WITHDRAWN)
-                        continue
-            if on and accounts:
+                            put(r_refused if code == 2 else r_withdrawn)
+                        break
+                else:
+                    value = None
+                if value is not None:
+                    continue
+            if accounts and on:
                 for account in accounts:
                     found = on.get(account)
                     if found is not None:
                         at = found[1]
                         put(
-                            R_STALE
+                            r_stale
                             if at < valid_from
-                            else R_EXPIRED
+                            else r_expired
                             if at + expires <= now_us
-                            else R_ACCOUNT_CONSENT
+                            else r_account_consent
                         )
                         break
                 else:
-                    put(R_NO_CONSENT)
+                    put(r_no_consent)
                 continue
-            put(R_NO_CONSENT)
+            put(r_no_consent)
         return out
 
-    return codes
+    return codes_consent
 
 
 def compile_plan(state: State, purpose: str, category: str, at_us: int) -> Plan:
