@@ -163,8 +163,29 @@ def save_dataset(
     with store.ledger.engine.connect().execution_options(**WRITE) as conn, conn.begin():
         conn.execute(insert(schema.datasets).values(**row))
         if index is not None:
-            for chunk in _index_rows(index, row["id"]):
-                conn.execute(insert(schema.dataset_subjects), chunk)
+            # Hundreds of thousands of rows: the driver's executemany, not one ORM-level
+            # parameter set each (same transaction, same connection).
+            stmt = _Compiled(
+                insert(schema.dataset_subjects).values(
+                    subject=bindparam("subject"),
+                    dataset_id=bindparam("dataset_id"),
+                    items=bindparam("items"),
+                    categories=bindparam("categories"),
+                ),
+                conn.dialect,
+            )
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            cursor = raw.cursor()
+            try:
+                for chunk in _index_rows(index, row["id"]):
+                    if stmt.names is None:
+                        cursor.executemany(stmt.sql, chunk)
+                    else:
+                        names = stmt.names
+                        cursor.executemany(stmt.sql, [tuple(r[n] for n in names) for r in chunk])
+            finally:
+                cursor.close()
         if before_commit is not None:
             before_commit()
 

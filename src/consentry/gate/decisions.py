@@ -178,8 +178,8 @@ def _same_plan(a: Plan, b: Plan) -> bool:
 
 
 def known_subjects(state: State) -> list[str]:
-    """Every subject the store has seen (``State.known_subject``), sorted."""
-    return sorted(set(state.consents) | set(state.objections) | set(state.memberships))
+    """Every subject the store has seen (``State.known_subject``), in no particular order."""
+    return list(state.consents.keys() | state.objections.keys() | state.memberships.keys())
 
 
 def plan_categories(
@@ -239,11 +239,8 @@ def build_table(
         seqs = array("q")
         now = snapshot.now_us
         for g, plan in enumerate(groups):
-            decide = plan.decide
-            answers = [decide(state, s, now) for s in universe]
             gs.extend(array("H", [g]) * len(universe))
-            codes.extend(bytes(a[0] for a in answers))
-            seqs.extend(array("q", (a[1] for a in answers)))
+            codes.extend(_codes_and_seqs(plan, state, universe, now, seqs))
     finally:
         if lock is not None:
             lock.release()
@@ -261,6 +258,38 @@ def build_table(
         }
     )
     return DecisionTable(plans, len(groups), universe, table)
+
+
+#: Answers that name the event behind them (a consent record, an account setting, ...).
+_WITH_EVENT = frozenset(
+    CODES[str(r)]
+    for r in (
+        Reason.CONSENT, Reason.ACCOUNT_CONSENT, Reason.REFUSED, Reason.WITHDRAWN,
+        Reason.STALE_CONSENT, Reason.EXPIRED, Reason.OBJECTION, Reason.ACCOUNT_OFF,
+        Reason.NOT_ENABLED,
+    )
+)  # fmt: skip
+
+
+def _codes_and_seqs(
+    plan: Plan, state: State, subjects: Sequence[str], now: int, seqs: array[int]
+) -> bytearray:
+    """Every subject's reason code with ``plan.codes`` (the batch kernel), and the deciding
+    event's seq with ``plan.decide`` for the subjects whose answer names one."""
+    import numpy as np
+
+    out = bytearray(plan.codes(state, subjects, now))
+    found = np.zeros(len(subjects), dtype=np.int64)
+    if len(out):
+        arr = np.frombuffer(bytes(out), dtype=np.uint8)
+        mask = np.isin(arr, np.array(sorted(_WITH_EVENT), dtype=np.uint8))
+        decide = plan.decide
+        for i in np.flatnonzero(mask).tolist():
+            code, seq = decide(state, subjects[i], now)
+            out[i] = code
+            found[i] = seq
+    seqs.frombytes(found.tobytes())
+    return out
 
 
 def _np_from(buffer: Any, dtype: str) -> Any:

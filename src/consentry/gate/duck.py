@@ -114,6 +114,8 @@ class _Run:
         self.dataset_id = new_id()
         self.tmp = self.out.parent / f".{self.out.name}.tmp-{self.dataset_id}"
         self.started = time.perf_counter()
+        self._last = self.started
+        self.timings: dict[str, float] = {}
         self.created_dirs: list[Path] = []
 
     # -- driver -------------------------------------------------------------------------------
@@ -129,6 +131,7 @@ class _Run:
         self._check_out()
         self._progress("read", 0.0)
         snapshot = take_snapshot(self.store, o.purpose, o.as_of)
+        self._lap("snapshot")
         opt_outs, signals_info = self._signals()
         self._make_parents()
         self.tmp.mkdir()
@@ -142,6 +145,7 @@ class _Run:
             shutil.rmtree(self.tmp / ".work", ignore_errors=True)
             self._write_report(record)
             self._commit(record, measured)
+            self._lap("commit")
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)
             for d in reversed(self.created_dirs):
@@ -150,7 +154,13 @@ class _Run:
             raise
         self._progress("lineage", 1.0)
         result = GateResult.from_record(record, self.out)
-        return GateResult(**{**result.__dict__, "seconds": time.perf_counter() - self.started})
+        return GateResult(
+            **{
+                **result.__dict__,
+                "seconds": time.perf_counter() - self.started,
+                "extra": {"timings": self.timings},
+            }
+        )
 
     def _check_out(self) -> None:
         out = self.out
@@ -222,6 +232,7 @@ class _Run:
                 field="source_url",
             )
         categories = check_categories(con, source, snapshot)
+        self._lap("read")
         self._progress("decide", 0.0)
         subjects = self._subjects_if_few(con, source, shape, snapshot)
         table = build_table(
@@ -241,8 +252,10 @@ class _Run:
             con.execute("CREATE TEMP TABLE __optout AS SELECT url FROM __oo_arrow").fetchall()
             con.unregister("__oo_arrow")
         sql = ItemSql(source, shape, table, snapshot, opt_outs is not None)
+        self._lap("decision_table")
         if sql.has_x:
             self._query(con, "decide", sql.side_table(), source, shape, snapshot)
+        self._lap("multi_subject")
         self._progress("decide", 1.0)
 
         ext = mf.OUTPUT_EXTENSION[self.fmt]
@@ -253,10 +266,12 @@ class _Run:
             con, "allowed", None, source, shape, snapshot,
             write=(sql.allowed(self.fmt), allowed_path),
         )  # fmt: skip
+        self._lap("allowed")
         self._query(
             con, "excluded", None, source, shape, snapshot,
             write=(sql.excluded(), excluded_path),
         )  # fmt: skip
+        self._lap("excluded")
 
         self._progress("lineage", 0.0)
         allowed_src = mf.open_source(
@@ -271,7 +286,13 @@ class _Run:
         record = self._record(
             snapshot, source, table, measured, allowed_by_reason, files, signals_info
         )
+        self._lap("measure")
         return record, measured
+
+    def _lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._last, 3)
+        self._last = now
 
     def _subjects_if_few(
         self, con: Any, source: Source, shape: Shape, snapshot: Snapshot

@@ -138,7 +138,10 @@ def subject_index(con: Any, allowed: Source, shape: Shape, parties_all: Iterable
         ) GROUP BY subject
         """
     )
-    return con.sql("SELECT subject, items, categories FROM __index").to_arrow_table()
+    # In subject order: the store inserts it into an index keyed by subject, fastest in order.
+    return con.sql(
+        "SELECT subject, items, categories FROM __index ORDER BY subject"
+    ).to_arrow_table()
 
 
 def _sorted_sha256(con: Any, query: str) -> tuple[int, str]:

@@ -65,8 +65,9 @@ BAD_ROW = "consentry: bad manifest row"
 
 
 def get_spark(master: str | None = None, app_name: str = "consentry-gate") -> Any:
-    """The active SparkSession, else one for ``SPARK_REMOTE`` (Spark Connect), else
-    ``master`` (default ``local[*]``)."""
+    """The active SparkSession; else one for ``SPARK_REMOTE`` (Spark Connect); else, under
+    ``spark-submit``, the cluster it names; else ``master`` (default
+    ``$CONSENTRY_SPARK_MASTER`` or ``local[*]``)."""
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -76,9 +77,12 @@ def get_spark(master: str | None = None, app_name: str = "consentry-gate") -> An
     remote = os.environ.get("SPARK_REMOTE")
     if remote and master is None:
         return builder.remote(remote).getOrCreate()
+    if master is not None:
+        builder = builder.master(master)
+    elif "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit
+        builder = builder.master(os.environ.get("CONSENTRY_SPARK_MASTER", "local[*]"))
     return (
-        builder.master(master or os.environ.get("CONSENTRY_SPARK_MASTER", "local[*]"))
-        .config("spark.sql.session.timeZone", "UTC")
+        builder.config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
