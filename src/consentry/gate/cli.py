@@ -349,23 +349,37 @@ def impact(
             if not result.datasets:
                 out.print(f"{subject}: no dataset holds this subject's items", highlight=False)
                 return
-            table = Table("dataset", "purpose", "as of", "items", "now", "action", "models")
             for d in result.datasets:
-                reasons = ", ".join(
-                    f"{c.category}: {c.reason_now}" for c in d.categories if c.decided
-                ) or ", ".join(f"{c.category}: {c.reason_now}" for c in d.categories)
+                info = d.dataset
+                out.print(
+                    f"[bold]{info.name}[/] {info.id}: {info.purpose} as of {info.as_of}, "
+                    f"policy {info.policy_version}, ledger #{info.ledger_seq}",
+                    highlight=False,
+                )
+                parts = []
+                for c in d.categories:
+                    event = f", event #{c.event_seq}" if c.event_seq else ""
+                    colour = "green" if c.allowed_now else "red"
+                    note = "" if c.decided else " (not theirs to decide)"
+                    parts.append(
+                        f"{c.category} ({c.items} item{'' if c.items == 1 else 's'}): "
+                        f"[{colour}]{c.reason_now}[/]{event}{note}"
+                    )
+                out.print("  " + "; ".join(parts), highlight=False)
+                models = ", ".join(
+                    f"{m.name} {m.version}" if m.version else m.name for m in info.models
+                )
                 if d.needs_action:
-                    action = "[bold red]retrain or unlearn[/]"
-                elif any(not c.allowed_now for c in d.categories):
-                    action = "[yellow]none (their choice did not decide these items)[/]"
+                    out.print(
+                        "  [bold red]-> retrain or unlearn[/]"
+                        + (f": dataset and models {models}" if models else ": dataset"),
+                        highlight=False,
+                    )
                 else:
-                    action = "[green]none[/]"
-                table.add_row(
-                    f"{d.dataset.name}\n{d.dataset.id}", d.dataset.purpose, d.dataset.as_of,
-                    f"{d.items:,}", reasons, action,
-                    ", ".join(m.name for m in d.dataset.models) or "-",
-                )  # fmt: skip
-            out.print(table)
+                    out.print(
+                        "  [green]still allowed[/]" + (f" (models {models})" if models else ""),
+                        highlight=False,
+                    )
             s_ = data["summary"]
             out.print(
                 f"{subject}: {s_['datasets_needing_action']} of {s_['datasets']} dataset(s) and "
