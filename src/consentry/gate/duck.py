@@ -496,6 +496,7 @@ class ItemSql:
             p.parties_all and p.fixed is None for p in table.categories.values()
         )
         self.allow = "(" + ", ".join(str(c) for c in ALLOW_CODES) + ")"
+        self.protected = {p.protected for p in table.categories.values()}
 
     def side_table(self) -> str:
         """Multi-subject items under a rule that needs every party: the first subject (in
@@ -573,9 +574,16 @@ class ItemSql:
             if self.opt_outs
             else "false"
         )
-        pl = (
-            "coalesce(list_has_any(m.labels, c.protected), false)" if self.shape.labels else "false"
-        )
+        pl = "false"
+        if self.shape.labels and any(self.protected):
+            # One protected set for every category (it depends on the policy and the purpose
+            # only): a constant list is far cheaper per row than the joined column.
+            if len(self.protected) == 1:
+                (only,) = self.protected
+                lst = "[" + ", ".join(sql_str(x) for x in only) + "]"
+                pl = f"(len(m.labels) > 0 AND coalesce(list_has_any(m.labels, {lst}), false))"
+            else:
+                pl = "coalesce(list_has_any(m.labels, c.protected), false)"
         bad = " OR ".join(f"({c})" for c, _, _ in self.bad_checks()) if validate else "false"
         x_cols = (
             "x.code AS __xc, x.blocker AS __xb, x.seq AS __xs"
@@ -643,36 +651,46 @@ class ItemSql:
 
 
 def check_categories(con: Any, source: Source, snapshot: Snapshot) -> list[str]:
-    """The manifest's distinct categories, each checked against the policy in effect."""
+    """The manifest's distinct categories, each checked against the policy in effect (one
+    pass over the category column; a bad one is then located to its first row)."""
     rel = source.relation()
-    rows = con.execute(
-        f"SELECT category, count(*), min({FILE_COL} * 1099511627776 + {ROW_COL}) "
-        f"FROM {rel} GROUP BY category"
-    ).fetchall()
-    found = []
-    for category, _n, first in sorted(rows, key=lambda r: r[2]):
-        where = source.where(int(first) >> 40, int(first) & ((1 << 40) - 1))
+    distinct = [r[0] for r in con.execute(f"SELECT DISTINCT category FROM {rel}").fetchall()]
+    bad: list[tuple[str | None, str | None]] = []
+    for category in distinct:
         if category is None:
-            raise InvalidInput(
-                f"{where}: 'category' is empty",
-                hint="every item needs a data category, e.g. content.audio",
-                field="category",
-                file=source.description,
-                row=(int(first) & ((1 << 40) - 1)) + 1,
-            )
+            bad.append((None, None))
+            continue
         try:
             snapshot.check_category(category)
         except UnknownName as exc:
-            raise InvalidInput(
-                f"{where}: unknown category {category!r} in column 'category'",
-                hint=exc.hint,
-                field="category",
-                value=category,
-                file=source.description,
-                row=(int(first) & ((1 << 40) - 1)) + 1,
-            ) from None
-        found.append(category)
-    return found
+            bad.append((category, exc.hint))
+    if not bad:
+        return sorted(distinct)
+    hints = dict(bad)
+    (first,) = con.execute(
+        f"SELECT category, {FILE_COL}, {ROW_COL} FROM {rel} "
+        "WHERE category IS NULL OR list_contains($names, category) "
+        f"ORDER BY {FILE_COL}, {ROW_COL} LIMIT 1",
+        {"names": [c for c, _ in bad if c is not None] or [""]},
+    ).fetchall()
+    category, f, r = first
+    where = source.where(int(f), int(r))
+    if category is None:
+        raise InvalidInput(
+            f"{where}: 'category' is empty",
+            hint="every item needs a data category, e.g. content.audio",
+            field="category",
+            file=source.description,
+            row=int(r) + 1,
+        )
+    raise InvalidInput(
+        f"{where}: unknown category {category!r} in column 'category'",
+        hint=hints.get(category),
+        field="category",
+        value=category,
+        file=source.description,
+        row=int(r) + 1,
+    )
 
 
 def diagnose(con: Any, source: Source, shape: Shape, snapshot: Snapshot) -> InvalidInput:
