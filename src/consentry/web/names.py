@@ -24,6 +24,10 @@ PURPOSES = {
     "ai.training.generative": N_("Training generative AI"),
     "ai.training.third_party": N_("Training other companies' AI models"),
     "ai.training.feature.fraud_prevention": N_("Training fraud-prevention models"),
+    "ai.training.feature.recommendation": N_("Training recommendation models"),
+    "ai.training.feature.search": N_("Training search models"),
+    "ai.training.feature.playlists": N_("Training playlist models"),
+    "ai.training.feature.tagging": N_("Training tagging models"),
 }
 
 GROUPS = {
