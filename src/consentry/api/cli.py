@@ -86,6 +86,8 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        # Below "info" the access log is filtered out anyway: skip formatting it per request.
+        access_log=log_level in ("trace", "debug", "info"),
         proxy_headers=True,
     )
 
