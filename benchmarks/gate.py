@@ -176,6 +176,17 @@ def worker(engine: str, url: str, manifest: str, out: str) -> dict[str, Any]:
         t1 = time.perf_counter()
         r = store.gate(manifest, purpose=PURPOSE, out=out, engine="spark")
         counts = (r.input_items, r.allowed, r.excluded)
+    elif engine == "copy":  # the floor: read the manifest and write it again, decide nothing
+        import duckdb
+
+        Path(out).mkdir(parents=True)
+        con = duckdb.connect()
+        con.execute("SET threads=2; SET preserve_insertion_order=false; SET memory_limit='3GB'")
+        ((n,),) = con.execute(
+            f"COPY (SELECT * FROM read_parquet('{manifest}')) TO '{out}/copy.parquet' "
+            "(FORMAT parquet)"
+        ).fetchall()
+        counts = (n, n, 0)
     else:
         counts = pandas_gate(store, manifest, Path(out))
     gate_s = time.perf_counter() - t1

@@ -104,6 +104,7 @@ def test_models_and_idempotency(mstore: Store, tmp_path: Path) -> None:
     again = gate(mstore, tmp_path / "elsewhere", idempotency_key="nightly-1")
     assert again.replayed and again.dataset_id == result.dataset_id
     assert not (tmp_path / "elsewhere").exists()
+    assert again.paths["allowed"] == result.paths["allowed"].resolve()  # where it was written
     m1 = mstore.register_model("m", [result.dataset_id], idempotency_key="k")
     m2 = mstore.register_model("m", [result.dataset_id], idempotency_key="k")
     assert m1.id == m2.id and len(mstore.models()) == 1

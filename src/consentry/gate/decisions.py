@@ -216,6 +216,7 @@ def build_table(
     subjects: Sequence[str] | None = None,
     *,
     lock: Any = None,
+    store: Store | None = None,
 ) -> DecisionTable:
     """Decide every (category group, known subject) once.
 
@@ -229,6 +230,10 @@ def build_table(
     if lock is not None:
         lock.acquire()
     try:
+        # Writers in this process wait while the table is built, so that the watermark is
+        # exactly the state decided over.
+        seen = snapshot.ledger_seq
+        snapshot.ledger_seq = state.seq
         plans, groups = plan_categories(snapshot, categories)
         if subjects is None:
             universe = known_subjects(state)
@@ -244,6 +249,9 @@ def build_table(
     finally:
         if lock is not None:
             lock.release()
+    if snapshot.ledger_seq != seen and store is not None:
+        seq = snapshot.ledger_seq
+        snapshot.ledger_hash = store.ledger.event(seq).hash if seq else GENESIS_HASH
     n = len(codes)
     subject_col = pa.array(universe, pa.string())
     if len(groups) > 1:

@@ -127,7 +127,7 @@ class _Run:
         if o.idempotency_key is not None:
             found = lineage.dataset_by_key(self.store, o.idempotency_key)
             if found is not None:
-                return GateResult.from_record(found.record, self.out, replayed=True)
+                return GateResult.from_record(found.record, None, replayed=True)
         self._check_out()
         self._progress("read", 0.0)
         snapshot = take_snapshot(self.store, o.purpose, o.as_of)
@@ -240,6 +240,7 @@ class _Run:
             categories,
             subjects,
             lock=self.store._lock if snapshot.live else None,
+            store=self.store,
         )
         con.register("__d_arrow", table.table)
         con.execute("CREATE TEMP TABLE __d AS SELECT * FROM __d_arrow").fetchall()
@@ -420,7 +421,7 @@ class _Run:
                     "excluded_sha256": m.excluded_sha256,
                 },
                 "subjects": {"count": m.subjects, "index_sha256": m.subjects_sha256},
-                "outputs": {"format": self.fmt, "files": files},
+                "outputs": {"format": self.fmt, "files": files, "dir": str(self.out.resolve())},
                 "created_at": format_time(self.store.clock()),
             }
         )
@@ -566,6 +567,30 @@ class ItemSql:
         checks.append(("c.g IS NULL", "category", "'category' is not a known category"))
         return checks
 
+    def any_bad(self) -> str:
+        """True for a row that :meth:`bad_checks` would report: the same conditions, ordered
+        so that the common row (one subject, no labels) pays for a few scalar tests only."""
+        parts = ["m.item_id IS NULL", "m.item_id = ''", "c.g IS NULL"]
+        if self.shape.is_list:
+            s = "m.subject_ids"
+            parts += [
+                f"{s} IS NULL",
+                f"coalesce(len({s}) = 0, false)",
+                f"{s}[1] IS NULL",
+                f"{s}[1] = ''",
+                f"CASE WHEN len({s}) > 1 THEN list_count({s}) < len({s}) "
+                f"OR list_contains({s}, '') ELSE false END",
+            ]
+        else:
+            parts += ["m.subject_id IS NULL", "m.subject_id = ''"]
+        if self.shape.labels:
+            label_bad = "list_count(m.labels) < len(m.labels)"
+            if self.known_labels is not None:
+                known = "[" + ", ".join(sql_str(x) for x in sorted(self.known_labels)) + "]"
+                label_bad += f" OR NOT list_has_all({known}, m.labels)"
+            parts.append(f"CASE WHEN len(m.labels) > 0 THEN {label_bad} ELSE false END")
+        return " OR ".join(f"coalesce({p}, false)" for p in parts)
+
     def _inner(self, validate: bool) -> str:
         rel = self.source.relation()
         owner = self.shape.owner("m")
@@ -584,7 +609,7 @@ class ItemSql:
                 pl = f"(len(m.labels) > 0 AND coalesce(list_has_any(m.labels, {lst}), false))"
             else:
                 pl = "coalesce(list_has_any(m.labels, c.protected), false)"
-        bad = " OR ".join(f"({c})" for c, _, _ in self.bad_checks()) if validate else "false"
+        bad = self.any_bad() if validate else "false"
         x_cols = (
             "x.code AS __xc, x.blocker AS __xb, x.seq AS __xs"
             if self.has_x
@@ -777,7 +802,7 @@ def decide_rows(
                 raise InvalidInput("the manifest has no 'source_url' column", field="source_url")
             categories = check_categories(con, source, snapshot)
             table = build_table(
-                snapshot, categories, None, lock=store._lock if snapshot.live else None
+                snapshot, categories, None, lock=store._lock if snapshot.live else None, store=store
             )
             con.register("__d_arrow", table.table)
             con.execute("CREATE TEMP TABLE __d AS SELECT * FROM __d_arrow").fetchall()

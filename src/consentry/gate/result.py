@@ -176,8 +176,11 @@ class GateResult:
         counts = d["counts"]
         by_reason = {**counts.get("allowed_by_reason", {}), **counts["excluded_by_reason"]}
         paths: dict[str, Path] = {}
-        if out is not None:
-            paths = {k: out / v for k, v in d["outputs"]["files"].items()}
+        outputs = d.get("outputs") or {}
+        if out is None and outputs.get("dir"):
+            out = Path(outputs["dir"])  # where the run wrote them (a replayed run)
+        if out is not None and outputs:
+            paths = {k: out / v for k, v in outputs["files"].items()}
             paths["report"] = out / REPORT_NAME
         return cls(
             dataset_id=str(d["dataset_id"]),

@@ -20,6 +20,7 @@ subject index come back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -309,7 +310,9 @@ def decide_frame(
             field="source_url",
         )
     categories = _check_categories(df, snapshot, description)
-    table = build_table(snapshot, categories, None, lock=store._lock if snapshot.live else None)
+    table = build_table(
+        snapshot, categories, None, lock=store._lock if snapshot.live else None, store=store
+    )
     decisions = spark.createDataFrame(_signed(table.table))
     cats = spark.createDataFrame(_signed(table.category_table()))
     limit = BROADCAST_ROWS if broadcast_rows is None else broadcast_rows
@@ -785,7 +788,7 @@ def gate_to_directory(
     if idempotency_key is not None:
         found = lineage.dataset_by_key(store, idempotency_key)
         if found is not None:
-            return GateResult.from_record(found.record, out, replayed=True)
+            return GateResult.from_record(found.record, None, replayed=True)
     if out.exists() and not overwrite:
         raise InvalidInput(
             f"output directory {out} already exists",
@@ -809,7 +812,13 @@ def gate_to_directory(
     allowed, excluded = _split(decided)
     dataset_id = new_id()
     tmp = out.parent / f".{out.name}.tmp-{dataset_id}"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    created: list[Path] = []
+    parent = out.parent
+    while not parent.exists():
+        created.append(parent)
+        parent = parent.parent
+    for d in reversed(created):
+        d.mkdir()
     ext = mf.OUTPUT_EXTENSION[fmt]
     files = {"allowed": f"allowed{ext}", "excluded": f"excluded{ext}"}
     try:
@@ -844,7 +853,8 @@ def gate_to_directory(
         source = {"manifest": description, "format": input_format or "spark", "files": []}
         record = _record(
             dataset_id, dataset_name or out.name, decided, m,
-            {"format": fmt, "files": files}, signals_info, format_time(store.clock()), source,
+            {"format": fmt, "files": files, "dir": str(out.resolve())}, signals_info,
+            format_time(store.clock()), source,
         )  # fmt: skip
         for marker in tmp.rglob("*"):
             if marker.name.startswith((".", "_")) and marker.is_file():
@@ -878,6 +888,9 @@ def gate_to_directory(
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for d in created:  # deepest first
+            with contextlib.suppress(OSError):
+                d.rmdir()
         raise
     step("lineage", 1.0)
     result = GateResult.from_record(record, out)
