@@ -27,7 +27,7 @@ from consentry.api import Settings, create_app
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = 30
+EXAMPLES = 20
 
 
 def _cases() -> list[tuple[str, GenerationMode]]:

@@ -10,12 +10,14 @@ from starlette.responses import Response
 from ..ledger.events import CONSENT_KINDS, Event
 
 
+def dumps(data: Any) -> bytes:
+    """Compact UTF-8 JSON, as every answer of the service is written."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response serialised once with the standard library (no re-validation)."""
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
-    return Response(
-        body.encode("utf-8"), status_code=status, media_type="application/json", headers=headers
-    )
+    return Response(dumps(data), status_code=status, media_type="application/json", headers=headers)
 
 
 def event_out(event: Event) -> dict[str, Any]:

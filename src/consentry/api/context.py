@@ -7,8 +7,7 @@ import gc
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -94,11 +93,6 @@ class Snapshot:
         decisions running meanwhile are not held up by a catch-up that finds nothing new."""
         if self.store.ledger.head()[0] > decider.state.seq:
             self.store.state()
-
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        with self.lock:
-            yield
 
     async def arun_locked(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` (pure computation, microseconds) under the lock, on the event loop.

@@ -14,7 +14,6 @@ FastAPI, which refuses it as it should.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -22,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ConsentryError, Unauthorized
+from .common import dumps as _dump
 from .context import Service
 from .problems import PROBLEM_JSON, from_error, from_status, validation_problem
 from .routers.decisions import decide_one
@@ -94,7 +94,3 @@ async def _body(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _dump(problem: dict[str, Any]) -> bytes:
-    return json.dumps(problem, ensure_ascii=False, default=str).encode("utf-8")

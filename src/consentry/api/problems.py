@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from ..errors import ConsentryError, InvalidInput, Unauthorized
+from .common import dumps
 
 log = logging.getLogger("consentry.api")
 
@@ -37,9 +37,8 @@ _HTTP_CODES = {
 
 
 def problem_response(problem: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(problem, ensure_ascii=False, default=str).encode("utf-8")
     return Response(
-        body, status_code=int(problem["status"]), media_type=PROBLEM_JSON, headers=headers
+        dumps(problem), status_code=int(problem["status"]), media_type=PROBLEM_JSON, headers=headers
     )
 
 

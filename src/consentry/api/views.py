@@ -92,7 +92,7 @@ def rule_views(svc: Service, subject: str, policy: Policy, language: str | None)
         notice = policy.notice()
     decider = svc.snapshot.decider()
     views = []
-    with svc.snapshot.locked():
+    with svc.snapshot.lock:
         for rule in policy.rules:
             view = RuleView(
                 rule=rule,
@@ -188,13 +188,12 @@ def account_purposes(policy: Policy) -> list[dict[str, Any]]:
             else:
                 continue
             entry["rules"].append(rule.id)
-    return sorted(
-        out.values(),
-        key=lambda e: (
-            GROUPS.index(group_of(e["purpose"])) if group_of(e["purpose"]) in GROUPS else 99,
-            e["purpose"],
-        ),
-    )
+    return sorted(out.values(), key=lambda e: (_group_rank(e["purpose"]), e["purpose"]))
+
+
+def _group_rank(purpose: str) -> int:
+    group = group_of(purpose)
+    return GROUPS.index(group) if group in GROUPS else len(GROUPS)
 
 
 def member_summary(svc: Service, account: str, policy: Policy) -> dict[str, Any]:
@@ -203,7 +202,7 @@ def member_summary(svc: Service, account: str, policy: Policy) -> dict[str, Any]
     members = svc.store.account_state(account)["members"]
     decider = svc.snapshot.decider()
     rows = []
-    with svc.snapshot.locked():
+    with svc.snapshot.lock:
         now = decider.now_us()
         for rule in policy.rules:
             if rule.basis not in (Basis.CONSENT, Basis.LEGITIMATE_INTEREST):

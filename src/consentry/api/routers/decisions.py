@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined,unused-ignore]
 from typing import Any
@@ -14,7 +13,7 @@ from starlette.responses import Response
 from ...decide import ALLOW_REASONS, Decider, Decision, Reason
 from ...errors import InvalidInput
 from ..auth import Role, require_role
-from ..common import json_response
+from ..common import dumps, json_response
 from ..context import Service
 from ..deps import BEARER, StrictRoute, authenticate, caller_of, json_body, parse_json
 from ..metrics import Metrics
@@ -69,7 +68,7 @@ async def decide_one(
         svc.metrics.decision(decision.reason, decision.allowed)
         data = decision.to_dict()
         data["ledger_seq"] = seq
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return dumps(data)
 
 
 def _decide_with_reads(svc: Service, body: DecisionIn, people: list[str]) -> dict[str, Any]:
