@@ -232,35 +232,6 @@ Categories = Annotated[
 ]
 
 
-def _consent(
-    action: str,
-    subject: str,
-    purpose: str,
-    category: list[str] | None,
-    notice_version: str | None,
-    lang: str | None,
-    method: str,
-    actor: str | None,
-    idempotency_key: str | None,
-    as_json: bool,
-) -> None:
-    with store() as s:
-        call = {"give": s.give_consent, "refuse": s.refuse_consent, "withdraw": s.withdraw_consent}[
-            action
-        ]
-        event = call(
-            subject,
-            purpose,
-            category or [],
-            notice_version=notice_version,
-            language=lang,
-            method=method,
-            actor=actor,
-            idempotency_key=idempotency_key,
-        )
-        emit(_event_json(event), as_json, lambda: _event_line(event))
-
-
 NoticeOpt = Annotated[
     str | None, typer.Option("--notice-version", help="Policy version whose notice was shown.")
 ]
@@ -268,85 +239,45 @@ LangOpt = Annotated[str | None, typer.Option("--lang", help="Language of the not
 MethodOpt = Annotated[str, typer.Option("--method", help="How the choice was collected.")]
 
 
-@consent_app.command("give")
-def consent_give(
-    subject: Subject,
-    purpose: Purpose,
-    category: Categories = None,
-    notice_version: NoticeOpt = None,
-    lang: LangOpt = None,
-    method: MethodOpt = "cli",
-    actor: ActorOpt = None,
-    idempotency_key: IdemOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Record an opt-in."""
-    _consent(
-        "give",
-        subject,
-        purpose,
-        category,
-        notice_version,
-        lang,
-        method,
-        actor,
-        idempotency_key,
-        as_json,
-    )
+def _consent_command(action: str, doc: str) -> None:
+    """Register ``consentry consent ACTION``: the three commands differ only in the call."""
+
+    def command(
+        subject: Subject,
+        purpose: Purpose,
+        category: Categories = None,
+        notice_version: NoticeOpt = None,
+        lang: LangOpt = None,
+        method: MethodOpt = "cli",
+        actor: ActorOpt = None,
+        idempotency_key: IdemOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        with store() as s:
+            record = {
+                "give": s.give_consent,
+                "refuse": s.refuse_consent,
+                "withdraw": s.withdraw_consent,
+            }[action]
+            event = record(
+                subject,
+                purpose,
+                category or [],
+                notice_version=notice_version,
+                language=lang,
+                method=method,
+                actor=actor,
+                idempotency_key=idempotency_key,
+            )
+            emit(_event_json(event), as_json, lambda: _event_line(event))
+
+    command.__doc__ = doc
+    consent_app.command(action)(command)
 
 
-@consent_app.command("refuse")
-def consent_refuse(
-    subject: Subject,
-    purpose: Purpose,
-    category: Categories = None,
-    notice_version: NoticeOpt = None,
-    lang: LangOpt = None,
-    method: MethodOpt = "cli",
-    actor: ActorOpt = None,
-    idempotency_key: IdemOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Record that the subject said no."""
-    _consent(
-        "refuse",
-        subject,
-        purpose,
-        category,
-        notice_version,
-        lang,
-        method,
-        actor,
-        idempotency_key,
-        as_json,
-    )
-
-
-@consent_app.command("withdraw")
-def consent_withdraw(
-    subject: Subject,
-    purpose: Purpose,
-    category: Categories = None,
-    notice_version: NoticeOpt = None,
-    lang: LangOpt = None,
-    method: MethodOpt = "cli",
-    actor: ActorOpt = None,
-    idempotency_key: IdemOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Record that the subject took an opt-in back."""
-    _consent(
-        "withdraw",
-        subject,
-        purpose,
-        category,
-        notice_version,
-        lang,
-        method,
-        actor,
-        idempotency_key,
-        as_json,
-    )
+_consent_command("give", "Record an opt-in.")
+_consent_command("refuse", "Record that the subject was asked and said no.")
+_consent_command("withdraw", "Record that the subject took an opt-in back.")
 
 
 @app.command("object")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,17 +206,7 @@ def _names(rule: Rule | None, purpose: str, category: str) -> bool:
 
 
 def _what_changed(a: Rule, b: Rule) -> tuple[str, ...]:
-    fields = (
-        "purposes",
-        "categories",
-        "basis",
-        "objection",
-        "account_enable",
-        "account_consent",
-        "parties",
-        "reconsent",
-        "expires_after",
-    )
+    fields = [f.name for f in dataclasses.fields(Rule) if f.name != "id"]
     out = []
     for name in fields:
         if name == "objection" and Basis.LEGITIMATE_INTEREST not in (a.basis, b.basis):
