@@ -259,3 +259,14 @@ def test_languages(server: LiveServer, page: Any) -> None:
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("You are signed out")
     shot(page, "signed-out")
+
+
+def test_home_and_a_bad_link(server: LiveServer, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(server.url + "/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your data and AI")
+    shot(page, "home")
+    page.goto(server.url + "/login?token=expired-or-forged")
+    expect(page.get_by_role("alert")).to_contain_text("not a JWT")
+    shot(page, "error")
