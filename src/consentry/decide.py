@@ -534,7 +534,9 @@ def compile_plan(state: State, purpose: str, category: str, at_us: int) -> Plan:
     )
     off: dict[str, int] = {}
     on: dict[str, tuple[int, int]] = {}
-    for account, settings in state.settings.items():
+    # list(): a snapshot taken at once, so another thread's write cannot change the dict
+    # under this loop (writes apply events under the store's lock, plans compile outside it).
+    for account, settings in list(state.settings.items()):
         found = _most_specific(settings, purpose)
         if found is not None:
             status, seq, at = found
@@ -544,7 +546,7 @@ def compile_plan(state: State, purpose: str, category: str, at_us: int) -> Plan:
                 on[account] = (seq, at)
     enabled: dict[str, int] = {}
     disabled: dict[str, int] = {}
-    for account, features in state.features.items():
+    for account, features in list(state.features.items()):
         found = _most_specific(features, purpose)
         if found is not None:
             status, seq, _ = found

@@ -73,6 +73,11 @@ class Store:
     def __repr__(self) -> str:
         return f"<Store {self.url}>"
 
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while the in-memory state changes; hold it to read a consistent state."""
+        return self._lock
+
     def close(self) -> None:
         self.ledger.engine.dispose()
 

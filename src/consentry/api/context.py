@@ -41,7 +41,7 @@ class Snapshot:
         self._decider: Decider | None = None
         # Deciding reads the Store's in-memory state while a write applied by another thread
         # may be changing it; the Store's own lock is the one its catch-up holds.
-        self.lock: threading.RLock = store._lock
+        self.lock: threading.RLock = store.lock
 
     def decider(self, min_seq: int | None = None) -> Decider:
         """The decider, caught up first when its last catch-up is older than the allowed
