@@ -273,22 +273,32 @@ def single_checks(decider: Any, requests: Sequence[Request], now: int) -> dict[s
     for name, fn in (("check", decider.check), ("reason", decider.reason)):
         loop(fn, requests[:20_000], now)  # warm the plans and the caches
         runs = []
+        by_pair: dict[str, list[int]] = {}
         for _ in range(3):  # best of three: other work on the machine only ever adds time
-            lat = sorted(timed_calls(fn, requests, now))
-            runs.append(
-                {
-                    "median_ns": percentile(lat, 0.5),
-                    "p99_ns": percentile(lat, 0.99),
-                    "per_s": loop(fn, requests, now),
-                }
-            )
+            calls = timed_calls(fn, requests, now)
+            lat = sorted(calls)
+            run = {
+                "median_ns": percentile(lat, 0.5),
+                "p99_ns": percentile(lat, 0.99),
+                "per_s": loop(fn, requests, now),
+            }
+            if not runs or run["median_ns"] < min(r["median_ns"] for r in runs):
+                by_pair = {}
+                for (_, p, c, labels), ns in zip(requests, calls, strict=True):
+                    by_pair.setdefault(f"{p} {c}" + (" +label" if labels else ""), []).append(ns)
+            runs.append(run)
         best = min(runs, key=lambda r: r["median_ns"])
         best["per_s"] = max(r["per_s"] for r in runs)
+        best["median_ns_by_pair"] = {
+            k: percentile(sorted(v), 0.5) for k, v in sorted(by_pair.items())
+        }
         out[name] = best | {"runs": runs}
         print(
             f"  {name:<6}: median {best['median_ns'] / 1000:.2f} µs, "
             f"p99 {best['p99_ns'] / 1000:.2f} µs, {best['per_s']:,.0f}/s in a loop"
         )
+        for pair, ns in best["median_ns_by_pair"].items():
+            print(f"      {pair:<50} median {ns / 1000:.2f} µs")
     print(f"  (perf_counter_ns pair itself: {out['timer_overhead_ns']} ns, included above)")
     return out
 
