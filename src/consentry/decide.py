@@ -706,16 +706,11 @@ class Decider:
             self._check_labels(plan, wanted)
             hit = plan.protected & wanted
             if hit:
-                return Decision(
-                    False,
-                    Reason.PROTECTED_LABEL,
-                    purpose,
-                    category,
-                    rule_id,
-                    version,
-                    people[0],
-                    base,
-                )
+                return _tuple_new(
+                    Decision,
+                    (False, Reason.PROTECTED_LABEL, purpose, category, rule_id, version,
+                     people[0], base, ()),
+                )  # fmt: skip
         considered = people if plan.parties_all else people[:1]
         answers = []
         blocking: SubjectDecision | None = None
@@ -730,17 +725,11 @@ class Decider:
             if not allowed and blocking is None:
                 blocking = answer
         decider = blocking or answers[0]
-        return Decision(
-            blocking is None,
-            decider.reason,
-            purpose,
-            category,
-            rule_id,
-            version,
-            decider.subject,
-            base + decider.evidence,
-            tuple(answers),
-        )
+        return _tuple_new(
+            Decision,
+            (blocking is None, decider.reason, purpose, category, rule_id, version,
+             decider.subject, base + decider.evidence, tuple(answers)),
+        )  # fmt: skip
 
     def codes(
         self,
