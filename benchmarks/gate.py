@@ -13,7 +13,8 @@ What it does, in one run:
 3. gates each manifest Parquet -> Parquet with every engine, each in a fresh process, and
    reports rows/s end to end (the ``store.gate`` call: read, decide, write both outputs,
    measure them, record the lineage) and the peak RSS of the process tree (Spark's JVM
-   included), sampled every 50 ms;
+   included), sampled every 50 ms; ``--engines copy`` adds the floor: DuckDB copying the
+   manifest Parquet -> Parquet, deciding nothing;
 4. adds 1,000 datasets over the 1M subjects (10,000 subjects each) to a copy of the store
    and times ``store.impact(subject)`` for 2,000 random subjects (p50, p99).
 
