@@ -239,7 +239,7 @@ class _Run:
             snapshot,
             categories,
             subjects,
-            lock=self.store._lock if snapshot.live else None,
+            lock=self.store.lock if snapshot.live else None,
             store=self.store,
         )
         con.register("__d_arrow", table.table)
@@ -802,7 +802,7 @@ def decide_rows(
                 raise InvalidInput("the manifest has no 'source_url' column", field="source_url")
             categories = check_categories(con, source, snapshot)
             table = build_table(
-                snapshot, categories, None, lock=store._lock if snapshot.live else None, store=store
+                snapshot, categories, None, lock=store.lock if snapshot.live else None, store=store
             )
             con.register("__d_arrow", table.table)
             con.execute("CREATE TEMP TABLE __d AS SELECT * FROM __d_arrow").fetchall()

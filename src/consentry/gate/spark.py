@@ -311,7 +311,7 @@ def decide_frame(
         )
     categories = _check_categories(df, snapshot, description)
     table = build_table(
-        snapshot, categories, None, lock=store._lock if snapshot.live else None, store=store
+        snapshot, categories, None, lock=store.lock if snapshot.live else None, store=store
     )
     decisions = spark.createDataFrame(_signed(table.table))
     cats = spark.createDataFrame(_signed(table.category_table()))
