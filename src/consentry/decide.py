@@ -20,7 +20,6 @@ version in a :class:`Plan`; a check is then a handful of dictionary lookups.
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,60 +27,49 @@ from typing import Any, NamedTuple
 
 from .errors import InvalidInput, unknown
 from .policy.model import Basis, Parties, Policy, Rule, consent_keys
+from .reason_cache import UNSET, ReasonCache
+from .reasons import (
+    _REASONS,
+    ALLOW_IDX,
+    ALLOW_REASONS,
+    DENY_REASONS,
+    R_ACCOUNT_CONSENT,
+    R_ACCOUNT_OFF,
+    R_CONSENT,
+    R_CONTRACT,
+    R_EXPIRED,
+    R_LI,
+    R_NO_BASIS,
+    R_NO_CONSENT,
+    R_NOT_ENABLED,
+    R_OBJECTION,
+    R_PROHIBITED,
+    R_PROTECTED,
+    R_REFUSED,
+    R_STALE,
+    R_WITHDRAWN,
+    REASONS,
+    Reason,
+)
 from .state import AT_SHIFT, SEQ_MASK, PublishedPolicy, State
 from .taxonomy import ancestors
 from .times import Clock, to_us
 
-
-class Reason(enum.StrEnum):
-    """Why a decision came out as it did. Allow reasons name the basis that allowed it."""
-
-    CONTRACT = "contract"
-    LEGITIMATE_INTEREST = "legitimate_interest"
-    CONSENT = "consent"
-    ACCOUNT_CONSENT = "account_consent"
-    PROTECTED_LABEL = "protected_label"
-    NO_BASIS = "no_basis"
-    PROHIBITED = "prohibited"
-    NOT_ENABLED = "not_enabled"
-    ACCOUNT_OFF = "account_off"
-    OBJECTION = "objection"
-    WITHDRAWN = "withdrawn"
-    REFUSED = "refused"
-    STALE_CONSENT = "stale_consent"
-    EXPIRED = "expired"
-    NO_CONSENT = "no_consent"
-    UNKNOWN_SUBJECT = "unknown_subject"  # the gate's answer for a subject never seen
-
-
-ALLOW_REASONS = frozenset(
-    {Reason.CONTRACT, Reason.LEGITIMATE_INTEREST, Reason.CONSENT, Reason.ACCOUNT_CONSENT}
-)
-DENY_REASONS = frozenset(Reason) - ALLOW_REASONS
+__all__ = [
+    "ALLOW_REASONS",
+    "DENY_REASONS",
+    "REASONS",
+    "Decider",
+    "Decision",
+    "Plan",
+    "Reason",
+    "SubjectDecision",
+    "compile_plan",
+]
 
 _NEVER = 1 << 62
 
-# Reason indexes, so that the hot path compares small ints.
-_REASONS = tuple(Reason)
-_IDX = {r: i for i, r in enumerate(_REASONS)}
-R_CONTRACT = _IDX[Reason.CONTRACT]
-R_LI = _IDX[Reason.LEGITIMATE_INTEREST]
-R_CONSENT = _IDX[Reason.CONSENT]
-R_ACCOUNT_CONSENT = _IDX[Reason.ACCOUNT_CONSENT]
-R_PROTECTED = _IDX[Reason.PROTECTED_LABEL]
-R_NO_BASIS = _IDX[Reason.NO_BASIS]
-R_PROHIBITED = _IDX[Reason.PROHIBITED]
-R_NOT_ENABLED = _IDX[Reason.NOT_ENABLED]
-R_ACCOUNT_OFF = _IDX[Reason.ACCOUNT_OFF]
-R_OBJECTION = _IDX[Reason.OBJECTION]
-R_WITHDRAWN = _IDX[Reason.WITHDRAWN]
-R_REFUSED = _IDX[Reason.REFUSED]
-R_STALE = _IDX[Reason.STALE_CONSENT]
-R_EXPIRED = _IDX[Reason.EXPIRED]
-R_NO_CONSENT = _IDX[Reason.NO_CONSENT]
-ALLOW_IDX = frozenset(_IDX[r] for r in ALLOW_REASONS)
-#: Reasons by code, as :meth:`Decider.codes` returns them.
-REASONS = _REASONS
+
 _tuple_new = tuple.__new__  # NamedTuples built without their Python-level __new__
 _OUTCOMES = tuple((i in ALLOW_IDX, r) for i, r in enumerate(_REASONS))  # code -> (allowed, reason)
 
@@ -170,15 +158,41 @@ class Plan:
     rule_id: str | None = field(init=False)
     version: str | None = field(init=False)
     base_evidence: tuple[int, ...] = field(init=False)
+    #: Whether the rule's consents expire (``expires_after``): answers then depend on time.
+    expiring: bool = field(init=False)
+    #: Whether answers are worth remembering per subject (see :mod:`consentry.reason_cache`):
+    #: they depend on the subject.
+    cacheable: bool = field(init=False)
+    #: The remembered answers, when the decider keeps them.
+    cache: ReasonCache | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.rule_id = self.rule.id if self.rule else None
         self.version = self.policy.version if self.policy else None
         self.base_evidence = (self.policy_seq,) if self.policy_seq else ()
+        self.expiring = self.expires_us != _NEVER
+        self.cacheable = self.fixed < 0 and not (
+            self.basis is Basis.CONTRACT and not self.account_enable
+        )
         # Each plan decides with a function made for it (see _specialise): same answers as
         # the method below, without the branches and lookups that cannot apply to it.
         self.decide = _specialise(self)  # type: ignore[method-assign,assignment]
         self.codes = _specialise_codes(self)  # type: ignore[method-assign,assignment]
+
+    def consented_at(self, state: State, subject: str, seq: int) -> tuple[int, bool]:
+        """When the consent recorded as event ``seq`` that decided for ``subject`` was given,
+        and whether an account gave it (its ``on`` setting) rather than the subject."""
+        records = state.consents.get(subject)
+        if records:
+            for pid in self.pair_ids:
+                value = records.get(pid)
+                if value is not None and (value >> 2) & SEQ_MASK == seq:
+                    return value >> AT_SHIFT, False
+        for account in state.memberships.get(subject, ()):
+            found = self.on.get(account)
+            if found is not None and found[0] == seq:
+                return found[1], True
+        raise LookupError(f"event {seq} is no consent of {subject!r} under plan {self.purpose}")
 
     def codes(self, state: State, subjects: Collection[str], now_us: int) -> bytearray:
         """The reason index of each subject, one byte each: the reference version of the
@@ -618,9 +632,12 @@ def _labels(labels: Iterable[str]) -> frozenset[str]:
 class Decider:
     """Decides over a :class:`State` with a cache of compiled plans."""
 
-    def __init__(self, state: State, clock: Clock | None = None) -> None:
+    def __init__(self, state: State, clock: Clock | None = None, *, remember: bool = True) -> None:
+        """``remember``: keep each plan's answers per subject (a :class:`ReasonCache`) for a
+        state that is asked again and again; leave it off for a one-off (an ``as_of`` replay)."""
         self.state = state
         self._clock = clock
+        self._remember = remember
         self._plans: dict[tuple[str, str], Plan] = {}
         self._generation = state.generation
         self._plans_until = _NEVER
@@ -638,6 +655,8 @@ class Decider:
         plan = self._plans.get((purpose, category))
         if plan is None:
             plan = compile_plan(state, purpose, category, now_us)
+            if self._remember and plan.cacheable:
+                plan.cache = ReasonCache(state, plan)
             self._plans[(purpose, category)] = plan
             self._plans_until = min(self._plans_until, plan.valid_until_us)
         return plan
@@ -671,7 +690,22 @@ class Decider:
             self._check_labels(plan, wanted)
             if not plan.protected.isdisjoint(wanted):
                 return Reason.PROTECTED_LABEL
-        return _REASONS[plan.decide(self.state, subject, now)[0]]
+        cache = plan.cache
+        if cache is None:
+            return _REASONS[plan.decide(self.state, subject, now)[0]]
+        state = self.state
+        if cache.pos != state.changes:
+            cache.sync()
+        index = state.subject_index.get(subject, -1)
+        codes = cache.codes
+        if index < len(codes) - 1:
+            code = codes[index]
+            if code != UNSET:
+                flips = cache.flips
+                if flips is None or now < flips[index]:
+                    return _REASONS[code]
+                return Reason.EXPIRED
+        return _REASONS[cache.answer(index, subject, now)[0]]
 
     def check(
         self,
@@ -689,7 +723,14 @@ class Decider:
         version, rule_id, base = plan.version, plan.rule_id, plan.base_evidence
         if not labels and subjects.__class__ is str:
             # One subject, no labels: the common case, built without the general loop.
-            idx, seq = plan.decide(self.state, subjects, now)
+            cache = plan.cache
+            if cache is None:
+                idx, seq = plan.decide(self.state, subjects, now)
+            else:
+                state = self.state
+                if cache.pos != state.changes:
+                    cache.sync()
+                idx, seq = cache.answer(state.subject_index.get(subjects, -1), subjects, now)
             allowed, reason = _OUTCOMES[idx]
             evidence = (seq,) if seq else ()
             return _tuple_new(
@@ -714,9 +755,14 @@ class Decider:
         considered = people if plan.parties_all else people[:1]
         answers = []
         blocking: SubjectDecision | None = None
-        decide, state = plan.decide, self.state
+        decide, state, cache = plan.decide, self.state, plan.cache
+        if cache is not None and cache.pos != state.changes:
+            cache.sync()
         for subject in considered:
-            idx, seq = decide(state, subject, now)
+            if cache is None:
+                idx, seq = decide(state, subject, now)
+            else:
+                idx, seq = cache.answer(state.subject_index.get(subject, -1), subject, now)
             allowed = idx in ALLOW_IDX
             answer = _tuple_new(
                 SubjectDecision, (subject, allowed, _REASONS[idx], (seq,) if seq else ())
@@ -751,6 +797,11 @@ class Decider:
                 return bytes([R_PROTECTED]) * len(subjects)
         if plan.fixed >= 0:
             return bytes([plan.fixed]) * len(subjects)
+        cache = plan.cache
+        if cache is not None:
+            if cache.pos != self.state.changes:
+                cache.sync()
+            return cache.codes_for(subjects, now)
         unique = dict.fromkeys(subjects)
         if len(unique) * 8 >= len(subjects) * 7:
             # Few repeats: deciding them again costs less than mapping answers back.

@@ -8,6 +8,7 @@ definition of what an event means, so the two can never disagree.
 from __future__ import annotations
 
 import json
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,8 @@ def unpack(value: int) -> tuple[int, int, int]:
 
 
 _PARSED: dict[str, Policy] = {}
+#: How many subject changes ``State.touched`` keeps (8 MiB) before it forgets the oldest.
+_TOUCHED_KEPT = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,18 @@ class State:
         self.policies: list[PublishedPolicy] = []
         #: Bumped whenever something a compiled plan depends on changes beyond one subject.
         self.generation = 0
+        #: Every subject seen, numbered in order of appearance (reason caches are arrays
+        #: indexed by this number).
+        self.subject_index: dict[str, int] = {}
+        self.subject_names: list[str] = []
+        #: Numbers of the subjects whose records changed, in order, once someone watches
+        #: (``watch_subjects``): a reason cache forgets their answers. ``touched[0]`` is
+        #: change number ``touched_base``.
+        self.touched = array("q")
+        self.touched_base = 0
+        #: How many subject changes there have been since someone started watching.
+        self.changes = 0
+        self.watching = False
 
     # -- updates --------------------------------------------------------------------------
 
@@ -106,6 +121,26 @@ class State:
         else:  # pragma: no cover - state_changes only makes the tables above
             raise ValueError(change.table)
 
+    def touch(self, subject: str) -> None:
+        """Note that ``subject``'s records changed (numbering it if it is new)."""
+        index = self.subject_index.get(subject)
+        if index is None:
+            index = self.subject_index[subject] = len(self.subject_names)
+            self.subject_names.append(subject)
+        if self.watching:
+            touched = self.touched
+            if len(touched) >= _TOUCHED_KEPT:
+                # Forget the oldest changes: a cache that has not looked since starts over.
+                self.touched_base += len(touched)
+                del touched[:]
+            touched.append(index)
+            # After the append: whoever sees the new count finds the change in ``touched``.
+            self.changes += 1
+
+    def watch_subjects(self) -> None:
+        """Start keeping ``touched`` (from now on: earlier changes concern no cache)."""
+        self.watching = True
+
     def pair_id(self, purpose: str, category: str) -> int:
         key = (purpose, category)
         pid = self.pairs.get(key)
@@ -121,6 +156,7 @@ class State:
         if records is None:
             records = self.consents[subject] = {}
         records[self.pair_id(purpose, category)] = pack(at_us, seq, CONSENT_CODES[status])
+        self.touch(subject)
 
     def set_objection(
         self, subject: str, purpose: str, category: str, status: str, at_us: int, seq: int
@@ -129,6 +165,7 @@ class State:
         if records is None:
             records = self.objections[subject] = {}
         records[self.pair_id(purpose, category)] = pack(at_us, seq, OBJECTION_CODES[status])
+        self.touch(subject)
 
     def set_membership(self, subject: str, account: str, member: bool) -> None:
         current = self.memberships.get(subject, ())
@@ -140,6 +177,9 @@ class State:
                 self.memberships[subject] = rest
             else:
                 del self.memberships[subject]
+        else:
+            return
+        self.touch(subject)
 
     def set_account(
         self,

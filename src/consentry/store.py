@@ -79,7 +79,7 @@ class Store:
         return self._lock
 
     def close(self) -> None:
-        self.ledger.engine.dispose()
+        self.ledger.close()
 
     def __enter__(self) -> Store:
         return self
@@ -506,7 +506,7 @@ class Store:
             return self.decider().check(people, purpose, category, labels, to_us(self.clock()))
         at = parse_time(as_of, field="as_of")
         state = self.state_as_of(at, subjects=people)
-        return Decider(state).check(people, purpose, category, labels, to_us(at))
+        return Decider(state, remember=False).check(people, purpose, category, labels, to_us(at))
 
     def check_many(
         self,
