@@ -237,6 +237,66 @@ def test_admin_switches_training_off_and_the_member_sees_why(
     member.context.close()
 
 
+def test_admin_adds_and_removes_a_member(server: LiveServer, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    # globex agrees to training for its members; dave is not one of them yet.
+    page.goto(server.login("zed", "account_admin", "globex"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Admin console: globex")
+    training = page.get_by_role("group", name="Training AI models")
+    training.get_by_label("On for all members (each can opt out)").check()
+    training.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved: Training AI models.")
+    assert not server.decide("dave")["allowed"]
+
+    members = page.get_by_role("region", name="Members")
+    field = members.get_by_label("Subject id of the person to add")
+    # A typing mistake is explained on the page, and nothing is written.
+    field.fill("dave smith")
+    members.get_by_role("button", name="Add member").click()
+    expect(page.get_by_role("alert")).to_contain_text("That is not a subject id.")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(members.get_by_role("listitem")).to_have_count(1)
+
+    field = page.get_by_role("region", name="Members").get_by_label(
+        "Subject id of the person to add"
+    )
+    field.fill("dave")
+    page.keyboard.press("Enter")
+    members = page.get_by_role("region", name="Members")
+    expect(members.get_by_role("status")).to_have_text("Added dave to globex.")
+    expect(members.get_by_role("listitem").filter(has_text="dave")).to_have_count(1)
+    expect(page.get_by_role("table").last).to_contain_text("Joined an organisation: dave")
+    decision = server.decide("dave")
+    assert decision["allowed"] and decision["reason"] == "account_consent"
+    shot(page, "admin-member-added")
+
+    # Adding dave again says so and records nothing.
+    members.get_by_label("Subject id of the person to add").fill("dave")
+    members.get_by_role("button", name="Add member").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "dave is already a member of globex. Nothing was changed."
+    )
+
+    # Removing asks first, on a page of its own.
+    page.get_by_role("region", name="Members").get_by_role("button", name="Remove dave").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Remove dave from globex?")
+    shot(page, "admin-remove-member")
+    page.get_by_role("link", name="No, keep dave").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Admin console: globex")
+    assert server.decide("dave")["allowed"]
+    page.get_by_role("region", name="Members").get_by_role("button", name="Remove dave").click()
+    page.get_by_role("button", name="Yes, remove dave").click()
+    members = page.get_by_role("region", name="Members")
+    expect(members.get_by_role("status")).to_have_text("Removed dave from globex.")
+    expect(members.get_by_role("listitem").filter(has_text="dave")).to_have_count(0)
+    expect(members.get_by_role("listitem")).to_have_count(1)
+    expect(page.get_by_role("table").last).to_contain_text("Left an organisation: dave")
+    decision = server.decide("dave")
+    assert not decision["allowed"] and decision["reason"] != "account_consent"
+    shot(page, "admin-member-removed")
+
+
 def test_languages(server: LiveServer, page: Any) -> None:
     from playwright.sync_api import expect
 

@@ -262,6 +262,163 @@ def test_admin_console(api: Api) -> None:
     assert r.status_code == 422 and "does not let an account consent" in r.text
 
 
+# -- the admin console: members -----------------------------------------------------------------
+
+
+def acme_events(api: Api) -> list[dict[str, object]]:
+    return [e.to_dict() for e in api.store.ledger.events(accounts=["acme"])]
+
+
+def problem_on_page(html: str) -> str:
+    found = re.search(r'<p class="problem" role="alert" id="member-problem">([^<]*)</p>', html)
+    assert found, "no message about the member on the page"
+    return found.group(1)
+
+
+def test_admin_adds_and_removes_a_member(api: Api) -> None:
+    alice = signed_in(api, "alice", "account_admin", "acme")
+    html = alice.get("/admin").text
+    assert 'action="/admin/members"' in html and 'name="subject"' in html
+    before = len(acme_events(api))
+    r = alice.post(
+        "/admin/members",
+        data={"csrf": csrf(html), "account": "acme", "subject": "  dave  "},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert r.headers["location"] == "/admin?lang=en&added=dave#members-title"
+    assert "dave" in api.store.account_state("acme")["members"]
+    # The console records what the API records: the same Store call, the same event.
+    added = acme_events(api)[before:]
+    assert len(added) == 1
+    via_api = api.client.put("/v1/accounts/acme/members/erin", headers=api.alice).json()
+    same = ("kind", "actor", "account", "purpose", "categories", "status", "method", "payload")
+    assert {k: added[0][k] for k in same} == {k: via_api[k] for k in same}
+    assert added[0]["kind"] == "member.added" and added[0]["actor"] == "alice"
+    html = alice.get(r.headers["location"]).text
+    assert "Added dave to acme." in html and "Members: 5" in html
+    assert '<span class="member">dave</span>' in html
+    # The audit trail names the admin who added them.
+    assert re.search(r"<td>alice</td>\s*<td>Joined an organisation:\s*dave</td>", html)
+
+    # Removing asks first, on a page of its own; opening that page changes nothing.
+    confirm = alice.get("/admin/members/remove", params={"subject": "dave"})
+    assert confirm.status_code == 200 and "Remove dave from acme?" in confirm.text
+    assert "Yes, remove dave" in confirm.text and 'href="/admin#members-title"' in confirm.text
+    assert "dave" in api.store.account_state("acme")["members"]
+    r = alice.post(
+        "/admin/members/remove",
+        data={"csrf": csrf(confirm.text), "account": "acme", "subject": "dave"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert r.headers["location"] == "/admin?lang=en&removed=dave#members-title"
+    assert "dave" not in api.store.account_state("acme")["members"]
+    removed = acme_events(api)[-1]
+    assert removed["kind"] == "member.removed" and removed["subject"] == "dave"
+    assert removed["actor"] == "alice"
+    html = alice.get(r.headers["location"]).text
+    assert "Removed dave from acme." in html and '<span class="member">dave</span>' not in html
+    # A made-up confirmation link says nothing untrue.
+    assert "Added dave" not in alice.get("/admin?added=dave").text
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("", "Enter the subject id of the person to add"),
+        ("   ", "Enter the subject id of the person to add"),
+        ("dave smith", "That is not a subject id."),
+        ("dave\x07", "That is not a subject id."),
+        ("d" * 513, "That is not a subject id."),
+    ],
+)
+def test_adding_a_malformed_subject_id_writes_nothing(api: Api, typed: str, message: str) -> None:
+    alice = signed_in(api, "alice", "account_admin", "acme")
+    token = csrf(alice.get("/admin").text)
+    before = acme_events(api)
+    r = alice.post("/admin/members", data={"csrf": token, "account": "acme", "subject": typed})
+    assert r.status_code == 422
+    assert problem_on_page(r.text).startswith(message)
+    assert 'aria-invalid="true"' in r.text
+    assert acme_events(api) == before
+
+
+def test_adding_a_member_twice_records_one_event(api: Api) -> None:
+    alice = signed_in(api, "alice", "account_admin", "acme")
+    token = csrf(alice.get("/admin").text)
+    before = len(acme_events(api))
+    form = {"csrf": token, "account": "acme", "subject": "dave"}
+    assert alice.post("/admin/members", data=form, follow_redirects=False).status_code == 303
+    again = alice.post("/admin/members", data=form)
+    assert again.status_code == 409
+    assert problem_on_page(again.text) == "dave is already a member of acme. Nothing was changed."
+    r = alice.post("/admin/members?lang=fr", data={**form, "subject": "bob"})
+    assert r.status_code == 409
+    assert problem_on_page(r.text) == "bob est déjà membre de acme. Rien n&#39;a été modifié."
+    assert [e["kind"] for e in acme_events(api)[before:]] == ["member.added"]
+
+
+def test_removing_someone_who_is_not_a_member(api: Api) -> None:
+    alice = signed_in(api, "alice", "account_admin", "acme")
+    r = alice.get("/admin/members/remove", params={"subject": "zed"})
+    assert r.status_code == 404
+    assert problem_on_page(r.text) == "zed is not a member of acme. Nothing was changed."
+    before = acme_events(api)
+    r = alice.post(
+        "/admin/members/remove",
+        data={"csrf": csrf(r.text), "account": "acme", "subject": "zed"},
+    )
+    assert r.status_code == 404 and "zed is not a member of acme" in r.text
+    assert acme_events(api) == before
+    assert "zed" in api.store.account_state("globex")["members"]
+
+
+def test_membership_forms_are_refused_as_elsewhere(api: Api) -> None:
+    before = acme_events(api)
+    html = {"Accept": "text/html"}
+    # Not signed in.
+    r = api.client.post("/admin/members", data={"csrf": "x", "account": "acme", "subject": "d"})
+    assert r.status_code == 401
+    # A plain user: the console's refusal.
+    bob = signed_in(api, "bob")
+    token = csrf(bob.get("/me").text)
+    for path in ("/admin/members", "/admin/members/remove"):
+        r = bob.post(
+            path, data={"csrf": token, "account": "acme", "subject": "carol"}, headers=html
+        )
+        assert r.status_code == 403 and "not for the subject role" in r.text
+    r = bob.get("/admin/members/remove", params={"subject": "carol"}, headers=html)
+    assert r.status_code == 403 and "not for the subject role" in r.text
+    # Another account's admin: the API's refusal, word for word.
+    zed = signed_in(api, "zed", "account_admin", "globex")
+    token = csrf(zed.get("/admin").text)
+    via_api = api.client.put(
+        "/v1/accounts/acme/members/dave", headers=api.as_("zed", "account_admin", "globex")
+    )
+    assert via_api.status_code == 403
+    for path, subject in (("/admin/members", "dave"), ("/admin/members/remove", "carol")):
+        r = zed.post(
+            path, data={"csrf": token, "account": "acme", "subject": subject}, headers=html
+        )
+        assert r.status_code == 403
+        assert via_api.json()["detail"].replace("'", "&#39;") in r.text
+    # The forms' CSRF protection: a wrong token, no token, another site.
+    alice = signed_in(api, "alice", "account_admin", "acme")
+    token = csrf(alice.get("/admin").text)
+    form = {"account": "acme", "subject": "dave"}
+    r = alice.post("/admin/members", data={**form, "csrf": "wrong"}, headers=html)
+    assert r.status_code == 403 and "security token" in r.text
+    assert alice.post("/admin/members", data=form).status_code == 422
+    r = alice.post(
+        "/admin/members/remove",
+        data={**form, "subject": "carol", "csrf": token},
+        headers={**html, "Origin": "https://evil.example"},
+    )
+    assert r.status_code == 403 and "another site" in r.text
+    assert acme_events(api) == before
+
+
 # -- languages ---------------------------------------------------------------------------------
 
 

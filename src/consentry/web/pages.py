@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import threading
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from ..api.auth import PEOPLE, Principal, Role, Session
+from ..api.auth import PEOPLE, Principal, Role, Session, require_account_admin
 from ..api.context import Service
 from ..api.views import (
     GROUPS,
@@ -33,7 +35,7 @@ from ..errors import ConsentryError, Forbidden, InvalidInput, NotFound, Unauthor
 from ..policy.model import Policy
 from ..times import from_us
 from . import names
-from .i18n import Translator, available, language_name, negotiate
+from .i18n import N_, Translator, available, language_name, negotiate
 
 HERE = Path(__file__).parent
 LANG_COOKIE = "consentry_lang"
@@ -87,7 +89,8 @@ def _secure(request: Request) -> bool:
 def _link(request: Request, **params: str) -> str:
     query = dict(request.query_params)
     query.update(params)
-    query.pop("saved", None)
+    for done in ("saved", "added", "removed"):
+        query.pop(done, None)
     return f"{request.url.path}?{urlencode(query)}"
 
 
@@ -397,8 +400,38 @@ def me_receipt(request: Request, event_id: str) -> Response:
 
 
 @router.get("/admin", response_class=HTMLResponse)
-def admin(request: Request, saved: str | None = None) -> Response:
+def admin(
+    request: Request,
+    saved: str | None = None,
+    added: str | None = None,
+    removed: str | None = None,
+) -> Response:
     session = _require(request, Role.ACCOUNT_ADMIN)
+    return _admin_page(request, session, saved=saved, added=added, removed=removed)
+
+
+@dataclass(frozen=True)
+class MemberNotice:
+    """Why a membership change from the console was not made: an HTTP status and a message
+    (an English message id, translated on the page) with its parameters."""
+
+    status: int
+    message: str
+    subject: str = ""
+    account: str = ""
+
+
+def _admin_page(
+    request: Request,
+    session: Session,
+    status: int = 200,
+    *,
+    saved: str | None = None,
+    added: str | None = None,
+    removed: str | None = None,
+    notice: MemberNotice | None = None,
+    typed: str = "",
+) -> HTMLResponse:
     svc = _service(request)
     account = session.principal.account or ""
     policy = _policy(svc)
@@ -413,6 +446,7 @@ def admin(request: Request, saved: str | None = None) -> Response:
     return render(
         request,
         "admin.html",
+        status=status,
         session=session,
         account=account,
         policy=policy,
@@ -421,6 +455,10 @@ def admin(request: Request, saved: str | None = None) -> Response:
         members=state["members"],
         trail=trail,
         saved=saved,
+        added=added,
+        removed=removed,
+        notice=notice,
+        typed=typed,
     )
 
 
@@ -463,3 +501,120 @@ async def admin_feature(
     )
     lang = _language(request)
     return _redirect(f"/admin?{urlencode({'lang': lang, 'saved': purpose})}")
+
+
+# -- the admin console: members ----------------------------------------------------------------
+
+#: The longest subject id the ledger takes (as the API's ``{subject}`` path parameter).
+SUBJECT_MAX = 512
+
+NO_SUBJECT = N_("Enter the subject id of the person to add: the id your platform uses for them.")
+BAD_SUBJECT = N_(
+    "That is not a subject id. Use the id your platform uses for the person: at most 512 "
+    "characters, with no spaces or control characters."
+)
+ALREADY_MEMBER = N_("{subject} is already a member of {account}. Nothing was changed.")
+NOT_A_MEMBER = N_("{subject} is not a member of {account}. Nothing was changed.")
+
+#: Checks a membership and changes it as one step, so that a form sent twice (a double click)
+#: records one event. Other workers and the API do not take it (see docs/api.md).
+_membership_lock = threading.Lock()
+
+
+def _subject_problem(subject: str) -> str | None:
+    """Why a typed subject id cannot be one, or ``None``. Surrounding blanks are trimmed
+    before (they come from copying and pasting); blanks or control characters inside are
+    refused, as a typing mistake is likelier than such an id."""
+    if not subject:
+        return NO_SUBJECT
+    if len(subject) > SUBJECT_MAX or any(ch.isspace() or not ch.isprintable() for ch in subject):
+        return BAD_SUBJECT
+    return None
+
+
+def _member_account(session: Session, account: str) -> str:
+    """The account a membership form was rendered for, which must be the session's: the
+    same rule (and refusal) as the API's membership endpoints."""
+    require_account_admin(session.principal, account, action="changing an account's members")
+    return account
+
+
+def _add_member(
+    svc: Service, principal: Principal, account: str, subject: str
+) -> MemberNotice | None:
+    with _membership_lock:
+        if account in svc.store.state().accounts_of(subject):
+            return MemberNotice(409, ALREADY_MEMBER, subject, account)
+        svc.store.add_member(subject, account, actor=principal.actor)
+    return None
+
+
+def _remove_member(
+    svc: Service, principal: Principal, account: str, subject: str
+) -> MemberNotice | None:
+    with _membership_lock:
+        if account not in svc.store.state().accounts_of(subject):
+            return MemberNotice(404, NOT_A_MEMBER, subject, account)
+        svc.store.remove_member(subject, account, actor=principal.actor)
+    return None
+
+
+@router.post("/admin/members", response_class=HTMLResponse)
+async def admin_add_member(
+    request: Request,
+    csrf: Annotated[str, Form()],
+    account: Annotated[str, Form()],
+    subject: Annotated[str, Form()] = "",
+) -> Response:
+    """Add a member (``Store.add_member``, as ``PUT /v1/accounts/{account}/members/{subject}``);
+    a subject who is a member already is not added twice."""
+    session = _require(request, Role.ACCOUNT_ADMIN)
+    await _check_csrf(request, session, csrf)
+    account = _member_account(session, account)
+    subject = subject.strip()
+    problem = _subject_problem(subject)
+    svc = _service(request)
+    if problem is not None:
+        notice: MemberNotice | None = MemberNotice(422, problem)
+    else:
+        notice = await run_in_threadpool(_add_member, svc, session.principal, account, subject)
+    if notice is not None:
+        return await run_in_threadpool(
+            _admin_page, request, session, notice.status, notice=notice, typed=subject
+        )
+    lang = _language(request)
+    return _redirect(f"/admin?{urlencode({'lang': lang, 'added': subject})}#members-title")
+
+
+@router.get("/admin/members/remove", response_class=HTMLResponse)
+def admin_confirm_removal(request: Request, subject: str = "") -> Response:
+    """The confirmation step before removing a member (a page, not a script's dialog)."""
+    session = _require(request, Role.ACCOUNT_ADMIN)
+    svc = _service(request)
+    account = session.principal.account or ""
+    if not subject:
+        return _redirect("/admin#members-title")
+    if account not in svc.store.state().accounts_of(subject):
+        notice = MemberNotice(404, NOT_A_MEMBER, subject, account)
+        return _admin_page(request, session, notice.status, notice=notice)
+    return render(request, "admin_remove.html", session=session, account=account, subject=subject)
+
+
+@router.post("/admin/members/remove", response_class=HTMLResponse)
+async def admin_remove_member(
+    request: Request,
+    csrf: Annotated[str, Form()],
+    account: Annotated[str, Form()],
+    subject: Annotated[str, Form()],
+) -> Response:
+    """Remove a member (``Store.remove_member``, as ``DELETE …/members/{subject}``), once
+    confirmed on :func:`admin_confirm_removal`'s page."""
+    session = _require(request, Role.ACCOUNT_ADMIN)
+    await _check_csrf(request, session, csrf)
+    account = _member_account(session, account)
+    svc = _service(request)
+    notice = await run_in_threadpool(_remove_member, svc, session.principal, account, subject)
+    if notice is not None:
+        return await run_in_threadpool(_admin_page, request, session, notice.status, notice=notice)
+    lang = _language(request)
+    return _redirect(f"/admin?{urlencode({'lang': lang, 'removed': subject})}#members-title")
