@@ -246,3 +246,121 @@ def test_threads_sharing_one_store_group_commit_safely(any_store: Store) -> None
             )
     assert any_store.state().seq == fresh.state().seq == result.head_seq
     fresh.close()
+
+
+def _poison_subject(store: Store, subject: str) -> None:
+    """Make the database itself refuse any event about ``subject`` (a trigger), so that the
+    failure happens inside the shared transaction, not in consentry's own checks."""
+    with store.ledger.engine.begin() as conn:
+        if store.ledger.backend == "sqlite":
+            conn.execute(
+                text(
+                    "CREATE TRIGGER poison BEFORE INSERT ON events "
+                    f"WHEN NEW.subject = '{subject}' BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+                )
+            )
+        else:
+            conn.execute(
+                text(
+                    "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN "
+                    f"IF NEW.subject = '{subject}' THEN RAISE EXCEPTION 'poisoned'; END IF; "
+                    "RETURN NEW; END $$ LANGUAGE plpgsql"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER poison BEFORE INSERT ON events "
+                    "FOR EACH ROW EXECUTE FUNCTION poison()"
+                )
+            )
+
+
+def test_a_database_error_in_a_group_fails_only_its_own_caller(any_store: Store) -> None:
+    """A write the database refuses, committed in a group with others, fails its own caller
+    only: every other write in that group still commits, and the chain stays whole."""
+    _poison_subject(any_store, "poison")
+    base = any_store.ledger.count()
+    ledger = any_store.ledger
+    inner = ledger._append_groups
+    failed_groups: list[int] = []
+
+    def counted(groups, new_events=None):  # type: ignore[no-untyped-def]
+        try:
+            return inner(groups, new_events)
+        except Exception:
+            failed_groups.append(len(groups))
+            raise
+
+    ledger._append_groups = counted  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+    refused: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(15):
+                if t == 0:
+                    try:
+                        any_store.give_consent("poison", T, [AUDIO], idempotency_key=f"p{i}")
+                    except Exception as exc:
+                        refused.append(exc)
+                else:
+                    any_store.give_consent(f"h{t}-{i}", T, [AUDIO], idempotency_key=f"h{t}-{i}")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    assert len(refused) == 15 and all("poisoned" in str(e) for e in refused)
+    assert any(n > 1 for n in failed_groups), "no shared transaction met the poisoned write"
+    result = any_store.verify()
+    assert result.ok, result.problem
+    assert result.head_seq == base + 75 == any_store.ledger.count()
+    # The in-memory state saw every committed event and nothing of the refused ones.
+    assert any_store.state().seq == result.head_seq
+    fresh = Store(any_store.url, clock=any_store.clock)
+    assert fresh.decider().reason("poison", T, AUDIO) == (
+        any_store.decider(refresh=False).reason("poison", T, AUDIO)
+    )
+    fresh.close()
+
+
+def test_two_stores_taking_turns_keep_one_chain(any_store: Store) -> None:
+    """Each store's writer expects the head it last wrote (the optimistic PostgreSQL append);
+    when the other store moved it, the append must notice and chain onto the real head."""
+    other = Store(any_store.url, clock=any_store.clock)
+    base = any_store.ledger.count()
+    first: dict[str, str] = {}
+    for i in range(6):
+        for name, s in (("a", any_store), ("b", other)):
+            event = s.give_consent(f"{name}{i}", T, [AUDIO], idempotency_key=f"{name}{i}")
+            first[f"{name}{i}"] = event.id
+            # A retry through the other store: the key is taken, the first event comes back.
+            again = (other if s is any_store else any_store).give_consent(
+                f"{name}{i}", T, [AUDIO], idempotency_key=f"{name}{i}"
+            )
+            assert again.id == event.id
+    result = any_store.verify()
+    assert result.ok, result.problem
+    assert result.head_seq == base + 12 == any_store.ledger.count()
+    other.close()
+
+
+def test_a_writer_connection_lost_while_idle_is_replaced(any_store: Store) -> None:
+    """The ledger keeps one writer connection; should the server drop it while idle, the
+    next append takes a fresh one (as the pool's pre-ping did at each checkout)."""
+    if any_store.ledger.backend != "postgresql":
+        pytest.skip("SQLite has no server connection to lose")
+    any_store.give_consent("before", T, [AUDIO])
+    writer = any_store.ledger._writer_conn
+    assert writer is not None
+    pid = writer.driver_connection.info.backend_pid
+    with any_store.ledger.engine.begin() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    any_store.ledger._writer_used = 0.0  # as after a second or more of idleness
+    event = any_store.give_consent("after", T, [AUDIO])
+    assert any_store.event(event.id).subject == "after"
+    assert any_store.verify().ok

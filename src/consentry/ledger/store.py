@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -54,6 +53,14 @@ class _Pending:
 _DRAFT_FIELDS = tuple(Draft.__dataclass_fields__)
 
 
+class _WriterLost(Exception):
+    """The writer connection was found dead before anything that could commit was sent."""
+
+    def __init__(self, error: DBAPIError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _Compiled:
     """A statement compiled once for a dialect and run on the driver's own cursor.
 
@@ -90,6 +97,13 @@ def _head_update() -> Any:
     )
 
 
+# PostgreSQL only: locks the head, and fails (division by zero, which aborts the transaction)
+# unless it is at the seq and hash expected; the optimistic append's check, sent with its writes.
+_PG_HEAD_GUARD = (
+    "SELECT 1 / (seq = %(seq)s AND hash = %(hash)s)::int FROM ledger_head WHERE id = 1 FOR UPDATE"
+)
+
+
 def _events_insert(names: tuple[str, ...]) -> Any:
     return insert(schema.events).values({n: bindparam(n) for n in names})
 
@@ -122,6 +136,9 @@ class Ledger:
         self._last_commit_s = 0.0
         self._queue: list[_Pending] = []
         self._committing = False
+        self._writer_conn: Any = None  # see _writer
+        self._writer_used = 0.0  # time.monotonic() of its last commit
+        self._expected_head: tuple[int, str, int] | None = None  # its last commit's head
         #: Called by the committing thread with each group commit's new events, in ``seq``
         #: order, before any of its callers returns (the store keeps its state current).
         self.on_commit: Callable[[list[Event]], None] | None = None
@@ -272,51 +289,187 @@ class Ledger:
         new_events: list[Event] | None = None,
     ) -> list[list[Event]]:
         """Append each group's drafts (at its own ``now``), all in one transaction; add the
-        events it recorded (not idempotent replays) to ``new_events`` once committed."""
-        added: list[Event] = []
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            # The statements run on the driver's cursor, compiled once (see _Compiled).
-            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            # PostgreSQL: libpq pipeline mode sends BEGIN with the head query and all the
-            # writes in one go, one round trip each instead of one per statement.
-            pipeline = cur.connection.pipeline() if self.backend == "postgresql" else nullcontext()
+        events it recorded (not idempotent replays) to ``new_events`` once committed.
+
+        Runs on the ledger's own writer connection (see ``_writer``), only ever used by the
+        thread committing a group, so one connection serves every writer of this process.
+        """
+        for attempt in (1, 2):
+            writer = self._writer()
+            added: list[Event] = []
             try:
-                with pipeline:
-                    results = self._append_on(cur, groups, added)
-            except self.engine.dialect.loaded_dbapi.Error as exc:
+                results = self._transact(writer, groups, added)
+            except _WriterLost as lost:
+                # The kept connection died while idle (a server restart, an idle timeout)
+                # and failed before anything that could commit was sent: take a fresh one
+                # and go again, as the pool's pre-ping would have at checkout.
+                self._release_writer(invalidate=True)
+                if attempt == 2:
+                    raise lost.error from lost.error.orig
+                continue
+            if new_events is not None:
+                new_events.extend(added)
+            return results
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _writer(self) -> Any:
+        """The connection appends run on, checked out of the pool once and kept.
+
+        Checking a connection out per transaction cost a round trip on PostgreSQL (the
+        pool's pre-ping) and SQLAlchemy's begin/commit machinery on both backends, for every
+        transaction; a sequential writer paid it on every write.
+        """
+        writer = self._writer_conn
+        if writer is None:
+            writer = self._writer_conn = self.engine.raw_connection()
+        return writer
+
+    def _release_writer(self, *, invalidate: bool = False) -> None:
+        writer, self._writer_conn = self._writer_conn, None
+        self._expected_head = None
+        if writer is None:
+            return
+        if invalidate:
+            writer.invalidate()
+        else:
+            writer.close()  # back to the pool, which rolls back anything left open
+
+    def close(self) -> None:
+        """Return the writer connection and close the engine's connections."""
+        self._release_writer()
+        self.engine.dispose()
+
+    def _transact(
+        self, writer: Any, groups: Sequence[tuple[Sequence[Draft], datetime]], added: list[Event]
+    ) -> list[list[Event]]:
+        """One append transaction on ``writer``, on the driver's cursor (see _Compiled).
+
+        SQLite: BEGIN IMMEDIATE, the head and idempotency-key reads, the writes, COMMIT.
+
+        PostgreSQL, in libpq pipeline mode: two round trips, one to lock and read the head
+        and the idempotency keys (BEGIN goes with it), one for every write and the COMMIT
+        (commit() inside a pipeline queues it, then syncs). When this connection committed
+        the last append less than a second ago, the head it wrote is very likely still the
+        head: then the writes go in the first round trip, behind a guard that locks the head
+        and fails unless it is the one expected, and the unique idempotency-key index stands
+        in for the key lookup. Should either fail (another process appended, a retried key),
+        that transaction is rolled back and the append goes the two-round-trip way.
+        """
+        expected = self._expected_head
+        self._expected_head = None  # until this transaction commits
+        if self.backend != "postgresql" or time.monotonic() - self._writer_used > 1.0:
+            # An idle connection may have died: only the two-round-trip way can tell, from
+            # a first round trip that commits nothing (see _WriterLost).
+            expected = None
+        dbapi = self.engine.dialect.loaded_dbapi
+        driver = writer.driver_connection
+        cur = driver.cursor()
+        known: dict[str, dict[str, Any]]
+        try:
+            while True:
+                try:
+                    if self.backend == "postgresql":
+                        with driver.pipeline():
+                            if expected is not None:
+                                cur.execute(
+                                    _PG_HEAD_GUARD, {"seq": expected[0], "hash": expected[1]}
+                                )
+                                head, known = expected, {}  # the unique index checks keys
+                            else:
+                                try:
+                                    head, known = self._read_head(cur, groups)
+                                except dbapi.Error as exc:
+                                    if driver.closed:
+                                        raise _WriterLost(self._wrap(exc)) from exc
+                                    raise
+                            results, new_head = self._write(cur, groups, head, known, added)
+                            driver.commit()
+                    else:
+                        # isolation_level=None (see engine.py): BEGIN and COMMIT are ours.
+                        # IMMEDIATE takes the write lock first: no two writers read one head.
+                        cur.execute("BEGIN IMMEDIATE")
+                        head, known = self._read_head(cur, groups)
+                        results, new_head = self._write(cur, groups, head, known, added)
+                        cur.execute("COMMIT")
+                except dbapi.Error:
+                    if expected is None or driver.closed:
+                        raise
+                    # The optimistic try failed (head moved, key already used): nothing of
+                    # it was committed. Roll back and take the two-round-trip way.
+                    added.clear()
+                    self._rollback(writer)
+                    expected = None
+                    continue
+                break
+        except BaseException as exc:
+            added.clear()
+            self._rollback(writer)
+            if isinstance(exc, dbapi.Error):
                 # As SQLAlchemy would have raised it (IntegrityError, OperationalError, ...).
-                raise DBAPIError.instance(
-                    None, None, exc, self.engine.dialect.loaded_dbapi.Error
-                ) from exc
-            finally:
-                cur.close()
-        if new_events is not None:
-            new_events.extend(added)
+                raise self._wrap(exc) from exc
+            raise
+        finally:
+            cur.close()
+        self._expected_head = new_head
+        self._writer_used = time.monotonic()
         return results
 
-    def _append_on(
-        self,
-        cur: Any,
-        groups: Sequence[tuple[Sequence[Draft], datetime]],
-        added: list[Event],
-    ) -> list[list[Event]]:
+    def _wrap(self, exc: Exception) -> DBAPIError:
+        wrapped = DBAPIError.instance(None, None, exc, self.engine.dialect.loaded_dbapi.Error)
+        assert isinstance(wrapped, DBAPIError)
+        return wrapped
+
+    def _rollback(self, writer: Any) -> None:
+        driver = writer.driver_connection
+        try:
+            if self.backend == "postgresql":
+                if driver.closed:
+                    self._release_writer(invalidate=True)
+                else:
+                    driver.rollback()
+            elif driver.in_transaction:
+                driver.execute("ROLLBACK")
+        except Exception:
+            # A connection that cannot even roll back is of no further use: the next append
+            # takes a fresh one. The caller sees the original error.
+            self._release_writer(invalidate=True)
+
+    def _read_head(
+        self, cur: Any, groups: Sequence[tuple[Sequence[Draft], datetime]]
+    ) -> tuple[tuple[int, str, int], dict[str, dict[str, Any]]]:
+        """Lock the chain head; read it and the events already recorded under the
+        idempotency keys asked for (one query for all, on PostgreSQL in the same round
+        trip)."""
         head_sql = self._compiled("head", _head_for_update)
         cur.execute(head_sql.sql, head_sql.params({"head_id": 1}))
-        # The events already recorded under the idempotency keys asked for: one query for
-        # all of them, after the head is locked (on PostgreSQL in the same round trip).
         keys = [d.idempotency_key for ds, _ in groups for d in ds if d.idempotency_key]
         key_cur = self._query_keys(cur, keys) if keys else None
         head = cur.fetchone()
         if head is None:
             raise NotInitialised("the store has no ledger yet", hint="run `consentry init` first")
-        seq, prev_hash, last_us = head
         known: dict[str, dict[str, Any]] = {}
         if key_cur is not None:
-            names = [d[0] for d in key_cur.description]
-            for found in key_cur.fetchall():
-                row = dict(zip(names, found, strict=True))
-                known[row["idempotency_key"]] = row
+            found = key_cur.fetchall()
+            if found:  # (psycopg builds the description lazily, a Column per column)
+                names = [d[0] for d in key_cur.description]
+                for values in found:
+                    row = dict(zip(names, values, strict=True))
+                    known[row["idempotency_key"]] = row
             key_cur.close()
+        return (head[0], head[1], head[2]), known
+
+    def _write(
+        self,
+        cur: Any,
+        groups: Sequence[tuple[Sequence[Draft], datetime]],
+        head: tuple[int, str, int],
+        known: dict[str, dict[str, Any]],
+        added: list[Event],
+    ) -> tuple[list[list[Event]], tuple[int, str, int]]:
+        """Chain the drafts onto ``head`` and send their rows, state changes and the new
+        head (on PostgreSQL queued in the pipeline, to go with the COMMIT); return each
+        group's events and the new head."""
+        seq, prev_hash, last_us = head
         results: list[list[Event]] = []
         rows: list[dict[str, Any]] = []
         changes: list[Change] = []
@@ -369,7 +522,7 @@ class Ledger:
                     {"head_id": 1, "new_seq": seq, "new_hash": prev_hash, "new_at_us": last_us}
                 ),
             )
-        return results
+        return results, (seq, prev_hash, last_us)
 
     def _query_keys(self, cur: Any, keys: list[str]) -> Any:
         """Start the query for the events recorded under ``keys`` on a cursor of its own."""
