@@ -364,26 +364,13 @@ class Ledger:
         dbapi = self.engine.dialect.loaded_dbapi
         driver = writer.driver_connection
         cur = driver.cursor()
-        known: dict[str, dict[str, Any]]
         try:
             while True:
                 try:
                     if self.backend == "postgresql":
-                        with driver.pipeline():
-                            if expected is not None:
-                                cur.execute(
-                                    _PG_HEAD_GUARD, {"seq": expected[0], "hash": expected[1]}
-                                )
-                                head, known = expected, {}  # the unique index checks keys
-                            else:
-                                try:
-                                    head, known = self._read_head(cur, groups)
-                                except dbapi.Error as exc:
-                                    if driver.closed:
-                                        raise _WriterLost(self._wrap(exc)) from exc
-                                    raise
-                            results, new_head = self._write(cur, groups, head, known, added)
-                            driver.commit()
+                        results, new_head = self._pg_transaction(
+                            driver, cur, groups, expected, added
+                        )
                     else:
                         # isolation_level=None (see engine.py): BEGIN and COMMIT are ours.
                         # IMMEDIATE takes the write lock first: no two writers read one head.
@@ -413,6 +400,45 @@ class Ledger:
         self._expected_head = new_head
         self._writer_used = time.monotonic()
         return results
+
+    def _pg_transaction(
+        self,
+        driver: Any,
+        cur: Any,
+        groups: Sequence[tuple[Sequence[Draft], datetime]],
+        expected: tuple[int, str, int] | None,
+        added: list[Event],
+    ) -> tuple[list[list[Event]], tuple[int, str, int]]:
+        """The PostgreSQL transaction of ``_transact``, in one pipeline."""
+        dbapi = self.engine.dialect.loaded_dbapi
+        failed: Exception | None = None
+        try:
+            with driver.pipeline():
+                try:
+                    known: dict[str, dict[str, Any]]
+                    if expected is not None:
+                        cur.execute(_PG_HEAD_GUARD, {"seq": expected[0], "hash": expected[1]})
+                        head, known = expected, {}  # the unique index checks the keys
+                    else:
+                        try:
+                            head, known = self._read_head(cur, groups)
+                        except dbapi.Error as exc:
+                            if driver.closed:
+                                raise _WriterLost(self._wrap(exc)) from exc
+                            raise
+                    out = self._write(cur, groups, head, known, added)
+                    driver.commit()
+                except dbapi.Error as exc:
+                    # Leave the pipeline normally, so that it reads the results of the
+                    # statements queued behind the failed one (they come back "aborted")
+                    # rather than logging them as an error ignored; then raise this one.
+                    failed = exc
+        except dbapi.Error:
+            if failed is None:
+                raise
+        if failed is not None:
+            raise failed
+        return out
 
     def _wrap(self, exc: Exception) -> DBAPIError:
         wrapped = DBAPIError.instance(None, None, exc, self.engine.dialect.loaded_dbapi.Error)
