@@ -303,3 +303,18 @@ def test_a_remembered_consent_expires_on_time_in_every_path() -> None:
             )
             got = decider.codes(["s0", "s1", "s0"], *question, now)
             assert [REASONS[c] for c in got] == [own, by_account, own], later
+
+
+def test_plans_beyond_max_caches_decide_every_time() -> None:
+    state = new_state()
+    state.set_consent("s0", "ai.training", "content", "given", T0 + 5, 105)
+    decider = Decider(state, max_caches=1)
+    fresh = Decider(state, remember=False)
+    now = T0 + 10**9
+    first = decider.plan("ai.training", "content.audio", now)
+    second = decider.plan("improvement.product", "content.audio", now)
+    assert first.cache is not None and second.cache is None
+    for purpose, category in QUERIES:
+        assert decider.codes(ASKED, purpose, category, (), now) == fresh.codes(
+            ASKED, purpose, category, (), now
+        )

@@ -632,12 +632,23 @@ def _labels(labels: Iterable[str]) -> frozenset[str]:
 class Decider:
     """Decides over a :class:`State` with a cache of compiled plans."""
 
-    def __init__(self, state: State, clock: Clock | None = None, *, remember: bool = True) -> None:
+    def __init__(
+        self,
+        state: State,
+        clock: Clock | None = None,
+        *,
+        remember: bool = True,
+        max_caches: int = 32,
+    ) -> None:
         """``remember``: keep each plan's answers per subject (a :class:`ReasonCache`) for a
-        state that is asked again and again; leave it off for a one-off (an ``as_of`` replay)."""
+        state that is asked again and again; leave it off for a one-off (an ``as_of`` replay).
+        ``max_caches``: how many plans keep one at a time (each costs 5 bytes per subject, 13
+        under a rule whose consents expire); plans beyond that decide every time."""
         self.state = state
         self._clock = clock
         self._remember = remember
+        self._max_caches = max_caches
+        self._caches = 0
         self._plans: dict[tuple[str, str], Plan] = {}
         self._generation = state.generation
         self._plans_until = _NEVER
@@ -650,13 +661,15 @@ class Decider:
         state = self.state
         if state.generation != self._generation or now_us >= self._plans_until:
             self._plans.clear()
+            self._caches = 0
             self._generation = state.generation
             self._plans_until = _NEVER
         plan = self._plans.get((purpose, category))
         if plan is None:
             plan = compile_plan(state, purpose, category, now_us)
-            if self._remember and plan.cacheable:
+            if self._remember and plan.cacheable and self._caches < self._max_caches:
                 plan.cache = ReasonCache(state, plan)
+                self._caches += 1
             self._plans[(purpose, category)] = plan
             self._plans_until = min(self._plans_until, plan.valid_until_us)
         return plan
