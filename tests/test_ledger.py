@@ -364,6 +364,12 @@ def test_a_writer_connection_lost_while_idle_is_replaced(any_store: Store) -> No
     event = any_store.give_consent("after", T, [AUDIO])
     assert any_store.event(event.id).subject == "after"
     assert any_store.verify().ok
+    # The writer runs in autocommit mode (BEGIN/COMMIT are its own statements); the pool
+    # gets it back as it handed it out.
+    driver = any_store.ledger._writer_conn.driver_connection
+    assert driver.autocommit
+    any_store.ledger._release_writer()
+    assert not driver.autocommit
 
 
 def test_an_over_long_value_is_refused_never_cut(any_store: Store) -> None:

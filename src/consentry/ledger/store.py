@@ -325,9 +325,13 @@ class Ledger:
         pool's pre-ping) and SQLAlchemy's begin/commit machinery on both backends, for every
         transaction; a sequential writer paid it on every write.
         """
-        writer = self._writer_conn
+        writer: Any = self._writer_conn
         if writer is None:
             writer = self._writer_conn = self.engine.raw_connection()
+            if self.backend == "postgresql":
+                # BEGIN and COMMIT are sent as statements of the pipeline (see
+                # _pg_transaction): psycopg's own BEGIN costs a round trip in pipeline mode.
+                writer.driver_connection.autocommit = True
         return writer
 
     def _release_writer(self, *, invalidate: bool = False) -> None:
@@ -335,6 +339,11 @@ class Ledger:
         self._expected_head = None
         if writer is None:
             return
+        if not invalidate and self.backend == "postgresql":
+            try:
+                writer.driver_connection.autocommit = False  # as the pool handed it out
+            except Exception:  # not idle: of no use to anyone else either
+                invalidate = True
         if invalidate:
             writer.invalidate()
         else:
@@ -415,13 +424,24 @@ class Ledger:
         expected: tuple[int, str, int] | None,
         added: list[Event],
     ) -> tuple[list[list[Event]], tuple[int, str, int]]:
-        """The PostgreSQL transaction of ``_transact``, in one pipeline."""
+        """The PostgreSQL transaction of ``_transact``, in one pipeline.
+
+        The connection is in autocommit mode and the transaction's BEGIN and COMMIT are
+        statements of the pipeline, so that the whole optimistic transaction is one round
+        trip: leaving the pipeline sends the only Sync. (psycopg, left to begin the
+        transaction itself, syncs after its BEGIN; and its commit() syncs before the
+        pipeline's own closing Sync: three round trips.) Should a statement fail, the server
+        skips the rest up to the Sync and leaves the transaction aborted: _rollback ends it.
+        """
         dbapi = self.engine.dialect.loaded_dbapi
         failed: Exception | None = None
         try:
             with driver.pipeline():
                 try:
                     known: dict[str, dict[str, Any]]
+                    # The isolation level SQLAlchemy's connections use (the server default
+                    # may differ): the head's row lock is what orders appends.
+                    cur.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
                     if expected is not None:
                         cur.execute(_PG_HEAD_GUARD, {"seq": expected[0], "hash": expected[1]})
                         head, known = expected, {}  # the unique index checks the keys
@@ -433,7 +453,7 @@ class Ledger:
                                 raise _WriterLost(self._wrap(exc)) from exc
                             raise
                     out = self._write(cur, groups, head, known, added)
-                    driver.commit()
+                    cur.execute("COMMIT")
                 except dbapi.Error as exc:
                     # Leave the pipeline normally, so that it reads the results of the
                     # statements queued behind the failed one (they come back "aborted")
