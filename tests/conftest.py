@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,8 +43,8 @@ def make_store(tmp_path: Path, clock: FakeClock) -> Iterator[Callable[..., Store
     """Make SQLite stores in tmp_path initialised with the given policies."""
     stores: list[Store] = []
 
-    def make(*policies: Path, url: str | None = None) -> Store:
-        store = Store(url or f"sqlite:///{tmp_path}/s{len(stores)}.db", clock=clock)
+    def make(*policies: Path, url: str | None = None, **options: Any) -> Store:
+        store = Store(url or f"sqlite:///{tmp_path}/s{len(stores)}.db", clock=clock, **options)
         store.init(policies=list(policies))
         stores.append(store)
         return store

@@ -131,3 +131,32 @@ def test_tampered_ledger_exits_1_and_names_the_event(db: str) -> None:
         conn.execute(text("UPDATE events SET subject = 'mallory' WHERE seq = 3"))
     code, out = run("ledger", "verify")
     assert code == 1 and "#3" in out and "was changed" in out
+
+
+def test_receipts_signed_with_a_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`receipt keygen`, then a store made with `--signing-key` signs with that key; without
+    it, receipts still verify but cannot be issued, with a message saying what to set."""
+    monkeypatch.setenv("CONSENTRY_DATABASE_URL", f"sqlite:///{tmp_path}/keyed.db")
+    # set, then removed: monkeypatch then restores it after the test, whatever the CLI set
+    monkeypatch.setenv("CONSENTRY_SIGNING_KEY_FILE", "")
+    monkeypatch.delenv("CONSENTRY_SIGNING_KEY_FILE")
+    key = tmp_path / "receipts.pem"
+    code, out = run("receipt", "keygen", str(key))
+    assert code == 0 and "mode 600" in out
+    kid = out.split()[2]
+    code, out = run("receipt", "keygen", str(key))
+    assert code == 2 and "already exists" in out
+    assert run("--signing-key", str(key), "init", "--policy", str(MEETINGS))[0] == 0
+    code, out = run("consent", "give", "alice", "ai.training", "-c", "content.audio", "--json")
+    event = json.loads(out)
+    code, out = run("--signing-key", str(key), "receipt", "show", event["id"])
+    assert code == 0 and json.loads(out)["signature"]["kid"] == kid
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text(out)
+    monkeypatch.delenv("CONSENTRY_SIGNING_KEY_FILE")  # the callback set it for the process
+    code, out = run("receipt", "verify", str(receipt))
+    assert code == 0 and f"signed by key {kid}" in out
+    code, out = run("receipt", "show", event["id"])
+    assert code == 2 and "outside the database" in out and "Traceback" not in out
+    code, out = run("--signing-key", str(tmp_path / "nope.pem"), "receipt", "show", event["id"])
+    assert code == 2 and "does not exist" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import ConsentryError, InvalidInput
-from .store import Store
+from .ledger.receipts import key_id, write_key_file
+from .store import SIGNING_KEY_FILE_ENV, Store
 
 app = typer.Typer(
     help="consentry: use people's data for AI only where they, their organisation and your "
@@ -48,6 +50,7 @@ ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who made the chan
 
 class _Ctx:
     db: str | None = None
+    signing_key: Path | None = None
 
 
 _ctx = _Ctx()
@@ -63,8 +66,21 @@ def main(
             help="Store URL: sqlite:///consentry.db (default) or postgresql://user@host/db.",
         ),
     ] = None,
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--signing-key",
+            envvar="CONSENTRY_SIGNING_KEY_FILE",
+            help="Sign receipts with the Ed25519 key in this file (made by `consentry receipt "
+            "keygen`) instead of one kept in the store.",
+        ),
+    ] = None,
 ) -> None:
     _ctx.db = db
+    _ctx.signing_key = signing_key
+    if signing_key is not None:
+        # For every store this process opens (`serve`, `gate` ...), not only this module's.
+        os.environ[SIGNING_KEY_FILE_ENV] = str(signing_key)
 
 
 def fail(error: ConsentryError, code: int = 2) -> NoReturn:
@@ -78,7 +94,7 @@ def fail(error: ConsentryError, code: int = 2) -> NoReturn:
 def store() -> Iterator[Store]:
     """A store for one command; typed errors become a message and exit code 2."""
     try:
-        with Store(_ctx.db) as s:
+        with Store(_ctx.db, signing_key_file=_ctx.signing_key) as s:
             yield s
     except ConsentryError as exc:
         fail(exc)
@@ -469,9 +485,23 @@ def receipt_verify(file: Path) -> None:
         event = s.verify_receipt(document)
         out.print(
             f"[green]valid[/]: receipt for event #{event.seq} {event.id} ({event.kind}), "
-            f"signed by key {s.signer().key_id}",
+            f"signed by key {key_id(s.public_key_b64())}",
             highlight=False,
         )
+
+
+@receipt_app.command("keygen")
+def receipt_keygen(file: Path) -> None:
+    """Create a new Ed25519 receipt signing key in FILE (owner-only; never overwrites).
+
+    Then `consentry --signing-key FILE init` (or CONSENTRY_SIGNING_KEY_FILE=FILE) makes a store
+    that signs with it and keeps only its public half.
+    """
+    try:
+        kid = write_key_file(file)
+    except ConsentryError as exc:
+        fail(exc)
+    out.print(f"signing key {kid} written to {file} (mode 600)", highlight=False)
 
 
 def _mount_optional() -> None:

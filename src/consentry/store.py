@@ -27,7 +27,14 @@ from .errors import InvalidInput, NotFound, NotInitialised, PolicyConflict, Poli
 from .ledger import schema
 from .ledger.engine import DEFAULT_URL
 from .ledger.events import CONSENT_KINDS, Draft, Event, Kind
-from .ledger.receipts import ReceiptSigner, build_receipt, new_private_key_pem, verify_signed
+from .ledger.receipts import (
+    ReceiptSigner,
+    build_receipt,
+    key_id,
+    new_private_key_pem,
+    read_key_file,
+    verify_signed,
+)
 from .ledger.store import Ledger, VerifyResult
 from .policy.loader import load_policies
 from .policy.model import Policy
@@ -41,6 +48,10 @@ if TYPE_CHECKING:
 
 ACCOUNT_SETTINGS = ("off", "members_choose", "on")
 SIGNING_KEY = "signing_key"
+#: The public half of the receipt key, kept whichever way the private half is kept.
+SIGNING_PUBLIC_KEY = "signing_public_key"
+#: Where the receipt signing key lives when it is not kept in the database.
+SIGNING_KEY_FILE_ENV = "CONSENTRY_SIGNING_KEY_FILE"
 
 
 @dataclass(frozen=True)
@@ -59,8 +70,18 @@ def database_url(url: str | None = None) -> str:
 class Store:
     """A consentry store: the ledger, the policy versions in it and decisions over them."""
 
-    def __init__(self, url: str | None = None, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        clock: Clock | None = None,
+        signing_key_file: str | Path | None = None,
+    ) -> None:
+        """``signing_key_file`` (else ``CONSENTRY_SIGNING_KEY_FILE``): sign receipts with the
+        Ed25519 key in that file instead of one kept in the database (see docs/deploying.md)."""
         self.url = database_url(url)
+        key_file = signing_key_file or os.environ.get(SIGNING_KEY_FILE_ENV) or None
+        self.signing_key_file = Path(key_file) if key_file else None
         self.ledger = Ledger(self.url)
         self.clock: Clock = clock or utcnow
         self._lock = threading.RLock()
@@ -90,9 +111,29 @@ class Store:
     # -- set-up ---------------------------------------------------------------------------
 
     def init(self, policies: Iterable[str | Path] = ()) -> list[PublishResult]:
-        """Create the schema and the receipt signing key (both idempotent), publish policies."""
+        """Create the schema and the receipt signing key (both idempotent), publish policies.
+
+        With a signing key file, the store registers that key's public half and never holds
+        the private one; otherwise it creates a key and keeps it in its ``meta`` table.
+        """
+        signer = None
+        if self.signing_key_file is not None:  # read first: a bad file creates nothing
+            signer = ReceiptSigner(
+                read_key_file(self.signing_key_file), source=str(self.signing_key_file)
+            )
         self.ledger.migrate()
-        self.ledger.set_meta_once(SIGNING_KEY, new_private_key_pem())
+        if signer is not None:
+            # A store that already keeps its own key stays with it (a file holding that same
+            # key is fine); a new store registers the file's.
+            embedded = self.ledger.get_meta(SIGNING_KEY)
+            public = ReceiptSigner(embedded).public_key_b64() if embedded else None
+            registered = self.ledger.set_meta_once(
+                SIGNING_PUBLIC_KEY, public or signer.public_key_b64()
+            )
+            self._check_key_file(signer, registered)
+        elif self.ledger.get_meta(SIGNING_PUBLIC_KEY) is None:
+            pem = self.ledger.set_meta_once(SIGNING_KEY, new_private_key_pem())
+            self.ledger.set_meta_once(SIGNING_PUBLIC_KEY, ReceiptSigner(pem).public_key_b64())
         results: list[PublishResult] = []
         for source in policies:
             results.extend(self.publish(source))
@@ -619,14 +660,51 @@ class Store:
         self._require_init()
         return self.ledger.event(ref)
 
-    def signer(self) -> ReceiptSigner:
-        if self._signer is None:
-            self._require_init()
-            pem = self.ledger.get_meta(SIGNING_KEY)
+    def public_key_b64(self) -> str:
+        """The public half of this store's receipt key (all a verifier needs)."""
+        self._require_init()
+        public = self.ledger.get_meta(SIGNING_PUBLIC_KEY)
+        if public is None:
+            pem = self.ledger.get_meta(SIGNING_KEY)  # a store made before the public half was kept
             if pem is None:
                 raise NotInitialised("the store has no signing key", hint="run `consentry init`")
-            self._signer = ReceiptSigner(pem)
+            public = ReceiptSigner(pem).public_key_b64()
+        return public
+
+    def signer(self) -> ReceiptSigner:
+        """What signs this store's receipts: the key file's key, else the one in the store."""
+        if self._signer is None:
+            self._require_init()
+            if self.signing_key_file is not None:
+                signer = ReceiptSigner(
+                    read_key_file(self.signing_key_file), source=str(self.signing_key_file)
+                )
+                self._check_key_file(signer, self.public_key_b64())
+            else:
+                pem = self.ledger.get_meta(SIGNING_KEY)
+                if pem is None:
+                    if self.ledger.get_meta(SIGNING_PUBLIC_KEY) is not None:
+                        raise NotInitialised(
+                            "this store signs receipts with a key kept outside the database",
+                            hint=f"set {SIGNING_KEY_FILE_ENV} (or --signing-key) to its key "
+                            "file; verifying receipts needs no key",
+                        )
+                    raise NotInitialised(
+                        "the store has no signing key", hint="run `consentry init`"
+                    )
+                signer = ReceiptSigner(pem)
+            self._signer = signer
         return self._signer
+
+    def _check_key_file(self, signer: ReceiptSigner, registered: str) -> None:
+        if signer.public_key_b64() != registered:
+            raise InvalidInput(
+                f"the signing key in {self.signing_key_file} (kid {signer.key_id}) is not the "
+                f"key this store signs receipts with (kid {key_id(registered)})",
+                hint="use the key file the store was created with; receipts signed with "
+                "another key would not verify",
+                field="signing_key_file",
+            )
 
     def receipt(self, event_id: str | int) -> dict[str, Any]:
         """The signed receipt of a consent event."""
@@ -641,7 +719,7 @@ class Store:
 
     def verify_receipt(self, document: Mapping[str, Any]) -> Event:
         """Check a receipt's signature against this store's key and its event in the ledger."""
-        verify_signed(document, self.signer().public_key_b64())
+        verify_signed(document, self.public_key_b64())
         record = document["receipt"]
         event = self.event(record["record_id"])
         if event.hash != record.get("ledger", {}).get("hash"):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -29,6 +31,48 @@ def new_private_key_pem() -> str:
     ).decode("ascii")
 
 
+def write_key_file(path: str | Path) -> str:
+    """Create a new Ed25519 signing key in ``path`` (PEM, readable by its owner only) and
+    return its key id. An existing file is never overwritten."""
+    target = Path(path)
+    pem = new_private_key_pem()
+    try:
+        # O_EXCL: refuse to replace a key (receipts signed with it would no longer verify);
+        # 0o600 from the start, not chmod-ed after the key was already written.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise InvalidInput(
+            f"{target} already exists", hint="choose a new file name; never replace a key file"
+        ) from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot create {target}: {exc.strerror}", field="file") from None
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(pem)
+    return ReceiptSigner(pem).key_id
+
+
+def read_key_file(path: str | Path) -> str:
+    """The PEM text of the Ed25519 signing key in ``path``, checked."""
+    source = Path(path)
+    try:
+        pem = source.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise InvalidInput(
+            f"signing key file {source} does not exist",
+            hint="create one with `consentry receipt keygen FILE`, or point "
+            "CONSENTRY_SIGNING_KEY_FILE at the store's key",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read signing key file {source}: {exc}") from None
+    ReceiptSigner(pem, source=str(source))  # fails clearly unless it is an Ed25519 key
+    return pem
+
+
+def key_id(public_key_b64: str) -> str:
+    """The short id of a public key, as receipts name it (``signature.kid``)."""
+    return hashlib.sha256(_unb64(public_key_b64)).hexdigest()[:16]
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -40,15 +84,24 @@ def _unb64(text: str) -> bytes:
 class ReceiptSigner:
     """Signs and verifies receipts with the store's Ed25519 key."""
 
-    def __init__(self, private_pem: str) -> None:
-        key = serialization.load_pem_private_key(private_pem.encode("ascii"), password=None)
+    def __init__(self, private_pem: str, *, source: str = "the store") -> None:
+        try:
+            key = serialization.load_pem_private_key(private_pem.encode("ascii"), password=None)
+        except (ValueError, TypeError, UnicodeEncodeError):
+            raise InvalidInput(
+                f"the signing key in {source} is not an unencrypted PEM private key",
+                hint="create one with `consentry receipt keygen FILE`",
+            ) from None
         if not isinstance(key, Ed25519PrivateKey):
-            raise InvalidInput("the signing key is not an Ed25519 key")
+            raise InvalidInput(
+                f"the signing key in {source} is not an Ed25519 key",
+                hint="create one with `consentry receipt keygen FILE`",
+            )
         self._key = key
         self.public_raw = key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
-        self.key_id = hashlib.sha256(self.public_raw).hexdigest()[:16]
+        self.key_id = key_id(_b64(self.public_raw))
 
     def public_key_b64(self) -> str:
         return _b64(self.public_raw)
