@@ -168,10 +168,12 @@ def worker(engine: str, url: str, manifest: str, out: str) -> dict[str, Any]:
     state_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     if engine == "duckdb":
         r = store.gate(manifest, purpose=PURPOSE, out=out, threads=2, memory_limit="3GB")
         counts = (r.input_items, r.allowed, r.excluded)
         timings = dict(r.extra.get("timings", {}))
+        cpu = dict(r.extra.get("cpu", {}))
     elif engine == "spark":
         _spark_session()  # local[2], started before the clock: the gate uses the active session
         t1 = time.perf_counter()
@@ -192,7 +194,7 @@ def worker(engine: str, url: str, manifest: str, out: str) -> dict[str, Any]:
         counts = pandas_gate(store, manifest, Path(out))
     gate_s = time.perf_counter() - t1
     return {"state_s": state_s, "gate_s": gate_s, "input": counts[0], "allowed": counts[1],
-            "excluded": counts[2], "timings": timings}  # fmt: skip
+            "excluded": counts[2], "timings": timings, "cpu": cpu}  # fmt: skip
 
 
 def _spark_session() -> Any:

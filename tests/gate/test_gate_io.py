@@ -277,18 +277,33 @@ def test_existing_output_needs_overwrite(mstore: Store, tmp_path: Path) -> None:
 # -- atomic outputs -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("where", ["measure", "report", "database"])
+@pytest.mark.parametrize("where", ["writer", "measure", "report", "database"])
 def test_a_failure_leaves_nothing(
     mstore: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     from consentry import lineage
-    from consentry.gate import duck
+    from consentry.gate import duck, stream
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("injected failure")
 
-    if where == "measure":
-        monkeypatch.setattr(duck, "measure", boom)
+    if where == "writer":
+        # The allowed rows' writer fails on its thread, after the file was opened.
+        real_opener = stream.parquet_opener
+
+        def opener(path: Path, **kw: Any) -> Any:
+            open_writer = real_opener(path, **kw)
+
+            def failing(first: Any) -> Any:
+                writer = open_writer(first)
+                writer.write_batch = boom
+                return writer
+
+            return failing if path.name.startswith("allowed") else open_writer
+
+        monkeypatch.setattr(stream, "parquet_opener", opener)
+    elif where == "measure":
+        monkeypatch.setattr(duck, "index_from_units", boom)
     elif where == "report":
         monkeypatch.setattr(duck._Run, "_write_report", boom)
     else:
@@ -320,7 +335,9 @@ def test_a_failed_overwrite_keeps_the_old_output(
 
     out = tmp_path / "o"
     first = mstore.gate(table(), purpose="ai.training", out=out)
-    monkeypatch.setattr(duck, "measure", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    monkeypatch.setattr(
+        duck, "index_from_units", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x"))
+    )
     with pytest.raises(RuntimeError):
         mstore.gate(table(), purpose="ai.training", out=out, overwrite=True)
     report = json.loads((out / "report.json").read_text())

@@ -3,14 +3,15 @@
 One run, over a manifest of any size (the manifest is never loaded whole):
 
 1. read the distinct categories (validating them) and pin the ledger state and time;
-2. build the per-(category group, subject) decision table with ``Plan.decide``
-   (:mod:`consentry.gate.decisions`) and hand it to DuckDB as an Arrow table;
-3. items with several subjects under a rule that needs every party: unnest them, join, and
-   keep the first denying subject per item (a small side table keyed by file and row);
-4. ``COPY`` the allowed rows, every column untouched, then the exclusions
-   (``item_id, reason, blocking_subject, event_seq``), both into a temporary directory;
-5. measure the outputs (counts, digests, subject index: :mod:`consentry.gate.measure`),
-   write ``report.json``, and in one database transaction record the lineage and rename the
+2. build the per-(category group, subject) decision table with the batch decision kernel
+   (:mod:`consentry.gate.decisions`) and hand DuckDB the small tables it joins;
+3. one scan (:mod:`consentry.gate.stream`): DuckDB validates each row and finds its category,
+   its owner's answer and its item-id digest value; numpy turns that into reason codes (asking
+   the other subjects of a multi-subject item where the rule needs every party); the allowed
+   rows, every column untouched, and the exclusions (``item_id, reason, blocking_subject,
+   event_seq``) go to two writers on threads of their own, in a temporary directory; counts,
+   digests and the subject index are added up from the same batches;
+4. write ``report.json``, and in one database transaction record the lineage and rename the
    directory into place. Any failure removes the temporary directory: nothing partial is left.
 
 Per item, in this order: ``source_opt_out`` (its ``source_url`` opted out), a protected
@@ -27,7 +28,6 @@ import contextlib
 import json
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -39,20 +39,23 @@ from ..ids import new_id
 from ..times import format_time
 from . import manifest as mf
 from .decisions import (
-    ALLOW_CODES,
     CODES,
-    OPT_OUT_CODE,
-    PROTECTED_CODE,
     REASONS,
-    UNKNOWN_CODE,
     DecisionTable,
     Snapshot,
     build_table,
     take_snapshot,
 )
-from .manifest import FILE_COL, ROW_COL, Shape, Source, sql_str
-from .measure import Measured, measure
-from .result import RECORD_VERSION, REPORT_NAME, GateResult, LineageRecord, digest_method
+from .manifest import FILE_COL, ROW_COL, Shape, Source, ident, sql_str
+from .measure import V_SQL, Measured, index_digest, index_from_units, measure
+from .result import (
+    MULTISET,
+    RECORD_VERSION,
+    REPORT_NAME,
+    GateResult,
+    LineageRecord,
+    digest_method,
+)
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -60,10 +63,11 @@ if TYPE_CHECKING:
 Progress = Callable[[str, float], None]
 BAD_ROW = "consentry: bad manifest row"
 DEFAULT_MEMORY_LIMIT = os.environ.get("CONSENTRY_GATE_MEMORY_LIMIT", "3GB")
+STREAM_BUFFER = "400MB"
 
 # Overall progress: the share of the run each stage takes.
-STAGES = {"read": (0.0, 0.05), "decide": (0.05, 0.15), "allowed": (0.15, 0.55),
-          "excluded": (0.55, 0.8), "lineage": (0.8, 1.0)}  # fmt: skip
+STAGES = {"read": (0.0, 0.05), "decide": (0.05, 0.15), "gate": (0.15, 0.9),
+          "lineage": (0.9, 1.0)}  # fmt: skip
 
 
 @dataclass
@@ -98,6 +102,9 @@ def connect(threads: int | None, memory_limit: str | None, spill: Path | None) -
     if spill is not None:
         con.execute(f"SET temp_directory={sql_str(str(spill))}")
     con.execute("SET preserve_insertion_order=false")
+    # Let the scan run ahead of the gate's per-batch work by a few batches (the default,
+    # 10 MiB, is a tenth of one batch: the scan would wait for every batch to be taken).
+    con.execute(f"SET streaming_buffer_size={sql_str(STREAM_BUFFER)}")
     con.execute("SET enable_progress_bar=true")
     con.execute("SET enable_progress_bar_print=false")
     return con
@@ -115,7 +122,9 @@ class _Run:
         self.tmp = self.out.parent / f".{self.out.name}.tmp-{self.dataset_id}"
         self.started = time.perf_counter()
         self._last = self.started
+        self._last_cpu = time.process_time()
         self.timings: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
         self.created_dirs: list[Path] = []
 
     # -- driver -------------------------------------------------------------------------------
@@ -158,7 +167,7 @@ class _Run:
             **{
                 **result.__dict__,
                 "seconds": time.perf_counter() - self.started,
-                "extra": {"timings": self.timings},
+                "extra": {"timings": self.timings, "cpu": self.cpu},
             }
         )
 
@@ -210,7 +219,7 @@ class _Run:
         urls = {str(u) for u in signals}
         return urls, {"file": None, "opted_out_urls": len(urls)}
 
-    # -- the passes -------------------------------------------------------------------------
+    # -- the pass -----------------------------------------------------------------------------
 
     def _gate(
         self,
@@ -219,8 +228,6 @@ class _Run:
         opt_outs: set[str] | None,
         signals_info: dict[str, Any] | None,
     ) -> tuple[LineageRecord, Measured]:
-        import pyarrow as pa
-
         source = mf.open_source(
             con, self.manifest, self.tmp / ".work", input_format=self.o.input_format
         )
@@ -242,58 +249,162 @@ class _Run:
             lock=self.store.lock if snapshot.live else None,
             store=self.store,
         )
-        con.register("__d_arrow", table.table)
-        con.execute("CREATE TEMP TABLE __d AS SELECT * FROM __d_arrow").fetchall()
-        con.unregister("__d_arrow")
-        con.register("__c_arrow", table.category_table())
-        con.execute("CREATE TEMP TABLE __c AS SELECT * FROM __c_arrow").fetchall()
-        con.unregister("__c_arrow")
-        if opt_outs is not None:
-            con.register("__oo_arrow", pa.table({"url": pa.array(sorted(opt_outs), pa.string())}))
-            con.execute("CREATE TEMP TABLE __optout AS SELECT url FROM __oo_arrow").fetchall()
-            con.unregister("__oo_arrow")
         sql = ItemSql(source, shape, table, snapshot, opt_outs is not None)
+        decider = prepare(con, sql, table, opt_outs)
         self._lap("decision_table")
-        if sql.has_x:
-            self._query(con, "decide", sql.side_table(), source, shape, snapshot)
-        self._lap("multi_subject")
         self._progress("decide", 1.0)
 
         ext = mf.OUTPUT_EXTENSION[self.fmt]
         files = {"allowed": f"allowed{ext}", "excluded": f"excluded{ext}"}
-        allowed_path = self.tmp / files["allowed"]
-        excluded_path = self.tmp / files["excluded"]
-        self._query(
-            con, "allowed", None, source, shape, snapshot,
-            write=(sql.allowed(self.fmt), allowed_path),
-        )  # fmt: skip
-        self._lap("allowed")
-        self._query(
-            con, "excluded", None, source, shape, snapshot,
-            write=(sql.excluded(), excluded_path),
-        )  # fmt: skip
-        self._lap("excluded")
+        tally = self._pass(con, source, shape, snapshot, sql, decider, files)
+        self._lap("gate")
 
         self._progress("lineage", 0.0)
-        allowed_src = mf.open_source(
-            con, allowed_path, self.tmp / ".work" / "a", input_format=self.fmt
+        n_allowed, n_excluded, allowed_by_reason, excluded_by_reason = tally.counts()
+        if self.method == MULTISET:
+            inp, out, excl = tally.digests(n_allowed, n_excluded)
+        else:
+            # The sorted digest sorts every id: it reads the outputs back (small datasets).
+            sorted_ = measure(
+                con,
+                mf.open_source(con, self.tmp / files["allowed"], self.tmp / ".work" / "a",
+                               input_format=self.fmt),
+                mf.open_source(con, self.tmp / files["excluded"], self.tmp / ".work" / "e",
+                               input_format=self.fmt),
+                shape, [], self.method, with_index=False,
+            )  # fmt: skip
+            inp, out, excl = sorted_.input_sha256, sorted_.output_sha256, sorted_.excluded_sha256
+        measured = Measured(n_allowed, n_excluded, excluded_by_reason, inp, out, excl)
+        owners, others = tally.units()
+        con.register("__units_owners", owners)
+        con.register("__units_others", others)
+        measured.index = index_from_units(
+            con,
+            "SELECT subject, category, items, decided FROM __units_owners "
+            "UNION ALL SELECT subject, category, items, decided FROM __units_others",
         )
-        excluded_src = mf.open_source(
-            con, excluded_path, self.tmp / ".work" / "e", input_format=self.fmt
-        )
-        parties_all = [c for c, p in table.categories.items() if p.parties_all]
-        measured = measure(con, allowed_src, excluded_src, shape, parties_all, self.method)
-        allowed_by_reason = self._allowed_by_reason(con, allowed_src, shape)
+        con.unregister("__units_owners")
+        con.unregister("__units_others")
+        measured.subjects, measured.subjects_sha256 = index_digest(con)
         record = self._record(
             snapshot, source, table, measured, allowed_by_reason, files, signals_info
         )
         self._lap("measure")
         return record, measured
 
+    def _pass(
+        self,
+        con: Any,
+        source: Source,
+        shape: Shape,
+        snapshot: Snapshot,
+        sql: ItemSql,
+        decider: Any,
+        files: dict[str, str],
+    ) -> Any:
+        """Scan the manifest once: decide each batch, queue its allowed rows and exclusions
+        to the two writers, and count it."""
+        import pyarrow as pa
+
+        from . import stream
+
+        fmt = self.fmt
+        work = self.tmp / ".work"
+        work.mkdir(exist_ok=True)
+        # CSV and JSON Lines are spooled as Arrow IPC and converted by DuckDB at the end
+        # (nested columns as JSON text, as write_manifest does).
+        spooled = fmt in ("csv", "jsonl")
+        allowed_path = (work / "allowed.arrows") if spooled else self.tmp / files["allowed"]
+        excluded_path = (work / "excluded.arrows") if spooled else self.tmp / files["excluded"]
+        names = source.column_names()
+        tally = stream.Tally(decider)
+        total = source.rows_estimate or 0
+        done = 0
+        sinks: list[Any] = []
+        reader = batches = None
+        try:
+            try:
+                reader = con.sql(sql.stream(positions=False)).to_arrow_reader(stream.BATCH_ROWS)
+                keep = stream.output_columns(reader.schema, names)
+                allowed_schema = pa_schema_select(reader.schema, keep)
+                if fmt == "parquet":
+                    open_a = stream.parquet_opener(allowed_path)
+                    # Written without the Arrow schema: ``reason`` is dictionary-encoded in
+                    # the batches and reads back as plain strings.
+                    open_e = stream.parquet_opener(excluded_path, store_schema=False)
+                else:
+                    open_a = stream.ipc_opener(allowed_path, stream=spooled)
+                    open_e = stream.ipc_opener(excluded_path, stream=spooled)
+                sinks = [
+                    stream.Sink(open_a, allowed_schema, "allowed"),
+                    stream.Sink(open_e, stream.EXCLUDED_SCHEMA, "excluded"),
+                ]
+                allowed_sink, excluded_sink = sinks
+                batches = stream.Prefetch(reader)
+                for batch in batches:
+                    d = decider.decide(batch)
+                    allowed = d.allowed
+                    allowed_sink.put(batch.select(keep).filter(pa.array(allowed)))
+                    excluded_sink.put(
+                        stream.excluded_batch(
+                            decider, batch, d, ~allowed, dictionary=fmt == "parquet"
+                        )
+                    )
+                    tally.add(batch, d, allowed)
+                    done += batch.num_rows
+                    if total:
+                        self._progress("gate", min(done / total, 1.0))
+            except Exception as exc:
+                if batches is not None:
+                    batches.close()
+                if reader is not None:
+                    reader.close()  # frees the connection for diagnose()
+                    reader = None
+                translated = self._translate(exc, con, source, shape, snapshot)
+                if translated is exc:
+                    raise
+                raise translated from None
+            for sink in sinks:
+                sink.close()
+            sinks = []
+        finally:
+            for sink in sinks:
+                sink.abort()
+            if batches is not None:
+                batches.close()
+            if reader is not None:
+                reader.close()
+        if spooled:
+            for key, spool in (("allowed", allowed_path), ("excluded", excluded_path)):
+                columns = source.columns if key == "allowed" else EXCLUDED_COLUMNS
+                mf.write_ipc_stream(con, spool, self.tmp / files[key], fmt, columns)
+            shutil.rmtree(work, ignore_errors=True)
+        return tally
+
+    def _translate(
+        self, exc: Exception, con: Any, source: Source, shape: Shape, snapshot: Snapshot
+    ) -> Exception:
+        """A bad row becomes an error that names it; anything else DuckDB raised, one that
+        names the manifest."""
+        if BAD_ROW in str(exc):
+            return diagnose(con, source, shape, snapshot)
+        if isinstance(exc, ConsentryError):
+            return exc
+        if not _is_duckdb_error(exc):
+            return exc
+        return InvalidInput(
+            f"cannot gate manifest {source.description}: {mf._short(exc)}",
+            hint="check that the manifest's files are complete and of one schema",
+            field="manifest",
+        )
+
     def _lap(self, name: str) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         self.timings[name] = round(now - self._last, 3)
-        self._last = now
+        # Process CPU seconds (every thread): on a shared machine, wall time says as much
+        # about the neighbours as about the stage.
+        self.cpu[name] = round(cpu - self._last_cpu, 3)
+        self._last, self._last_cpu = now, cpu
 
     def _subjects_if_few(
         self, con: Any, source: Source, shape: Shape, snapshot: Snapshot
@@ -311,65 +422,6 @@ class _Run:
         else:
             query = f"SELECT DISTINCT subject_id FROM {rel}"
         return [r[0] for r in con.execute(query).fetchall() if r[0] is not None]
-
-    def _allowed_by_reason(self, con: Any, allowed: Source, shape: Shape) -> dict[str, int]:
-        owner = shape.owner("m")
-        rows = con.execute(
-            f"SELECT coalesce(d.code, {UNKNOWN_CODE}) AS code, count(*) "
-            f"FROM {allowed.relation()} m "
-            "JOIN __c c ON c.category = m.category "
-            f"LEFT JOIN __d d ON d.g = c.g AND d.subject = {owner} GROUP BY ALL"
-        ).fetchall()
-        return {REASONS[int(code)]: int(n) for code, n in sorted(rows)}
-
-    def _query(
-        self,
-        con: Any,
-        stage: str,
-        sql: str | None,
-        source: Source,
-        shape: Shape,
-        snapshot: Snapshot,
-        *,
-        write: tuple[str, Path] | None = None,
-    ) -> None:
-        """Run one statement with progress; a bad row becomes an error that names it."""
-        stop = threading.Event()
-        poller = None
-        if self.o.progress is not None:
-            poller = threading.Thread(target=self._poll, args=(con, stage, stop), daemon=True)
-            poller.start()
-        try:
-            if write is not None:
-                query, path = write
-                mf.write_query(con, query, path, self.fmt)
-            else:
-                assert sql is not None
-                con.execute(sql).fetchall()
-        except Exception as exc:
-            if BAD_ROW in str(exc):
-                raise diagnose(con, source, shape, snapshot) from None
-            if isinstance(exc, ConsentryError):
-                raise
-            raise InvalidInput(
-                f"cannot gate manifest {source.description}: {mf._short(exc)}",
-                hint="check that the manifest's files are complete and of one schema",
-                field="manifest",
-            ) from exc
-        finally:
-            stop.set()
-            if poller is not None:
-                poller.join()
-        self._progress(stage, 1.0)
-
-    def _poll(self, con: Any, stage: str, stop: threading.Event) -> None:
-        while not stop.wait(0.2):
-            try:
-                pct = float(con.query_progress())
-            except Exception:
-                return
-            if pct >= 0:
-                self._progress(stage, min(pct, 100.0) / 100.0)
 
     def _progress(self, stage: str, fraction: float) -> None:
         if self.o.progress is not None:
@@ -479,7 +531,8 @@ class _Mover:
 
 
 class ItemSql:
-    """The SQL that answers every item of a source (see the module docstring for the order)."""
+    """The stream query: every row of a source with what :mod:`consentry.gate.stream` needs
+    to decide it (see the module docstring for the order of the checks)."""
 
     def __init__(
         self,
@@ -493,33 +546,16 @@ class ItemSql:
         self.shape = shape
         self.opt_outs = opt_outs
         self.known_labels = snapshot.known_labels()
+        self.protected = {p.protected for p in table.categories.values()}
+        self.unknown = len(table.subjects)
+        #: A protected label can exclude an item (the manifest has labels and the policy
+        #: protects some): the query then computes ``__pl``.
+        self.labels = shape.labels and any(self.protected)
+        #: Another subject than the owner can decide an item (a multi-subject manifest and a
+        #: rule that needs every party): the query then hashes the subject lists (``__h``).
         self.has_x = shape.is_list and any(
             p.parties_all and p.fixed is None for p in table.categories.values()
         )
-        self.allow = "(" + ", ".join(str(c) for c in ALLOW_CODES) + ")"
-        self.protected = {p.protected for p in table.categories.values()}
-
-    def side_table(self) -> str:
-        """Multi-subject items under a rule that needs every party: the first subject (in
-        list order) whose answer denies, per (file, row)."""
-        rel = self.source.relation()
-        return f"""
-        CREATE TEMP TABLE __x AS
-        SELECT f, r, first.code AS code, first.blocker AS blocker, first.seq AS seq FROM (
-            SELECT f, r, min({{'pos': pos, 'code': code, 'blocker': s, 'seq': seq}}) AS first
-            FROM (
-                SELECT u.f, u.r, u.pos, u.s, coalesce(d.code, {UNKNOWN_CODE}) AS code, d.seq
-                FROM (
-                    SELECT m.{FILE_COL} AS f, m.{ROW_COL} AS r, c.g,
-                           unnest(m.subject_ids) AS s, generate_subscripts(m.subject_ids, 1) AS pos
-                    FROM {rel} m JOIN __c c ON c.category = m.category
-                    WHERE c.parties_all AND c.fixed IS NULL AND len(m.subject_ids) > 1
-                ) u
-                LEFT JOIN __d d ON d.g = u.g AND d.subject = u.s
-            ) WHERE code NOT IN {self.allow}
-            GROUP BY f, r
-        )
-        """
 
     def bad_checks(self) -> list[tuple[str, str, str]]:
         """(condition on alias m, column, problem) in the order they are reported."""
@@ -564,13 +600,13 @@ class ItemSql:
                         "unknown label",
                     )
                 )
-        checks.append(("c.g IS NULL", "category", "'category' is not a known category"))
+        checks.append(("c.ci IS NULL", "category", "'category' is not a known category"))
         return checks
 
     def any_bad(self) -> str:
         """True for a row that :meth:`bad_checks` would report: the same conditions, ordered
         so that the common row (one subject, no labels) pays for a few scalar tests only."""
-        parts = ["m.item_id IS NULL", "m.item_id = ''", "c.g IS NULL"]
+        parts = ["m.item_id IS NULL", "m.item_id = ''", "c.ci IS NULL"]
         if self.shape.is_list:
             s = "m.subject_ids"
             parts += [
@@ -591,88 +627,90 @@ class ItemSql:
             parts.append(f"CASE WHEN len(m.labels) > 0 THEN {label_bad} ELSE false END")
         return " OR ".join(f"coalesce({p}, false)" for p in parts)
 
-    def _inner(self, validate: bool) -> str:
+    def stream(self, *, positions: bool) -> str:
+        """Every row: the manifest's columns, then ``__ci`` (category position; a bad row
+        raises instead), ``__oi`` (owner's position in the decision table, null when unknown),
+        ``__v`` (``v(item_id)`` of the multiset digest) and, where they apply, ``__pl``
+        (protected label) and ``__oo`` (source opted out); with ``positions``, ``__cf`` and
+        ``__cr`` too."""
         rel = self.source.relation()
-        owner = self.shape.owner("m")
-        oo = (
-            "coalesce(m.source_url IN (SELECT url FROM __optout), false)"
-            if self.opt_outs
-            else "false"
-        )
-        pl = "false"
-        if self.shape.labels and any(self.protected):
+        cols = [f"m.{ident(n)}" for n in self.source.column_names()]
+        if positions:
+            cols += [f"m.{FILE_COL} AS {FILE_COL}", f"m.{ROW_COL} AS {ROW_COL}"]
+        cols += [
+            f"CASE WHEN {self.any_bad()} THEN error('{BAD_ROW}') ELSE c.ci END AS __ci",
+            # Unknown owner: the decision table's sentinel position (BatchDecider.unknown).
+            f"coalesce(u.i, {self.unknown})::UINTEGER AS __oi",
+            f"{V_SQL.format('m.item_id')} AS __v",
+        ]
+        if self.has_x:
+            # The engine's hash of every subject of a multi-subject item, to look the others
+            # up (BatchDecider.positions); single-subject rows, the vast majority, pay nothing.
+            cols.append(
+                "CASE WHEN len(m.subject_ids) > 1 "
+                "THEN list_transform(m.subject_ids, lambda s: hash(s)) END AS __h"
+            )
+        if self.labels:
             # One protected set for every category (it depends on the policy and the purpose
-            # only): a constant list is far cheaper per row than the joined column.
+            # only): a constant list is far cheaper per row than a joined column.
             if len(self.protected) == 1:
                 (only,) = self.protected
                 lst = "[" + ", ".join(sql_str(x) for x in only) + "]"
                 pl = f"(len(m.labels) > 0 AND coalesce(list_has_any(m.labels, {lst}), false))"
             else:
                 pl = "coalesce(list_has_any(m.labels, c.protected), false)"
-        bad = self.any_bad() if validate else "false"
-        x_cols = (
-            "x.code AS __xc, x.blocker AS __xb, x.seq AS __xs"
-            if self.has_x
-            else "NULL::UTINYINT AS __xc, NULL::VARCHAR AS __xb, NULL::BIGINT AS __xs"
-        )
-        x_join = (
-            f"LEFT JOIN __x x ON x.f = m.{FILE_COL} AND x.r = m.{ROW_COL}" if self.has_x else ""
-        )
+            cols.append(f"{pl} AS __pl")
+        if self.opt_outs:
+            cols.append("coalesce(m.source_url IN (SELECT url FROM __optout), false) AS __oo")
         return f"""
-            SELECT m.*, {oo} AS __oo, {pl} AS __pl, c.fixed AS __fx, {x_cols},
-                   d1.code AS __dc, d1.seq AS __dq, {owner} AS __ow, ({bad}) AS __bad
+            SELECT {", ".join(cols)}
             FROM {rel} m
             LEFT JOIN __c c ON c.category = m.category
-            LEFT JOIN __d d1 ON d1.g = c.g AND d1.subject = {owner}
-            {x_join}
+            LEFT JOIN __u u ON u.subject = {self.shape.owner("m")}
         """
 
-    def decided(self, validate: bool) -> str:
-        """Every item with ``__code`` (its reason code) and ``__item`` (decided by the item,
-        not by a subject)."""
-        return f"""
-            SELECT t.*,
-                CASE WHEN t.__bad THEN error('{BAD_ROW}')
-                     WHEN t.__oo THEN {OPT_OUT_CODE}
-                     WHEN t.__pl THEN {PROTECTED_CODE}
-                     WHEN t.__fx IS NOT NULL THEN t.__fx
-                     WHEN t.__xc IS NOT NULL THEN t.__xc
-                     ELSE coalesce(t.__dc, {UNKNOWN_CODE})
-                END::UTINYINT AS __code,
-                (t.__oo OR t.__pl OR t.__fx IS NOT NULL) AS __item
-            FROM ({self._inner(validate)}) t
-        """
 
-    def allowed(self, fmt: str) -> str:
-        cols = mf.select_for_output(self.source.columns, fmt, alias="t")
-        return f"SELECT {cols} FROM ({self.decided(True)}) t WHERE t.__code IN {self.allow}"
+def prepare(con: Any, sql: ItemSql, table: DecisionTable, opt_outs: set[str] | None) -> Any:
+    """The batch decider, and the small tables the stream query joins (``__c`` categories,
+    ``__u`` the decision table's subjects, ``__optout`` opted-out URLs)."""
+    import pyarrow as pa
 
-    def excluded(self) -> str:
-        reasons = "[" + ", ".join(sql_str(r) for r in REASONS) + "]"
-        return f"""
-            SELECT t.item_id, {reasons}[t.__code + 1] AS reason,
-                CASE WHEN NOT t.__item AND t.__xc IS NOT NULL THEN t.__xb ELSE t.__ow END
-                    AS blocking_subject,
-                CASE WHEN t.__item THEN NULL WHEN t.__xc IS NOT NULL THEN t.__xs ELSE t.__dq END
-                    AS event_seq
-            FROM ({self.decided(False)}) t WHERE t.__code NOT IN {self.allow}
-        """
+    from .stream import BatchDecider
 
-    def rows(self) -> str:
-        """Every item's answer (``decide_rows``)."""
-        reasons = "[" + ", ".join(sql_str(r) for r in REASONS) + "]"
-        return f"""
-            SELECT t.{FILE_COL} AS file_index, t.{ROW_COL} AS row_index, t.item_id,
-                t.__code IN {self.allow} AS allowed,
-                {reasons}[t.__code + 1] AS reason,
-                CASE WHEN t.__code IN {self.allow} THEN NULL
-                     WHEN NOT t.__item AND t.__xc IS NOT NULL THEN t.__xb ELSE t.__ow END
-                    AS blocking_subject,
-                CASE WHEN t.__item THEN NULL WHEN t.__xc IS NOT NULL THEN t.__xs ELSE t.__dq END
-                    AS event_seq
-            FROM ({self.decided(True)}) t
-            ORDER BY t.{FILE_COL}, t.{ROW_COL}
-        """
+    decider = BatchDecider(table, sql.shape, opt_outs=opt_outs is not None, labels=sql.labels)
+    categories = decider.category_table()
+    plans = [table.categories[c] for c in decider.categories]
+    categories = categories.append_column(
+        "protected", pa.array([list(p.protected) for p in plans], pa.list_(pa.string()))
+    )
+    tables = {"__c": categories, "__u": decider.subject_table()}
+    if opt_outs is not None:
+        tables["__optout"] = pa.table({"url": pa.array(sorted(opt_outs), pa.string())})
+    for name, arrow in tables.items():
+        con.register(f"{name}_arrow", arrow)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow").fetchall()
+        con.unregister(f"{name}_arrow")
+    if decider.has_x:
+        hashes = con.sql("SELECT hash(subject) AS h FROM __u ORDER BY i").to_arrow_table()
+        decider.set_hashes(hashes.column("h").to_numpy())
+    return decider
+
+
+#: (name, DuckDB type) of the ``excluded`` output's columns.
+EXCLUDED_COLUMNS = [
+    ("item_id", "VARCHAR"), ("reason", "VARCHAR"), ("blocking_subject", "VARCHAR"),
+    ("event_seq", "BIGINT"),
+]  # fmt: skip
+
+
+def pa_schema_select(schema: Any, positions: list[int]) -> Any:
+    import pyarrow as pa
+
+    return pa.schema([schema.field(i) for i in positions])
+
+
+def _is_duckdb_error(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in ("duckdb", "_duckdb")
 
 
 def check_categories(con: Any, source: Source, snapshot: Snapshot) -> list[str]:
@@ -785,11 +823,14 @@ def decide_rows(
     """Every item's answer as a PyArrow table, in manifest order, writing nothing:
     ``file_index, row_index, item_id, allowed, reason, blocking_subject, event_seq``.
 
-    The same SQL the gate runs; use it for a dry run or to explain a gate's choices.
+    The same query and batch decider the gate runs; use it for a dry run or to explain a
+    gate's choices.
     """
     import tempfile
 
+    import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     snapshot = take_snapshot(store, purpose, as_of)
     with tempfile.TemporaryDirectory(prefix="consentry-rows-") as tmp:
@@ -804,24 +845,54 @@ def decide_rows(
             table = build_table(
                 snapshot, categories, None, lock=store.lock if snapshot.live else None, store=store
             )
-            con.register("__d_arrow", table.table)
-            con.execute("CREATE TEMP TABLE __d AS SELECT * FROM __d_arrow").fetchall()
-            con.register("__c_arrow", table.category_table())
-            con.execute("CREATE TEMP TABLE __c AS SELECT * FROM __c_arrow").fetchall()
-            if opt is not None:
-                con.register("__oo_arrow", pa.table({"url": pa.array(sorted(opt), pa.string())}))
-                con.execute("CREATE TEMP TABLE __optout AS SELECT url FROM __oo_arrow").fetchall()
             sql = ItemSql(source, shape, table, snapshot, opt is not None)
+            decider = prepare(con, sql, table, opt)
+            reasons = pa.array(REASONS, pa.string())
+            parts = []
             try:
-                if sql.has_x:
-                    con.execute(sql.side_table()).fetchall()
-                return con.sql(sql.rows()).to_arrow_table()
+                reader = con.sql(sql.stream(positions=True)).to_arrow_reader(1 << 20)
+                for batch in reader:
+                    d = decider.decide(batch)
+                    allowed = d.allowed
+                    everyone = np.ones(batch.num_rows, dtype=bool)
+                    blocking = decider.blocking(batch, d, everyone)
+                    blocking = pc.if_else(pa.array(allowed), pa.scalar(None, pa.string()), blocking)
+                    parts.append(
+                        pa.table(
+                            {
+                                "file_index": batch.column(FILE_COL).cast(pa.int64()),
+                                "row_index": batch.column(ROW_COL).cast(pa.int64()),
+                                "item_id": batch.column("item_id"),
+                                "allowed": pa.array(allowed),
+                                "reason": reasons.take(pa.array(d.code)),
+                                "blocking_subject": blocking,
+                                "event_seq": pa.array(d.seq, pa.int64(), mask=d.seq == 0),
+                            }
+                        )
+                    )
+                reader.close()
             except Exception as exc:
                 if BAD_ROW in str(exc):
                     raise diagnose(con, source, shape, snapshot) from None
                 raise
+            if not parts:
+                return _rows_schema().empty_table()
+            rows = pa.concat_tables(parts)
+            return rows.sort_by([("file_index", "ascending"), ("row_index", "ascending")])
         finally:
             con.close()
+
+
+def _rows_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("file_index", pa.int64()), ("row_index", pa.int64()), ("item_id", pa.string()),
+            ("allowed", pa.bool_()), ("reason", pa.string()), ("blocking_subject", pa.string()),
+            ("event_seq", pa.int64()),
+        ]
+    )  # fmt: skip
 
 
 __all__ = ["CODES", "decide_rows", "gate"]

@@ -649,6 +649,22 @@ def write_query(con: Any, query: str, path: Path, fmt: str, columns: Any = None)
             writer.write_batch(batch)
 
 
+def write_ipc_stream(
+    con: Any, spool: Path, path: Path, fmt: str, columns: Sequence[tuple[str, str]]
+) -> None:
+    """Write an Arrow IPC stream file (the gate's spool) to ``path`` as CSV or JSON Lines,
+    nested columns as JSON text in CSV, exactly as :func:`write_query` would."""
+    import pyarrow as pa
+
+    name = f"__spool_{uuid.uuid4().hex[:12]}"
+    with pa.memory_map(str(spool), "r") as source:
+        con.register(name, pa.ipc.open_stream(source))
+        try:
+            write_query(con, f"SELECT {select_for_output(columns, fmt)} FROM {name} m", path, fmt)
+        finally:
+            con.unregister(name)
+
+
 def read_manifest(manifest: Any, *, input_format: str | None = None) -> Any:
     """A manifest (any supported file or in-memory form) as a PyArrow table, shape-checked."""
     import duckdb

@@ -100,13 +100,8 @@ def measure(
         raise ValueError(method)
     result = Measured(n_allowed, n_e, by_reason, inp, output, excl)
     if with_index:
-        table = subject_index(con, allowed, shape, parties_all)
-        ((n, s),) = con.execute(
-            f"SELECT count(*), coalesce(sum({v_sql(index_line_sql())}), 0) FROM __index"
-        ).fetchall()
-        result.subjects = int(n)
-        result.subjects_sha256 = multiset_digest(int(n), int(s))
-        result.index = table
+        result.index = subject_index(con, allowed, shape, parties_all)
+        result.subjects, result.subjects_sha256 = index_digest(con)
     return result
 
 
@@ -123,6 +118,22 @@ def subject_index(con: Any, allowed: Source, shape: Shape, parties_all: Iterable
         )
     else:
         units = f"SELECT subject_id AS subject, 1 AS pos, category FROM {allowed.relation()}"
+    return index_from_units(
+        con,
+        f"""
+        SELECT subject, category, count(*) AS items,
+               count(*) FILTER (WHERE pos = 1 OR list_contains({every}, category)) AS decided
+        FROM ({units}) GROUP BY subject, category
+        """,
+    )
+
+
+def index_from_units(con: Any, units: str) -> Any:
+    """Create temp table ``__index`` from ``units`` (subject, category, items, decided; a
+    (subject, category) may come in several rows, which are added up) and return it as a
+    PyArrow table in subject order. The text of ``categories`` is what the digest covers:
+    ``gate verify`` rebuilds it from the files with :func:`subject_index`, the gate from the
+    counts it kept while writing them, and the two must agree byte for byte."""
     con.execute("DROP TABLE IF EXISTS __index").fetchall()
     con.execute(
         f"""
@@ -132,8 +143,8 @@ def subject_index(con: Any, allowed: Source, shape: Shape, parties_all: Iterable
                                   || decided::VARCHAR || ']', ',' ORDER BY category) || '}}'
                  AS categories
         FROM (
-            SELECT subject, category, count(*) AS items,
-                   count(*) FILTER (WHERE pos = 1 OR list_contains({every}, category)) AS decided
+            SELECT subject, category, sum(items)::BIGINT AS items,
+                   sum(decided)::BIGINT AS decided
             FROM ({units}) GROUP BY subject, category
         ) GROUP BY subject
         """
@@ -142,6 +153,14 @@ def subject_index(con: Any, allowed: Source, shape: Shape, parties_all: Iterable
     return con.sql(
         "SELECT subject, items, categories FROM __index ORDER BY subject"
     ).to_arrow_table()
+
+
+def index_digest(con: Any) -> tuple[int, str]:
+    """(rows, multiset digest) of temp table ``__index``."""
+    ((n, s),) = con.execute(
+        f"SELECT count(*), coalesce(sum({v_sql(index_line_sql())}), 0) FROM __index"
+    ).fetchall()
+    return int(n), multiset_digest(int(n), int(s))
 
 
 def _sorted_sha256(con: Any, query: str) -> tuple[int, str]:

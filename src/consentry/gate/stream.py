@@ -1,0 +1,653 @@
+"""The DuckDB engine's single pass: decide every row once, write both outputs, measure them.
+
+DuckDB scans the manifest in parallel and, per row, validates it (``error()`` on a bad row),
+finds its category and its owner's position in the decision table (two hash joins against
+small tables) and computes ``v(item_id)`` for the multiset digest. The rows come back as Arrow
+record batches; for each batch this module
+
+1. turns those columns into reason codes with a few numpy operations (:class:`BatchDecider`),
+   asking the other subjects of a multi-subject item only where the rule needs every party and
+   the owner allows (the only case where they can change the answer);
+2. hands the allowed rows and the exclusions to two writers, each on a thread of its own
+   (:class:`Sink`), so that encoding and compressing overlaps the scan of the next batch;
+3. adds the batch to the counts, the digest sums and the subject index (:class:`Tally`).
+
+So the manifest is read once, and the outputs are not read back: the digests and the subject
+index are computed from exactly the batches handed to the writers (``gate verify`` recomputes
+them from the files, with :mod:`consentry.gate.measure`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .decisions import (
+    ALLOW_CODES,
+    OPT_OUT_CODE,
+    PROTECTED_CODE,
+    REASONS,
+    UNKNOWN_CODE,
+    DecisionTable,
+)
+from .manifest import Shape
+from .result import MASK64, multiset_digest
+
+#: Rows per record batch from DuckDB: large enough that the per-batch Python work is noise,
+#: small enough that a few batches in flight stay well under the memory budget.
+BATCH_ROWS = 1 << 20
+#: Batches queued per writer before the scan waits for it.
+QUEUE_DEPTH = 3
+#: Rows sampled from the first batch to decide which Parquet columns get a dictionary.
+DICTIONARY_SAMPLE = 1 << 16
+
+ALLOW = np.zeros(256, dtype=bool)
+ALLOW[list(ALLOW_CODES)] = True
+EXCLUDED_SCHEMA = pa.schema(
+    [
+        ("item_id", pa.string()),
+        ("reason", pa.string()),
+        ("blocking_subject", pa.string()),
+        ("event_seq", pa.int64()),
+    ]
+)
+
+
+# -- deciding -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Decided:
+    """One batch's answers, row for row."""
+
+    #: The reason code (an index into ``REASONS``).
+    code: Any  # numpy uint8
+    #: Decided by the item itself (source opt-out, protected label, a fixed answer).
+    item: Any  # numpy bool
+    #: The ledger seq of the event behind the answer; 0 for none.
+    seq: Any  # numpy int64
+    #: The owner's position in the decision table's subjects (``len(subjects)``: unknown).
+    owner: Any  # numpy int64
+    #: The category's position in :attr:`BatchDecider.categories`.
+    ci: Any  # numpy int64
+    #: Subject lists' lengths (list manifests), else None.
+    lengths: Any
+    #: Rows blocked by a subject other than the owner: row -> that subject.
+    blockers: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def allowed(self) -> Any:
+        return ALLOW[self.code]
+
+
+class BatchDecider:
+    """Per-row reason codes from the columns the stream query adds.
+
+    ``__ci`` (category position), ``__oi`` (owner position in the decision table, null when
+    unknown) and, when they apply, ``__oo`` (source opted out) and ``__pl`` (protected label).
+    The order of precedence is the one documented in :mod:`consentry.gate.duck`.
+    """
+
+    def __init__(self, table: DecisionTable, shape: Shape, *, opt_outs: bool, labels: bool):
+        self.shape = shape
+        self.opt_outs = opt_outs
+        self.labels = labels
+        self.categories: list[str] = sorted(table.categories)
+        plans = [table.categories[c] for c in self.categories]
+        self.subjects: list[str] = list(table.subjects)
+        n = len(self.subjects)
+        self.unknown = n
+        groups = max(table.groups, 1)
+        # One extra column per group: position ``n`` answers for a subject the store has
+        # never seen, so that a lookup needs no branch.
+        codes = np.full((groups, n + 1), UNKNOWN_CODE, dtype=np.uint8)
+        seqs = np.zeros((groups, n + 1), dtype=np.int64)
+        if table.groups and n:
+            codes[:, :n] = table.table.column("code").to_numpy().reshape(table.groups, n)
+            seq = pc.fill_null(table.table.column("seq"), 0).to_numpy()
+            seqs[:, :n] = seq.reshape(table.groups, n)
+        self.codes = codes
+        self.seqs = seqs
+        self.cat_group = np.array([p.group for p in plans], dtype=np.int64)
+        self.cat_fixed = np.array(
+            [-1 if p.fixed is None else p.fixed for p in plans], dtype=np.int16
+        )
+        self.cat_parties_all = np.array([p.parties_all for p in plans], dtype=bool)
+        # Categories whose answer can depend on a subject other than the owner.
+        self.cat_x = np.array([p.parties_all and p.fixed is None for p in plans], dtype=bool)
+        self.has_x = shape.is_list and bool(self.cat_x.any())
+        self._sorted = np.zeros(0, dtype=np.uint64)
+        self._order = np.zeros(0, dtype=np.int64)
+        self._ambiguous: Any = None
+        self._by_name: dict[str, int] | None = None
+        self._names: Any = None
+
+    def category_table(self) -> Any:
+        """(category, ci) for the stream query's join."""
+        return pa.table(
+            {
+                "category": pa.array(self.categories, pa.string()),
+                "ci": pa.array(np.arange(len(self.categories), dtype=np.uint16)),
+            }
+        )
+
+    def subject_table(self) -> Any:
+        """(subject, i) for the stream query's join on the owner."""
+        return pa.table(
+            {
+                "subject": pa.array(self.subjects, pa.string()),
+                "i": pa.array(np.arange(len(self.subjects), dtype=np.uint32)),
+            }
+        )
+
+    def set_hashes(self, hashes: Any) -> None:
+        """The engine's 64-bit hash of each decision-table subject (in position order), for
+        :meth:`positions`: DuckDB hashes the subject lists of multi-subject rows with the
+        same function, so that they are looked up with a vectorised binary search instead of
+        one dictionary lookup each."""
+        order = np.argsort(hashes, kind="stable")
+        self._sorted = hashes[order]
+        self._order = order.astype(np.int64)
+        same = self._sorted[1:] == self._sorted[:-1]
+        # Two known subjects with one hash (about 1M²/2⁶⁵ ≈ 3e-8 for a million subjects):
+        # those hashes are looked up by name.
+        self._ambiguous = np.unique(self._sorted[1:][same]) if same.any() else None
+
+    def positions(self, subjects: Any, hashes: Any) -> Any:
+        """Each subject's position in the decision table (``len(subjects)`` when unknown).
+
+        The hash only finds a candidate; the name must then match, so a hash that an unknown
+        subject shares with a known one still answers unknown."""
+        found = np.full(len(subjects), self.unknown, dtype=np.int64)
+        if not len(subjects) or not len(self._sorted):
+            return found
+        # Needles in order: the binary searches then walk the table's memory in order.
+        order = np.argsort(hashes)
+        at = np.empty(len(hashes), dtype=np.int64)
+        at[order] = np.searchsorted(self._sorted, hashes[order])
+        at[at == len(self._sorted)] = 0
+        candidate = self._order[at]
+        hit = self._sorted[at] == hashes
+        if hit.any():
+            if self._names is None:
+                self._names = pa.array(self.subjects, pa.string())
+            rows = np.flatnonzero(hit)
+            same = pc.equal(
+                subjects.take(pa.array(rows)), self._names.take(pa.array(candidate[rows]))
+            )
+            ok = rows[same.to_numpy(zero_copy_only=False)]
+            found[ok] = candidate[ok]
+        if self._ambiguous is not None:
+            for r in np.flatnonzero(np.isin(hashes, self._ambiguous)).tolist():
+                if self._by_name is None:
+                    self._by_name = {s: i for i, s in enumerate(self.subjects)}
+                found[r] = self._by_name.get(subjects[r].as_py(), self.unknown)
+        return found
+
+    def decide(self, batch: Any) -> Decided:
+        ci = batch.column("__ci").to_numpy(zero_copy_only=False)
+        owner = batch.column("__oi").to_numpy(zero_copy_only=False).astype(np.int64)
+        g = self.cat_group[ci]
+        if len(self.codes) == 1:  # one decision group (the common case): a plain take
+            code = np.take(self.codes[0], owner)
+            seq = np.take(self.seqs[0], owner)
+        else:
+            at = g * self.codes.shape[1] + owner
+            code = np.take(self.codes.ravel(), at)
+            seq = np.take(self.seqs.ravel(), at)
+        fixed = self.cat_fixed[ci]
+        item = fixed >= 0
+        if item.any():
+            code = np.where(item, fixed, code).astype(np.uint8)
+        if self.labels:
+            protected = batch.column("__pl").to_numpy(zero_copy_only=False)
+            code[protected] = PROTECTED_CODE
+            item |= protected
+        if self.opt_outs:
+            opted_out = batch.column("__oo").to_numpy(zero_copy_only=False)
+            code[opted_out] = OPT_OUT_CODE
+            item |= opted_out
+        seq[item] = 0
+        lengths: Any = None
+        blockers: dict[int, str] = {}
+        if self.shape.is_list:
+            lengths = pc.list_value_length(batch.column("subject_ids"))
+            lengths = lengths.to_numpy(zero_copy_only=False)
+        if self.has_x:
+            self._others(batch, g, ci, item, lengths, code, seq, blockers)
+        return Decided(code, item, seq, owner, ci, lengths, blockers)
+
+    def _others(
+        self,
+        batch: Any,
+        g: Any,
+        ci: Any,
+        item: Any,
+        lengths: Any,
+        code: Any,
+        seq: Any,
+        blockers: dict[int, str],
+    ) -> None:
+        """Where the rule needs every party and the owner allows, the first other subject (in
+        list order) whose answer denies decides; an owner who denies decides alone."""
+        rows = np.flatnonzero((lengths > 1) & self.cat_x[ci] & ~item & ALLOW[code])
+        if not rows.size:
+            return
+        take = pa.array(rows)
+        flat = pc.list_flatten(batch.column("subject_ids").take(take))
+        hashes = pc.list_flatten(batch.column("__h").take(take)).to_numpy(zero_copy_only=False)
+        n = lengths[rows].astype(np.int64)
+        parent = np.repeat(np.arange(rows.size, dtype=np.int64), n)
+        pos = np.arange(len(flat), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+        others = np.flatnonzero(pos > 0)  # the owner's answer is already in ``code``
+        subjects = flat.take(pa.array(others))
+        where = self.positions(subjects, hashes[others])
+        parents = parent[others]
+        groups = g[rows][parents]
+        answers = self.codes[groups, where]
+        deny = np.flatnonzero(~ALLOW[answers])
+        if not deny.size:
+            return
+        # Flattened in list order, so a row's first denial is its first entry here.
+        _, first = np.unique(parents[deny], return_index=True)
+        pick = deny[first]
+        target = rows[parents[pick]]
+        code[target] = answers[pick]
+        seq[target] = self.seqs[groups[pick], where[pick]]
+        names = subjects.take(pa.array(pick)).to_pylist()
+        blockers.update(zip(target.tolist(), names, strict=True))
+
+    def blocking(self, batch: Any, d: Decided, mask: Any) -> Any:
+        """``blocking_subject`` of the rows in ``mask`` (numpy bool): the owner, or the other
+        subject that denied."""
+        if self.shape.is_list:
+            owners = pc.list_element(batch.column("subject_ids"), 0)
+        else:
+            owners = batch.column("subject_id")
+        if d.blockers:
+            rows = np.fromiter(d.blockers, dtype=np.int64, count=len(d.blockers))
+            rows = rows[mask[rows]]
+            if rows.size:
+                hit = np.zeros(len(mask), dtype=bool)
+                hit[rows] = True
+                rows.sort()
+                values = pa.array([d.blockers[int(r)] for r in rows], pa.string())
+                owners = pc.replace_with_mask(owners, pa.array(hit), values)
+        return owners.filter(pa.array(mask))
+
+
+def excluded_batch(
+    decider: BatchDecider, batch: Any, d: Decided, mask: Any, *, dictionary: bool
+) -> Any:
+    """The ``excluded`` rows (``mask``, numpy bool) of a batch: item_id, reason,
+    blocking_subject, event_seq."""
+    codes = d.code[mask]
+    if dictionary:
+        # The reason column as dictionary indices: Parquet stores it that way anyway, and the
+        # file is written without the Arrow schema so that it reads back as plain strings.
+        reason = pa.DictionaryArray.from_arrays(
+            pa.array(codes.astype(np.int8)), pa.array(REASONS, pa.string())
+        )
+    else:
+        reason = pc.take(pa.array(REASONS, pa.string()), pa.array(codes))
+    seq = d.seq[mask]
+    return pa.RecordBatch.from_arrays(
+        [
+            batch.column("item_id").filter(pa.array(mask)),
+            reason,
+            decider.blocking(batch, d, mask),
+            pa.array(seq, pa.int64(), mask=seq == 0),
+        ],
+        names=EXCLUDED_SCHEMA.names,
+    )
+
+
+# -- counting -------------------------------------------------------------------------------------
+
+
+class Tally:
+    """Counts by reason, multiset digest sums and the subject index, batch by batch.
+
+    The owner of an allowed item is always in the decision table (only a known subject can
+    allow), so the owners' (subject, category) counts go into a dense array indexed by
+    position; the other subjects of allowed multi-subject items (where an owner-only rule
+    may have let through a subject the store has never seen) are kept by name and counted
+    at the end, with the dense part, by DuckDB.
+    """
+
+    def __init__(self, decider: BatchDecider) -> None:
+        self.decider = decider
+        self.by_code = np.zeros(len(REASONS), dtype=np.int64)
+        self.sum_allowed = 0
+        self.sum_excluded = 0
+        self.ncat = max(len(decider.categories), 1)
+        self.size = (len(decider.subjects) + 1) * self.ncat
+        self.key_type = np.uint32 if self.size < 2**32 else np.int64
+        #: (owner position × categories + category) of each allowed item, counted at the end.
+        self.owner_keys: list[Any] = []
+        self.others: list[Any] = []
+
+    def add(self, batch: Any, d: Decided, allowed: Any) -> None:
+        self.by_code += np.bincount(d.code, minlength=len(REASONS))[: len(REASONS)]
+        v = batch.column("__v").to_numpy(zero_copy_only=False)
+        # uint64 sums wrap modulo 2**64, which is what the digest wants.
+        total = int(v.sum(dtype=np.uint64))
+        kept = int(v[allowed].sum(dtype=np.uint64))
+        self.sum_allowed = (self.sum_allowed + kept) & MASK64
+        self.sum_excluded = (self.sum_excluded + total - kept) & MASK64
+        keys = d.owner[allowed] * self.ncat + d.ci[allowed]
+        self.owner_keys.append(keys.astype(self.key_type))
+        if d.lengths is not None:
+            multi = allowed & (d.lengths > 1)
+            if multi.any():
+                self._add_others(batch, d, multi)
+
+    def _add_others(self, batch: Any, d: Decided, multi: Any) -> None:
+        lists = batch.column("subject_ids").filter(pa.array(multi))
+        lengths = d.lengths[multi].astype(np.int64)
+        flat = pc.list_flatten(lists)
+        starts = np.cumsum(lengths) - lengths
+        pos = np.arange(len(flat), dtype=np.int64) - np.repeat(starts, lengths)
+        keep = pos > 0
+        ci = np.repeat(d.ci[multi], lengths)[keep]
+        self.others.append(
+            pa.table(
+                {
+                    "subject": flat.filter(pa.array(keep)),
+                    "ci": pa.array(ci.astype(np.uint16)),
+                    "decided": pa.array(self.decider.cat_parties_all[ci].astype(np.int8)),
+                }
+            )
+        )
+
+    def counts(self) -> tuple[int, int, dict[str, int], dict[str, int]]:
+        allowed: dict[str, int] = {}
+        excluded: dict[str, int] = {}
+        for code, n in enumerate(self.by_code.tolist()):
+            if n:
+                (allowed if ALLOW[code] else excluded)[REASONS[code]] = int(n)
+        return sum(allowed.values()), sum(excluded.values()), allowed, excluded
+
+    def digests(self, n_allowed: int, n_excluded: int) -> tuple[str, str, str]:
+        """(input, output, excluded) ``multiset-md5-v1`` digests."""
+        total = (self.sum_allowed + self.sum_excluded) & MASK64
+        return (
+            multiset_digest(n_allowed + n_excluded, total),
+            multiset_digest(n_allowed, self.sum_allowed),
+            multiset_digest(n_excluded, self.sum_excluded),
+        )
+
+    def units(self) -> tuple[Any, Any]:
+        """(owners, others) as Arrow tables (subject, category, items, decided)."""
+        decider = self.decider
+        categories = pa.array(decider.categories or [""], pa.string())
+        subjects = pa.array(decider.subjects, pa.string())
+        keys = np.concatenate(self.owner_keys) if self.owner_keys else np.zeros(0, np.int64)
+        self.owner_keys = []
+        counts = np.bincount(keys, minlength=self.size)
+        nz = np.flatnonzero(counts)
+        n = counts[nz]
+        owners = pa.table(
+            {
+                "subject": subjects.take(pa.array(nz // self.ncat)),
+                "category": categories.take(pa.array(nz % self.ncat)),
+                "items": pa.array(n),
+                "decided": pa.array(n),  # the owner's answer always took part
+            }
+        )
+        if self.others:
+            o = pa.concat_tables(self.others)
+            others = pa.table(
+                {
+                    "subject": o.column("subject"),
+                    "category": categories.take(o.column("ci")),
+                    "items": pa.array(np.ones(o.num_rows, dtype=np.int64)),
+                    "decided": o.column("decided").cast(pa.int64()),
+                }
+            )
+        else:
+            others = owners.schema.empty_table()
+        return owners, others
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+class Prefetch:
+    """Iterate a record-batch reader on a thread of its own, ``depth`` batches ahead.
+
+    Fetching a batch from DuckDB runs part of its pipeline and the Arrow conversion in the
+    fetching thread; on a thread of its own that overlaps the gate's per-batch work.
+    """
+
+    def __init__(self, reader: Any, depth: int = 2) -> None:
+        self.reader = reader
+        self._queue: queue.Queue[Any] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="consentry-scan", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for batch in self.reader:
+                if not self._offer(batch):
+                    return
+        except BaseException as exc:  # re-raised in the consuming thread
+            self._offer(exc)
+            return
+        self._offer(None)
+
+    def _offer(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Prefetch:
+        return self
+
+    def __next__(self) -> Any:
+        item = self._queue.get()
+        if item is None:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stop the thread (a failing gate) and wait for it; then the reader may be closed."""
+        self._stop.set()
+        self._thread.join()
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+class Sink:
+    """One output file, written from a thread of its own.
+
+    ``put`` queues a batch (waiting while ``QUEUE_DEPTH`` are queued); ``close`` waits for the
+    rest and re-raises the writer's error, if any. Arrow's writers release the GIL, so the
+    encoding overlaps the scan.
+    """
+
+    def __init__(self, open_writer: Callable[[Any], Any], schema: Any, name: str) -> None:
+        self._open = open_writer
+        self.schema = schema
+        self.rows = 0
+        self._queue: queue.Queue[Any] = queue.Queue(QUEUE_DEPTH)
+        self._error: BaseException | None = None
+        self._writer: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"consentry-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                batch = self._queue.get()
+                if batch is None:
+                    break
+                if self._writer is None:
+                    self._writer = self._open(batch)
+                if batch.num_rows:
+                    self._writer.write_batch(batch)
+            if self._writer is None:
+                self._writer = self._open(self.schema.empty_table())
+            self._writer.close()
+        except BaseException as exc:  # re-raised by put/close in the gate's thread
+            self._error = exc
+            while True:  # unblock a producer waiting on a full queue
+                try:
+                    if self._queue.get_nowait() is None:
+                        break
+                except queue.Empty:
+                    break
+
+    def put(self, batch: Any) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(batch, timeout=0.5)
+                self.rows += batch.num_rows
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        """Stop without raising (the gate is failing anyway; the files are removed)."""
+        if self._thread.is_alive():
+            try:
+                while True:
+                    self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            self._queue.put(None)
+        self._thread.join()
+        writer = self._writer
+        if writer is not None:
+            with contextlib.suppress(Exception):  # the output is being discarded
+                writer.close()
+
+
+def parquet_opener(path: Path, *, store_schema: bool = True) -> Callable[[Any], Any]:
+    """Open a Parquet writer when the first batch arrives (its values choose the encodings)."""
+    import pyarrow.parquet as pq
+
+    def open_writer(first: Any) -> Any:
+        return pq.ParquetWriter(
+            str(path),
+            first.schema,
+            compression="snappy",
+            use_dictionary=dictionary_columns(first),
+            write_statistics=True,
+            store_schema=store_schema,
+        )
+
+    return open_writer
+
+
+def ipc_opener(path: Path, *, stream: bool = False) -> Callable[[Any], Any]:
+    def open_writer(first: Any) -> Any:
+        sink = pa.OSFile(str(path), "wb")
+        writer = (
+            pa.ipc.new_stream(sink, first.schema) if stream else pa.ipc.new_file(sink, first.schema)
+        )
+        return _ClosingBoth(writer, sink)
+
+    return open_writer
+
+
+class _ClosingBoth:
+    def __init__(self, writer: Any, sink: Any) -> None:
+        self.writer, self.sink = writer, sink
+
+    def write_batch(self, batch: Any) -> None:
+        self.writer.write_batch(batch)
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            self.sink.close()
+
+
+def dictionary_columns(batch: Any) -> list[str]:
+    """Parquet leaf columns worth a dictionary, judged on a sample of the first batch.
+
+    A dictionary pays for repeated values (categories, labels, subjects of a small cohort)
+    and costs for unique ones (item ids, URLs): the writer fills a dictionary page, gives
+    up, and starts again in every row group. Leaves of a column whose sampled values are
+    mostly distinct are written plain; nested types other than lists keep the default.
+    """
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(batch.schema.empty_table(), buf)
+    buf.seek(0)
+    parquet_schema = pq.read_metadata(buf).schema
+    paths = [parquet_schema.column(i).path for i in range(len(parquet_schema))]
+    sample = batch.slice(0, DICTIONARY_SAMPLE)
+    out: list[str] = []
+    leaf = 0
+    for i, f in enumerate(batch.schema):
+        count = _leaves(f.type)
+        if _repetitive(sample.column(i)):
+            out.extend(paths[leaf : leaf + count])
+        leaf += count
+    return out
+
+
+def _leaves(typ: Any) -> int:
+    if pa.types.is_struct(typ):
+        return sum(_leaves(typ.field(i).type) for i in range(typ.num_fields))
+    if pa.types.is_map(typ):
+        return _leaves(typ.key_type) + _leaves(typ.item_type)
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        return _leaves(typ.value_type)
+    return 1
+
+
+def _repetitive(column: Any) -> bool:
+    values = column
+    while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+        values = pc.list_flatten(values)
+    typ = values.type
+    if not (
+        pa.types.is_string(typ)
+        or pa.types.is_large_string(typ)
+        or pa.types.is_binary(typ)
+        or pa.types.is_integer(typ)
+        or pa.types.is_floating(typ)
+    ):
+        return True  # the writer's default
+    n = len(values) - values.null_count
+    if n == 0:
+        return True
+    distinct = int(pc.count_distinct(values).as_py())
+    return bool(distinct * 2 <= n)
+
+
+def output_columns(schema: Any, names: Sequence[str]) -> list[int]:
+    """Positions of a manifest's own columns in a stream batch's schema."""
+    return [schema.get_field_index(n) for n in names]
