@@ -163,54 +163,70 @@ def save_dataset(
     with store.ledger.engine.connect().execution_options(**WRITE) as conn, conn.begin():
         conn.execute(insert(schema.datasets).values(**row))
         if index is not None:
-            # Hundreds of thousands of rows: the driver's executemany, not one ORM-level
-            # parameter set each (same transaction, same connection).
-            stmt = _Compiled(
-                insert(schema.dataset_subjects).values(
-                    subject=bindparam("subject"),
-                    dataset_id=bindparam("dataset_id"),
-                    items=bindparam("items"),
-                    categories=bindparam("categories"),
-                ),
-                conn.dialect,
-            )
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
-            cursor = raw.cursor()
-            try:
-                for chunk in _index_rows(index, row["id"]):
-                    if stmt.names is None:
-                        cursor.executemany(stmt.sql, chunk)
-                    else:
-                        names = stmt.names
-                        cursor.executemany(stmt.sql, [tuple(r[n] for n in names) for r in chunk])
-            finally:
-                cursor.close()
+            _insert_index(conn, index, row["id"])
         if before_commit is not None:
             before_commit()
 
 
-def _index_rows(index: Any, dataset_id: str, size: int = 50_000) -> Iterator[list[dict[str, Any]]]:
-    """Insert batches from a PyArrow table (subject, items, categories) or an iterable of such
-    tuples."""
+def _insert_index(conn: Connection, index: Any, dataset_id: str) -> None:
+    """Insert a subject index (up to a row per subject of the store) on the driver's own
+    cursor, in the caller's transaction: PostgreSQL with ``COPY``, SQLite with one
+    ``executemany`` over plain tuples (no per-row parameter dicts)."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    table = schema.dataset_subjects
+    cursor: Any = raw.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            name = conn.dialect.identifier_preparer.format_table(table)
+            with cursor.copy(
+                f"COPY {name} (subject, dataset_id, items, categories) FROM STDIN"
+            ) as copy:
+                for subject, items, categories in _index_tuples(index):
+                    copy.write_row((subject, dataset_id, items, categories))
+            return
+        stmt = _Compiled(
+            insert(table).values(
+                subject=bindparam("subject"),
+                dataset_id=bindparam("dataset_id"),
+                items=bindparam("items"),
+                categories=bindparam("categories"),
+            ),
+            conn.dialect,
+        )
+        if stmt.names is None:
+            rows: Iterator[Any] = (
+                {"subject": s, "dataset_id": dataset_id, "items": n, "categories": c}
+                for s, n, c in _index_tuples(index)
+            )
+        else:
+            at = {"subject": 0, "dataset_id": 1, "items": 2, "categories": 3}
+            order = [at[n] for n in stmt.names]
+            if order == [0, 1, 2, 3]:
+                rows = ((s, dataset_id, n, c) for s, n, c in _index_tuples(index))
+            else:
+                rows = (
+                    tuple((s, dataset_id, n, c)[i] for i in order)
+                    for s, n, c in _index_tuples(index)
+                )
+        cursor.executemany(stmt.sql, rows)
+    finally:
+        cursor.close()
+
+
+def _index_tuples(index: Any, size: int = 65_536) -> Iterator[tuple[str, int, str]]:
+    """(subject, items, categories) from a PyArrow table or an iterable of such tuples."""
     if hasattr(index, "to_batches"):
         for batch in index.to_batches(size):
-            subjects = batch.column(0).to_pylist()
-            items = batch.column(1).to_pylist()
-            cats = batch.column(2).to_pylist()
-            yield [
-                {"subject": s, "dataset_id": dataset_id, "items": n, "categories": c}
-                for s, n, c in zip(subjects, items, cats, strict=True)
-            ]
+            yield from zip(
+                batch.column(0).to_pylist(),
+                batch.column(1).to_pylist(),
+                batch.column(2).to_pylist(),
+                strict=True,
+            )
         return
-    chunk: list[dict[str, Any]] = []
     for s, n, c in index:
-        chunk.append({"subject": s, "dataset_id": dataset_id, "items": n, "categories": c})
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        yield s, int(n), c
 
 
 def dataset_by_key(store: Store, key: str) -> DatasetInfo | None:

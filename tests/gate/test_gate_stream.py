@@ -222,3 +222,54 @@ def test_dictionary_only_for_repetitive_columns() -> None:
     )
     chosen = stream.dictionary_columns(batch)
     assert chosen == ["category", "labels.list.element", "bucket", "meta.k"]
+
+
+# -- the lineage insert on every backend ---------------------------------------------------------
+
+
+def test_the_subject_index_on_every_backend(
+    backend_url: str, clock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite inserts the index with executemany, PostgreSQL with COPY: both in the
+    transaction that records the dataset (a failed commit leaves none of it)."""
+    from gate_support import meetings_store
+    from sqlalchemy import func, select
+
+    from consentry import lineage
+    from consentry.ledger import schema
+
+    stores: list[Store] = []
+
+    def make(*policies: Path) -> Store:
+        s = Store(backend_url, clock=clock)
+        s.init(policies=list(policies))
+        stores.append(s)
+        return s
+
+    store = meetings_store(make)
+    try:
+        table = big_manifest(300, seed=11)
+        result = store.gate(table, purpose="ai.training", out=tmp_path / "o")
+        report = store.verify_dataset(tmp_path / "o")  # the stored index's digest included
+        assert report.ok, report.problems
+        assert report.checks["store subject index"][0]
+        rows = list(lineage.dataset_index(store, result.dataset_id))
+        assert len(rows) == result.lineage.data["subjects"]["count"] > 0
+        real = lineage.save_dataset
+
+        def save(*args: Any, **kwargs: Any) -> None:
+            def fail() -> None:
+                raise RuntimeError("injected failure")
+
+            kwargs["before_commit"] = fail
+            real(*args, **kwargs)
+
+        monkeypatch.setattr(lineage, "save_dataset", save)
+        with pytest.raises(RuntimeError, match="injected"):
+            store.gate(table, purpose="ai.training", out=tmp_path / "p")
+        with store.ledger.engine.connect() as conn:
+            count = select(func.count()).select_from(schema.dataset_subjects)
+            assert conn.execute(count).scalar_one() == len(rows)
+    finally:
+        for s in stores:
+            s.close()
