@@ -428,3 +428,55 @@ def test_state_tables_match_a_replay_of_grouped_appends(any_store: Store) -> Non
                 got[tuple(row[k] for k in keys)] = {k: row[k] for k in row if k not in keys}
             assert got == want[table], table
     assert any_store.verify().ok
+
+
+def test_a_connection_lost_mid_group_fails_its_callers_never_doubles(any_store: Store) -> None:
+    """Should the writer's connection break while a group commits, the outcome is unknown:
+    the group is not retried (a write without an idempotency key could land twice); its
+    callers get the error, every write reported as done is in the ledger exactly once, and
+    the next appends take a fresh connection."""
+    if any_store.ledger.backend != "postgresql":
+        pytest.skip("SQLite has no server connection to lose")
+    with any_store.ledger.engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION kill_writer() RETURNS trigger AS $$ BEGIN "
+                "IF NEW.subject = 'kill' THEN PERFORM pg_terminate_backend(pg_backend_pid()); "
+                "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER kill_writer BEFORE INSERT ON events "
+                "FOR EACH ROW EXECUTE FUNCTION kill_writer()"
+            )
+        )
+    base = any_store.ledger.count()
+    done: list[str] = []
+    failed: list[BaseException] = []
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(10):
+                subject = "kill" if t == 0 and i == 5 else f"k{t}-{i}"
+                try:
+                    any_store.give_consent(subject, T, [AUDIO])  # no idempotency key
+                    done.append(subject)
+                except Exception as exc:
+                    failed.append(exc)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(5)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    assert "kill" not in done and failed
+    result = any_store.verify()
+    assert result.ok, result.problem
+    subjects = [e.subject for e in any_store.ledger.events(after_seq=base)]
+    assert sorted(subjects) == sorted(done)  # each reported write once, nothing else
+    assert any_store.give_consent("after", T, [AUDIO]).seq == result.head_seq + 1

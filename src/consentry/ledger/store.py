@@ -256,8 +256,15 @@ class Ledger:
             if len(batch) > 1:
                 try:
                     results = self._append_retrying([(r.drafts, r.now) for r in batch], new_events)
-                except Exception:
-                    pass  # retried one by one below
+                except Exception as exc:
+                    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                        # The connection broke with the COMMIT possibly sent: the group may
+                        # or may not be on disk, so none of it is retried (an append without
+                        # an idempotency key could be recorded twice). Each caller gets the
+                        # error; a retry under the same idempotency key is safe.
+                        for r in batch:
+                            r.error, r.done = exc, True
+                    # Otherwise each append is retried alone below.
                 else:
                     for r, events in zip(batch, results, strict=True):
                         r.result, r.done = events, True
@@ -405,10 +412,12 @@ class Ledger:
                 break
         except BaseException as exc:
             added.clear()
+            lost = self.backend == "postgresql" and driver.closed
             self._rollback(writer)
             if isinstance(exc, dbapi.Error):
-                # As SQLAlchemy would have raised it (IntegrityError, OperationalError, ...).
-                raise self._wrap(exc) from exc
+                # As SQLAlchemy would have raised it (IntegrityError, OperationalError, ...);
+                # a broken connection is marked as SQLAlchemy marks a disconnect (see _commit).
+                raise self._wrap(exc, lost=lost) from exc
             raise
         finally:
             cur.close()
@@ -466,8 +475,10 @@ class Ledger:
             raise failed
         return out
 
-    def _wrap(self, exc: Exception) -> DBAPIError:
-        wrapped = DBAPIError.instance(None, None, exc, self.engine.dialect.loaded_dbapi.Error)
+    def _wrap(self, exc: Exception, *, lost: bool = False) -> DBAPIError:
+        wrapped = DBAPIError.instance(
+            None, None, exc, self.engine.dialect.loaded_dbapi.Error, connection_invalidated=lost
+        )
         assert isinstance(wrapped, DBAPIError)
         return wrapped
 
