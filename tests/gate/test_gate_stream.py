@@ -199,7 +199,7 @@ def test_other_subjects_decide_in_list_order() -> None:
     )
     decided = d.decide(batch)
     assert decided.code.tolist() == [withdrawn, consent, CODES["unknown_subject"], refused]
-    assert decided.blockers == {0: "cid", 2: "zed"}
+    assert decided.blocked.tolist() == [0, 2]
     mask = ~decided.allowed
     assert d.blocking(batch, decided, mask).to_pylist() == ["cid", "zed", "ben"]
 

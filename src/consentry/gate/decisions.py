@@ -217,12 +217,17 @@ def build_table(
     *,
     lock: Any = None,
     store: Store | None = None,
+    allowed_seqs: bool = True,
 ) -> DecisionTable:
     """Decide every (category group, known subject) once.
 
     ``subjects`` limits the table to those subjects (the ones a small manifest names); the
     default is every subject the store knows. A subject absent from the table is one the
     store has never seen: the engines answer ``unknown_subject`` for it.
+
+    ``allowed_seqs=False`` leaves ``seq`` empty where the answer allows: finding the event
+    behind an answer asks ``Plan.decide`` once per subject, and a gate writes it for the
+    exclusions only (``event_seq`` of ``excluded``), so it skips the consenting subjects.
     """
     import pyarrow as pa
 
@@ -245,7 +250,7 @@ def build_table(
         now = snapshot.now_us
         for g, plan in enumerate(groups):
             gs.extend(array("H", [g]) * len(universe))
-            codes.extend(_codes_and_seqs(plan, state, universe, now, seqs))
+            codes.extend(_codes_and_seqs(plan, state, universe, now, seqs, allowed_seqs))
     finally:
         if lock is not None:
             lock.release()
@@ -280,17 +285,24 @@ _WITH_EVENT = frozenset(
 
 
 def _codes_and_seqs(
-    plan: Plan, state: State, subjects: Sequence[str], now: int, seqs: array[int]
+    plan: Plan,
+    state: State,
+    subjects: Sequence[str],
+    now: int,
+    seqs: array[int],
+    allowed_seqs: bool = True,
 ) -> bytearray:
     """Every subject's reason code with ``plan.codes`` (the batch kernel), and the deciding
-    event's seq with ``plan.decide`` for the subjects whose answer names one."""
+    event's seq with ``plan.decide`` for the subjects whose answer names one (of those
+    whose answer denies only, without ``allowed_seqs``)."""
     import numpy as np
 
     out = bytearray(plan.codes(state, subjects, now))
     found = np.zeros(len(subjects), dtype=np.int64)
     if len(out):
         arr = np.frombuffer(bytes(out), dtype=np.uint8)
-        mask = np.isin(arr, np.array(sorted(_WITH_EVENT), dtype=np.uint8))
+        wanted = _WITH_EVENT if allowed_seqs else _WITH_EVENT - set(ALLOW_CODES)
+        mask = np.isin(arr, np.array(sorted(wanted), dtype=np.uint8))
         decide = plan.decide
         for i in np.flatnonzero(mask).tolist():
             code, seq = decide(state, subjects[i], now)

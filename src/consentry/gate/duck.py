@@ -248,6 +248,7 @@ class _Run:
             subjects,
             lock=self.store.lock if snapshot.live else None,
             store=self.store,
+            allowed_seqs=False,  # the outputs name the event behind exclusions only
         )
         sql = ItemSql(source, shape, table, snapshot, opt_outs is not None)
         decider = prepare(con, sql, table, opt_outs)

@@ -24,7 +24,7 @@ import io
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +80,14 @@ class Decided:
     owner: Any  # numpy int64
     #: The category's position in :attr:`BatchDecider.categories`.
     ci: Any  # numpy int64
-    #: Subject lists' lengths (list manifests), else None.
+    #: Where each row's subject list starts in the list column's values, and its length
+    #: (list manifests; else None).
+    starts: Any
     lengths: Any
-    #: Rows blocked by a subject other than the owner: row -> that subject.
-    blockers: dict[int, str] = field(default_factory=dict)
+    #: Rows blocked by a subject other than the owner (ascending), and where that subject
+    #: is in the list column's values.
+    blocked: Any = None
+    blocked_at: Any = None
 
     @property
     def allowed(self) -> Any:
@@ -126,11 +130,14 @@ class BatchDecider:
         # Categories whose answer can depend on a subject other than the owner.
         self.cat_x = np.array([p.parties_all and p.fixed is None for p in plans], dtype=bool)
         self.has_x = shape.is_list and bool(self.cat_x.any())
+        self._names: Any = None
+        if table.table is not None and table.table.num_rows >= n:
+            # The table's first group lists the subjects in position order already.
+            self._names = table.table.column("subject").slice(0, n).combine_chunks()
         self._sorted = np.zeros(0, dtype=np.uint64)
         self._order = np.zeros(0, dtype=np.int64)
         self._ambiguous: Any = None
         self._by_name: dict[str, int] | None = None
-        self._names: Any = None
 
     def category_table(self) -> Any:
         """(category, ci) for the stream query's join."""
@@ -145,10 +152,16 @@ class BatchDecider:
         """(subject, i) for the stream query's join on the owner."""
         return pa.table(
             {
-                "subject": pa.array(self.subjects, pa.string()),
+                "subject": self.names(),
                 "i": pa.array(np.arange(len(self.subjects), dtype=np.uint32)),
             }
         )
+
+    def names(self) -> Any:
+        """The decision table's subjects as an Arrow array, in position order."""
+        if self._names is None:
+            self._names = pa.array(self.subjects, pa.string())
+        return self._names
 
     def set_hashes(self, hashes: Any) -> None:
         """The engine's 64-bit hash of each decision-table subject (in position order), for
@@ -179,11 +192,9 @@ class BatchDecider:
         candidate = self._order[at]
         hit = self._sorted[at] == hashes
         if hit.any():
-            if self._names is None:
-                self._names = pa.array(self.subjects, pa.string())
             rows = np.flatnonzero(hit)
             same = pc.equal(
-                subjects.take(pa.array(rows)), self._names.take(pa.array(candidate[rows]))
+                subjects.take(pa.array(rows)), self.names().take(pa.array(candidate[rows]))
             )
             ok = rows[same.to_numpy(zero_copy_only=False)]
             found[ok] = candidate[ok]
@@ -218,72 +229,55 @@ class BatchDecider:
             code[opted_out] = OPT_OUT_CODE
             item |= opted_out
         seq[item] = 0
-        lengths: Any = None
-        blockers: dict[int, str] = {}
+        d = Decided(code, item, seq, owner, ci, None, None)
         if self.shape.is_list:
-            lengths = pc.list_value_length(batch.column("subject_ids"))
-            lengths = lengths.to_numpy(zero_copy_only=False)
+            # Offsets, not list kernels: rows' subjects are then plain takes from the values.
+            offsets = batch.column("subject_ids").offsets.to_numpy().astype(np.int64)
+            d.starts, d.lengths = offsets[:-1], np.diff(offsets)
         if self.has_x:
-            self._others(batch, g, ci, item, lengths, code, seq, blockers)
-        return Decided(code, item, seq, owner, ci, lengths, blockers)
+            self._others(batch, g, d)
+        return d
 
-    def _others(
-        self,
-        batch: Any,
-        g: Any,
-        ci: Any,
-        item: Any,
-        lengths: Any,
-        code: Any,
-        seq: Any,
-        blockers: dict[int, str],
-    ) -> None:
+    def _others(self, batch: Any, g: Any, d: Decided) -> None:
         """Where the rule needs every party and the owner allows, the first other subject (in
         list order) whose answer denies decides; an owner who denies decides alone."""
-        rows = np.flatnonzero((lengths > 1) & self.cat_x[ci] & ~item & ALLOW[code])
+        code = d.code
+        rows = np.flatnonzero((d.lengths > 1) & self.cat_x[d.ci] & ~d.item & ALLOW[code])
         if not rows.size:
             return
-        take = pa.array(rows)
-        flat = pc.list_flatten(batch.column("subject_ids").take(take))
-        hashes = pc.list_flatten(batch.column("__h").take(take)).to_numpy(zero_copy_only=False)
-        n = lengths[rows].astype(np.int64)
+        n = d.lengths[rows]
         parent = np.repeat(np.arange(rows.size, dtype=np.int64), n)
-        pos = np.arange(len(flat), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+        pos = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
         others = np.flatnonzero(pos > 0)  # the owner's answer is already in ``code``
-        subjects = flat.take(pa.array(others))
-        where = self.positions(subjects, hashes[others])
-        parents = parent[others]
+        parents, pos = parent[others], pos[others]
+        at = d.starts[rows][parents] + pos
+        subjects = batch.column("subject_ids").values.take(pa.array(at))
+        h = batch.column("__h")
+        h_starts = h.offsets.to_numpy().astype(np.int64)[:-1]
+        hashes = h.values.to_numpy()[h_starts[rows][parents] + pos]
+        where = self.positions(subjects, hashes)
         groups = g[rows][parents]
         answers = self.codes[groups, where]
         deny = np.flatnonzero(~ALLOW[answers])
         if not deny.size:
             return
-        # Flattened in list order, so a row's first denial is its first entry here.
+        # In list order, so a row's first denial is its first entry here.
         _, first = np.unique(parents[deny], return_index=True)
         pick = deny[first]
         target = rows[parents[pick]]
         code[target] = answers[pick]
-        seq[target] = self.seqs[groups[pick], where[pick]]
-        names = subjects.take(pa.array(pick)).to_pylist()
-        blockers.update(zip(target.tolist(), names, strict=True))
+        d.seq[target] = self.seqs[groups[pick], where[pick]]
+        d.blocked, d.blocked_at = target, at[pick]
 
     def blocking(self, batch: Any, d: Decided, mask: Any) -> Any:
         """``blocking_subject`` of the rows in ``mask`` (numpy bool): the owner, or the other
         subject that denied."""
-        if self.shape.is_list:
-            owners = pc.list_element(batch.column("subject_ids"), 0)
-        else:
-            owners = batch.column("subject_id")
-        if d.blockers:
-            rows = np.fromiter(d.blockers, dtype=np.int64, count=len(d.blockers))
-            rows = rows[mask[rows]]
-            if rows.size:
-                hit = np.zeros(len(mask), dtype=bool)
-                hit[rows] = True
-                rows.sort()
-                values = pa.array([d.blockers[int(r)] for r in rows], pa.string())
-                owners = pc.replace_with_mask(owners, pa.array(hit), values)
-        return owners.filter(pa.array(mask))
+        if not self.shape.is_list:
+            return batch.column("subject_id").filter(pa.array(mask))
+        at = d.starts.copy()
+        if d.blocked is not None:
+            at[d.blocked] = d.blocked_at
+        return batch.column("subject_ids").values.take(pa.array(at[mask]))
 
 
 def excluded_batch(
@@ -353,17 +347,16 @@ class Tally:
                 self._add_others(batch, d, multi)
 
     def _add_others(self, batch: Any, d: Decided, multi: Any) -> None:
-        lists = batch.column("subject_ids").filter(pa.array(multi))
-        lengths = d.lengths[multi].astype(np.int64)
-        flat = pc.list_flatten(lists)
-        starts = np.cumsum(lengths) - lengths
-        pos = np.arange(len(flat), dtype=np.int64) - np.repeat(starts, lengths)
+        rows = np.flatnonzero(multi)
+        n = d.lengths[rows]
+        pos = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
         keep = pos > 0
-        ci = np.repeat(d.ci[multi], lengths)[keep]
+        at = (np.repeat(d.starts[rows], n) + pos)[keep]
+        ci = np.repeat(d.ci[rows], n)[keep]
         self.others.append(
             pa.table(
                 {
-                    "subject": flat.filter(pa.array(keep)),
+                    "subject": batch.column("subject_ids").values.take(pa.array(at)),
                     "ci": pa.array(ci.astype(np.uint16)),
                     "decided": pa.array(self.decider.cat_parties_all[ci].astype(np.int8)),
                 }
@@ -391,7 +384,7 @@ class Tally:
         """(owners, others) as Arrow tables (subject, category, items, decided)."""
         decider = self.decider
         categories = pa.array(decider.categories or [""], pa.string())
-        subjects = pa.array(decider.subjects, pa.string())
+        subjects = decider.names()
         keys = np.concatenate(self.owner_keys) if self.owner_keys else np.zeros(0, np.int64)
         self.owner_keys = []
         counts = np.bincount(keys, minlength=self.size)
