@@ -273,3 +273,45 @@ def test_the_subject_index_on_every_backend(
     finally:
         for s in stores:
             s.close()
+
+
+# -- bad rows: each batch is checked before anything is decided ----------------------------------
+
+
+BAD_ROWS = {
+    "empty item id": ({"item_id": ["a", ""]}, "'item_id' is an empty string"),
+    "null item id": ({"item_id": ["a", None]}, "'item_id' is empty (null)"),
+    "null subject": ({"subject_id": ["alice", None]}, "'subject_id' is empty (null)"),
+    "empty subject": ({"subject_id": ["alice", ""]}, "'subject_id' is an empty string"),
+    "null label": ({"labels": [[], [None]]}, "'labels' holds a null label"),
+    "unknown label": ({"labels": [[], ["helth"]]}, "unknown label 'helth'"),
+    "null subject list": ({"subject_ids": [["alice"], None]}, "'subject_ids' is empty (null)"),
+    "empty subject list": ({"subject_ids": [["alice"], []]}, "'subject_ids' is an empty list"),
+    "null in a list": (
+        {"subject_ids": [["alice"], ["bob", None]]},
+        "'subject_ids' holds a null subject",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ROWS))
+def test_every_bad_row_is_caught_in_the_scan(
+    mstore: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    change, message = BAD_ROWS[case]
+    columns: dict[str, Any] = {
+        "item_id": ["a", "b"],
+        "category": ["content.audio", "content.audio"],
+        "labels": [[], []],
+    }
+    columns.update(change)
+    if "subject_ids" not in columns:
+        columns.setdefault("subject_id", ["alice", "bob"])
+    table = pa.table(columns)
+    monkeypatch.setattr(stream, "BATCH_ROWS", 1)  # the bad row comes in the second batch
+    with pytest.raises(InvalidInput) as info:
+        mstore.gate(table, purpose="ai.training", out=tmp_path / "o")
+    assert message in str(info.value) and "row 2 of" in str(info.value)
+    assert not (tmp_path / "o").exists() and leftovers(tmp_path) == []
+    with pytest.raises(InvalidInput, match="row 2 of"):
+        decide_rows(mstore, table, purpose="ai.training")

@@ -61,7 +61,12 @@ if TYPE_CHECKING:
     from ..store import Store
 
 Progress = Callable[[str, float], None]
-BAD_ROW = "consentry: bad manifest row"
+
+
+class BadRow(Exception):
+    """A batch holds a row that :func:`diagnose` reports (found by ``stream.has_bad_rows``)."""
+
+
 DEFAULT_MEMORY_LIMIT = os.environ.get("CONSENTRY_GATE_MEMORY_LIMIT", "3GB")
 STREAM_BUFFER = "400MB"
 
@@ -343,6 +348,8 @@ class _Run:
                 allowed_sink, excluded_sink = sinks
                 batches = stream.Prefetch(reader)
                 for batch in batches:
+                    if stream.has_bad_rows(batch, shape, sql.known_labels):
+                        raise BadRow
                     d = decider.decide(batch)
                     allowed = d.allowed
                     allowed_sink.put(batch.select(keep).filter(pa.array(allowed)))
@@ -387,7 +394,7 @@ class _Run:
     ) -> Exception:
         """A bad row becomes an error that names it; anything else DuckDB raised, one that
         names the manifest."""
-        if BAD_ROW in str(exc):
+        if isinstance(exc, BadRow):
             return diagnose(con, source, shape, snapshot)
         if isinstance(exc, ConsentryError):
             return exc
@@ -604,42 +611,21 @@ class ItemSql:
         checks.append(("c.ci IS NULL", "category", "'category' is not a known category"))
         return checks
 
-    def any_bad(self) -> str:
-        """True for a row that :meth:`bad_checks` would report: the same conditions, ordered
-        so that the common row (one subject, no labels) pays for a few scalar tests only."""
-        parts = ["m.item_id IS NULL", "m.item_id = ''", "c.ci IS NULL"]
-        if self.shape.is_list:
-            s = "m.subject_ids"
-            parts += [
-                f"{s} IS NULL",
-                f"coalesce(len({s}) = 0, false)",
-                f"{s}[1] IS NULL",
-                f"{s}[1] = ''",
-                f"CASE WHEN len({s}) > 1 THEN list_count({s}) < len({s}) "
-                f"OR list_contains({s}, '') ELSE false END",
-            ]
-        else:
-            parts += ["m.subject_id IS NULL", "m.subject_id = ''"]
-        if self.shape.labels:
-            label_bad = "list_count(m.labels) < len(m.labels)"
-            if self.known_labels is not None:
-                known = "[" + ", ".join(sql_str(x) for x in sorted(self.known_labels)) + "]"
-                label_bad += f" OR NOT list_has_all({known}, m.labels)"
-            parts.append(f"CASE WHEN len(m.labels) > 0 THEN {label_bad} ELSE false END")
-        return " OR ".join(f"coalesce({p}, false)" for p in parts)
-
     def stream(self, *, positions: bool) -> str:
-        """Every row: the manifest's columns, then ``__ci`` (category position; a bad row
-        raises instead), ``__oi`` (owner's position in the decision table, null when unknown),
-        ``__v`` (``v(item_id)`` of the multiset digest) and, where they apply, ``__pl``
-        (protected label) and ``__oo`` (source opted out); with ``positions``, ``__cf`` and
-        ``__cr`` too."""
+        """Every row: the manifest's columns, then ``__ci`` (category position, null for an
+        unknown one), ``__oi`` (owner's position in the decision table; the sentinel
+        position when unknown), ``__v`` (``v(item_id)`` of the multiset digest) and, where
+        they apply, ``__h`` (hashes of a multi-subject item's subjects), ``__pl`` (protected
+        label) and ``__oo`` (source opted out); with ``positions``, ``__cf`` and ``__cr``
+        too. Rows are not checked here: :func:`stream.has_bad_rows` checks each batch."""
         rel = self.source.relation()
         cols = [f"m.{ident(n)}" for n in self.source.column_names()]
         if positions:
             cols += [f"m.{FILE_COL} AS {FILE_COL}", f"m.{ROW_COL} AS {ROW_COL}"]
         cols += [
-            f"CASE WHEN {self.any_bad()} THEN error('{BAD_ROW}') ELSE c.ci END AS __ci",
+            # Null for a category the policy does not know; the batch is then checked
+            # (stream.has_bad_rows) before anything is decided or written.
+            "c.ci AS __ci",
             # Unknown owner: the decision table's sentinel position (BatchDecider.unknown).
             f"coalesce(u.i, {self.unknown})::UINTEGER AS __oi",
             f"{V_SQL.format('m.item_id')} AS __v",
@@ -833,6 +819,8 @@ def decide_rows(
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from . import stream
+
     snapshot = take_snapshot(store, purpose, as_of)
     with tempfile.TemporaryDirectory(prefix="consentry-rows-") as tmp:
         con = connect(threads, None, Path(tmp) / ".spill")
@@ -853,6 +841,8 @@ def decide_rows(
             try:
                 reader = con.sql(sql.stream(positions=True)).to_arrow_reader(1 << 20)
                 for batch in reader:
+                    if stream.has_bad_rows(batch, shape, sql.known_labels):
+                        raise BadRow
                     d = decider.decide(batch)
                     allowed = d.allowed
                     everyone = np.ones(batch.num_rows, dtype=bool)
@@ -873,7 +863,8 @@ def decide_rows(
                     )
                 reader.close()
             except Exception as exc:
-                if BAD_ROW in str(exc):
+                if isinstance(exc, BadRow):
+                    reader.close()
                     raise diagnose(con, source, shape, snapshot) from None
                 raise
             if not parts:

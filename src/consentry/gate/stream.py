@@ -63,6 +63,44 @@ EXCLUDED_SCHEMA = pa.schema(
 )
 
 
+# -- checking ----------------------------------------------------------------------------------
+
+
+def has_bad_rows(batch: Any, shape: Shape, known_labels: Any) -> bool:
+    """True when a row of the batch is one :func:`consentry.gate.duck.diagnose` reports (the
+    same conditions as ``ItemSql.bad_checks``, as whole-column tests: a few passes over
+    offsets and null counts instead of an expression per row in the scan)."""
+    if batch.column("__ci").null_count:  # a category the policy does not know
+        return True
+    if _null_or_empty(batch.column("item_id")):
+        return True
+    if shape.is_list:
+        lists = batch.column("subject_ids")
+        if lists.null_count:
+            return True
+        if (np.diff(lists.offsets.to_numpy()) == 0).any():  # an empty list
+            return True
+        if _null_or_empty(pc.list_flatten(lists)):
+            return True
+    elif _null_or_empty(batch.column("subject_id")):
+        return True
+    if shape.labels:
+        labels = pc.list_flatten(batch.column("labels"))
+        if labels.null_count:
+            return True
+        if known_labels is not None and len(labels):
+            known = pa.array(sorted(known_labels), pa.string())
+            if not pc.all(pc.is_in(labels, value_set=known)).as_py():
+                return True
+    return False
+
+
+def _null_or_empty(strings: Any) -> bool:
+    if strings.null_count:
+        return True
+    return bool(len(strings)) and bool(pc.any(pc.equal(pc.binary_length(strings), 0)).as_py())
+
+
 # -- deciding -----------------------------------------------------------------------------------
 
 
