@@ -108,6 +108,7 @@ def _head_update() -> Any:
 _PG_HEAD_GUARD = (
     "SELECT 1 / (seq = %(seq)s AND hash = %(hash)s)::int FROM ledger_head WHERE id = 1 FOR UPDATE"
 )
+_DIVISION_BY_ZERO = "22012"  # the SQLSTATE of the guard's refusal
 
 
 def _events_insert(names: tuple[str, ...]) -> Any:
@@ -145,6 +146,7 @@ class Ledger:
         self._writer_conn: Any = None  # see _writer
         self._writer_used = 0.0  # time.monotonic() of its last commit
         self._expected_head: tuple[int, str, int] | None = None  # its last commit's head
+        self._guess_paused_until = 0.0  # see _transact: other writers keep moving the head
         #: Called by the committing thread with each group commit's new events, in ``seq``
         #: order, before any of its callers returns (the store keeps its state current).
         self.on_commit: Callable[[list[Event]], None] | None = None
@@ -368,20 +370,27 @@ class Ledger:
 
         SQLite: BEGIN IMMEDIATE, the head and idempotency-key reads, the writes, COMMIT.
 
-        PostgreSQL, in libpq pipeline mode: two round trips, one to lock and read the head
-        and the idempotency keys (BEGIN goes with it), one for every write and the COMMIT
-        (commit() inside a pipeline queues it, then syncs). When this connection committed
-        the last append less than a second ago, the head it wrote is very likely still the
-        head: then the writes go in the first round trip, behind a guard that locks the head
-        and fails unless it is the one expected, and the unique idempotency-key index stands
-        in for the key lookup. Should either fail (another process appended, a retried key),
-        that transaction is rolled back and the append goes the two-round-trip way.
+        PostgreSQL, in libpq pipeline mode (see _pg_transaction): two round trips, one to
+        lock and read the head and the idempotency keys, one for every write and the COMMIT.
+        When this connection committed the last append less than a second ago, the head it
+        wrote is very likely still the head: then the writes go in the first round trip,
+        behind a guard that locks the head and fails unless it is the one expected, and the
+        unique idempotency-key index stands in for the key lookup. Should either fail
+        (another process appended, a retried key), that transaction is rolled back and the
+        append goes the two-round-trip way. When another process moved the head, the guess
+        is paused for a second: with several writer processes taking turns, most guesses
+        would miss, each costing a failed round trip and a rollback.
         """
         expected = self._expected_head
         self._expected_head = None  # until this transaction commits
-        if self.backend != "postgresql" or time.monotonic() - self._writer_used > 1.0:
-            # An idle connection may have died: only the two-round-trip way can tell, from
-            # a first round trip that commits nothing (see _WriterLost).
+        now = time.monotonic()
+        if (
+            self.backend != "postgresql"
+            or now - self._writer_used > 1.0  # (*)
+            or now < self._guess_paused_until
+        ):
+            # (*) An idle connection may have died: only the two-round-trip way can tell,
+            # from a first round trip that commits nothing (see _WriterLost).
             expected = None
         dbapi = self.engine.dialect.loaded_dbapi
         driver = writer.driver_connection
@@ -400,11 +409,13 @@ class Ledger:
                         head, known = self._read_head(cur, groups)
                         results, new_head = self._write(cur, groups, head, known, added)
                         cur.execute("COMMIT")
-                except dbapi.Error:
+                except dbapi.Error as exc:
                     if expected is None or driver.closed:
                         raise
                     # The optimistic try failed (head moved, key already used): nothing of
                     # it was committed. Roll back and take the two-round-trip way.
+                    if getattr(exc, "sqlstate", None) == _DIVISION_BY_ZERO:  # the head moved
+                        self._guess_paused_until = time.monotonic() + 1.0
                     added.clear()
                     self._rollback(writer)
                     expected = None
