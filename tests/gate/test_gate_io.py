@@ -303,7 +303,7 @@ def test_a_failure_leaves_nothing(
 
         monkeypatch.setattr(stream, "parquet_opener", opener)
     elif where == "measure":
-        monkeypatch.setattr(duck, "index_from_units", boom)
+        monkeypatch.setattr(duck, "index_digest", boom)
     elif where == "report":
         monkeypatch.setattr(duck._Run, "_write_report", boom)
     else:
@@ -336,7 +336,7 @@ def test_a_failed_overwrite_keeps_the_old_output(
     out = tmp_path / "o"
     first = mstore.gate(table(), purpose="ai.training", out=out)
     monkeypatch.setattr(
-        duck, "index_from_units", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x"))
+        duck, "index_digest", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x"))
     )
     with pytest.raises(RuntimeError):
         mstore.gate(table(), purpose="ai.training", out=out, overwrite=True)

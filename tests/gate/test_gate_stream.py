@@ -315,3 +315,30 @@ def test_every_bad_row_is_caught_in_the_scan(
     assert not (tmp_path / "o").exists() and leftovers(tmp_path) == []
     with pytest.raises(InvalidInput, match="row 2 of"):
         decide_rows(mstore, table, purpose="ai.training")
+
+
+def test_unknown_participants_of_an_owner_only_rule_are_indexed(
+    mstore: Store, tmp_path: Path
+) -> None:
+    """Under an owner-only rule a participant the store has never seen does not block the
+    item, and still appears in the subject index (counted by name, not by position)."""
+    from consentry import lineage
+
+    table = manifest(
+        [
+            ("a", ["alice", "zed"], "service_data.telemetry", []),
+            ("b", ["zed", "alice"], "service_data.telemetry", []),
+            ("c", ["bob", "zed", "yan"], "service_data.telemetry", []),
+        ]
+    )
+    result = mstore.gate(table, purpose="improvement", out=tmp_path / "o")
+    assert (result.allowed, result.excluded) == (2, 1)
+    index = list(lineage.dataset_index(mstore, result.dataset_id))
+    assert index == [
+        ("alice", 1, '{"service_data.telemetry":[1,1]}'),
+        ("bob", 1, '{"service_data.telemetry":[1,1]}'),
+        ("yan", 1, '{"service_data.telemetry":[1,0]}'),
+        ("zed", 2, '{"service_data.telemetry":[2,0]}'),
+    ]
+    report = mstore.verify_dataset(tmp_path / "o")
+    assert report.ok, report.problems

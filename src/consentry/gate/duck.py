@@ -47,7 +47,7 @@ from .decisions import (
     take_snapshot,
 )
 from .manifest import FILE_COL, ROW_COL, Shape, Source, ident, sql_str
-from .measure import V_SQL, Measured, index_digest, index_from_units, measure
+from .measure import V_SQL, Measured, index_digest, measure
 from .result import (
     MULTISET,
     RECORD_VERSION,
@@ -281,17 +281,10 @@ class _Run:
             )  # fmt: skip
             inp, out, excl = sorted_.input_sha256, sorted_.output_sha256, sorted_.excluded_sha256
         measured = Measured(n_allowed, n_excluded, excluded_by_reason, inp, out, excl)
-        owners, others = tally.units()
-        con.register("__units_owners", owners)
-        con.register("__units_others", others)
-        measured.index = index_from_units(
-            con,
-            "SELECT subject, category, items, decided FROM __units_owners "
-            "UNION ALL SELECT subject, category, items, decided FROM __units_others",
-        )
-        con.unregister("__units_owners")
-        con.unregister("__units_others")
-        measured.subjects, measured.subjects_sha256 = index_digest(con)
+        measured.index = tally.index()
+        con.register("__index_arrow", measured.index)
+        measured.subjects, measured.subjects_sha256 = index_digest(con, "__index_arrow")
+        con.unregister("__index_arrow")
         record = self._record(
             snapshot, source, table, measured, allowed_by_reason, files, signals_info
         )
@@ -559,11 +552,6 @@ class ItemSql:
         #: A protected label can exclude an item (the manifest has labels and the policy
         #: protects some): the query then computes ``__pl``.
         self.labels = shape.labels and any(self.protected)
-        #: Another subject than the owner can decide an item (a multi-subject manifest and a
-        #: rule that needs every party): the query then hashes the subject lists (``__h``).
-        self.has_x = shape.is_list and any(
-            p.parties_all and p.fixed is None for p in table.categories.values()
-        )
 
     def bad_checks(self) -> list[tuple[str, str, str]]:
         """(condition on alias m, column, problem) in the order they are reported."""
@@ -630,7 +618,7 @@ class ItemSql:
             f"coalesce(u.i, {self.unknown})::UINTEGER AS __oi",
             f"{V_SQL.format('m.item_id')} AS __v",
         ]
-        if self.has_x:
+        if self.shape.is_list:
             # The engine's hash of every subject of a multi-subject item, to look the others
             # up (BatchDecider.positions); single-subject rows, the vast majority, pay nothing.
             cols.append(
@@ -677,7 +665,7 @@ def prepare(con: Any, sql: ItemSql, table: DecisionTable, opt_outs: set[str] | N
         con.register(f"{name}_arrow", arrow)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow").fetchall()
         con.unregister(f"{name}_arrow")
-    if decider.has_x:
+    if sql.shape.is_list:
         hashes = con.sql("SELECT hash(subject) AS h FROM __u ORDER BY i").to_arrow_table()
         decider.set_hashes(hashes.column("h").to_numpy())
     return decider

@@ -155,10 +155,10 @@ def index_from_units(con: Any, units: str) -> Any:
     ).to_arrow_table()
 
 
-def index_digest(con: Any) -> tuple[int, str]:
-    """(rows, multiset digest) of temp table ``__index``."""
+def index_digest(con: Any, relation: str = "__index") -> tuple[int, str]:
+    """(rows, multiset digest) of a subject index (temp table ``__index`` by default)."""
     ((n, s),) = con.execute(
-        f"SELECT count(*), coalesce(sum({v_sql(index_line_sql())}), 0) FROM __index"
+        f"SELECT count(*), coalesce(sum({v_sql(index_line_sql())}), 0) FROM {relation}"
     ).fetchall()
     return int(n), multiset_digest(int(n), int(s))
 

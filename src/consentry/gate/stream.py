@@ -276,6 +276,22 @@ class BatchDecider:
             self._others(batch, g, d)
         return d
 
+    def others(self, batch: Any, d: Decided, rows: Any) -> tuple[Any, Any, Any, Any]:
+        """The subjects after the owner of some (multi-subject) rows, in list order:
+        (index into ``rows``, index into the list column's values, names, positions in the
+        decision table)."""
+        n = d.lengths[rows]
+        parent = np.repeat(np.arange(rows.size, dtype=np.int64), n)
+        pos = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+        others = np.flatnonzero(pos > 0)
+        parents, pos = parent[others], pos[others]
+        at = d.starts[rows][parents] + pos
+        subjects = batch.column("subject_ids").values.take(pa.array(at))
+        h = batch.column("__h")
+        h_starts = h.offsets.to_numpy().astype(np.int64)[:-1]
+        hashes = h.values.to_numpy()[h_starts[rows][parents] + pos]
+        return parents, at, subjects, self.positions(subjects, hashes)
+
     def _others(self, batch: Any, g: Any, d: Decided) -> None:
         """Where the rule needs every party and the owner allows, the first other subject (in
         list order) whose answer denies decides; an owner who denies decides alone."""
@@ -283,17 +299,8 @@ class BatchDecider:
         rows = np.flatnonzero((d.lengths > 1) & self.cat_x[d.ci] & ~d.item & ALLOW[code])
         if not rows.size:
             return
-        n = d.lengths[rows]
-        parent = np.repeat(np.arange(rows.size, dtype=np.int64), n)
-        pos = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
-        others = np.flatnonzero(pos > 0)  # the owner's answer is already in ``code``
-        parents, pos = parent[others], pos[others]
-        at = d.starts[rows][parents] + pos
-        subjects = batch.column("subject_ids").values.take(pa.array(at))
-        h = batch.column("__h")
-        h_starts = h.offsets.to_numpy().astype(np.int64)[:-1]
-        hashes = h.values.to_numpy()[h_starts[rows][parents] + pos]
-        where = self.positions(subjects, hashes)
+        # The owner's answer is already in ``code``: only the others are looked up.
+        parents, at, _, where = self.others(batch, d, rows)
         groups = g[rows][parents]
         answers = self.codes[groups, where]
         deny = np.flatnonzero(~ALLOW[answers])
@@ -350,11 +357,12 @@ def excluded_batch(
 class Tally:
     """Counts by reason, multiset digest sums and the subject index, batch by batch.
 
-    The owner of an allowed item is always in the decision table (only a known subject can
-    allow), so the owners' (subject, category) counts go into a dense array indexed by
-    position; the other subjects of allowed multi-subject items (where an owner-only rule
-    may have let through a subject the store has never seen) are kept by name and counted
-    at the end, with the dense part, by DuckDB.
+    The subject index counts, per (subject, category), the allowed items holding the
+    subject's data and those whose decision the subject's answer took part in. Subjects are
+    counted by position in the decision table (``position × categories + category``, one
+    ``bincount`` at the end); a subject the store has never seen can only be a non-deciding
+    participant of an item an owner-only rule let through, and gets a position after the
+    table's.
     """
 
     def __init__(self, decider: BatchDecider) -> None:
@@ -363,11 +371,13 @@ class Tally:
         self.sum_allowed = 0
         self.sum_excluded = 0
         self.ncat = max(len(decider.categories), 1)
-        self.size = (len(decider.subjects) + 1) * self.ncat
-        self.key_type = np.uint32 if self.size < 2**32 else np.int64
-        #: (owner position × categories + category) of each allowed item, counted at the end.
+        #: Keys of the allowed items' owners (each one item, decided by the owner).
         self.owner_keys: list[Any] = []
-        self.others: list[Any] = []
+        #: Keys of the other subjects of allowed items, and those among them who decided.
+        self.other_keys: list[Any] = []
+        self.other_decided: list[Any] = []
+        #: Subjects the store has never seen, by name: their positions after the table's.
+        self.extras: dict[str, int] = {}
 
     def add(self, batch: Any, d: Decided, allowed: Any) -> None:
         self.by_code += np.bincount(d.code, minlength=len(REASONS))[: len(REASONS)]
@@ -377,29 +387,26 @@ class Tally:
         kept = int(v[allowed].sum(dtype=np.uint64))
         self.sum_allowed = (self.sum_allowed + kept) & MASK64
         self.sum_excluded = (self.sum_excluded + total - kept) & MASK64
-        keys = d.owner[allowed] * self.ncat + d.ci[allowed]
-        self.owner_keys.append(keys.astype(self.key_type))
+        # An allowed item's owner is always in the table (only a known subject allows).
+        self.owner_keys.append(d.owner[allowed] * self.ncat + d.ci[allowed])
         if d.lengths is not None:
             multi = allowed & (d.lengths > 1)
             if multi.any():
-                self._add_others(batch, d, multi)
+                self._add_others(batch, d, np.flatnonzero(multi))
 
-    def _add_others(self, batch: Any, d: Decided, multi: Any) -> None:
-        rows = np.flatnonzero(multi)
-        n = d.lengths[rows]
-        pos = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
-        keep = pos > 0
-        at = (np.repeat(d.starts[rows], n) + pos)[keep]
-        ci = np.repeat(d.ci[rows], n)[keep]
-        self.others.append(
-            pa.table(
-                {
-                    "subject": batch.column("subject_ids").values.take(pa.array(at)),
-                    "ci": pa.array(ci.astype(np.uint16)),
-                    "decided": pa.array(self.decider.cat_parties_all[ci].astype(np.int8)),
-                }
-            )
-        )
+    def _add_others(self, batch: Any, d: Decided, rows: Any) -> None:
+        decider = self.decider
+        parents, _, subjects, where = decider.others(batch, d, rows)
+        unknown = np.flatnonzero(where == decider.unknown)
+        if unknown.size:
+            first = decider.unknown + 1
+            for i, name in zip(unknown.tolist(), subjects.take(pa.array(unknown)).to_pylist(),
+                               strict=True):  # fmt: skip
+                where[i] = self.extras.setdefault(name, first + len(self.extras))
+        ci = d.ci[rows][parents].astype(np.int64)
+        keys = where * self.ncat + ci
+        self.other_keys.append(keys)
+        self.other_decided.append(keys[decider.cat_parties_all[ci]])
 
     def counts(self) -> tuple[int, int, dict[str, int], dict[str, int]]:
         allowed: dict[str, int] = {}
@@ -418,37 +425,54 @@ class Tally:
             multiset_digest(n_excluded, self.sum_excluded),
         )
 
-    def units(self) -> tuple[Any, Any]:
-        """(owners, others) as Arrow tables (subject, category, items, decided)."""
+    def index(self) -> Any:
+        """The subject index as an Arrow table (subject, items, categories) in subject order.
+
+        ``categories`` is the JSON text :func:`consentry.gate.measure.subject_index` builds
+        from the files (``{"category":[items,decided],...}``, categories in order), byte for
+        byte: ``gate verify`` compares the digests of the two."""
         decider = self.decider
-        categories = pa.array(decider.categories or [""], pa.string())
-        subjects = decider.names()
-        keys = np.concatenate(self.owner_keys) if self.owner_keys else np.zeros(0, np.int64)
-        self.owner_keys = []
-        counts = np.bincount(keys, minlength=self.size)
-        nz = np.flatnonzero(counts)
-        n = counts[nz]
-        owners = pa.table(
+        ncat = self.ncat
+        size = (decider.unknown + 1 + len(self.extras)) * ncat
+
+        def counted(parts: list[Any]) -> Any:
+            keys = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            return np.bincount(keys, minlength=size)
+
+        owners = counted(self.owner_keys)
+        items = owners + counted(self.other_keys)
+        decided = owners + counted(self.other_decided)
+        self.owner_keys, self.other_keys, self.other_decided = [], [], []
+        nz = np.flatnonzero(items)
+        subject, ci = nz // ncat, nz % ncat
+        n, k = items[nz], decided[nz]
+        prefixes = pa.array([f'"{c}":[' for c in decider.categories] or [""], pa.string())
+        pieces = pc.binary_join_element_wise(
+            prefixes.take(pa.array(ci)),
+            pa.array(n).cast(pa.string()),
+            ",",
+            pa.array(k).cast(pa.string()),
+            "]",
+            "",
+        )
+        # nz is in key order: each subject's categories together, in category order.
+        first = np.flatnonzero(np.r_[True, subject[1:] != subject[:-1]]) if nz.size else nz
+        offsets = pa.array(np.r_[first, nz.size].astype(np.int32))
+        joined = pc.binary_join(pa.ListArray.from_arrays(offsets, pieces), ",")
+        names = decider.names()
+        if self.extras:
+            names = pa.concat_arrays([names, pa.array(["", *self.extras], pa.string())])
+        table = pa.table(
             {
-                "subject": subjects.take(pa.array(nz // self.ncat)),
-                "category": categories.take(pa.array(nz % self.ncat)),
-                "items": pa.array(n),
-                "decided": pa.array(n),  # the owner's answer always took part
+                "subject": names.take(pa.array(subject[first])),
+                "items": pa.array(
+                    np.add.reduceat(n, first) if nz.size else np.zeros(0, np.int64), pa.int64()
+                ),
+                "categories": pc.binary_join_element_wise("{", joined, "}", ""),
             }
         )
-        if self.others:
-            o = pa.concat_tables(self.others)
-            others = pa.table(
-                {
-                    "subject": o.column("subject"),
-                    "category": categories.take(o.column("ci")),
-                    "items": pa.array(np.ones(o.num_rows, dtype=np.int64)),
-                    "decided": o.column("decided").cast(pa.int64()),
-                }
-            )
-        else:
-            others = owners.schema.empty_table()
-        return owners, others
+        # In subject order: the store inserts it into an index keyed by subject.
+        return table.take(pc.sort_indices(table, sort_keys=[("subject", "ascending")]))
 
 
 # -- reading -------------------------------------------------------------------------------------
