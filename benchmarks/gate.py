@@ -13,8 +13,9 @@ What it does, in one run:
 3. gates each manifest Parquet -> Parquet with every engine, each in a fresh process, and
    reports rows/s end to end (the ``store.gate`` call: read, decide, write both outputs,
    measure them, record the lineage) and the peak RSS of the process tree (Spark's JVM
-   included), sampled every 50 ms; ``--engines copy`` adds the floor: DuckDB copying the
-   manifest Parquet -> Parquet, deciding nothing;
+   included), sampled every 50 ms; ``--engines copy,copy-arrow`` add two floors: DuckDB
+   copying the manifest Parquet -> Parquet with its own writer, deciding nothing, and the
+   same copy through the gate's own path (DuckDB's Arrow batches into its PyArrow writer);
 4. adds 1,000 datasets over the 1M subjects (10,000 subjects each) to a copy of the store
    and times ``store.impact(subject)`` for 2,000 random subjects (p50, p99).
 
@@ -190,11 +191,36 @@ def worker(engine: str, url: str, manifest: str, out: str) -> dict[str, Any]:
             "(FORMAT parquet)"
         ).fetchall()
         counts = (n, n, 0)
+    elif engine == "copy-arrow":  # the floor for the gate's own reader and writer
+        counts = arrow_copy(manifest, Path(out))
     else:
         counts = pandas_gate(store, manifest, Path(out))
     gate_s = time.perf_counter() - t1
     return {"state_s": state_s, "gate_s": gate_s, "input": counts[0], "allowed": counts[1],
             "excluded": counts[2], "timings": timings, "cpu": cpu}  # fmt: skip
+
+
+def arrow_copy(manifest: str, out: Path) -> tuple[int, int, int]:
+    """Copy the manifest the way the gate moves its rows, deciding nothing: DuckDB's Arrow
+    record batches (2 threads, the gate's batch size and buffer) into the gate's Parquet
+    writer (PyArrow, snappy, dictionaries only where the first batch repeats values) on a
+    thread of its own."""
+    import duckdb
+
+    from consentry.gate import stream
+
+    out.mkdir(parents=True)
+    con = duckdb.connect()
+    con.execute("SET threads=2; SET preserve_insertion_order=false; SET memory_limit='3GB'")
+    con.execute("SET streaming_buffer_size='400MB'")
+    reader = con.sql(f"SELECT * FROM read_parquet('{manifest}')").to_arrow_reader(stream.BATCH_ROWS)
+    sink = stream.Sink(stream.parquet_opener(out / "copy.parquet"), reader.schema, "copy")
+    n = 0
+    for batch in stream.Prefetch(reader):
+        sink.put(batch)
+        n += batch.num_rows
+    sink.close()
+    return n, n, 0
 
 
 def _spark_session() -> Any:
