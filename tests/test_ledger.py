@@ -199,6 +199,36 @@ def test_concurrent_processes_never_fork_the_chain(backend_url: str) -> None:
     store.close()
 
 
+_FORKED_STORE: Store | None = None
+
+
+def _forked_writer() -> None:
+    assert _FORKED_STORE is not None
+    for i in range(5):
+        _FORKED_STORE.give_consent(f"child-{i}", T, [AUDIO], idempotency_key=f"child-{i}")
+
+
+def test_a_store_forked_after_writing_writes_on_its_own_connection(any_store: Store) -> None:
+    """A worker forked from a process that has written (a pre-fork server, a pipeline's
+    pool) must not write on its parent's connection: both go on writing, one chain."""
+    global _FORKED_STORE
+    any_store.give_consent("parent-0", T, [AUDIO])
+    base = any_store.ledger.count()
+    _FORKED_STORE = any_store
+    try:
+        child = multiprocessing.get_context("fork").Process(target=_forked_writer)
+        child.start()
+        any_store.give_consent("parent-1", T, [AUDIO])  # the parent's connection still works
+        child.join(60)
+        assert child.exitcode == 0
+    finally:
+        _FORKED_STORE = None
+    any_store.give_consent("parent-2", T, [AUDIO])
+    result = any_store.verify()
+    assert result.ok, result.problem
+    assert any_store.ledger.count() == base + 7
+
+
 def test_init_is_idempotent(any_store: Store) -> None:
     head = any_store.ledger.head()
     results = any_store.init(policies=[TEST_POLICY])

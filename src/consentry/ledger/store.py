@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -144,6 +145,7 @@ class Ledger:
         self._queue: list[_Pending] = []
         self._committing = False
         self._writer_conn: Any = None  # see _writer
+        self._writer_pid = 0  # the process that opened it
         self._writer_used = 0.0  # time.monotonic() of its last commit
         self._expected_head: tuple[int, str, int] | None = None  # its last commit's head
         self._guess_paused_until = 0.0  # see _transact: other writers keep moving the head
@@ -335,8 +337,16 @@ class Ledger:
         transaction; a sequential writer paid it on every write.
         """
         writer: Any = self._writer_conn
+        if writer is not None and self._writer_pid != os.getpid():
+            # Forked after writing: the socket belongs to the parent. Leave it to the parent
+            # (closing it here would end the parent's session), and the pool's connections
+            # too, and open our own.
+            writer = self._writer_conn = None
+            self._expected_head = None
+            self.engine.dispose(close=False)
         if writer is None:
             writer = self._writer_conn = self.engine.raw_connection()
+            self._writer_pid = os.getpid()
             if self.backend == "postgresql":
                 # BEGIN and COMMIT are sent as statements of the pipeline (see
                 # _pg_transaction): psycopg's own BEGIN costs a round trip in pipeline mode.
