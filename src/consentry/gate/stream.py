@@ -623,11 +623,17 @@ def parquet_opener(path: Path, *, store_schema: bool = True) -> Callable[[Any], 
 
 
 def ipc_opener(path: Path, *, stream: bool = False) -> Callable[[Any], Any]:
+    """An Arrow IPC file writer (the ``arrow`` output format), or, with ``stream``, the spool
+    that CSV and JSON Lines outputs are converted from at the end: LZ4-compressed, since it
+    holds every allowed row until then."""
+
     def open_writer(first: Any) -> Any:
         sink = pa.OSFile(str(path), "wb")
-        writer = (
-            pa.ipc.new_stream(sink, first.schema) if stream else pa.ipc.new_file(sink, first.schema)
-        )
+        if stream:
+            options = pa.ipc.IpcWriteOptions(compression="lz4")
+            writer = pa.ipc.new_stream(sink, first.schema, options=options)
+        else:
+            writer = pa.ipc.new_file(sink, first.schema)
         return _ClosingBoth(writer, sink)
 
     return open_writer
