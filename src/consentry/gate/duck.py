@@ -59,6 +59,7 @@ from .result import (
 
 if TYPE_CHECKING:
     from ..store import Store
+    from .stream import BatchDecider, Tally
 
 Progress = Callable[[str, float], None]
 
@@ -298,9 +299,9 @@ class _Run:
         shape: Shape,
         snapshot: Snapshot,
         sql: ItemSql,
-        decider: Any,
+        decider: BatchDecider,
         files: dict[str, str],
-    ) -> Any:
+    ) -> Tally:
         """Scan the manifest once: decide each batch, queue its allowed rows and exclusions
         to the two writers, and count it."""
         import pyarrow as pa
@@ -645,7 +646,9 @@ class ItemSql:
         """
 
 
-def prepare(con: Any, sql: ItemSql, table: DecisionTable, opt_outs: set[str] | None) -> Any:
+def prepare(
+    con: Any, sql: ItemSql, table: DecisionTable, opt_outs: set[str] | None
+) -> BatchDecider:
     """The batch decider, and the small tables the stream query joins (``__c`` categories,
     ``__u`` the decision table's subjects, ``__optout`` opted-out URLs)."""
     import pyarrow as pa

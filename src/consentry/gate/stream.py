@@ -1,16 +1,19 @@
 """The DuckDB engine's single pass: decide every row once, write both outputs, measure them.
 
-DuckDB scans the manifest in parallel and, per row, validates it (``error()`` on a bad row),
-finds its category and its owner's position in the decision table (two hash joins against
-small tables) and computes ``v(item_id)`` for the multiset digest. The rows come back as Arrow
-record batches; for each batch this module
+DuckDB scans the manifest in parallel and, per row, finds its category and its owner's
+position in the decision table (hash joins against the category list and the table's
+subjects), hashes the subjects of multi-subject items and computes ``v(item_id)`` for the
+multiset digest. The rows come back as Arrow record batches (fetched on a thread of their
+own, :class:`Prefetch`); for each batch this module
 
-1. turns those columns into reason codes with a few numpy operations (:class:`BatchDecider`),
+1. checks it for bad rows with whole-column tests (:func:`has_bad_rows`; the engine then
+   names the first one);
+2. turns those columns into reason codes with a few numpy operations (:class:`BatchDecider`),
    asking the other subjects of a multi-subject item only where the rule needs every party and
    the owner allows (the only case where they can change the answer);
-2. hands the allowed rows and the exclusions to two writers, each on a thread of its own
+3. hands the allowed rows and the exclusions to two writers, each on a thread of its own
    (:class:`Sink`), so that encoding and compressing overlaps the scan of the next batch;
-3. adds the batch to the counts, the digest sums and the subject index (:class:`Tally`).
+4. adds the batch to the counts, the digest sums and the subject index (:class:`Tally`).
 
 So the manifest is read once, and the outputs are not read back: the digests and the subject
 index are computed from exactly the batches handed to the writers (``gate verify`` recomputes
