@@ -120,7 +120,7 @@ class Decided:
     #: The owner's position in the decision table's subjects (``len(subjects)``: unknown).
     owner: Any  # numpy int64
     #: The category's position in :attr:`BatchDecider.categories`.
-    ci: Any  # numpy int64
+    ci: Any  # numpy uint16
     #: Where each row's subject list starts in the list column's values, and its length
     #: (list manifests; else None).
     starts: Any
@@ -138,9 +138,11 @@ class Decided:
 class BatchDecider:
     """Per-row reason codes from the columns the stream query adds.
 
-    ``__ci`` (category position), ``__oi`` (owner position in the decision table, null when
-    unknown) and, when they apply, ``__oo`` (source opted out) and ``__pl`` (protected label).
-    The order of precedence is the one documented in :mod:`consentry.gate.duck`.
+    ``__ci`` (category position), ``__oi`` (owner position in the decision table; the
+    sentinel :attr:`unknown` for a subject the store has never seen), ``__h`` (hashes of a
+    multi-subject item's subjects) and, when they apply, ``__oo`` (source opted out) and
+    ``__pl`` (protected label). The order of precedence is the one documented in
+    :mod:`consentry.gate.duck`.
     """
 
     def __init__(self, table: DecisionTable, shape: Shape, *, opt_outs: bool, labels: bool):
