@@ -99,8 +99,13 @@ def gate_run(
         typer.Option("--signals", help="Signals table: exclude items whose source opted out."),
     ] = None,
     digest: Annotated[
-        str, typer.Option("--digest", help="Item-id digest: multiset (default) or sorted.")
-    ] = "multiset",
+        str | None,
+        typer.Option(
+            "--digest",
+            help="Item-id digest: sorted (SHA-256 of the sorted ids; the DuckDB default) or "
+            "multiset (a one-pass checksum; the Spark engine's only method).",
+        ),
+    ] = None,
     input_format: Annotated[
         str | None, typer.Option("--input-format", help="Override the format the name implies.")
     ] = None,
@@ -119,10 +124,11 @@ def gate_run(
         "format": fmt,
         "overwrite": overwrite,
         "signals": signals,
-        "digest": digest,
         "input_format": input_format,
         "idempotency_key": idempotency_key,
     }
+    if digest is not None:  # else the engine's own default
+        options["digest"] = digest
     if engine == "duckdb":
         options.update(threads=threads, memory_limit=memory_limit)
     with _store(ctx) as s:

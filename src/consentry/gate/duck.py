@@ -85,7 +85,9 @@ class Options:
     format: str = "parquet"
     overwrite: bool = False
     signals: Any = None
-    digest: str = "multiset"
+    #: ``sorted``: SHA-256 of the sorted ids (exact, a commitment); ``multiset``: faster
+    #: checksum (see consentry.gate.result).
+    digest: str = "sorted"
     input_format: str | None = None
     threads: int | None = None
     memory_limit: str | None = None
