@@ -122,3 +122,60 @@ def test_spark_bad_input(mstore: Store, spark: Any, tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match=r"unknown category 'content\.audoi'"):
         gate_dataframe(mstore, spark.createDataFrame(t), purpose="ai.training")
     assert mstore.datasets() == []
+
+
+def test_spark_submit_runs_the_gate_as_a_spark_application(mstore: Store, tmp_path: Path) -> None:
+    """`spark-submit consentry/gate/spark_submit.py gate ... --engine spark`: the driver that
+    spark-submit starts (here on local[2]) runs the CLI, whose gate uses spark-submit's
+    session; the output verifies and the store records a Spark dataset."""
+    import os
+    import subprocess
+    import sys
+
+    import pyspark
+
+    import consentry.gate.spark_submit as entry
+
+    path = tmp_path / "m.parquet"
+    pq.write_table(random_manifest(120, seed=5), path)
+    out = tmp_path / "submitted"
+    submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+    env = {
+        **os.environ,
+        "CONSENTRY_DATABASE_URL": mstore.url,
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+    env.pop("SPARK_REMOTE", None)
+    done = subprocess.run(
+        [
+            str(submit),
+            "--master",
+            "local[2]",
+            "--conf",
+            "spark.ui.enabled=false",
+            str(Path(entry.__file__)),
+            "gate",
+            str(path),
+            "--purpose",
+            "ai.training",
+            "--out",
+            str(out),
+            "--engine",
+            "spark",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # spark-submit's Python runner merges the driver's stderr into its stdout (PySpark's
+    # FutureWarning about pandas 3 lands there), so the JSON is the last thing printed.
+    assert "{" in done.stdout, (done.stdout[-2000:], done.stderr[-2000:])
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    assert result["lineage"]["engine"] == "spark"
+    assert result["lineage"]["counts"]["input"] == 120
+    assert mstore.verify_dataset(out).ok
+    assert mstore.dataset(result["dataset_id"]).engine == "spark"

@@ -258,7 +258,9 @@ class _Run:
             store=self.store,
             allowed_seqs=False,  # the outputs name the event behind exclusions only
         )
-        sql = ItemSql(source, shape, table, snapshot, opt_outs is not None)
+        sql = ItemSql(
+            source, shape, table, snapshot, opt_outs is not None, multiset=self.method == MULTISET
+        )
         decider = prepare(con, sql, table, opt_outs)
         self._lap("decision_table")
         self._progress("decide", 1.0)
@@ -545,10 +547,15 @@ class ItemSql:
         table: DecisionTable,
         snapshot: Snapshot,
         opt_outs: bool,
+        *,
+        multiset: bool = True,
     ) -> None:
         self.source = source
         self.shape = shape
         self.opt_outs = opt_outs
+        #: Whether the pass adds up the multiset digest (``__v``); the sorted one is computed
+        #: from the outputs afterwards, and MD5 of every id is a large share of the scan.
+        self.multiset = multiset
         self.known_labels = snapshot.known_labels()
         self.protected = {p.protected for p in table.categories.values()}
         self.unknown = len(table.subjects)
@@ -619,7 +626,7 @@ class ItemSql:
             "c.ci AS __ci",
             # Unknown owner: the decision table's sentinel position (BatchDecider.unknown).
             f"coalesce(u.i, {self.unknown})::UINTEGER AS __oi",
-            f"{V_SQL.format('m.item_id')} AS __v",
+            f"{V_SQL.format('m.item_id')} AS __v" if self.multiset else "0::UBIGINT AS __v",
         ]
         if self.shape.is_list:
             # The engine's hash of every subject of a multi-subject item, to look the others

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import InvalidInput
 from .manifest import ROW_COL, Shape, Source, ident, sql_str
 from .result import MASK64, MULTISET, SORTED, multiset_digest
@@ -91,11 +93,7 @@ def measure(
                     hint="use the multiset digest",
                     field="item_id",
                 )
-        n_allowed, output = _sorted_sha256(con, f"SELECT item_id FROM {a_rel}")
-        _, excl = _sorted_sha256(con, f"SELECT item_id FROM {e_rel}")
-        _, inp = _sorted_sha256(
-            con, f"SELECT item_id FROM {a_rel} UNION ALL SELECT item_id FROM {e_rel}"
-        )
+        n_allowed, inp, output, excl = sorted_digests(con, a_rel, e_rel)
     else:  # pragma: no cover - digest_method() checked it
         raise ValueError(method)
     result = Measured(n_allowed, n_e, by_reason, inp, output, excl)
@@ -163,16 +161,42 @@ def index_digest(con: Any, relation: str = "__index") -> tuple[int, str]:
     return int(n), multiset_digest(int(n), int(s))
 
 
-def _sorted_sha256(con: Any, query: str) -> tuple[int, str]:
-    h = hashlib.sha256()
-    n = 0
-    reader = con.sql(f"SELECT item_id FROM ({query}) ORDER BY item_id").to_arrow_reader(1 << 16)
+def sorted_digests(con: Any, allowed: str, excluded: str) -> tuple[int, str, str, str]:
+    """(allowed rows, input, output and excluded ``sorted-sha256-v1`` digests) of two
+    relations of item ids, from one sort of all of them: the input is their union, and the
+    sorted run, split by where each id came from, is the sorted run of each."""
+    import pyarrow.compute as pc
+
+    hashes = {"input": hashlib.sha256(), "output": hashlib.sha256(), "excluded": hashlib.sha256()}
+    n_allowed = 0
+    reader = con.sql(
+        f"SELECT item_id, true AS a FROM {allowed} UNION ALL "
+        f"SELECT item_id, false AS a FROM {excluded} ORDER BY item_id"  # bytewise: binary collation
+    ).to_arrow_reader(1 << 20)
     for batch in reader:
-        ids = batch.column(0).to_pylist()
-        if ids:
-            n += len(ids)
-            h.update(("\n".join(ids) + "\n").encode("utf-8"))
-    return n, h.hexdigest()
+        ids, kept = batch.column(0), batch.column(1)
+        n_allowed += pc.sum(kept).as_py() or 0
+        hashes["input"].update(_lines(ids))
+        hashes["output"].update(_lines(ids.filter(kept)))
+        hashes["excluded"].update(_lines(ids.filter(pc.invert(kept))))
+    return (
+        int(n_allowed),
+        hashes["input"].hexdigest(),
+        hashes["output"].hexdigest(),
+        hashes["excluded"].hexdigest(),
+    )
+
+
+def _lines(ids: Any) -> memoryview | bytes:
+    """The ids, each followed by a newline, as one run of UTF-8 bytes (no Python strings)."""
+    import pyarrow.compute as pc
+
+    if len(ids) == 0:
+        return b""
+    joined = pc.binary_join_element_wise(ids, "\n", "")  # "id\n" per row, one data buffer
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=len(joined) + 1,
+                            offset=joined.offset * 4)  # fmt: skip
+    return memoryview(joined.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
 
 
 def first_row_order() -> str:
