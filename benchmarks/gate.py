@@ -170,8 +170,12 @@ def worker(engine: str, url: str, manifest: str, out: str) -> dict[str, Any]:
     t1 = time.perf_counter()
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}
-    if engine == "duckdb":
-        r = store.gate(manifest, purpose=PURPOSE, out=out, threads=2, memory_limit="3GB")
+    if engine in ("duckdb", "duckdb-multiset"):
+        # duckdb: the default, sorted SHA-256 digests; duckdb-multiset: the one-pass checksum
+        digest = "multiset" if engine == "duckdb-multiset" else "sorted"
+        r = store.gate(
+            manifest, purpose=PURPOSE, out=out, threads=2, memory_limit="3GB", digest=digest
+        )
         counts = (r.input_items, r.allowed, r.excluded)
         timings = dict(r.extra.get("timings", {}))
         cpu = dict(r.extra.get("cpu", {}))
