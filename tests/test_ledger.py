@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -408,6 +409,17 @@ def test_a_writer_connection_lost_while_idle_is_replaced(any_store: Store) -> No
     pid = writer.driver_connection.info.backend_pid
     with any_store.ledger.engine.begin() as conn:
         conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    # pg_terminate_backend only signals: wait until the backend is gone, so that the
+    # connection is lost *while idle* (not in the middle of the next append).
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with any_store.ledger.engine.connect() as conn:
+            alive = conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+            ).scalar_one()
+        if not alive:
+            break
+        time.sleep(0.02)
     any_store.ledger._writer_used = 0.0  # as after a second or more of idleness
     event = any_store.give_consent("after", T, [AUDIO])
     assert any_store.event(event.id).subject == "after"

@@ -344,6 +344,20 @@ class Ledger:
             writer = self._writer_conn = None
             self._expected_head = None
             self.engine.dispose(close=False)
+        if (
+            writer is not None
+            and self.backend == "postgresql"
+            and time.monotonic() - self._writer_used > 1.0
+        ):
+            # Idle for a second or more: the server may have dropped it (a restart, an idle
+            # timeout). Ask before trusting it with a transaction, as the pool's pre-ping
+            # did; a failure in the middle of an append could not be told from a lost
+            # commit. Busy writers skip this round trip.
+            try:
+                writer.driver_connection.execute("SELECT 1")
+            except self.engine.dialect.loaded_dbapi.Error:
+                self._release_writer(invalidate=True)
+                writer = None
         if writer is None:
             writer = self._writer_conn = self.engine.raw_connection()
             self._writer_pid = os.getpid()
