@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from consentry import state as state_module
 from consentry.decide import REASONS, Decider, Reason, compile_plan
 from consentry.policy import load_policies
-from consentry.reason_cache import NO_SEQ, UNSET
+from consentry.reason_cache import NEVER, NO_SEQ, UNSET
 from consentry.state import State
 from consentry.times import to_us
 from support import TEST_POLICY
@@ -318,3 +318,19 @@ def test_plans_beyond_max_caches_decide_every_time() -> None:
         assert decider.codes(ASKED, purpose, category, (), now) == fresh.codes(
             ASKED, purpose, category, (), now
         )
+
+
+def test_a_record_replaced_between_deciding_and_keeping_is_no_error() -> None:
+    """Under an expiring rule the cache looks up when the deciding consent was given; if a
+    write replaced that record in between, it keeps the answer until the next sync forgets
+    it, instead of failing the check."""
+    state = new_state()
+    state.set_consent("s0", "ai.training", "content", "given", T0 + 5, 105)
+    decider = Decider(state)
+    now = T0 + 10**9
+    plan = decider.plan("ai.training", "content.audio", now)
+    assert plan.cache is not None and plan.cache.expiring
+    code, seq = plan.decide(state, "s0", now)
+    state.set_consent("s0", "ai.training", "content", "withdrawn", T0 + 6, 106)  # the race
+    assert plan.cache._timeless("s0", code, seq) == (code, NEVER)
+    assert decider.reason("s0", "ai.training", "content.audio", (), now) is Reason.WITHDRAWN

@@ -140,7 +140,12 @@ class ReasonCache:
         """The answer to keep for one decided at some time, and when it turns to expired."""
         if not self.expiring or code not in _TURNING:
             return code, NEVER
-        at, by_account = self.plan.consented_at(self.state, subject, seq)
+        try:
+            at, by_account = self.plan.consented_at(self.state, subject, seq)
+        except LookupError:
+            # A write replaced that record since it was decided; the write numbered the
+            # subject's change, so the next sync forgets whatever is kept here.
+            return code, NEVER
         return (R_ACCOUNT_CONSENT if by_account else R_CONSENT), at + self.plan.expires_us
 
     def codes_for(self, subjects: Sequence[str], now_us: int) -> bytes:
