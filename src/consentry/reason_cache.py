@@ -69,13 +69,13 @@ class ReasonCache:
         subjects."""
         state = self.state
         with self.lock:
-            base = state.touched_base
-            changed = state.touched[self.pos - base :] if self.pos >= base else None
-            if changed is None or state.touched_base != base:
-                # Changes were dropped before we looked (or while we did): start over.
+            base, touched = state.touched  # one consistent pair (see State.touched)
+            if self.pos < base:
+                # Changes were dropped before we looked: start over.
                 self.pos = state.changes
                 self._reset(len(state.subject_names) + 1)
                 return
+            changed = touched[self.pos - base :]
             self.pos += len(changed)
             # Read after ``changed``: a subject is numbered before its change is recorded.
             self._grow(len(state.subject_names) + 1)

@@ -70,11 +70,11 @@ class State:
         #: indexed by this number).
         self.subject_index: dict[str, int] = {}
         self.subject_names: list[str] = []
-        #: Numbers of the subjects whose records changed, in order, once someone watches
-        #: (``watch_subjects``): a reason cache forgets their answers. ``touched[0]`` is
-        #: change number ``touched_base``.
-        self.touched = array("q")
-        self.touched_base = 0
+        #: (base, numbers): the numbers of the subjects whose records changed, in order, once
+        #: someone watches (``watch_subjects``), the first being change number ``base``; a
+        #: reason cache forgets their answers. Replaced whole (never cut) when it is full, so
+        #: a reader holding one pair always sees a consistent run of changes.
+        self.touched: tuple[int, array[int]] = (0, array("q"))
         #: How many subject changes there have been since someone started watching.
         self.changes = 0
         self.watching = False
@@ -128,11 +128,12 @@ class State:
             index = self.subject_index[subject] = len(self.subject_names)
             self.subject_names.append(subject)
         if self.watching:
-            touched = self.touched
+            base, touched = self.touched
             if len(touched) >= _TOUCHED_KEPT:
-                # Forget the oldest changes: a cache that has not looked since starts over.
-                self.touched_base += len(touched)
-                del touched[:]
+                # Forget the oldest changes (a cache that has not looked since starts over):
+                # a new array, so that a reader still slicing the old one is not cut short.
+                base, touched = base + len(touched), array("q")
+                self.touched = (base, touched)
             touched.append(index)
             # After the append: whoever sees the new count finds the change in ``touched``.
             self.changes += 1
