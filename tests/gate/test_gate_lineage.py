@@ -284,3 +284,28 @@ def test_cli_verify_fails_on_a_changed_output(cli_db: str, tmp_path: Path) -> No
     code, text = run("gate", "verify", str(out), "--json")
     assert code == 1
     assert not json.loads(text)["ok"]
+
+
+def test_sorted_digests_split_one_sorted_run_three_ways() -> None:
+    """One sort of both outputs' ids gives the input, output and excluded digests, each what
+    `LC_ALL=C sort | sha256sum` gives for its ids (bytewise order: "é" after "z")."""
+    import hashlib
+
+    import duckdb
+    import pyarrow as pa
+
+    from consentry.gate.measure import _data, _lines, sorted_digests
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE al AS SELECT * FROM (VALUES ('m3'), ('é1'), ('m1')) t(item_id)")
+    con.execute("CREATE TABLE ex AS SELECT * FROM (VALUES ('z'), ('m2')) t(item_id)")
+    n, inp, out, excl = sorted_digests(con, "al", "ex")
+    assert n == 3
+    assert inp == hashlib.sha256("m1\nm2\nm3\nz\né1\n".encode()).hexdigest()
+    assert out == hashlib.sha256("m1\nm3\né1\n".encode()).hexdigest()
+    assert excl == hashlib.sha256(b"m2\nz\n").hexdigest()
+    # Whatever string layout the Arrow batches come in, sliced or not.
+    for kind in (pa.string(), pa.large_string(), pa.string_view()):
+        ids = pa.array(["x", "é", "a"], kind).slice(1)
+        assert bytes(_data(_lines(ids))) == "é\na\n".encode()
+        assert bytes(_data(_lines(ids).filter(pa.array([False, True])))) == b"a\n"

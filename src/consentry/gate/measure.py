@@ -174,11 +174,12 @@ def sorted_digests(con: Any, allowed: str, excluded: str) -> tuple[int, str, str
         f"SELECT item_id, false AS a FROM {excluded} ORDER BY item_id"  # bytewise: binary collation
     ).to_arrow_reader(1 << 20)
     for batch in reader:
-        ids, kept = batch.column(0), batch.column(1)
+        kept = batch.column(1)
         n_allowed += pc.sum(kept).as_py() or 0
-        hashes["input"].update(_lines(ids))
-        hashes["output"].update(_lines(ids.filter(kept)))
-        hashes["excluded"].update(_lines(ids.filter(pc.invert(kept))))
+        lines = _lines(batch.column(0))  # "id\n" per row; the outputs' runs are subsets of it
+        hashes["input"].update(_data(lines))
+        hashes["output"].update(_data(lines.filter(kept)))
+        hashes["excluded"].update(_data(lines.filter(pc.invert(kept))))
     return (
         int(n_allowed),
         hashes["input"].hexdigest(),
@@ -187,16 +188,30 @@ def sorted_digests(con: Any, allowed: str, excluded: str) -> tuple[int, str, str
     )
 
 
-def _lines(ids: Any) -> memoryview | bytes:
-    """The ids, each followed by a newline, as one run of UTF-8 bytes (no Python strings)."""
+def _lines(ids: Any) -> Any:
+    """Each id followed by a newline, as an Arrow string array (no Python strings)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    if len(ids) == 0:
+    if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
+        ids = ids.cast(pa.large_string())  # a string view, say: one data buffer is needed
+    return pc.binary_join_element_wise(ids, pa.scalar("\n", ids.type), pa.scalar("", ids.type))
+
+
+def _data(lines: Any) -> memoryview | bytes:
+    """The bytes of an Arrow string array's values, back to back."""
+    import pyarrow as pa
+
+    if len(lines) == 0:
         return b""
-    joined = pc.binary_join_element_wise(ids, "\n", "")  # "id\n" per row, one data buffer
-    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=len(joined) + 1,
-                            offset=joined.offset * 4)  # fmt: skip
-    return memoryview(joined.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
+    width = np.int64 if pa.types.is_large_string(lines.type) else np.int32
+    offsets = np.frombuffer(
+        lines.buffers()[1],
+        dtype=width,
+        count=len(lines) + 1,
+        offset=lines.offset * np.dtype(width).itemsize,
+    )
+    return memoryview(lines.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
 
 
 def first_row_order() -> str:
