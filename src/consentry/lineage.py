@@ -175,6 +175,10 @@ def _insert_index(conn: Connection, index: Any, dataset_id: str) -> None:
     raw = conn.connection.dbapi_connection
     assert raw is not None
     table = schema.dataset_subjects
+    if hasattr(index, "sort_by"):
+        # In key order: each row then lands next to the last in the (subject, dataset) key
+        # index instead of on a random page of it (twice as fast for 300,000 rows on SQLite).
+        index = index.sort_by([(index.column_names[0], "ascending")])
     cursor: Any = raw.cursor()
     try:
         if conn.dialect.name == "postgresql":
