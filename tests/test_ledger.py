@@ -21,8 +21,11 @@ T, AUDIO = "ai.training", "content.audio"
 def test_events_chain_and_verify(any_store: Store) -> None:
     a = any_store.give_consent("u1", T, [AUDIO, "content.video"], method="web", language="en")
     b = any_store.withdraw_consent("u1", T, [AUDIO])
-    first = any_store.event(1)
-    assert first.prev_hash == GENESIS_HASH and first.kind is Kind.POLICY_PUBLISHED
+    first, second = any_store.event(1), any_store.event(2)
+    # A new store first records its public keys, then publishes its policy.
+    assert first.prev_hash == GENESIS_HASH and first.kind is Kind.KEYS_REGISTERED
+    assert first.payload == any_store.public_keys()
+    assert second.prev_hash == first.hash and second.kind is Kind.POLICY_PUBLISHED
     assert b.prev_hash == a.hash and b.seq == a.seq + 1
     assert a.categories == ("content.audio", "content.video")
     assert a.policy_version == "v1" and a.notice_version == "v1" and a.method == "web"

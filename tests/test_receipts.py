@@ -35,7 +35,7 @@ def test_receipt_has_the_27560_fields_and_verifies(store: Store) -> None:
     assert r["purposes"][0]["vocabulary"]["aipref"] == "train-ai"
     assert r["collection_method"] == "web" and r["status"] == "given"
     assert r["ledger"]["hash"] == event.hash
-    assert store.verify_receipt(doc).id == event.id
+    assert store.verify_receipt(doc).record_id == event.id
     # Deterministic: the same event always yields the same signed receipt.
     assert store.receipt(event.id) == doc
 
@@ -86,7 +86,7 @@ def test_a_store_made_with_a_key_file_never_holds_the_private_key(
     assert doc["signature"]["kid"] == kid == store.signer().key_id
     # Verifying needs no private key: a store opened without the file verifies...
     verifier = Store(store.url)
-    assert verifier.verify_receipt(doc).id == event.id
+    assert verifier.verify_receipt(doc).record_id == event.id
     # ...but cannot sign, and says why.
     with pytest.raises(NotInitialised, match="outside the database") as info:
         verifier.receipt(event.id)

@@ -14,9 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import ConsentryError, InvalidInput
-from .ledger.receipts import key_id, write_key_file
-from .store import SIGNING_KEY_FILE_ENV, Store
+from .errors import ConsentryError, InvalidInput, SignatureInvalid
+from .ledger.evidence import load_pins, verify_receipt_offline
+from .ledger.receipts import write_key_file
+from .store import LOG_KEY_FILE_ENV, SIGNING_KEY_FILE_ENV, Store
 
 app = typer.Typer(
     help="consentry: use people's data for AI only where they, their organisation and your "
@@ -51,6 +52,7 @@ ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who made the chan
 class _Ctx:
     db: str | None = None
     signing_key: Path | None = None
+    log_key: Path | None = None
 
 
 _ctx = _Ctx()
@@ -75,12 +77,24 @@ def main(
             "keygen`) instead of one kept in the store.",
         ),
     ] = None,
+    log_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-key",
+            envvar="CONSENTRY_LOG_KEY_FILE",
+            help="Sign checkpoints and authenticate events with the Ed25519 key in this file "
+            "instead of one kept in the store.",
+        ),
+    ] = None,
 ) -> None:
     _ctx.db = db
     _ctx.signing_key = signing_key
+    _ctx.log_key = log_key
     if signing_key is not None:
         # For every store this process opens (`serve`, `gate` ...), not only this module's.
         os.environ[SIGNING_KEY_FILE_ENV] = str(signing_key)
+    if log_key is not None:
+        os.environ[LOG_KEY_FILE_ENV] = str(log_key)
 
 
 def fail(error: ConsentryError, code: int = 2) -> NoReturn:
@@ -94,7 +108,7 @@ def fail(error: ConsentryError, code: int = 2) -> NoReturn:
 def store() -> Iterator[Store]:
     """A store for one command; typed errors become a message and exit code 2."""
     try:
-        with Store(_ctx.db, signing_key_file=_ctx.signing_key) as s:
+        with Store(_ctx.db, signing_key_file=_ctx.signing_key, log_key_file=_ctx.log_key) as s:
             yield s
     except ConsentryError as exc:
         fail(exc)
@@ -449,45 +463,172 @@ def subject_state(
 
 
 @ledger_app.command("verify")
-def ledger_verify(as_json: JsonOpt = False) -> None:
-    """Recompute the hash chain; name the first event that was tampered with."""
+def ledger_verify(
+    since: Annotated[
+        Path | None,
+        typer.Option(
+            "--since",
+            metavar="CHECKPOINT_FILE",
+            help="Also prove the ledger is an append-only extension of this signed checkpoint.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute the hash chain, the events' MACs and the current state; name the first event
+    that was tampered with. With --since, prove nothing before the checkpoint changed."""
+    note = _read_text(since, "a checkpoint file") if since is not None else None
     with store() as s:
-        result = s.verify()
+        result = s.verify(since=note)
 
         def text() -> None:
             if result.ok:
                 out.print(
                     f"[green]ok[/]: {result.checked} events, head #{result.head_seq} "
-                    f"{result.head_hash[:16]}…"
+                    f"{result.head_hash[:16]}…",
+                    highlight=False,
                 )
+                if result.since is not None:
+                    out.print(
+                        f"[green]consistent[/]: the ledger of {result.since['tree_size']} events "
+                        f"extends the checkpoint of {result.since['checkpoint_size']}",
+                        highlight=False,
+                    )
             else:
                 err.print(f"[bold red]ledger broken:[/] {result.problem}", highlight=False)
+            for note_line in result.notes:
+                err.print(f"[yellow]Note:[/] {note_line}", highlight=False)
 
-        emit(result.__dict__, as_json, text)
+        emit(result.to_dict(), as_json, text)
     raise typer.Exit(0 if result.ok else 1)
 
 
-@receipt_app.command("show")
-def receipt_show(event_id: str) -> None:
-    """Print the signed receipt of a consent event (JSON)."""
+@ledger_app.command("checkpoint")
+def ledger_checkpoint(
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="Also write the signed checkpoint to this file."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign a checkpoint of the ledger as it is now (C2SP tlog-checkpoint), print it, and
+    append it to CONSENTRY_CHECKPOINT_DIR when set."""
     with store() as s:
-        sys.stdout.write(json.dumps(s.receipt(event_id), indent=2, ensure_ascii=False) + "\n")
+        checkpoint = s.checkpoint()
+    if out_file is not None:
+        try:
+            out_file.write_text(checkpoint.note, encoding="utf-8")
+        except OSError as exc:
+            fail(InvalidInput(f"cannot write {out_file}: {exc.strerror}", field="out"))
+    emit(checkpoint.to_dict(), as_json, lambda: print(checkpoint.note, end=""))
+
+
+@ledger_app.command("public-keys")
+def ledger_public_keys(
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Also write them to this JSON file.")
+    ] = None,
+) -> None:
+    """Print the keys a verifier pins: the receipt key and the log's verifier key."""
+    with store() as s:
+        keys = s.public_keys()
+    text = json.dumps(keys, indent=2) + "\n"
+    if out_file is not None:
+        try:
+            out_file.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail(InvalidInput(f"cannot write {out_file}: {exc.strerror}", field="out"))
+    sys.stdout.write(text)
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(InvalidInput(f"cannot read {path}: {exc}", hint=f"pass {what}"))
+
+
+@receipt_app.command("show")
+def receipt_show(
+    event_id: str,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            metavar="CHECKPOINT_FILE",
+            help="Prove the event against this checkpoint (default: the latest covering it).",
+        ),
+    ] = None,
+) -> None:
+    """Print the signed receipt of a consent event with its evidence (JSON)."""
+    note = _read_text(checkpoint, "a checkpoint file") if checkpoint is not None else None
+    with store() as s:
+        document = s.receipt(event_id, checkpoint=note)
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 
 @receipt_app.command("verify")
-def receipt_verify(file: Path) -> None:
-    """Check a receipt's signature and that its event is in this store's ledger."""
-    with store() as s:
-        try:
-            document = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            fail(InvalidInput(f"cannot read {file}: {exc}", hint="pass a receipt JSON file"))
-        event = s.verify_receipt(document)
-        out.print(
-            f"[green]valid[/]: receipt for event #{event.seq} {event.id} ({event.kind}), "
-            f"signed by key {key_id(s.public_key_b64())}",
-            highlight=False,
-        )
+def receipt_verify(
+    file: Path,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            metavar="CHECKPOINT_FILE",
+            help="A checkpoint you trust (from the witness location): the receipt must be "
+            "proved against it.",
+        ),
+    ] = None,
+    public_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--public-key",
+            metavar="KEY",
+            help="Pinned key(s): the file `consentry ledger public-keys --out` wrote, or the "
+            "receipt key and the log verifier key. With pinned keys no store is needed.",
+        ),
+    ] = None,
+) -> None:
+    """Check a receipt: its signature, that its fields are its event's, the event's inclusion in
+    the signed log, and the checkpoint's signature. With --public-key it needs no store (an
+    auditor's check); with a store (--db) it also compares with the stored event."""
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        fail(InvalidInput(f"cannot read {file}: {exc}", hint="pass a receipt JSON file"))
+    note = _read_text(checkpoint, "a checkpoint file") if checkpoint is not None else None
+    try:
+        if public_key:
+            receipt_key, log_key = load_pins(public_key)
+            if receipt_key is None or log_key is None:
+                fail(
+                    InvalidInput(
+                        "verifying without a store needs both pinned keys: the receipt key and "
+                        "the log verifier key",
+                        hint="pass the JSON file `consentry ledger public-keys --out keys.json` "
+                        "wrote, or --public-key twice",
+                    )
+                )
+            check = verify_receipt_offline(
+                document, receipt_key=receipt_key, log_key=log_key, checkpoint=note
+            )
+            if _ctx.db is not None:
+                with store() as s:
+                    check = s.verify_receipt(document, checkpoint=note)
+                    if s.public_keys()["receipt_public_key"] != receipt_key:
+                        fail(SignatureInvalid("the store's receipt key is not the pinned one"), 1)
+        else:
+            with Store(_ctx.db, signing_key_file=_ctx.signing_key, log_key_file=_ctx.log_key) as s:
+                check = s.verify_receipt(document, checkpoint=note)
+    except SignatureInvalid as exc:
+        fail(exc, 1)
+    except ConsentryError as exc:
+        fail(exc)
+    out.print(
+        f"[green]valid[/]: receipt for event #{check.seq} {check.record_id}, signed by key "
+        f"{check.receipt_key_id}; included in the log of {check.checkpoint.size} events "
+        f"(checkpoint {check.checkpoint.time or ''})",
+        highlight=False,
+    )
 
 
 @receipt_app.command("keygen")

@@ -15,32 +15,47 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from .canonical import canonical_json, sha256_hex
 from .decide import Decider, Decision, Reason
-from .errors import InvalidInput, NotFound, NotInitialised, PolicyConflict, PolicyError
+from .errors import (
+    InvalidInput,
+    NotFound,
+    NotInitialised,
+    PolicyConflict,
+    SignatureInvalid,
+)
+from .ids import new_id
 from .ledger import schema
+from .ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier, read_checkpoint
 from .ledger.engine import DEFAULT_URL
 from .ledger.events import CONSENT_KINDS, Draft, Event, Kind
+from .ledger.evidence import (
+    ReceiptCheck,
+    compare_with_event,
+    evidence_for,
+    verify_receipt_offline,
+)
 from .ledger.receipts import (
     ReceiptSigner,
     build_receipt,
     key_id,
     new_private_key_pem,
     read_key_file,
-    verify_signed,
 )
 from .ledger.store import Ledger, VerifyResult
+from .ledger.transparency import TransparencyLog
 from .policy.loader import load_policies
 from .policy.model import Policy
 from .state import CONSENT_NAMES, State, unpack
 from .taxonomy import DEFAULT_TAXONOMY, Taxonomy
-from .times import Clock, parse_time, to_us, utcnow
+from .times import Clock, format_time, parse_time, to_us, utcnow
 
 if TYPE_CHECKING:
     from .gate import GateResult, VerifyReport
@@ -52,6 +67,13 @@ SIGNING_KEY = "signing_key"
 SIGNING_PUBLIC_KEY = "signing_public_key"
 #: Where the receipt signing key lives when it is not kept in the database.
 SIGNING_KEY_FILE_ENV = "CONSENTRY_SIGNING_KEY_FILE"
+#: The transparency log's key (signs checkpoints, authenticates events) and its public half.
+LOG_KEY = "log_key"
+LOG_VERIFIER_KEY = "log_verifier_key"
+LOG_ORIGIN = "log_origin"
+LOG_KEY_FILE_ENV = "CONSENTRY_LOG_KEY_FILE"
+#: An append-only directory every new checkpoint is also written to (ship it off the machine).
+CHECKPOINT_DIR_ENV = "CONSENTRY_CHECKPOINT_DIR"
 
 
 @dataclass(frozen=True)
@@ -76,12 +98,22 @@ class Store:
         *,
         clock: Clock | None = None,
         signing_key_file: str | Path | None = None,
+        log_key_file: str | Path | None = None,
+        checkpoint_dir: str | Path | None = None,
     ) -> None:
         """``signing_key_file`` (else ``CONSENTRY_SIGNING_KEY_FILE``): sign receipts with the
-        Ed25519 key in that file instead of one kept in the database (see docs/deploying.md)."""
+        Ed25519 key in that file instead of one kept in the database; ``log_key_file`` (else
+        ``CONSENTRY_LOG_KEY_FILE``): the same for the transparency log's key;
+        ``checkpoint_dir`` (else ``CONSENTRY_CHECKPOINT_DIR``): the witness location every
+        checkpoint is appended to (see docs/deploying.md)."""
         self.url = database_url(url)
         key_file = signing_key_file or os.environ.get(SIGNING_KEY_FILE_ENV) or None
         self.signing_key_file = Path(key_file) if key_file else None
+        log_file = log_key_file or os.environ.get(LOG_KEY_FILE_ENV) or None
+        self.log_key_file = Path(log_file) if log_file else None
+        witness = checkpoint_dir or os.environ.get(CHECKPOINT_DIR_ENV) or None
+        self.checkpoint_dir = Path(witness) if witness else None
+        self._log_signer: NoteSigner | None = None
         self.ledger = Ledger(self.url)
         self.clock: Clock = clock or utcnow
         self._lock = threading.RLock()
@@ -134,6 +166,7 @@ class Store:
         elif self.ledger.get_meta(SIGNING_PUBLIC_KEY) is None:
             pem = self.ledger.set_meta_once(SIGNING_KEY, new_private_key_pem())
             self.ledger.set_meta_once(SIGNING_PUBLIC_KEY, ReceiptSigner(pem).public_key_b64())
+        self._init_log_key()
         results: list[PublishResult] = []
         for source in policies:
             results.extend(self.publish(source))
@@ -479,6 +512,8 @@ class Store:
 
     def _append(self, drafts: Sequence[Draft]) -> list[Event]:
         self._require_init()
+        if self.ledger.mac_key is None:
+            self.ledger.mac_key = self.log_signer().event_key()
         events = self.ledger.append(drafts, self.clock())
         with self._lock:
             state = self._state
@@ -651,10 +686,217 @@ class Store:
 
     # -- ledger and receipts --------------------------------------------------------------
 
-    def verify(self) -> VerifyResult:
-        """Recompute the hash chain; name the first event that was tampered with."""
+    def verify(self, *, since: str | Checkpoint | None = None) -> VerifyResult:
+        """Recompute the hash chain and each event's MAC, check the store's keys against the
+        ones the ledger registered, and — with ``since`` (a signed checkpoint note, or a
+        verified :class:`Checkpoint`) — prove the ledger is an append-only extension of it.
+        The result names the first event that was tampered with."""
         self._require_init()
-        return self.ledger.verify()
+        # The keys first: with a replaced log key every MAC would fail, which says less.
+        key_problem = self._key_problem()
+        mac_key = None if key_problem else self._mac_key_for_verify()
+        result = self.ledger.verify(mac_key)
+        notes = list(result.notes)
+        if mac_key is None and key_problem is None:
+            notes.append(
+                "event MACs were not checked: the log key is kept outside the database "
+                f"and {LOG_KEY_FILE_ENV} is not set"
+            )
+        if result.ok and key_problem is not None:
+            result = replace(result, ok=False, problem=key_problem)
+        if since is not None:
+            checkpoint = since if isinstance(since, Checkpoint) else self.read_checkpoint(since)
+            audit = TransparencyLog(self.ledger).audit(checkpoint, self.checkpoint_dir)
+            result = replace(result, since=audit.to_dict())
+            if not audit.ok and (result.ok or (audit.seq or 0) < (result.seq or 1 << 62)):
+                result = replace(
+                    result, ok=False, problem=audit.problem, seq=audit.seq, event_id=audit.event_id
+                )
+        return replace(result, notes=tuple(notes))
+
+    # -- the transparency log -------------------------------------------------------------
+
+    def _init_log_key(self) -> None:
+        """Create (or register the file's) log key and record the store's public keys in the
+        ledger once (a ``keys.registered`` event), so that a key swapped later is detected."""
+        self.ledger.set_meta_once(LOG_ORIGIN, f"consentry/{new_id()}")
+        origin = self.ledger.get_meta(LOG_ORIGIN)
+        assert origin is not None
+        if self.log_key_file is not None:
+            signer = NoteSigner(
+                origin, read_key_file(self.log_key_file), source=str(self.log_key_file)
+            )
+            registered = self.ledger.set_meta_once(LOG_VERIFIER_KEY, signer.vkey())
+            if registered != signer.vkey():
+                raise InvalidInput(
+                    f"the log key in {self.log_key_file} is not the key this store's log is "
+                    "signed with",
+                    hint="use the key file the store was created with",
+                    field="log_key_file",
+                )
+        elif self.ledger.get_meta(LOG_VERIFIER_KEY) is None:
+            pem = self.ledger.set_meta_once(LOG_KEY, new_private_key_pem())
+            self.ledger.set_meta_once(LOG_VERIFIER_KEY, NoteSigner(origin, pem).vkey())
+        self._initialised = True
+        if self._registered_keys() is None:
+            keys = self.public_keys()
+            digest = sha256_hex(canonical_json(keys))
+            self._append1(
+                Draft(
+                    kind=Kind.KEYS_REGISTERED,
+                    actor="consentry",
+                    payload=keys,
+                    idempotency_key=f"keys:{digest}",
+                )
+            )
+
+    def public_keys(self) -> dict[str, str]:
+        """What a verifier pins: the receipt key and the log's verifier key (no secrets)."""
+        self._require_init()
+        vkey = self.ledger.get_meta(LOG_VERIFIER_KEY)
+        if vkey is None:
+            raise NotInitialised("the store has no log key yet", hint="run `consentry init`")
+        return {"receipt_public_key": self.public_key_b64(), "log_verifier_key": vkey}
+
+    def _registered_keys(self) -> dict[str, Any] | None:
+        found = None
+        for event in self.ledger.events(kinds=[Kind.KEYS_REGISTERED]):
+            if event.kind is Kind.KEYS_REGISTERED:
+                found = dict(event.payload)
+        return found
+
+    def _key_problem(self) -> str | None:
+        registered = self._registered_keys()
+        if registered is None:
+            return None  # a store from before keys were registered: nothing to compare
+        current = self.public_keys()
+        for name, label in (("receipt_public_key", "receipt"), ("log_verifier_key", "log")):
+            if registered.get(name) != current[name]:
+                return (
+                    f"the {label} key in the database is not the one the ledger registered: "
+                    "the key was replaced outside the ledger (documents it signs will not "
+                    "verify against the pinned key)"
+                )
+        log_pem, origin = self.ledger.get_meta(LOG_KEY), self.ledger.get_meta(LOG_ORIGIN)
+        if (
+            self.log_key_file is None
+            and log_pem is not None
+            and origin is not None
+            and NoteSigner(origin, log_pem).vkey() != registered["log_verifier_key"]
+        ):
+            return (
+                "the log key in the database is not the one the ledger registered: it was "
+                "replaced outside the ledger"
+            )
+        pem = self.ledger.get_meta(SIGNING_KEY)
+        if (
+            self.signing_key_file is None
+            and pem is not None
+            and ReceiptSigner(pem).public_key_b64() != registered["receipt_public_key"]
+        ):
+            return (
+                "the receipt key in the database is not the one the ledger registered: it was "
+                "replaced outside the ledger"
+            )
+        return None
+
+    def key_custody(self) -> dict[str, str]:
+        """Where each private key lives: ``file`` (outside the database) or ``database``."""
+        return {
+            "receipt": "file" if self.signing_key_file is not None else "database",
+            "log": "file" if self.log_key_file is not None else "database",
+        }
+
+    def key_warnings(self) -> list[str]:
+        """What a production deployment should fix about its keys (see docs/deploying.md)."""
+        warnings = []
+        custody = self.key_custody()
+        for name, env in (("receipt", SIGNING_KEY_FILE_ENV), ("log", LOG_KEY_FILE_ENV)):
+            if custody[name] == "database":
+                warnings.append(
+                    f"the {name} signing key is kept in the database: whoever can write the "
+                    f"database can sign with it. Fine for a demo; in production set {env} "
+                    "(docs/deploying.md#keys)"
+                )
+        if self.checkpoint_dir is None:
+            warnings.append(
+                f"no witness location: set {CHECKPOINT_DIR_ENV} to a directory shipped off this "
+                "machine, or a rewritten ledger cannot be told from the original"
+            )
+        return warnings
+
+    def log_signer(self) -> NoteSigner:
+        """The log key: the key file's, else the one in the store."""
+        if self._log_signer is None:
+            self._require_init()
+            origin = self.ledger.get_meta(LOG_ORIGIN)
+            if origin is None:
+                raise NotInitialised("the store has no log key yet", hint="run `consentry init`")
+            if self.log_key_file is not None:
+                pem = read_key_file(self.log_key_file)
+                source = str(self.log_key_file)
+            else:
+                stored = self.ledger.get_meta(LOG_KEY)
+                if stored is None:
+                    raise NotInitialised(
+                        "this store's log key is kept outside the database",
+                        hint=f"set {LOG_KEY_FILE_ENV} to its key file to write to the store",
+                    )
+                pem, source = stored, "the store"
+            signer = NoteSigner(origin, pem, source=source)
+            if signer.vkey() != self.ledger.get_meta(LOG_VERIFIER_KEY):
+                raise InvalidInput(
+                    f"the log key in {source} is not the key this store's log is signed with",
+                    hint="use the key file the store was created with",
+                )
+            self._log_signer = signer
+        return self._log_signer
+
+    def _mac_key_for_verify(self) -> bytes | None:
+        try:
+            return self.log_signer().event_key()
+        except (NotInitialised, InvalidInput):
+            return None  # no usable key: said in the result's notes (and _key_problem)
+
+    def log_verifier(self) -> NoteVerifier:
+        """The log's public key, as the store registered it."""
+        return NoteVerifier.parse(self.public_keys()["log_verifier_key"])
+
+    def read_checkpoint(self, note: str, verifier: NoteVerifier | None = None) -> Checkpoint:
+        """A checkpoint note verified with the log key (the store's unless one is given)."""
+        return read_checkpoint(note, verifier or self.log_verifier())
+
+    def checkpoint(self) -> Checkpoint:
+        """Sign a checkpoint of the ledger as it is now (extending the stored tree first) and
+        append it to the witness location if one is configured."""
+        self._require_init()
+        return TransparencyLog(self.ledger).checkpoint(
+            self.log_signer(), format_time(self.clock()), self.checkpoint_dir
+        )
+
+    def stored_checkpoint(self, size: int) -> Checkpoint | None:
+        """The checkpoint the store signed at ``size`` events, if it made one."""
+        self._require_init()
+        found = TransparencyLog(self.ledger).checkpoint_at_least(size)
+        return found if found is not None and found.size == size else None
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """The last checkpoint the store signed (None before the first)."""
+        self._require_init()
+        return TransparencyLog(self.ledger).latest_checkpoint()
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[str]:
+        """The RFC 9162 consistency proof between two tree sizes (hex hashes)."""
+        log = TransparencyLog(self.ledger)
+        size = log.extend()
+        second = new_size or size
+        if not 0 < old_size <= second <= size:
+            raise InvalidInput(
+                f"no consistency proof from {old_size} events to {second}: the log holds {size}",
+                hint="give 0 < first <= second <= the latest checkpoint's size",
+                field="first",
+            )
+        return [h.hex() for h in log.consistency(old_size, second)]
 
     def event(self, ref: str | int) -> Event:
         self._require_init()
@@ -706,8 +948,11 @@ class Store:
                 field="signing_key_file",
             )
 
-    def receipt(self, event_id: str | int) -> dict[str, Any]:
-        """The signed receipt of a consent event."""
+    def receipt(self, event_id: str | int, *, checkpoint: str | None = None) -> dict[str, Any]:
+        """The signed receipt of a consent event, with its evidence: the event as the ledger
+        holds it and an inclusion proof against a signed checkpoint (``checkpoint``, a note the
+        holder already trusts; else the first stored checkpoint covering the event, made now
+        if there is none yet)."""
         event = self.event(event_id)
         if event.kind not in CONSENT_KINDS:
             raise InvalidInput(
@@ -715,19 +960,61 @@ class Store:
                 hint="pick the id of a consent event",
             )
         controller = self.policy(event.policy_version).controller if event.policy_version else {}
-        return self.signer().sign(build_receipt(event, controller))
+        document = self.signer().sign(build_receipt(event, controller))
+        log = TransparencyLog(self.ledger)
+        if checkpoint is not None:
+            against = self.read_checkpoint(checkpoint)
+            if against.size < event.seq:
+                raise InvalidInput(
+                    f"the checkpoint covers {against.size} events; event #{event.seq} came later",
+                    hint="use a later checkpoint, or none to get the latest",
+                    field="checkpoint",
+                )
+            log.extend(against.size)
+            if log.root(against.size) != against.root:
+                raise SignatureInvalid(
+                    "this ledger does not extend the given checkpoint",
+                    hint="run `consentry ledger verify --since` with it",
+                )
+        else:
+            found = log.checkpoint_at_least(event.seq)
+            against = found if found is not None else self.checkpoint()
+        document["evidence"] = evidence_for(
+            event, against, log.inclusion(event.seq - 1, against.size)
+        )
+        return document
 
-    def verify_receipt(self, document: Mapping[str, Any]) -> Event:
-        """Check a receipt's signature against this store's key and its event in the ledger."""
-        verify_signed(document, self.public_key_b64())
+    def verify_receipt(
+        self, document: Mapping[str, Any], *, checkpoint: str | None = None
+    ) -> ReceiptCheck:
+        """Check a receipt offline (see :func:`verify_receipt_offline`) against this store's
+        pinned keys, then against the stored event: the check names each field that differs."""
+        pins = self.public_keys()
+        check = verify_receipt_offline(
+            document,
+            receipt_key=pins["receipt_public_key"],
+            log_key=pins["log_verifier_key"],
+            checkpoint=checkpoint,
+        )
         record = document["receipt"]
-        event = self.event(record["record_id"])
-        if event.hash != record.get("ledger", {}).get("hash"):
-            raise PolicyError(
-                f"receipt {record['record_id']} does not match the ledger's event",
-                hint="the ledger or the receipt was changed; run `consentry ledger verify`",
+        try:
+            event = self.event(record["record_id"])
+        except NotFound:
+            raise SignatureInvalid(
+                f"receipt {record['record_id']} names an event this ledger does not hold",
+                hint="the ledger was truncated or the receipt is for another store; run "
+                "`consentry ledger verify --since CHECKPOINT`",
+            ) from None
+        differing = compare_with_event(document, event)
+        if differing:
+            raise SignatureInvalid(
+                f"receipt {record['record_id']} does not match the ledger's event: "
+                + "; ".join(differing),
+                hint="the ledger was changed after the receipt was issued; run "
+                "`consentry ledger verify`",
+                fields=differing,
             )
-        return event
+        return replace(check, event=event)
 
     # -- training-data gate and lineage (consentry.gate, consentry.lineage) ------------------
 

@@ -42,9 +42,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        if store is None:
-            service.close()
+        service.checkpointer.start()
+        try:
+            yield
+        finally:
+            service.checkpointer.stop()
+            if store is None:
+                service.close()
 
     app = FastAPI(
         title="consentry",

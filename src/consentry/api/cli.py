@@ -62,6 +62,8 @@ def serve(
         settings = Settings.from_env(database_url=_db(ctx))
         with Store(settings.database_url) as store:
             store.init(policies=policy or [])
+            for warning in store.key_warnings():
+                err.print(f"[yellow]Risk:[/] {warning}", highlight=False)
         if not (settings.jwt_secret or settings.jwt_public_key):
             err.print(
                 "[yellow]Note:[/] no CONSENTRY_JWT_SECRET or CONSENTRY_JWT_PUBLIC_KEY_FILE is "

@@ -16,6 +16,7 @@ from ..decide import Decider
 from ..errors import ConsentryError, NotFound, NotInitialised
 from ..store import Store
 from .auth import Authenticator, Sessions
+from .checkpointer import Checkpointer
 from .keys import ApiKeys
 from .metrics import Metrics
 from .settings import Settings
@@ -125,6 +126,9 @@ class Service:
         self.metrics = Metrics(self._ledger_head, self.snapshot.seq)
         self._sessions: Sessions | None = None
         self._sessions_lock = threading.Lock()
+        self.checkpointer = Checkpointer(
+            self.store, settings.checkpoint_every_events, settings.checkpoint_interval_s
+        )
 
     def _ledger_head(self) -> int | None:
         try:

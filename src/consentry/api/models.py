@@ -383,19 +383,68 @@ class VerifyOut(BaseModel):
     problem: str | None
     seq: int | None
     event_id: str | None
+    notes: list[str] = []
+    since: dict[str, Any] | None = None
+
+
+class VerifyIn(BaseModel):
+    """Optionally, a signed checkpoint the ledger must still extend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: str | None = Field(
+        default=None, max_length=4096, description="A checkpoint note (C2SP tlog-checkpoint)."
+    )
 
 
 class ReceiptOut(BaseModel):
-    """A consent receipt (ISO/IEC TS 27560 fields) with its detached Ed25519 signature."""
+    """A consent receipt (ISO/IEC TS 27560 fields) with its detached Ed25519 signature, and
+    its evidence: the ledger event and an inclusion proof against a signed checkpoint."""
 
     receipt: dict[str, Any]
     signature: dict[str, Any]
+    evidence: dict[str, Any] | None = None
+
+
+class ReceiptCheckpointOut(BaseModel):
+    size: int
+    root: str
+    time: str | None
 
 
 class ReceiptCheckOut(BaseModel):
     valid: bool
-    event: EventOut
+    record_id: str
+    seq: int
+    event_hash: str
     key_id: str
+    checkpoint: ReceiptCheckpointOut
+    event: EventOut
+
+
+class CheckpointOut(BaseModel):
+    """A signed checkpoint of the transparency log."""
+
+    origin: str
+    size: int
+    root: str
+    time: str | None
+    note: str
+
+
+class ConsistencyOut(BaseModel):
+    """RFC 9162 consistency proof between two tree sizes (hex SHA-256 hashes)."""
+
+    first: int
+    second: int
+    proof: list[str]
+
+
+class PublicKeysOut(BaseModel):
+    """The keys a verifier pins."""
+
+    receipt_public_key: str
+    log_verifier_key: str
 
 
 class Health(BaseModel):
@@ -403,3 +452,7 @@ class Health(BaseModel):
     ledger_seq: int | None = None
     policy_version: str | None = None
     detail: str | None = None
+    #: Where each private key lives (``file`` or ``database``).
+    keys: dict[str, str] | None = None
+    #: Risks a production deployment should fix (keys kept in the database, no witness).
+    warnings: list[str] = []

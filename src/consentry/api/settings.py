@@ -78,6 +78,12 @@ class Settings:
     #: The URL the service is reached at, for links in the API's answers (``None``: from the
     #: request).
     public_url: str | None = None
+    #: The service signs a checkpoint of the transparency log once this many events were
+    #: appended since the last one (0: never by count) ...
+    checkpoint_every_events: int = 1000
+    #: ... or once this many seconds passed with new events (0: never by time; both 0: the
+    #: service makes checkpoints only when asked).
+    checkpoint_interval_s: int = 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -133,6 +139,10 @@ class Settings:
             values["data_dir"] = v
         if (v := get("PUBLIC_URL")) is not None:
             values["public_url"] = v.rstrip("/")
+        if (v := get("CHECKPOINT_EVERY_EVENTS")) is not None:
+            values["checkpoint_every_events"] = _int(v, "CONSENTRY_CHECKPOINT_EVERY_EVENTS")
+        if (v := get("CHECKPOINT_INTERVAL_S")) is not None:
+            values["checkpoint_interval_s"] = _int(v, "CONSENTRY_CHECKPOINT_INTERVAL_S")
         values.update(overrides)
         return cls(**values)
 
@@ -151,6 +161,8 @@ class Settings:
             "CONSENTRY_BATCH_MAX_ITEMS": str(self.batch_max_items),
             "CONSENTRY_API_KEY_CACHE_S": str(self.api_key_cache_s),
             "CONSENTRY_LANGUAGES": ",".join(self.languages),
+            "CONSENTRY_CHECKPOINT_EVERY_EVENTS": str(self.checkpoint_every_events),
+            "CONSENTRY_CHECKPOINT_INTERVAL_S": str(self.checkpoint_interval_s),
         }
         optional = {
             "CONSENTRY_JWT_SECRET": self.jwt_secret,

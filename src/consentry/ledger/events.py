@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,6 +13,12 @@ from typing import Any
 from ..canonical import canonical_json, sha256_hex
 
 GENESIS_HASH = "0" * 64
+
+#: The fields of an event that can name a person. The hash chain and the transparency log cover
+#: a salted commitment to them, not the fields themselves, so that erasing a person's
+#: identifiers later (nulling these columns and the nonce) leaves every hash verifiable.
+PERSONAL_FIELDS = ("subject", "actor", "idempotency_key")
+_COMMITMENT_PREFIX = b"consentry-personal-v1\n"
 
 
 class Kind(enum.StrEnum):
@@ -26,6 +34,9 @@ class Kind(enum.StrEnum):
     ACCOUNT_SETTING = "account.setting"
     ACCOUNT_FEATURE = "account.feature"
     POLICY_PUBLISHED = "policy.published"
+    #: The store's public keys (receipts, log), recorded so that a key swapped in the database
+    #: is detected: the ledger says which keys the store signs with.
+    KEYS_REGISTERED = "keys.registered"
 
 
 CONSENT_KINDS = frozenset({Kind.CONSENT_GIVEN, Kind.CONSENT_REFUSED, Kind.CONSENT_WITHDRAWN})
@@ -86,24 +97,85 @@ class Event(Draft):
     at_us: int = 0
     prev_hash: str = GENESIS_HASH
     hash: str = ""
+    #: Hex of the random salt of ``commitment`` (None once the person's identifiers are erased).
+    nonce: str | None = None
+    #: SHA-256 commitment to the personal fields (see :func:`personal_commitment`).
+    commitment: str = ""
+    #: HMAC of ``hash`` under the store's log key: only the store's writers can make it.
+    mac: str | None = None
+
+    def personal(self) -> dict[str, Any]:
+        """The fields that can name a person."""
+        return {
+            "subject": self.subject,
+            "actor": self.actor,
+            "idempotency_key": self.idempotency_key,
+        }
+
+    def body(self) -> dict[str, Any]:
+        """Exactly the fields the chain hash and the log leaf cover: the event's content with
+        the personal fields replaced by their commitment, and its place in the ledger."""
+        return event_body(self.content(), self.commitment, self.seq, self.id, self.at_text)
 
     def hashed(self) -> dict[str, Any]:
-        """Exactly the fields the chain hash covers."""
-        body = self.content()
-        body.update(seq=self.seq, id=self.id, at=self.at_text, idempotency_key=self.idempotency_key)
-        return body
+        """The hashed body (kept under its old name)."""
+        return self.body()
 
     def compute_hash(self) -> str:
-        return chain_hash(self.prev_hash, self.hashed())
+        return chain_hash(self.prev_hash, self.body())
+
+    def commitment_matches(self) -> bool | None:
+        """Whether the stored commitment is the one the personal fields and nonce give
+        (None when the nonce was erased and nothing can be checked)."""
+        if self.nonce is None:
+            return None
+        return personal_commitment(self.nonce, self.personal()) == self.commitment
 
     def to_dict(self) -> dict[str, Any]:
-        """The event as JSON data (the hashed fields plus its hashes)."""
-        return {**self.hashed(), "prev_hash": self.prev_hash, "hash": self.hash}
+        """The event as JSON data (its content, place, commitment and hashes)."""
+        data = self.content()
+        data.update(
+            seq=self.seq,
+            id=self.id,
+            at=self.at_text,
+            idempotency_key=self.idempotency_key,
+            commitment=self.commitment,
+            prev_hash=self.prev_hash,
+            hash=self.hash,
+        )
+        return data
+
+
+def event_body(
+    content: Mapping[str, Any], commitment: str, seq: int, event_id: str, at_text: str
+) -> dict[str, Any]:
+    """The hashed body of an event from its draft content (see :meth:`Event.body`)."""
+    body = {k: v for k, v in content.items() if k not in PERSONAL_FIELDS}
+    body.update(commitment=commitment, seq=seq, id=event_id, at=at_text)
+    return body
+
+
+def personal_commitment(nonce_hex: str, personal: Mapping[str, Any]) -> str:
+    """SHA-256 over a random nonce and the canonical JSON of the personal fields.
+
+    Hiding (the nonce is random, so the commitment does not reveal a guessable id) and binding
+    (a different id would need a SHA-256 collision). With the nonce, anyone holding the event
+    can check it names this person; once the nonce is erased, nobody can.
+    """
+    data = {k: personal.get(k) for k in PERSONAL_FIELDS}
+    return hashlib.sha256(
+        _COMMITMENT_PREFIX + bytes.fromhex(nonce_hex) + canonical_json(data)
+    ).hexdigest()
 
 
 def chain_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
-    """SHA-256 over the previous hash and the canonical JSON of the event."""
+    """SHA-256 over the previous hash and the canonical JSON of the event body."""
     return sha256_hex(prev_hash.encode("ascii") + b"\n" + canonical_json(body))
+
+
+def event_mac(key: bytes, event_hash: str) -> str:
+    """HMAC-SHA-256 of an event's hash under the store's event key (see ``Ledger.mac_key``)."""
+    return hmac.new(key, event_hash.encode("ascii"), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -175,6 +247,8 @@ def state_changes(event: Event) -> list[Change]:
                 },
             )
         ]
+    if kind is Kind.KEYS_REGISTERED:
+        return []  # about the store, not about anyone's data
     raise ValueError(f"unknown event kind {kind!r}")
 
 

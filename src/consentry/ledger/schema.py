@@ -8,6 +8,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -42,6 +43,11 @@ events = Table(
     Column("request_hash", String(64)),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # The personal fields (subject, actor, idempotency_key) are hashed through a salted
+    # commitment, so that erasing them later leaves the chain and the log verifiable.
+    Column("nonce", String(32)),
+    Column("commitment", String(64)),  # set on every event (nullable only for migration)
+    Column("mac", String(64)),  # HMAC of hash under the log key: made only by the store's writers
 )
 Index("ix_events_subject_seq", events.c.subject, events.c.seq)
 Index("ix_events_account_seq", events.c.account, events.c.seq)
@@ -122,6 +128,27 @@ policies = Table(
     Column("document", Text, nullable=False),
     Column("at_us", BigInteger, nullable=False),
     Column("seq", BigInteger, nullable=False),
+)
+
+# The transparency log over the events (RFC 9162 Merkle tree): the hash of every complete
+# subtree, level 0 being the leaves. Derived from the events and filled in off the write path by
+# the checkpointer; proofs read it, verification recomputes it from the events.
+tlog_nodes = Table(
+    "tlog_nodes",
+    metadata,
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+# Signed checkpoints (C2SP tlog-checkpoint notes) the store has issued, one per tree size.
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", String(64), nullable=False),
+    Column("at", String(32), nullable=False),
+    Column("note", Text, nullable=False),
 )
 
 # Settings of the store itself (the receipt signing key, the store id).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import threading
@@ -9,6 +10,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from hashlib import sha256
+from json.encoder import encode_basestring
 from typing import Any
 
 from sqlalchemy import (
@@ -33,6 +36,7 @@ from ..times import format_time, from_us, parse_time, to_us
 from . import schema
 from .engine import WRITE, make_engine
 from .events import (
+    _COMMITMENT_PREFIX,
     GENESIS_HASH,
     STATE_KEYS,
     Change,
@@ -40,6 +44,9 @@ from .events import (
     Event,
     Kind,
     chain_hash,
+    event_body,
+    event_mac,
+    personal_commitment,
     state_changes,
 )
 from .migrate import upgrade
@@ -127,6 +134,15 @@ class VerifyResult:
     problem: str | None = None
     seq: int | None = None
     event_id: str | None = None
+    #: What was not checked, and why (e.g. MACs without the log key).
+    notes: tuple[str, ...] = ()
+    #: The audit against a checkpoint (``ledger verify --since``), as JSON data.
+    since: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["notes"] = list(self.notes)
+        return data
 
 
 class Ledger:
@@ -149,6 +165,9 @@ class Ledger:
         self._writer_used = 0.0  # time.monotonic() of its last commit
         self._expected_head: tuple[int, str, int] | None = None  # its last commit's head
         self._guess_paused_until = 0.0  # see _transact: other writers keep moving the head
+        #: The key that authenticates each new event (HMAC of its hash; see events.event_mac),
+        #: derived from the store's log key. Set by the Store before it writes.
+        self.mac_key: bytes | None = None
         #: Called by the committing thread with each group commit's new events, in ``seq``
         #: order, before any of its callers returns (the store keeps its state current).
         self.on_commit: Callable[[list[Event]], None] | None = None
@@ -596,11 +615,20 @@ class Ledger:
                 at = from_us(last_us)
                 at_text = format_time(at)
                 event_id = new_id()
-                content.update(seq=seq, id=event_id, at=at_text, idempotency_key=key)
-                event_hash = chain_hash(prev_hash, content)
+                nonce = os.urandom(16).hex()
+                commitment = personal_commitment(
+                    nonce,
+                    {"subject": draft.subject, "actor": draft.actor, "idempotency_key": key},
+                )
+                event_hash = chain_hash(
+                    prev_hash, event_body(content, commitment, seq, event_id, at_text)
+                )
+                mac = event_mac(self.mac_key, event_hash) if self.mac_key else None
                 event = _event_from(
                     draft, seq, event_id, at, at_text, last_us, prev_hash, event_hash
                 )
+                fields = vars(event)
+                fields.update(nonce=nonce, commitment=commitment, mac=mac)
                 prev_hash = event_hash
                 out.append(event)
                 added.append(event)
@@ -763,61 +791,152 @@ class Ledger:
 
     # -- verification ---------------------------------------------------------------------
 
-    def verify(self) -> VerifyResult:
-        """Recompute the chain; name the first event that was changed, deleted, inserted or
-        reordered."""
+    def verify(self, mac_key: bytes | None = None) -> VerifyResult:
+        """Recompute the chain; name the first event that was changed, deleted, inserted,
+        reordered or appended by anyone but the store's writers.
+
+        With ``mac_key`` (derived from the log key), every event from the store's first
+        ``keys.registered`` event on must carry a valid MAC: an event forged with direct
+        database access, correctly hashed and chained, still fails here.
+        """
         head_seq, head_hash, _ = self.head()
         expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
-        for event in self.events():
+        authenticated = False  # MACs are required from the first keys.registered event on
+        keys_kind = str(Kind.KEYS_REGISTERED)
+
+        def fail(problem: str, seq: int | None, event_id: str | None) -> VerifyResult:
+            return VerifyResult(False, checked, head_seq, head_hash, problem, seq, event_id)
+
+        for row in self._raw_events():
+            (seq, event_id, at, at_us, kind, actor, subject, account, purpose, categories,
+             status, policy_version, notice_version, language, method, payload, key,
+             row_prev, row_hash, nonce, commitment, mac) = row  # fmt: skip
             checked += 1
-            if event.seq != expected_seq:
-                missing = expected_seq if event.seq > expected_seq else event.seq
-                return VerifyResult(
-                    False,
-                    checked,
-                    head_seq,
-                    head_hash,
-                    f"event #{missing} is missing: the ledger jumps from #{expected_seq - 1} "
-                    f"to #{event.seq} ({event.id}) — an event was deleted",
-                    missing,
-                    event.id,
+            if seq != expected_seq:
+                if seq > expected_seq:
+                    return fail(
+                        f"event #{expected_seq} is missing: the ledger jumps from "
+                        f"#{expected_seq - 1} to #{seq} ({event_id}) — an event was deleted",
+                        expected_seq,
+                        event_id,
+                    )
+                return fail(  # pragma: no cover - seq is the primary key
+                    f"event #{seq} ({event_id}) appears twice", seq, event_id
                 )
-            if event.prev_hash != prev_hash:
-                return VerifyResult(
-                    False,
-                    checked,
-                    head_seq,
-                    head_hash,
-                    f"event #{event.seq} ({event.id}) does not chain to event #{event.seq - 1}: "
-                    "an event was inserted, reordered, or changed and re-hashed here",
-                    event.seq,
-                    event.id,
+            if row_prev != prev_hash:
+                return fail(
+                    f"event #{seq} ({event_id}) does not chain to event #{seq - 1}: an event "
+                    "was inserted, reordered, or changed and re-hashed here",
+                    seq,
+                    event_id,
                 )
-            if event.compute_hash() != event.hash or event.at_us != to_us(event.at or from_us(0)):
-                return VerifyResult(
-                    False,
-                    checked,
-                    head_seq,
-                    head_hash,
-                    f"event #{event.seq} ({event.id}) was changed: its content no longer "
-                    "matches its hash",
-                    event.seq,
-                    event.id,
+            if nonce is not None and commitment != _commitment(nonce, subject, actor, key):
+                return fail(
+                    f"event #{seq} ({event_id}) was changed: its subject, actor or idempotency "
+                    "key no longer matches its commitment",
+                    seq,
+                    event_id,
                 )
-            prev_hash, expected_seq = event.hash, expected_seq + 1
+            body = _BODY % (
+                _q(account), _q(at), categories or "[]", _q(commitment), _q(event_id),
+                _q(kind), _q(language), _q(method), _q(notice_version), payload,
+                _q(policy_version), _q(purpose), seq, _q(status),
+            )  # fmt: skip
+            digest = sha256(row_prev.encode("ascii") + b"\n" + body.encode("utf-8")).hexdigest()
+            if digest != row_hash or _at_us(at) != at_us:
+                return fail(
+                    f"event #{seq} ({event_id}) was changed: its content no longer matches its "
+                    "hash",
+                    seq,
+                    event_id,
+                )
+            if kind == keys_kind:
+                authenticated = True
+            if (
+                authenticated
+                and mac_key is not None
+                and (mac is None or not hmac.compare_digest(mac, event_mac(mac_key, row_hash)))
+            ):
+                return fail(
+                    f"event #{seq} ({event_id}) is correctly chained but carries no valid MAC: "
+                    "it was not written by this store (forged with database access), or the "
+                    "log key was replaced",
+                    seq,
+                    event_id,
+                )
+            prev_hash, expected_seq = row_hash, expected_seq + 1
         last = expected_seq - 1
-        if last != head_seq or prev_hash != head_hash:
-            return VerifyResult(
-                False,
-                checked,
-                head_seq,
-                head_hash,
+        if last > head_seq:
+            return fail(
+                f"the ledger holds events #{head_seq + 1} to #{last} after its head (#{head_seq}): "
+                "they were appended outside the store's writer",
+                head_seq + 1,
+                None,
+            )
+        if last < head_seq:
+            return fail(
                 f"the ledger ends at #{last} but its head records #{head_seq}: "
                 f"events after #{last} were deleted",
                 last + 1,
                 None,
             )
+        if prev_hash != head_hash:
+            return fail(
+                f"the head records hash {head_hash[:12]}… for #{head_seq}, but event #{last} "
+                f"hashes to {prev_hash[:12]}…: the head or the last event was changed",
+                last,
+                None,
+            )
         return VerifyResult(True, checked, head_seq, head_hash)
+
+    def _raw_events(self) -> Iterator[tuple[Any, ...]]:
+        """Every event row as a plain tuple, in ``seq`` order, streamed (verification reads
+        millions: no per-row objects)."""
+        columns = (
+            "seq, id, at, at_us, kind, actor, subject, account, purpose, categories, status, "
+            "policy_version, notice_version, language, method, payload, idempotency_key, "
+            "prev_hash, hash, nonce, commitment, mac"
+        )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=20_000).exec_driver_sql(
+                f"SELECT {columns} FROM events ORDER BY seq"
+            )
+            while True:
+                rows = result.fetchmany(20_000)
+                if not rows:
+                    return
+                yield from (tuple(r) for r in rows)
+
+
+# The canonical JSON of an event body (events.event_body), spliced from its stored columns:
+# the keys in sorted order, strings encoded as json.dumps encodes them, and the categories and
+# payload as stored (the ledger stores them in canonical form; any other form fails the hash).
+_BODY = (
+    '{"account":%s,"at":%s,"categories":%s,"commitment":%s,"id":%s,"kind":%s,"language":%s,'
+    '"method":%s,"notice_version":%s,"payload":%s,"policy_version":%s,"purpose":%s,"seq":%d,'
+    '"status":%s}'
+)
+_PERSONAL = '{"actor":%s,"idempotency_key":%s,"subject":%s}'
+
+
+def _q(value: str | None) -> str:
+    return "null" if value is None else encode_basestring(value)
+
+
+def _commitment(nonce: str, subject: str | None, actor: str | None, key: str | None) -> str:
+    data = (_PERSONAL % (_q(actor), _q(key), _q(subject))).encode("utf-8")
+    try:
+        salt = bytes.fromhex(nonce)
+    except ValueError:
+        return ""
+    return sha256(_COMMITMENT_PREFIX + salt + data).hexdigest()
+
+
+def _at_us(at: str) -> int:
+    try:
+        return to_us(datetime.fromisoformat(at))
+    except ValueError:
+        return -1
 
 
 def _event_from(
@@ -871,6 +990,9 @@ def _to_row(event: Event, request_hash: str) -> dict[str, Any]:
         "request_hash": request_hash,
         "prev_hash": event.prev_hash,
         "hash": event.hash,
+        "nonce": event.nonce,
+        "commitment": event.commitment,
+        "mac": event.mac,
     }
 
 
@@ -896,4 +1018,7 @@ def _from_row(row: Any) -> Event:
         at_us=row["at_us"],
         prev_hash=row["prev_hash"],
         hash=row["hash"],
+        nonce=row["nonce"],
+        commitment=row["commitment"] or "",
+        mac=row["mac"],
     )

@@ -36,7 +36,19 @@ def readyz(svc: Svc) -> Response:
             {"status": "unavailable", "detail": f"the store does not answer: {type(exc).__name__}"},
             503,
         )
-    return json_response({"status": "ok", "ledger_seq": seq, "policy_version": version})
+    store = svc.store
+    warnings = store.key_warnings()
+    if svc.checkpointer.error:
+        warnings.append(f"the last checkpoint failed: {svc.checkpointer.error}")
+    return json_response(
+        {
+            "status": "ok",
+            "ledger_seq": seq,
+            "policy_version": version,
+            "keys": store.key_custody(),
+            "warnings": warnings,
+        }
+    )
 
 
 @router.get(

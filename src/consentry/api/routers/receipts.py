@@ -1,12 +1,13 @@
-"""Signed consent receipts: fetch one, check one."""
+"""Signed consent receipts: fetch one (with its inclusion proof), check one."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
+from ...errors import NotFound
 from ..auth import require_self
 from ..common import event_out, json_response
 from ..deps import Caller, StrictRoute, Svc
@@ -19,16 +20,34 @@ router = APIRouter(prefix="/v1/receipts", tags=["receipts"], route_class=StrictR
     "/{event_id}",
     response_model=ReceiptOut,
     responses=problems(401, 403, 404, 422, 503),
-    summary="The signed receipt of a consent event",
+    summary="The signed receipt of a consent event, with its inclusion proof",
 )
 def get_receipt(
-    event_id: Annotated[str, Path(min_length=1, max_length=64)], svc: Svc, caller: Caller
+    event_id: Annotated[str, Path(min_length=1, max_length=64)],
+    svc: Svc,
+    caller: Caller,
+    checkpoint_size: Annotated[
+        int | None,
+        Query(ge=1, description="Prove the event against the checkpoint of this tree size."),
+    ] = None,
 ) -> Response:
     """A receipt for the person whose choice it records: ISO/IEC TS 27560 fields, signed with
-    the store's Ed25519 key. Keep it: ``POST /v1/receipts/verify`` checks it later."""
+    the store's Ed25519 key, and its evidence (the event, a signed checkpoint and the event's
+    inclusion proof), so that it can be checked offline with the store's public keys
+    (``GET /v1/ledger/public-keys``). Keep it: ``POST /v1/receipts/verify`` checks it later."""
     event = svc.store.event(event_id)
     require_self(caller, event.subject or "", action="fetching a receipt")
-    receipt = svc.store.receipt(event.id)
+    note = None
+    if checkpoint_size is not None:
+        found = svc.store.stored_checkpoint(checkpoint_size)
+        if found is None:
+            raise NotFound(
+                f"the log has no checkpoint of {checkpoint_size} events",
+                hint="GET /v1/ledger/checkpoint gives the latest",
+                field="checkpoint_size",
+            )
+        note = found.note
+    receipt = svc.store.receipt(event.id, checkpoint=note)
     headers = {"Content-Disposition": f'inline; filename="receipt-{event.id}.json"'}
     return json_response(receipt, headers=headers)
 
@@ -37,12 +56,12 @@ def get_receipt(
     "/verify",
     response_model=ReceiptCheckOut,
     responses=problems(401, 404, 422, 503),
-    summary="Check a receipt's signature and its event in the ledger",
+    summary="Check a receipt: signature, event, inclusion proof, checkpoint",
 )
 def verify_receipt(body: ReceiptOut, svc: Svc, caller: Caller) -> Response:
-    """Valid when the store's key signed it and its event is in the ledger unchanged; a 422
-    problem says what does not match."""
-    event = svc.store.verify_receipt(body.model_dump())
-    return json_response(
-        {"valid": True, "event": event_out(event), "key_id": svc.store.signer().key_id}
-    )
+    """Valid when the store's pinned keys signed the receipt and its checkpoint, the event is in
+    the signed log, and the ledger still holds that event unchanged; a 422 problem says what
+    does not match (naming the fields that differ)."""
+    check = svc.store.verify_receipt(body.model_dump())
+    assert check.event is not None
+    return json_response(check.to_dict() | {"event": event_out(check.event)})
