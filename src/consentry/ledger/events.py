@@ -8,6 +8,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from ..canonical import canonical_json, sha256_hex
@@ -162,10 +163,26 @@ def personal_commitment(nonce_hex: str, personal: Mapping[str, Any]) -> str:
     (a different id would need a SHA-256 collision). With the nonce, anyone holding the event
     can check it names this person; once the nonce is erased, nobody can.
     """
-    data = {k: personal.get(k) for k in PERSONAL_FIELDS}
-    return hashlib.sha256(
-        _COMMITMENT_PREFIX + bytes.fromhex(nonce_hex) + canonical_json(data)
-    ).hexdigest()
+    try:
+        salt = bytes.fromhex(nonce_hex)
+    except ValueError:
+        return ""  # a nonce that is not hex commits to nothing (verification then fails)
+    data = _PERSONAL_JSON % (
+        json_string(personal.get("actor")),
+        json_string(personal.get("idempotency_key")),
+        json_string(personal.get("subject")),
+    )
+    return hashlib.sha256(_COMMITMENT_PREFIX + salt + data.encode("utf-8")).hexdigest()
+
+
+# canonical_json of the personal fields, spelled out: the keys in sorted order. The write path
+# and verification run it once per event, and the template is several times faster.
+_PERSONAL_JSON = '{"actor":%s,"idempotency_key":%s,"subject":%s}'
+
+
+def json_string(value: str | None) -> str:
+    """A string (or None) exactly as canonical JSON writes it."""
+    return "null" if value is None else encode_basestring(value)
 
 
 def chain_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
@@ -175,7 +192,7 @@ def chain_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
 
 def event_mac(key: bytes, event_hash: str) -> str:
     """HMAC-SHA-256 of an event's hash under the store's event key (see ``Ledger.mac_key``)."""
-    return hmac.new(key, event_hash.encode("ascii"), hashlib.sha256).hexdigest()
+    return hmac.digest(key, event_hash.encode("ascii"), "sha256").hex()  # one-shot: C speed
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from hashlib import sha256
-from json.encoder import encode_basestring
 from typing import Any
 
 from sqlalchemy import (
@@ -36,7 +35,6 @@ from ..times import format_time, from_us, parse_time, to_us
 from . import schema
 from .engine import WRITE, make_engine
 from .events import (
-    _COMMITMENT_PREFIX,
     GENESIS_HASH,
     STATE_KEYS,
     Change,
@@ -46,6 +44,7 @@ from .events import (
     chain_hash,
     event_body,
     event_mac,
+    json_string,
     personal_commitment,
     state_changes,
 )
@@ -808,9 +807,8 @@ class Ledger:
             return VerifyResult(False, checked, head_seq, head_hash, problem, seq, event_id)
 
         for row in self._raw_events():
-            (seq, event_id, at, at_us, kind, actor, subject, account, purpose, categories,
-             status, policy_version, notice_version, language, method, payload, key,
-             row_prev, row_hash, nonce, commitment, mac) = row  # fmt: skip
+            seq, event_id, at, at_us, kind, actor, subject = row[:7]
+            key, row_prev, row_hash, nonce, commitment, mac = row[16:]
             checked += 1
             if seq != expected_seq:
                 if seq > expected_seq:
@@ -837,11 +835,7 @@ class Ledger:
                     seq,
                     event_id,
                 )
-            body = _BODY % (
-                _q(account), _q(at), categories or "[]", _q(commitment), _q(event_id),
-                _q(kind), _q(language), _q(method), _q(notice_version), payload,
-                _q(policy_version), _q(purpose), seq, _q(status),
-            )  # fmt: skip
+            body = body_text(row)
             digest = sha256(row_prev.encode("ascii") + b"\n" + body.encode("utf-8")).hexdigest()
             if digest != row_hash or _at_us(at) != at_us:
                 return fail(
@@ -889,23 +883,53 @@ class Ledger:
             )
         return VerifyResult(True, checked, head_seq, head_hash)
 
-    def _raw_events(self) -> Iterator[tuple[Any, ...]]:
-        """Every event row as a plain tuple, in ``seq`` order, streamed (verification reads
-        millions: no per-row objects)."""
-        columns = (
-            "seq, id, at, at_us, kind, actor, subject, account, purpose, categories, status, "
-            "policy_version, notice_version, language, method, payload, idempotency_key, "
-            "prev_hash, hash, nonce, commitment, mac"
-        )
-        with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=20_000).exec_driver_sql(
-                f"SELECT {columns} FROM events ORDER BY seq"
-            )
+    def _raw_events(
+        self, after_seq: int = 0, upto_seq: int | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """Event rows as plain tuples (``_RAW_COLUMNS``), in ``seq`` order, streamed from the
+        driver's own cursor: verification reads millions, so no per-row objects."""
+        sql = f"SELECT {_RAW_COLUMNS} FROM events WHERE seq > {int(after_seq)}"
+        if upto_seq is not None:
+            sql += f" AND seq <= {int(upto_seq)}"
+        raw = self.engine.raw_connection()
+        try:
+            driver: Any = raw.driver_connection
+            # PostgreSQL: a server-side cursor, so that millions of rows are not held at once.
+            postgres = self.backend == "postgresql"
+            cursor = driver.cursor(name="consentry_events") if postgres else driver.cursor()
+            cursor.execute(sql + " ORDER BY seq")
             while True:
-                rows = result.fetchmany(20_000)
+                rows = cursor.fetchmany(20_000)
                 if not rows:
-                    return
-                yield from (tuple(r) for r in rows)
+                    break
+                yield from rows
+            cursor.close()
+        finally:
+            raw.close()
+
+    def leaf_data(
+        self, after_seq: int = 0, upto_seq: int | None = None
+    ) -> Iterator[tuple[int, str, bytes]]:
+        """(seq, id, canonical body) of each event as stored: what the transparency log's
+        leaves hash. Read as verification reads them (see ``_raw_events``)."""
+        for row in self._raw_events(after_seq, upto_seq):
+            yield row[0], row[1], body_text(row).encode("utf-8")
+
+
+_RAW_COLUMNS = (
+    "seq, id, at, at_us, kind, actor, subject, account, purpose, categories, status, "
+    "policy_version, notice_version, language, method, payload, idempotency_key, "
+    "prev_hash, hash, nonce, commitment, mac"
+)
+
+
+def body_text(row: Sequence[Any]) -> str:
+    """The canonical JSON of an event body spliced from a ``_RAW_COLUMNS`` row."""
+    return _BODY % (
+        _q(row[7]), _q(row[2]), row[9] or "[]", _q(row[20]), _q(row[1]), _q(row[4]),
+        _q(row[13]), _q(row[14]), _q(row[12]), row[15], _q(row[11]), _q(row[8]), row[0],
+        _q(row[10]),
+    )  # fmt: skip
 
 
 # The canonical JSON of an event body (events.event_body), spliced from its stored columns:
@@ -916,20 +940,11 @@ _BODY = (
     '"method":%s,"notice_version":%s,"payload":%s,"policy_version":%s,"purpose":%s,"seq":%d,'
     '"status":%s}'
 )
-_PERSONAL = '{"actor":%s,"idempotency_key":%s,"subject":%s}'
-
-
-def _q(value: str | None) -> str:
-    return "null" if value is None else encode_basestring(value)
+_q = json_string
 
 
 def _commitment(nonce: str, subject: str | None, actor: str | None, key: str | None) -> str:
-    data = (_PERSONAL % (_q(actor), _q(key), _q(subject))).encode("utf-8")
-    try:
-        salt = bytes.fromhex(nonce)
-    except ValueError:
-        return ""
-    return sha256(_COMMITMENT_PREFIX + salt + data).hexdigest()
+    return personal_commitment(nonce, {"subject": subject, "actor": actor, "idempotency_key": key})
 
 
 def _at_us(at: str) -> int:

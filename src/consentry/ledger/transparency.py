@@ -95,11 +95,8 @@ class TransparencyLog:
         target = head if upto is None else min(upto, head)
         while size < target:
             batch_end = min(size + _BATCH, target)
+            leaves = [leaf_hash(body) for _, _, body in self.ledger.leaf_data(size, batch_end)]
             with self.engine.connect() as conn:
-                leaves = [
-                    event_leaf(e)
-                    for e in self.ledger.events(after_seq=size, upto_seq=batch_end, conn=conn)
-                ]
                 if len(leaves) != batch_end - size:
                     raise InvalidInput(
                         f"the ledger has gaps between #{size + 1} and #{batch_end}",
@@ -252,14 +249,14 @@ class TransparencyLog:
         compact = CompactRange()
         leaves: list[bytes] = []
         old_root: bytes | None = None
-        for event in self.ledger.events():
-            if event.seq != compact.size + 1:
+        for seq, event_id, body in self.ledger.leaf_data():
+            if seq != compact.size + 1:
                 break  # a gap: the chain check names it; the leaves stop here
-            leaf = event_leaf(event)
+            leaf = leaf_hash(body)
             compact.append(leaf)
             if compact.size <= checkpoint.size:
                 leaves.append(leaf)
-                events.append((event.seq, event.id))
+                events.append((seq, event_id))
             if compact.size == checkpoint.size:
                 old_root = compact.root()
         size = compact.size
@@ -312,7 +309,7 @@ class TransparencyLog:
         return Audit(True, checkpoint.size, size, consistency_proof=[p.hex() for p in proof])
 
     def _recomputed_leaves(self, size: int) -> list[bytes]:
-        return [event_leaf(e) for e in self.ledger.events(upto_seq=size)]
+        return [leaf_hash(body) for _, _, body in self.ledger.leaf_data(0, size)]
 
     def _first_difference(
         self, checkpoint: Checkpoint, leaves: list[bytes], witness_dir: Path | None
