@@ -147,6 +147,10 @@ ENDPOINTS = [
         {"purpose": "ai.training", "category": "content.audio", "subjects": ["bob"]},
     ),
     Endpoint("POST", "/v1/ledger/verify", frozenset({"platform"})),
+    # The transparency log is public, as a CT log's tree heads are: no personal data in it.
+    Endpoint("GET", "/v1/ledger/checkpoint", ANYONE),
+    Endpoint("GET", "/v1/ledger/consistency?first=1", ANYONE),
+    Endpoint("GET", "/v1/ledger/public-keys", ANYONE),
     Endpoint("GET", "/healthz", ANYONE),
     Endpoint("GET", "/readyz", ANYONE),
     Endpoint("GET", "/metrics", ANYONE),
