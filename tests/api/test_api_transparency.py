@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from api_support import Api
+
 from consentry.api.checkpointer import Checkpointer
 from consentry.ledger.checkpoint import NoteVerifier, read_checkpoint
 from consentry.ledger.evidence import verify_receipt_offline
