@@ -23,8 +23,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from .decide import Decider, Decision, Reason
-from .errors import InvalidInput, NotFound, NotInitialised, PolicyConflict, PolicyError
-from .ledger import schema
+from .errors import (
+    InvalidInput,
+    LedgerCorrupt,
+    NotFound,
+    NotInitialised,
+    PolicyConflict,
+    PolicyError,
+)
+from .ledger import audit, schema
 from .ledger.engine import DEFAULT_URL
 from .ledger.events import CONSENT_KINDS, Draft, Event, Kind
 from .ledger.receipts import (
@@ -652,9 +659,50 @@ class Store:
     # -- ledger and receipts --------------------------------------------------------------
 
     def verify(self) -> VerifyResult:
-        """Recompute the hash chain; name the first event that was tampered with."""
+        """Recompute the hash chain; name the first event that was tampered with. Then
+        recompute the current-state tables from the events and report each row that differs
+        (``divergences``); ok only when both are clean."""
         self._require_init()
-        return self.ledger.verify()
+        chain = self.ledger.verify()
+        return audit.with_state(chain, audit.audit_state(self.ledger.engine))
+
+    def audit_state(self) -> audit.AuditResult:
+        """Only the current-state part of :meth:`verify`: the state tables against the chain."""
+        self._require_init()
+        return audit.audit_state(self.ledger.engine)
+
+    def rebuild_state(self) -> audit.RebuildResult:
+        """Rebuild the current-state tables from the chain, in one transaction, writing only
+        the rows that differ (returned); then reload this store's in-memory state.
+
+        Refused (:class:`LedgerCorrupt`) when the chain does not verify: a broken chain is
+        no source to rebuild from. Other processes holding the state in memory (a running
+        service) keep what they loaded: restart them afterwards.
+        """
+        self._require_init()
+        for _attempt in range(5):
+            chain = self.ledger.verify()
+            if not chain.ok:
+                raise LedgerCorrupt(
+                    f"the chain does not verify, so the state cannot be rebuilt from it: "
+                    f"{chain.problem}",
+                    hint="run `consentry ledger verify`; restore the database from a backup "
+                    "whose ledger verifies (see docs/deploying.md), then rebuild",
+                )
+            try:
+                result = audit.rebuild_state(self.ledger.engine, verified_seq=chain.head_seq)
+            except audit.HeadMoved:
+                continue  # events were appended meanwhile: verify them too
+            break
+        else:
+            raise LedgerCorrupt(
+                "the ledger kept growing while the state was being rebuilt",
+                hint="retry when writes are quieter",
+            )
+        with self._lock:
+            self._state = None  # reloaded from the repaired tables on next use
+            self._decider = None
+        return result
 
     def event(self, ref: str | int) -> Event:
         self._require_init()

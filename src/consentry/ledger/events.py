@@ -6,7 +6,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..canonical import canonical_json, sha256_hex
 
@@ -106,9 +106,12 @@ def chain_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
     return sha256_hex(prev_hash.encode("ascii") + b"\n" + canonical_json(body))
 
 
-@dataclass(frozen=True)
-class Change:
-    """One row of current state that an event sets (``values``) or removes (``None``)."""
+class Change(NamedTuple):
+    """One row of current state that an event sets (``values``) or removes (``None``).
+
+    A named tuple (not a frozen dataclass): made for every event on the write path and for
+    every event again when ``ledger verify`` replays the chain, where the dataclass
+    constructor was a fifth of the replay's time."""
 
     table: str
     key: tuple[str, ...]

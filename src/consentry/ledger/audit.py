@@ -1,0 +1,434 @@
+"""The current-state tables checked against the chain: recompute them from the events and
+report every row that differs; rebuild them from the chain.
+
+The state tables (``schema.STATE_TABLES``) are a cache of what the events add up to, kept in
+the append transaction. Decisions are made from them, so a row edited behind the ledger's back
+(``update consents set status = 'given' ...``) would change decisions while the chain still
+verifies. :func:`audit_state` replays every event through
+:func:`consentry.ledger.events.state_changes` -- the one definition of what an event changes --
+and compares the result with the tables, generically over ``STATE_TABLES``/``STATE_KEYS``.
+
+Speed: events are read with the driver's own cursor (a server-side cursor on PostgreSQL), in
+one snapshot with the tables; each row becomes an :class:`~consentry.ledger.events.Event`
+without the dataclass constructor, and the tables are read whole and compared as dicts.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, and_, bindparam, delete
+from sqlalchemy.dialects import postgresql, sqlite
+
+from . import schema
+from .events import STATE_KEYS, Event, Kind, state_changes
+
+if TYPE_CHECKING:
+    from .store import VerifyResult
+
+#: The event columns a state change may depend on (everything but the chain's own hashes).
+EVENT_COLUMNS = (
+    "seq",
+    "id",
+    "at",
+    "at_us",
+    "kind",
+    "actor",
+    "subject",
+    "account",
+    "purpose",
+    "categories",
+    "status",
+    "policy_version",
+    "notice_version",
+    "language",
+    "method",
+    "payload",
+    "idempotency_key",
+)
+_FETCH = 20_000
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """One current-state row that is not what the chain implies.
+
+    ``problem`` is ``"changed"`` (both have the row, ``fields`` differ), ``"missing"`` (the
+    chain implies the row, the table lacks it) or ``"extra"`` (the table has a row the chain
+    does not imply: never recorded, or removed by event ``seq``). ``stored`` and ``implied``
+    are the rows' non-key columns (``None``: no such row); ``seq`` is the event the chain's
+    value comes from (or that removed the row), ``None`` when no event touched the key.
+    """
+
+    table: str
+    key: tuple[str, ...]
+    problem: str
+    stored: dict[str, Any] | None
+    implied: dict[str, Any] | None
+    seq: int | None
+    fields: tuple[str, ...] = ()
+
+    @property
+    def place(self) -> str:
+        return f"{self.table}[{', '.join(self.key)}]"
+
+    def message(self) -> str:
+        """One line that says what differs, e.g. ``consents[u0, ai.training, content.audio]:
+        status is 'given' in the table, the chain says 'withdrawn' (event #12)``."""
+        event = f" (event #{self.seq})" if self.seq is not None else ""
+        if self.problem == "changed":
+            assert self.stored is not None and self.implied is not None
+            parts = [
+                f"{f} is {_show(self.stored.get(f))} in the table, the chain says "
+                f"{_show(self.implied.get(f))}"
+                for f in self.fields
+            ]
+            return f"{self.place}: {'; '.join(parts)}{event}"
+        if self.problem == "missing":
+            return (
+                f"{self.place}: missing from the table; the chain says it is "
+                f"{_show_row(self.implied)}{event}"
+            )
+        if self.seq is not None:
+            return (
+                f"{self.place}: in the table as {_show_row(self.stored)}, but the chain removed "
+                f"it{event}"
+            )
+        return (
+            f"{self.place}: in the table as {_show_row(self.stored)}, but no event in the "
+            "chain records it"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["key"] = list(self.key)
+        data["fields"] = list(self.fields)
+        data["message"] = self.message()
+        return data
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """The current-state tables compared with what the events up to ``head_seq`` imply."""
+
+    ok: bool
+    events: int  # events replayed
+    head_seq: int
+    rows: int  # rows of the state tables compared
+    divergences: tuple[Divergence, ...] = ()
+
+    def summary(self) -> str | None:
+        """None when clean; otherwise how many rows differ and the first of them."""
+        return summary(self.divergences)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "events": self.events,
+            "head_seq": self.head_seq,
+            "rows": self.rows,
+            "divergences": [d.to_dict() for d in self.divergences],
+        }
+
+
+def summary(divergences: tuple[Divergence, ...]) -> str | None:
+    """One line for a list of divergences (None when there are none)."""
+    if not divergences:
+        return None
+    n = len(divergences)
+    rows = "row differs" if n == 1 else "rows differ"
+    return (
+        f"{n} current-state {rows} from what the chain implies; first: {divergences[0].message()}"
+    )
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _show_row(row: Mapping[str, Any] | None) -> str:
+    if not row:
+        return "{}"
+    return "{" + ", ".join(f"{k}={_show(v)}" for k, v in row.items()) + "}"
+
+
+# -- replaying the events -----------------------------------------------------------------------
+
+_KINDS = {str(k): k for k in Kind}
+
+
+#: The Event fields the columns fill, in ``EVENT_COLUMNS`` order (``at`` is the RFC 3339 text).
+_FIELDS = tuple("at_text" if c == "at" else c for c in EVENT_COLUMNS)
+
+
+def _events(cursor: Any) -> Iterator[Event]:
+    """The events of an executed raw cursor (``EVENT_COLUMNS``, in ``seq`` order).
+
+    For speed, one :class:`Event` object is refilled for each row (made without the
+    dataclass constructor, its fields set straight from the row): valid until the next one
+    is read, which is all a replay needs (``state_changes`` keeps nothing of its event).
+    """
+    kinds = _KINDS
+    categories_seen: dict[str, tuple[str, ...]] = {}
+    loads = json.loads
+    event = object.__new__(Event)
+    fields = vars(event)
+    fields.update(at=None, prev_hash="", hash="")  # not read back: no state depends on them
+    update = fields.update
+    names = _FIELDS
+    while True:
+        rows = cursor.fetchmany(_FETCH)
+        if not rows:
+            return
+        for row in rows:
+            update(zip(names, row, strict=True))
+            kind = fields["kind"]
+            fields["kind"] = kinds.get(kind) or Kind(kind)
+            categories = fields["categories"]
+            cats = categories_seen.get(categories)
+            if cats is None:
+                cats = tuple(loads(categories or "[]"))
+                if len(categories_seen) < 100_000:
+                    categories_seen[categories] = cats
+            fields["categories"] = cats
+            payload = fields["payload"]
+            fields["payload"] = _EMPTY if payload == "{}" else loads(payload)
+            yield event
+
+
+#: table -> key -> (the row's non-key values, or None when removed; the event that set it)
+Implied = dict[str, dict[tuple[str, ...], tuple[dict[str, Any] | None, int]]]
+
+
+def replay(events: Iterator[Event]) -> tuple[Implied, int]:
+    """What the events imply for each state table, and how many events there were."""
+    implied: Implied = {name: {} for name in schema.STATE_TABLES}
+    n = 0
+    for event in events:
+        n += 1
+        seq = event.seq
+        for table, key, values in state_changes(event):
+            implied[table][key] = (values, seq)
+    return implied, n
+
+
+# -- comparing with the tables ------------------------------------------------------------------
+
+
+def _value_columns(table: str) -> tuple[str, ...]:
+    keys = STATE_KEYS[table]
+    return tuple(c.name for c in schema.STATE_TABLES[table].columns if c.name not in keys)
+
+
+def _stored(cursor: Any, table: str) -> set[tuple[Any, ...]]:
+    """Every row of a state table, as (key columns..., value columns...) tuples."""
+    columns = (*STATE_KEYS[table], *_value_columns(table))
+    cursor.execute(f"SELECT {', '.join(columns)} FROM {table}")
+    stored: set[tuple[Any, ...]] = set()
+    while True:
+        rows = cursor.fetchmany(_FETCH)
+        if not rows:
+            return stored
+        stored.update(rows)
+
+
+def compare(
+    table: str,
+    implied: Mapping[tuple[str, ...], tuple[dict[str, Any] | None, int]],
+    stored: set[tuple[Any, ...]],
+) -> list[Divergence]:
+    """The divergences of one table: its ``stored`` rows against the ``implied`` ones.
+
+    Both sides become sets of flat row tuples, compared in one go; only the rows in their
+    symmetric difference (none, on an honest ledger) are looked at one by one.
+    """
+    columns = _value_columns(table)
+    rows: set[tuple[Any, ...]] = {
+        key + tuple(map(values.get, columns))
+        for key, (values, _seq) in implied.items()
+        if values is not None
+    }
+    if rows == stored:
+        return []
+    k = len(STATE_KEYS[table])
+    stored_only: dict[tuple[str, ...], tuple[Any, ...]] = {r[:k]: r[k:] for r in stored - rows}
+    implied_only: dict[tuple[str, ...], tuple[Any, ...]] = {r[:k]: r[k:] for r in rows - stored}
+    out: list[Divergence] = []
+    for key in sorted(stored_only.keys() | implied_only.keys()):
+        have, want = stored_only.get(key), implied_only.get(key)
+        seq = implied[key][1] if key in implied else None
+        stored_row = None if have is None else dict(zip(columns, have, strict=True))
+        if want is None:
+            out.append(Divergence(table, key, "extra", stored_row, None, seq))
+            continue
+        implied_row = dict(zip(columns, want, strict=True))
+        if have is None:
+            out.append(Divergence(table, key, "missing", None, implied_row, seq))
+            continue
+        fields = tuple(c for c, a, b in zip(columns, have, want, strict=True) if a != b)
+        out.append(Divergence(table, key, "changed", stored_row, implied_row, seq, fields))
+    return out
+
+
+# -- the audit, in one snapshot -----------------------------------------------------------------
+
+
+def audit_connection(conn: Connection, *, head_seq: int | None = None) -> AuditResult:
+    """Audit through ``conn``, inside its open transaction (one snapshot: the caller sets
+    REPEATABLE READ on PostgreSQL, or holds the head's lock). ``head_seq``: replay the events
+    up to it (default: the head the transaction sees)."""
+    if head_seq is None:
+        row = conn.exec_driver_sql("SELECT seq FROM ledger_head WHERE id = 1").first()
+        head_seq = int(row[0]) if row is not None else 0
+    with _no_gc():
+        return _audit(conn, head_seq)
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic collector off: a replay makes millions of long-lived dicts and tuples
+    (none in a cycle), and collections walking them took a third of the time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _audit(conn: Connection, head_seq: int) -> AuditResult:
+    raw: Any = conn.connection.dbapi_connection
+    postgres = conn.dialect.name == "postgresql"
+    columns = ", ".join(EVENT_COLUMNS)
+    query = f"SELECT {columns} FROM events WHERE seq <= {int(head_seq)} ORDER BY seq"
+    if postgres:
+        cursor = raw.cursor(name="consentry_audit_events")  # server-side: streams
+        cursor.itersize = _FETCH
+    else:
+        cursor = raw.cursor()
+    try:
+        cursor.execute(query)
+        implied, n = replay(_events(cursor))
+    finally:
+        cursor.close()
+    divergences: list[Divergence] = []
+    rows = 0
+    cursor = raw.cursor()
+    try:
+        for table in schema.STATE_TABLES:
+            stored = _stored(cursor, table)
+            rows += len(stored)
+            divergences.extend(compare(table, implied.get(table, {}), stored))
+    finally:
+        cursor.close()
+    return AuditResult(not divergences, n, head_seq, rows, tuple(divergences))
+
+
+def audit_state(engine: Any) -> AuditResult:
+    """Recompute the current-state tables from the events and compare them (read-only)."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            return audit_connection(conn)
+
+
+# -- rebuilding ---------------------------------------------------------------------------------
+
+
+def _upsert(dialect: str, table_name: str, value_names: tuple[str, ...]) -> Any:
+    table = schema.STATE_TABLES[table_name]
+    keys = STATE_KEYS[table_name]
+    insert_fn: Callable[..., Any] = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    ins = insert_fn(table).values({k: bindparam(k) for k in (*keys, *value_names)})
+    return ins.on_conflict_do_update(
+        index_elements=list(keys), set_={k: ins.excluded[k] for k in value_names}
+    )
+
+
+def _delete(table_name: str) -> Any:
+    table = schema.STATE_TABLES[table_name]
+    keys = STATE_KEYS[table_name]
+    return delete(table).where(and_(*(table.c[k] == bindparam(f"key_{k}") for k in keys)))
+
+
+def repair(conn: Connection, divergences: tuple[Divergence, ...]) -> None:
+    """Make the state tables say what the chain implies, inside ``conn``'s transaction:
+    delete the extra rows, write the missing and changed ones."""
+    deletes: dict[str, list[dict[str, Any]]] = {}
+    upserts: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = {}
+    for d in divergences:
+        names = STATE_KEYS[d.table]
+        if d.implied is None:
+            deletes.setdefault(d.table, []).append(
+                {f"key_{k}": v for k, v in zip(names, d.key, strict=True)}
+            )
+        else:
+            params = dict(zip(names, d.key, strict=True))
+            params.update(d.implied)
+            upserts.setdefault((d.table, tuple(d.implied)), []).append(params)
+    for table, params_list in deletes.items():
+        conn.execute(_delete(table), params_list)
+    for (table, value_names), params_list in upserts.items():
+        conn.execute(_upsert(conn.dialect.name, table, value_names), params_list)
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    """What ``rebuild_state`` changed: each row it wrote or deleted, as the divergence it
+    repaired (empty: the tables already said what the chain implies)."""
+
+    events: int
+    head_seq: int
+    rows: int  # rows of the state tables before the rebuild
+    changed: tuple[Divergence, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "head_seq": self.head_seq,
+            "rows": self.rows,
+            "changed": [d.to_dict() for d in self.changed],
+        }
+
+
+class HeadMoved(Exception):
+    """The head is no longer where the verified chain ended (new events were appended)."""
+
+
+def rebuild_state(engine: Any, *, verified_seq: int) -> RebuildResult:
+    """Make the state tables what the events up to the head imply, in one transaction that
+    holds the head (no append can interleave), writing only the rows that differ.
+
+    ``verified_seq``: the head the caller verified the chain at; :class:`HeadMoved` if the
+    head has moved since (verify again and retry).
+    """
+    with engine.connect().execution_options(consentry_write=True) as conn, conn.begin():
+        # SQLite: BEGIN IMMEDIATE (the write option) already holds the write lock.
+        lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+        row = conn.exec_driver_sql(f"SELECT seq FROM ledger_head WHERE id = 1{lock}").first()
+        head_seq = int(row[0]) if row is not None else 0
+        if head_seq != verified_seq:
+            raise HeadMoved(f"the head moved from #{verified_seq} to #{head_seq}")
+        result = audit_connection(conn, head_seq=head_seq)
+        repair(conn, result.divergences)
+    return RebuildResult(result.events, head_seq, result.rows, result.divergences)
+
+
+def with_state(chain: VerifyResult, state: AuditResult) -> VerifyResult:
+    """The chain's result with the state audit's added: ok only when both are clean; the
+    chain's problem first, else the state's summary."""
+    return replace(
+        chain,
+        ok=chain.ok and state.ok,
+        problem=chain.problem or state.summary(),
+        divergences=(*chain.divergences, *state.divergences),
+    )
