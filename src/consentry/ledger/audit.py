@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from types import MappingProxyType
@@ -164,50 +164,11 @@ def _show_row(row: Mapping[str, Any] | None) -> str:
 _KINDS = {str(k): k for k in Kind}
 
 
-#: The Event fields the columns fill, in ``EVENT_COLUMNS`` order (``at`` is the RFC 3339 text).
-_FIELDS = tuple("at_text" if c == "at" else c for c in EVENT_COLUMNS)
-
-
-def _events(cursor: Any) -> Iterator[Event]:
-    """The events of an executed raw cursor (``EVENT_COLUMNS``, in ``seq`` order).
-
-    For speed, one :class:`Event` object is refilled for each row (made without the
-    dataclass constructor, its fields set straight from the row): valid until the next one
-    is read, which is all a replay needs (``state_changes`` keeps nothing of its event).
-    """
-    kinds = _KINDS
-    categories_seen: dict[str, tuple[str, ...]] = {}
-    loads = json.loads
-    event = object.__new__(Event)
-    fields = vars(event)
-    fields.update(at=None, prev_hash="", hash="")  # not read back: no state depends on them
-    update = fields.update
-    names = _FIELDS
-    while True:
-        rows = cursor.fetchmany(_FETCH)
-        if not rows:
-            return
-        for row in rows:
-            update(zip(names, row, strict=True))
-            kind = fields["kind"]
-            fields["kind"] = kinds.get(kind) or Kind(kind)
-            categories = fields["categories"]
-            cats = categories_seen.get(categories)
-            if cats is None:
-                cats = tuple(loads(categories or "[]"))
-                if len(categories_seen) < 100_000:
-                    categories_seen[categories] = cats
-            fields["categories"] = cats
-            payload = fields["payload"]
-            fields["payload"] = _EMPTY if payload == "{}" else loads(payload)
-            yield event
-
-
 #: table -> key -> (the row's non-key values, or None when removed; the event that set it)
 Implied = dict[str, dict[tuple[str, ...], tuple[dict[str, Any] | None, int]]]
 
 
-def replay(events: Iterator[Event]) -> tuple[Implied, int]:
+def replay(events: Iterable[Event]) -> tuple[Implied, int]:
     """What the events imply for each state table, and how many events there were."""
     implied: Implied = {name: {} for name in schema.STATE_TABLES}
     n = 0
@@ -217,6 +178,77 @@ def replay(events: Iterator[Event]) -> tuple[Implied, int]:
         for table, key, values in state_changes(event):
             implied[table][key] = (values, seq)
     return implied, n
+
+
+def replay_rows(cursor: Any) -> tuple[Implied, int]:
+    """:func:`replay` of the events of an executed raw cursor (``EVENT_COLUMNS``, in ``seq``
+    order), in one loop: the hot path of ``ledger verify``.
+
+    For speed, one :class:`Event` object (made without the dataclass constructor) is refilled
+    from each row: ``state_changes`` keeps nothing of its event, so one is enough. The kind,
+    the categories and an empty payload are looked up rather than parsed.
+    """
+    implied: Implied = {name: {} for name in schema.STATE_TABLES}
+    kinds = _KINDS
+    categories_seen: dict[str, tuple[str, ...]] = {}
+    loads = json.loads
+    empty = _EMPTY
+    changes = state_changes
+    event = object.__new__(Event)
+    fields = vars(event)
+    fields.update(at=None, prev_hash="", hash="")  # no state depends on them: not read
+    fill = fields.update
+    n = 0
+    while True:
+        rows = cursor.fetchmany(_FETCH)
+        if not rows:
+            return implied, n
+        n += len(rows)
+        for (
+            seq,
+            event_id,
+            at,
+            at_us,
+            kind,
+            actor,
+            subject,
+            account,
+            purpose,
+            categories,
+            status,
+            policy_version,
+            notice_version,
+            language,
+            method,
+            payload,
+            idempotency_key,
+        ) in rows:  # EVENT_COLUMNS
+            cats = categories_seen.get(categories)
+            if cats is None:
+                cats = tuple(loads(categories or "[]"))
+                if len(categories_seen) < 100_000:
+                    categories_seen[categories] = cats
+            fill(
+                seq=seq,
+                id=event_id,
+                at_text=at,
+                at_us=at_us,
+                kind=kinds.get(kind) or Kind(kind),
+                actor=actor,
+                subject=subject,
+                account=account,
+                purpose=purpose,
+                categories=cats,
+                status=status,
+                policy_version=policy_version,
+                notice_version=notice_version,
+                language=language,
+                method=method,
+                payload=empty if payload == "{}" else loads(payload),
+                idempotency_key=idempotency_key,
+            )
+            for table, key, values in changes(event):
+                implied[table][key] = (values, seq)
 
 
 # -- comparing with the tables ------------------------------------------------------------------
@@ -316,7 +348,7 @@ def _audit(conn: Connection, head_seq: int) -> AuditResult:
         cursor = raw.cursor()
     try:
         cursor.execute(query)
-        implied, n = replay(_events(cursor))
+        implied, n = replay_rows(cursor)
     finally:
         cursor.close()
     divergences: list[Divergence] = []
