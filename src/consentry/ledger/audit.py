@@ -164,46 +164,58 @@ def _show_row(row: Mapping[str, Any] | None) -> str:
 _KINDS = {str(k): k for k in Kind}
 
 
-#: table -> key -> (the row's non-key values, or None when removed; the event that set it)
-Implied = dict[str, dict[tuple[str, ...], tuple[dict[str, Any] | None, int]]]
+#: table -> key -> the row the chain implies (key columns then value columns, in the table's
+#: column order), or None when the chain removed it
+Implied = dict[str, dict[tuple[str, ...], tuple[Any, ...] | None]]
+
+
+def value_columns(table: str) -> tuple[str, ...]:
+    """A state table's non-key columns, in table order."""
+    keys = STATE_KEYS[table]
+    return tuple(c.name for c in schema.STATE_TABLES[table].columns if c.name not in keys)
 
 
 def replay(events: Iterable[Event]) -> tuple[Implied, int]:
-    """What the events imply for each state table, and how many events there were."""
+    """What the events imply for each state table (as flat rows), and how many events
+    there were.
+
+    Each change becomes its row at once, and the event's dicts are dropped: holding a tuple
+    per key, not a dict, is a third of the memory (and of the time a million events spent
+    faulting in fresh pages); the rows are then compared with the table's as sets.
+    """
     implied: Implied = {name: {} for name in schema.STATE_TABLES}
+    columns = {name: value_columns(name) for name in schema.STATE_TABLES}
     n = 0
     for event in events:
         n += 1
-        seq = event.seq
         for table, key, values in state_changes(event):
-            implied[table][key] = (values, seq)
+            implied[table][key] = (
+                None if values is None else key + tuple(map(values.get, columns[table]))
+            )
     return implied, n
 
 
-def replay_rows(cursor: Any) -> tuple[Implied, int]:
-    """:func:`replay` of the events of an executed raw cursor (``EVENT_COLUMNS``, in ``seq``
-    order), in one loop: the hot path of ``ledger verify``.
+def events_of(cursor: Any) -> Iterator[Event]:
+    """The events of an executed raw cursor (``EVENT_COLUMNS``, in ``seq`` order): the hot
+    path of ``ledger verify``.
 
     For speed, one :class:`Event` object (made without the dataclass constructor) is refilled
-    from each row: ``state_changes`` keeps nothing of its event, so one is enough. The kind,
-    the categories and an empty payload are looked up rather than parsed.
+    from each row: valid until the next one is read, which is all a replay needs
+    (``state_changes`` keeps nothing of its event). The kind, the categories and an empty
+    payload are looked up rather than parsed.
     """
-    implied: Implied = {name: {} for name in schema.STATE_TABLES}
     kinds = _KINDS
     categories_seen: dict[str, tuple[str, ...]] = {}
     loads = json.loads
     empty = _EMPTY
-    changes = state_changes
     event = object.__new__(Event)
     fields = vars(event)
     fields.update(at=None, prev_hash="", hash="")  # no state depends on them: not read
     fill = fields.update
-    n = 0
     while True:
         rows = cursor.fetchmany(_FETCH)
         if not rows:
-            return implied, n
-        n += len(rows)
+            return
         for (
             seq,
             event_id,
@@ -247,66 +259,70 @@ def replay_rows(cursor: Any) -> tuple[Implied, int]:
                 payload=empty if payload == "{}" else loads(payload),
                 idempotency_key=idempotency_key,
             )
-            for table, key, values in changes(event):
-                implied[table][key] = (values, seq)
+            yield event
+
+
+def sources(
+    events: Iterable[Event], wanted: Mapping[str, set[tuple[str, ...]]]
+) -> dict[tuple[str, tuple[str, ...]], int]:
+    """The last event that changed each wanted (table, key): where a divergence's implied
+    value comes from (a second pass, made only when something differs)."""
+    found: dict[tuple[str, tuple[str, ...]], int] = {}
+    for event in events:
+        for table, key, _values in state_changes(event):
+            if key in wanted.get(table, ()):
+                found[table, key] = event.seq
+    return found
 
 
 # -- comparing with the tables ------------------------------------------------------------------
 
 
-def _value_columns(table: str) -> tuple[str, ...]:
-    keys = STATE_KEYS[table]
-    return tuple(c.name for c in schema.STATE_TABLES[table].columns if c.name not in keys)
+def _select(table: str) -> str:
+    return f"SELECT {', '.join((*STATE_KEYS[table], *value_columns(table)))} FROM {table}"
 
 
-def _stored(cursor: Any, table: str) -> set[tuple[Any, ...]]:
-    """Every row of a state table, as (key columns..., value columns...) tuples."""
-    columns = (*STATE_KEYS[table], *_value_columns(table))
-    cursor.execute(f"SELECT {', '.join(columns)} FROM {table}")
-    stored: set[tuple[Any, ...]] = set()
+def matches(cursor: Any, table: str, rows: set[tuple[Any, ...]]) -> tuple[bool, int]:
+    """Whether the table holds exactly ``rows``, read in batches and checked in C (a
+    superset test per batch, then the counts: the primary key makes stored rows distinct);
+    and how many rows it holds."""
+    cursor.execute(_select(table))
+    count, same = 0, True
     while True:
-        rows = cursor.fetchmany(_FETCH)
-        if not rows:
-            return stored
-        stored.update(rows)
+        batch = cursor.fetchmany(_FETCH)
+        if not batch:
+            return same and count == len(rows), count
+        count += len(batch)
+        if same and not rows.issuperset(batch):
+            same = False
 
 
-def compare(
-    table: str,
-    implied: Mapping[tuple[str, ...], tuple[dict[str, Any] | None, int]],
-    stored: set[tuple[Any, ...]],
-) -> list[Divergence]:
-    """The divergences of one table: its ``stored`` rows against the ``implied`` ones.
-
-    Both sides become sets of flat row tuples, compared in one go; only the rows in their
-    symmetric difference (none, on an honest ledger) are looked at one by one.
-    """
-    columns = _value_columns(table)
-    rows: set[tuple[Any, ...]] = {
-        key + tuple(map(values.get, columns))
-        for key, (values, _seq) in implied.items()
-        if values is not None
-    }
-    if rows == stored:
-        return []
+def differences(
+    table: str, rows: set[tuple[Any, ...]], stored: set[tuple[Any, ...]]
+) -> list[tuple[tuple[str, ...], tuple[Any, ...] | None, tuple[Any, ...] | None]]:
+    """(key, stored values, implied values) of each key whose rows differ (None: no row)."""
     k = len(STATE_KEYS[table])
-    stored_only: dict[tuple[str, ...], tuple[Any, ...]] = {r[:k]: r[k:] for r in stored - rows}
-    implied_only: dict[tuple[str, ...], tuple[Any, ...]] = {r[:k]: r[k:] for r in rows - stored}
-    out: list[Divergence] = []
-    for key in sorted(stored_only.keys() | implied_only.keys()):
-        have, want = stored_only.get(key), implied_only.get(key)
-        seq = implied[key][1] if key in implied else None
-        stored_row = None if have is None else dict(zip(columns, have, strict=True))
-        if want is None:
-            out.append(Divergence(table, key, "extra", stored_row, None, seq))
-            continue
-        implied_row = dict(zip(columns, want, strict=True))
-        if have is None:
-            out.append(Divergence(table, key, "missing", None, implied_row, seq))
-            continue
-        fields = tuple(c for c, a, b in zip(columns, have, want, strict=True) if a != b)
-        out.append(Divergence(table, key, "changed", stored_row, implied_row, seq, fields))
-    return out
+    have = {r[:k]: r[k:] for r in stored - rows}
+    want = {r[:k]: r[k:] for r in rows - stored}
+    return [(key, have.get(key), want.get(key)) for key in sorted(have.keys() | want.keys())]
+
+
+def divergence(
+    table: str,
+    key: tuple[str, ...],
+    have: tuple[Any, ...] | None,
+    want: tuple[Any, ...] | None,
+    seq: int | None,
+) -> Divergence:
+    columns = value_columns(table)
+    stored = None if have is None else dict(zip(columns, have, strict=True))
+    implied = None if want is None else dict(zip(columns, want, strict=True))
+    if have is None:
+        return Divergence(table, key, "missing", None, implied, seq)
+    if want is None:
+        return Divergence(table, key, "extra", stored, None, seq)
+    fields = tuple(c for c, a, b in zip(columns, have, want, strict=True) if a != b)
+    return Divergence(table, key, "changed", stored, implied, seq, fields)
 
 
 # -- the audit, in one snapshot -----------------------------------------------------------------
@@ -325,8 +341,8 @@ def audit_connection(conn: Connection, *, head_seq: int | None = None) -> AuditR
 
 @contextmanager
 def _no_gc() -> Iterator[None]:
-    """The cyclic collector off: a replay makes millions of long-lived dicts and tuples
-    (none in a cycle), and collections walking them took a third of the time."""
+    """The cyclic collector off: a replay makes millions of long-lived tuples (none in a
+    cycle), and collections walking them took a third of the time."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -336,32 +352,55 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _audit(conn: Connection, head_seq: int) -> AuditResult:
+@contextmanager
+def _events_cursor(conn: Connection, head_seq: int) -> Iterator[Any]:
+    """A raw cursor over the events up to ``head_seq`` (server-side on PostgreSQL: streams)."""
     raw: Any = conn.connection.dbapi_connection
-    postgres = conn.dialect.name == "postgresql"
-    columns = ", ".join(EVENT_COLUMNS)
-    query = f"SELECT {columns} FROM events WHERE seq <= {int(head_seq)} ORDER BY seq"
-    if postgres:
-        cursor = raw.cursor(name="consentry_audit_events")  # server-side: streams
+    if conn.dialect.name == "postgresql":
+        cursor = raw.cursor(name="consentry_audit_events")
         cursor.itersize = _FETCH
     else:
         cursor = raw.cursor()
     try:
-        cursor.execute(query)
-        implied, n = replay_rows(cursor)
+        cursor.execute(
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM events "
+            f"WHERE seq <= {int(head_seq)} ORDER BY seq"
+        )
+        yield cursor
     finally:
         cursor.close()
-    divergences: list[Divergence] = []
-    rows = 0
-    cursor = raw.cursor()
+
+
+def _audit(conn: Connection, head_seq: int) -> AuditResult:
+    with _events_cursor(conn, head_seq) as cursor:
+        implied, n = replay(events_of(cursor))
+    found: list[tuple[str, tuple[str, ...], tuple[Any, ...] | None, tuple[Any, ...] | None]] = []
+    stored_rows = 0
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         for table in schema.STATE_TABLES:
-            stored = _stored(cursor, table)
-            rows += len(stored)
-            divergences.extend(compare(table, implied.get(table, {}), stored))
+            rows: set[Any] = set(implied[table].values())
+            rows.discard(None)
+            same, count = matches(cursor, table, rows)
+            stored_rows += count
+            if not same:  # read it again, whole, to say what differs
+                cursor.execute(_select(table))
+                stored = set(cursor.fetchall())
+                found.extend((table, *d) for d in differences(table, rows, stored))
     finally:
         cursor.close()
-    return AuditResult(not divergences, n, head_seq, rows, tuple(divergences))
+    if not found:
+        return AuditResult(True, n, head_seq, stored_rows)
+    wanted: dict[str, set[tuple[str, ...]]] = {}
+    for table, key, _have, _want in found:
+        wanted.setdefault(table, set()).add(key)
+    with _events_cursor(conn, head_seq) as cursor:
+        seqs = sources(events_of(cursor), wanted)
+    divergences = tuple(
+        divergence(table, key, have, want, seqs.get((table, key)))
+        for table, key, have, want in found
+    )
+    return AuditResult(False, n, head_seq, stored_rows, divergences)
 
 
 def audit_state(engine: Any) -> AuditResult:
