@@ -75,6 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _common.wait_idle(args.wait_idle)
         size: dict[str, Any] = {"subjects": subjects, "events": built.events}
         size["load_average_start"] = os.getloadavg()
+        size["python_loop_ns"] = _loop_ns()
+        print(
+            f"  load average {size['load_average_start'][0]:.2f}; an empty Python loop step "
+            f"costs {size['python_loop_ns']:.0f} ns of CPU now (for scale between runs)"
+        )
 
         def audit_once(url: str = built.url) -> tuple[float, float, int, int]:
             engine = make_engine(url)
@@ -144,6 +149,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def _loop_ns(steps: int = 5_000_000) -> float:
+    """CPU time of one step of an empty ``for`` loop: how fast Python runs on this machine
+    at the moment (other work on its two cores slows every figure)."""
+    started = time.process_time()
+    for _ in range(steps):
+        pass
+    return (time.process_time() - started) / steps * 1e9
 
 
 if __name__ == "__main__":
