@@ -451,3 +451,18 @@ def test_the_triggers_come_with_the_schema(tmp_path: Path) -> None:
         }
     assert names == {"events_append_only_update", "events_append_only_delete"}
     store.close()
+
+
+@pytest.mark.parametrize(
+    "change", ["kind = 'consent.forged'", "categories = '[not json'", "payload = '{'"]
+)
+def test_an_unreadable_event_is_reported_not_a_crash(any_store: Store, change: str) -> None:
+    any_store.give_consent("u0", T, [AUDIO])
+    seq = 1 if change.startswith("payload") else 3  # #1 publishes a policy (payload read)
+    with any_store.ledger.engine.begin() as conn:
+        allow_tampering(conn)
+        conn.execute(text(f"UPDATE events SET {change} WHERE seq = {seq}"))
+    state = any_store.audit_state()
+    assert not state.ok and [s for s, _why in state.unreadable] == [seq]
+    assert f"event #{seq} cannot be replayed" in (state.summary() or "")
+    # (the chain's check names the event too: its hash no longer matches)

@@ -9,8 +9,10 @@ verifies. :func:`audit_state` replays every event through
 and compares the result with the tables, generically over ``STATE_TABLES``/``STATE_KEYS``.
 
 Speed: events are read with the driver's own cursor (a server-side cursor on PostgreSQL), in
-one snapshot with the tables; each row becomes an :class:`~consentry.ledger.events.Event`
-without the dataclass constructor, and the tables are read whole and compared as dicts.
+one snapshot with the tables; one :class:`~consentry.ledger.events.Event` is refilled from each
+row (no dataclass constructor); the replay keeps one flat row tuple per key, and each table is
+checked against those rows batch by batch in C. Only when something differs is the table read
+again to say what, and the events replayed again to name the event behind each row.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from .events import STATE_KEYS, Event, Kind, state_changes
 if TYPE_CHECKING:
     from .store import VerifyResult
 
-#: The event columns a state change may depend on (everything but the chain's own hashes).
+#: The event columns a state change may depend on: every field of an Event but the chain's
+#: hashes (none of today's kinds reads id, at, actor, language, method or the key, but reading
+#: them keeps the audit right for a kind that will).
 EVENT_COLUMNS = (
     "seq",
     "id",
@@ -53,6 +57,27 @@ EVENT_COLUMNS = (
     "idempotency_key",
 )
 _FETCH = 20_000
+
+
+class _Unreadable(tuple):  # type: ignore[type-arg]
+    """Stands for a column whose JSON does not parse: any use of it fails."""
+
+    def _fail(self, *_args: Any) -> Any:
+        raise ValueError("a JSON column of the event does not parse")
+
+    __iter__ = __bool__ = __len__ = __getitem__ = _fail
+
+
+_UNREADABLE: Any = _Unreadable()
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return _UNREADABLE
+
+
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -123,9 +148,18 @@ class AuditResult:
     head_seq: int
     rows: int  # rows of the state tables compared
     divergences: tuple[Divergence, ...] = ()
+    #: Events ``state_changes`` could not read (seq, why): an unknown kind, broken JSON.
+    unreadable: tuple[tuple[int, str], ...] = ()
 
     def summary(self) -> str | None:
-        """None when clean; otherwise how many rows differ and the first of them."""
+        """None when clean; otherwise what is wrong, first of all."""
+        if self.unreadable:
+            seq, why = self.unreadable[0]
+            more = len(self.unreadable) - 1
+            return (
+                f"event #{seq} cannot be replayed ({why}), so the state it implies is unknown"
+                + (f"; and {more} more such events" if more else "")
+            )
         return summary(self.divergences)
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,6 +169,7 @@ class AuditResult:
             "head_seq": self.head_seq,
             "rows": self.rows,
             "divergences": [d.to_dict() for d in self.divergences],
+            "unreadable": [{"seq": seq, "problem": why} for seq, why in self.unreadable],
         }
 
 
@@ -175,9 +210,12 @@ def value_columns(table: str) -> tuple[str, ...]:
     return tuple(c.name for c in schema.STATE_TABLES[table].columns if c.name not in keys)
 
 
-def replay(events: Iterable[Event]) -> tuple[Implied, int]:
+def replay(
+    events: Iterable[Event], unreadable: list[tuple[int, str]] | None = None
+) -> tuple[Implied, int]:
     """What the events imply for each state table (as flat rows), and how many events
-    there were.
+    there were. An event ``state_changes`` cannot read (only a tampered one) is added to
+    ``unreadable`` and skipped, or, without that list, raises.
 
     Each change becomes its row at once, and the event's dicts are dropped: holding a tuple
     per key, not a dict, is a third of the memory (and of the time a million events spent
@@ -188,7 +226,14 @@ def replay(events: Iterable[Event]) -> tuple[Implied, int]:
     n = 0
     for event in events:
         n += 1
-        for table, key, values in state_changes(event):
+        try:
+            changes = state_changes(event)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            if unreadable is None:
+                raise
+            unreadable.append((event.seq, str(exc) or type(exc).__name__))
+            continue
+        for table, key, values in changes:
             implied[table][key] = (
                 None if values is None else key + tuple(map(values.get, columns[table]))
             )
@@ -237,7 +282,10 @@ def events_of(cursor: Any) -> Iterator[Event]:
         ) in rows:  # EVENT_COLUMNS
             cats = categories_seen.get(categories)
             if cats is None:
-                cats = tuple(loads(categories or "[]"))
+                try:
+                    cats = tuple(loads(categories or "[]"))
+                except (ValueError, TypeError):
+                    cats = _UNREADABLE  # state_changes fails on it: reported, not a crash
                 if len(categories_seen) < 100_000:
                     categories_seen[categories] = cats
             fill(
@@ -245,7 +293,7 @@ def events_of(cursor: Any) -> Iterator[Event]:
                 id=event_id,
                 at_text=at,
                 at_us=at_us,
-                kind=kinds.get(kind) or Kind(kind),
+                kind=kinds.get(kind, kind),  # an unknown kind: state_changes says so
                 actor=actor,
                 subject=subject,
                 account=account,
@@ -256,7 +304,7 @@ def events_of(cursor: Any) -> Iterator[Event]:
                 notice_version=notice_version,
                 language=language,
                 method=method,
-                payload=empty if payload == "{}" else loads(payload),
+                payload=empty if payload == "{}" else _loads(payload),
                 idempotency_key=idempotency_key,
             )
             yield event
@@ -269,7 +317,11 @@ def sources(
     value comes from (a second pass, made only when something differs)."""
     found: dict[tuple[str, tuple[str, ...]], int] = {}
     for event in events:
-        for table, key, _values in state_changes(event):
+        try:
+            changes = state_changes(event)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue  # reported by the first pass
+        for table, key, _values in changes:
             if key in wanted.get(table, ()):
                 found[table, key] = event.seq
     return found
@@ -372,8 +424,9 @@ def _events_cursor(conn: Connection, head_seq: int) -> Iterator[Any]:
 
 
 def _audit(conn: Connection, head_seq: int) -> AuditResult:
+    unreadable: list[tuple[int, str]] = []
     with _events_cursor(conn, head_seq) as cursor:
-        implied, n = replay(events_of(cursor))
+        implied, n = replay(events_of(cursor), unreadable)
     found: list[tuple[str, tuple[str, ...], tuple[Any, ...] | None, tuple[Any, ...] | None]] = []
     stored_rows = 0
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -390,7 +443,7 @@ def _audit(conn: Connection, head_seq: int) -> AuditResult:
     finally:
         cursor.close()
     if not found:
-        return AuditResult(True, n, head_seq, stored_rows)
+        return AuditResult(not unreadable, n, head_seq, stored_rows, (), tuple(unreadable))
     wanted: dict[str, set[tuple[str, ...]]] = {}
     for table, key, _have, _want in found:
         wanted.setdefault(table, set()).add(key)
@@ -400,7 +453,7 @@ def _audit(conn: Connection, head_seq: int) -> AuditResult:
         divergence(table, key, have, want, seqs.get((table, key)))
         for table, key, have, want in found
     )
-    return AuditResult(False, n, head_seq, stored_rows, divergences)
+    return AuditResult(False, n, head_seq, stored_rows, divergences, tuple(unreadable))
 
 
 def audit_state(engine: Any) -> AuditResult:
