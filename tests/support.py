@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_POLICY = Path(__file__).parent / "data" / "decisions.yaml"
@@ -40,3 +41,17 @@ def pg_schema_url(schema: str) -> str:
     assert PG_URL is not None
     sep = "&" if "?" in PG_URL else "?"
     return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+
+
+def allow_tampering(conn: Any) -> None:
+    """Take the append-only triggers off ``events`` on a SQLAlchemy connection, as an attacker
+    with the database file (SQLite) or the table owner's rights (PostgreSQL) can; tests that
+    show tampering is detected do this first."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ALTER TABLE events DISABLE TRIGGER USER")
+        return
+    names = conn.exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'"
+    ).all()
+    for (name,) in names:
+        conn.exec_driver_sql(f'DROP TRIGGER "{name}"')

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from consentry.cli import app
-from support import MEETINGS
+from support import MEETINGS, allow_tampering
 
 runner = CliRunner()
 
@@ -128,6 +128,7 @@ def test_tampered_ledger_exits_1_and_names_the_event(db: str) -> None:
 
     run("member", "add", "alice", "acme")
     with create_engine(db).begin() as conn:
+        allow_tampering(conn)  # as someone holding the database file can
         conn.execute(text("UPDATE events SET subject = 'mallory' WHERE seq = 3"))
     code, out = run("ledger", "verify")
     assert code == 1 and "#3" in out and "was changed" in out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import ConsentryError, InvalidInput, SignatureInvalid
+from .ledger.audit import Divergence
+from .ledger.audit import summary as state_summary
 from .ledger.evidence import load_pins, verify_receipt_offline
 from .ledger.receipts import write_key_file
 from .store import LOG_KEY_FILE_ENV, SIGNING_KEY_FILE_ENV, Store
@@ -474,8 +476,9 @@ def ledger_verify(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Recompute the hash chain, the events' MACs and the current state; name the first event
-    that was tampered with. With --since, prove nothing before the checkpoint changed."""
+    """Recompute the hash chain and the events' MACs; name the first event that was tampered
+    with. Recompute the current-state tables from the events; name every row that differs.
+    With --since, prove nothing before the checkpoint changed."""
     note = _read_text(since, "a checkpoint file") if since is not None else None
     with store() as s:
         result = s.verify(since=note)
@@ -484,7 +487,7 @@ def ledger_verify(
             if result.ok:
                 out.print(
                     f"[green]ok[/]: {result.checked} events, head #{result.head_seq} "
-                    f"{result.head_hash[:16]}…",
+                    f"{result.head_hash[:16]}…; the current state matches the chain",
                     highlight=False,
                 )
                 if result.since is not None:
@@ -494,12 +497,63 @@ def ledger_verify(
                         highlight=False,
                     )
             else:
-                err.print(f"[bold red]ledger broken:[/] {result.problem}", highlight=False)
+                if result.problem and result.problem != state_summary(result.divergences):
+                    err.print(f"[bold red]ledger broken:[/] {result.problem}", highlight=False)
+                _print_divergences(result.divergences)
             for note_line in result.notes:
                 err.print(f"[yellow]Note:[/] {note_line}", highlight=False)
 
         emit(result.to_dict(), as_json, text)
     raise typer.Exit(0 if result.ok else 1)
+
+
+_DIVERGENCES_SHOWN = 50
+
+
+def _print_divergences(divergences: Sequence[Divergence]) -> None:
+    if not divergences:
+        return
+    n = len(divergences)
+    err.print(
+        f"[bold red]current state differs from the chain:[/] {n} {'row' if n == 1 else 'rows'}",
+        highlight=False,
+    )
+    for d in divergences[:_DIVERGENCES_SHOWN]:
+        err.print(f"  {d.message()}", highlight=False, markup=False)
+    if n > _DIVERGENCES_SHOWN:
+        err.print(f"  … and {n - _DIVERGENCES_SHOWN} more (--json lists every one)")
+    err.print(
+        "[yellow]Hint:[/] `consentry ledger rebuild-state` rewrites these rows from the chain",
+        highlight=False,
+    )
+
+
+@ledger_app.command("rebuild-state")
+def ledger_rebuild_state(as_json: JsonOpt = False) -> None:
+    """Rebuild the current-state tables from the hash chain, in one transaction (refused
+    when the chain does not verify); print each row it changed."""
+    with store() as s:
+        result = s.rebuild_state()
+
+        def text() -> None:
+            n = len(result.changed)
+            if not n:
+                out.print(
+                    f"[green]nothing to change[/]: the current state ({result.rows} rows) "
+                    f"already matches the chain ({result.events} events, head #{result.head_seq})",
+                    highlight=False,
+                )
+                return
+            out.print(
+                f"[green]rebuilt[/] from {result.events} events (head #{result.head_seq}): "
+                f"{n} {'row' if n == 1 else 'rows'} changed",
+                highlight=False,
+            )
+            for d in result.changed:
+                action = {"extra": "deleted", "missing": "added", "changed": "fixed"}[d.problem]
+                out.print(f"  {action}: {d.message()}", highlight=False, markup=False)
+
+        emit(result.to_dict(), as_json, text)
 
 
 @ledger_app.command("checkpoint")

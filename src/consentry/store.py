@@ -26,13 +26,14 @@ from .canonical import canonical_json, sha256_hex
 from .decide import Decider, Decision, Reason
 from .errors import (
     InvalidInput,
+    LedgerCorrupt,
     NotFound,
     NotInitialised,
     PolicyConflict,
     SignatureInvalid,
 )
 from .ids import new_id
-from .ledger import schema
+from .ledger import audit, schema
 from .ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier, read_checkpoint
 from .ledger.engine import DEFAULT_URL
 from .ledger.events import CONSENT_KINDS, Draft, Event, Kind
@@ -688,8 +689,10 @@ class Store:
 
     def verify(self, *, since: str | Checkpoint | None = None) -> VerifyResult:
         """Recompute the hash chain and each event's MAC, check the store's keys against the
-        ones the ledger registered, and — with ``since`` (a signed checkpoint note, or a
-        verified :class:`Checkpoint`) — prove the ledger is an append-only extension of it.
+        ones the ledger registered, recompute the current-state tables from the events and
+        report each row that differs (``divergences``), and — with ``since`` (a signed
+        checkpoint note, or a verified :class:`Checkpoint`) — prove the ledger is an
+        append-only extension of it.
         The result names the first event that was tampered with."""
         self._require_init()
         # The keys first: with a replaced log key every MAC would fail, which says less.
@@ -704,13 +707,14 @@ class Store:
             )
         if result.ok and key_problem is not None:
             result = replace(result, ok=False, problem=key_problem)
+        result = audit.with_state(result, audit.audit_state(self.ledger.engine))
         if since is not None:
             checkpoint = since if isinstance(since, Checkpoint) else self.read_checkpoint(since)
-            audit = TransparencyLog(self.ledger).audit(checkpoint, self.checkpoint_dir)
-            result = replace(result, since=audit.to_dict())
-            if not audit.ok and (result.ok or (audit.seq or 0) < (result.seq or 1 << 62)):
+            found = TransparencyLog(self.ledger).audit(checkpoint, self.checkpoint_dir)
+            result = replace(result, since=found.to_dict())
+            if not found.ok and (result.ok or (found.seq or 0) < (result.seq or 1 << 62)):
                 result = replace(
-                    result, ok=False, problem=audit.problem, seq=audit.seq, event_id=audit.event_id
+                    result, ok=False, problem=found.problem, seq=found.seq, event_id=found.event_id
                 )
         return replace(result, notes=tuple(notes))
 
@@ -897,6 +901,44 @@ class Store:
                 field="first",
             )
         return [h.hex() for h in log.consistency(old_size, second)]
+
+    def audit_state(self) -> audit.AuditResult:
+        """Only the current-state part of :meth:`verify`: the state tables against the chain."""
+        self._require_init()
+        return audit.audit_state(self.ledger.engine)
+
+    def rebuild_state(self) -> audit.RebuildResult:
+        """Rebuild the current-state tables from the chain, in one transaction, writing only
+        the rows that differ (returned); then reload this store's in-memory state.
+
+        Refused (:class:`LedgerCorrupt`) when the chain does not verify: a broken chain is
+        no source to rebuild from. Other processes holding the state in memory (a running
+        service) keep what they loaded: restart them afterwards.
+        """
+        self._require_init()
+        for _attempt in range(5):
+            chain = self.ledger.verify(self._mac_key_for_verify())
+            if not chain.ok:
+                raise LedgerCorrupt(
+                    f"the chain does not verify, so the state cannot be rebuilt from it: "
+                    f"{chain.problem}",
+                    hint="run `consentry ledger verify`; restore the database from a backup "
+                    "whose ledger verifies (see docs/deploying.md), then rebuild",
+                )
+            try:
+                result = audit.rebuild_state(self.ledger.engine, verified_seq=chain.head_seq)
+            except audit.HeadMoved:
+                continue  # events were appended meanwhile: verify them too
+            break
+        else:
+            raise LedgerCorrupt(
+                "the ledger kept growing while the state was being rebuilt",
+                hint="retry when writes are quieter",
+            )
+        with self._lock:
+            self._state = None  # reloaded from the repaired tables on next use
+            self._decider = None
+        return result
 
     def event(self, ref: str | int) -> Event:
         self._require_init()

@@ -374,6 +374,26 @@ def test_verify_ledger(api: Api) -> None:
     r = api.client.post("/v1/ledger/verify", headers=api.platform)
     assert r.status_code == 200
     assert r.json()["ok"] is True and r.json()["checked"] == r.json()["head_seq"]
+    assert r.json()["divergences"] == []
+
+
+def test_verify_ledger_names_an_edited_state_row(api: Api) -> None:
+    from sqlalchemy import text
+
+    api.client.post("/v1/subjects/bob/consents", json=GIVE, headers=api.bob)
+    withdrawn = api.client.post("/v1/subjects/bob/consents", json=WITHDRAW, headers=api.bob)
+    with api.store.ledger.engine.begin() as conn:
+        conn.execute(text("UPDATE consents SET status = 'given' WHERE subject = 'bob'"))
+    r = api.client.post("/v1/ledger/verify", headers=api.platform)
+    assert r.status_code == 200
+    data = r.json()
+    assert data["ok"] is False and len(data["divergences"]) == 1
+    first = data["divergences"][0]
+    assert first["table"] == "consents" and first["key"] == ["bob", "ai.training", "content"]
+    assert first["problem"] == "changed" and first["fields"] == ["status"]
+    assert first["stored"]["status"] == "given" and first["implied"]["status"] == "withdrawn"
+    assert first["seq"] == withdrawn.json()["seq"]
+    assert "the chain says 'withdrawn'" in first["message"] and first["message"] in data["problem"]
 
 
 # -- errors, health, metrics -------------------------------------------------------------------

@@ -375,6 +375,19 @@ class BatchOut(BaseModel):
 # -- ledger, receipts, health -----------------------------------------------------------------
 
 
+class DivergenceOut(BaseModel):
+    """A current-state row that is not what the chain implies."""
+
+    table: str
+    key: list[str]
+    problem: Literal["changed", "missing", "extra"]
+    stored: dict[str, Any] | None  # the row's non-key columns in the table (None: no row)
+    implied: dict[str, Any] | None  # ... as the chain implies them (None: no row)
+    seq: int | None  # the event the implied value comes from (or that removed the row)
+    fields: list[str]  # the columns that differ ("changed")
+    message: str
+
+
 class VerifyOut(BaseModel):
     ok: bool
     checked: int
@@ -395,6 +408,7 @@ class VerifyIn(BaseModel):
     since: str | None = Field(
         default=None, max_length=4096, description="A checkpoint note (C2SP tlog-checkpoint)."
     )
+    divergences: list[DivergenceOut] = []
 
 
 class ReceiptOut(BaseModel):

@@ -33,6 +33,7 @@ from ..errors import IdempotencyConflict, NotFound, NotInitialised
 from ..ids import new_id
 from ..times import format_time, from_us, parse_time, to_us
 from . import schema
+from .audit import Divergence
 from .engine import WRITE, make_engine
 from .events import (
     GENESIS_HASH,
@@ -124,7 +125,8 @@ def _events_insert(names: tuple[str, ...]) -> Any:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """The outcome of recomputing the chain."""
+    """The outcome of recomputing the chain (and, from ``Store.verify``, the current state:
+    ``divergences`` are the state rows that differ from what the chain implies)."""
 
     ok: bool
     checked: int
@@ -137,10 +139,13 @@ class VerifyResult:
     notes: tuple[str, ...] = ()
     #: The audit against a checkpoint (``ledger verify --since``), as JSON data.
     since: dict[str, Any] | None = None
+    divergences: tuple[Divergence, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
+        """JSON data: the fields, each divergence with its message."""
+        data = {k: v for k, v in self.__dict__.items() if k != "divergences"}
         data["notes"] = list(self.notes)
+        data["divergences"] = [d.to_dict() for d in self.divergences]
         return data
 
 

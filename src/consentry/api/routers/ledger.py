@@ -29,7 +29,9 @@ router = APIRouter(prefix="/v1/ledger", tags=["ledger"], route_class=StrictRoute
 )
 def verify(svc: Svc, caller: Caller, body: VerifyIn | None = None) -> Response:
     """``ok: false`` names the first event that was changed, deleted, inserted, reordered or
-    forged. With ``since`` (a checkpoint note), also proves the ledger extends it."""
+    forged, and lists in ``divergences`` every current-state row that differs from what the
+    chain implies (table, key, the stored and the implied values). With ``since`` (a checkpoint
+    note), also proves the ledger extends it."""
     require_role(caller, Role.PLATFORM_ADMIN, action="verifying the ledger")
     since = body.since if body is not None else None
     return json_response(svc.store.verify(since=since).to_dict())
