@@ -479,7 +479,8 @@ class Store:
 
     def _append(self, drafts: Sequence[Draft]) -> list[Event]:
         self._require_init()
-        events = self.ledger.append(drafts, self.clock())
+        # The clock is read by the ledger while it holds the chain head (see Ledger.append).
+        events = self.ledger.append(drafts, self.clock)
         with self._lock:
             state = self._state
             if state is not None and events and events[-1].seq > state.seq:
@@ -515,9 +516,19 @@ class Store:
                 self._catch_up()
             return self._state
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, upto_seq: int | None = None) -> None:
         assert self._state is not None
-        self._state.apply_all(self.ledger.events(after_seq=self._state.seq))
+        self._state.apply_all(self.ledger.events(after_seq=self._state.seq, upto_seq=upto_seq))
+
+    def state_at(self, seq: int) -> State:
+        """The in-memory state caught up to exactly ``seq`` (hold ``lock``, and pass a
+        ``seq`` at or past the state's: the state never goes back)."""
+        state = self.state()  # (re-entrant: the caller holds the lock)
+        if state.seq < seq:
+            self._catch_up(seq)
+        if state.seq != seq:
+            raise RuntimeError(f"the in-memory state is at #{state.seq}, not #{seq}")
+        return state
 
     def decider(self, *, refresh: bool = True) -> Decider:
         """The compiled in-memory decider for current-time checks (no database round trip
