@@ -520,15 +520,14 @@ class Store:
         assert self._state is not None
         self._state.apply_all(self.ledger.events(after_seq=self._state.seq, upto_seq=upto_seq))
 
-    def state_at(self, seq: int) -> State:
-        """The in-memory state caught up to exactly ``seq`` (hold ``lock``, and pass a
-        ``seq`` at or past the state's: the state never goes back)."""
-        state = self.state()  # (re-entrant: the caller holds the lock)
-        if state.seq < seq:
-            self._catch_up(seq)
-        if state.seq != seq:
-            raise RuntimeError(f"the in-memory state is at #{state.seq}, not #{seq}")
-        return state
+    def state_at(self, seq: int) -> State | None:
+        """The in-memory state caught up to exactly ``seq``, or None if it is already past it
+        (it never goes back). Hold ``lock`` while the state is used."""
+        with self._lock:
+            state = self._state if self._state is not None else self.state()
+            if state.seq < seq:
+                self._catch_up(seq)
+            return state if state.seq == seq else None
 
     def decider(self, *, refresh: bool = True) -> Decider:
         """The compiled in-memory decider for current-time checks (no database round trip

@@ -232,8 +232,15 @@ def pin_live(snapshot: Snapshot, store: Store, categories: Iterable[str]) -> Non
     snapshot takes the version in effect at ``as_of`` and the purpose and categories are
     checked against it again.
     """
-    seq, head_hash, as_of_us = store.ledger.fence(store.clock)
-    state = store.state_at(seq)
+    for _attempt in range(3):
+        seq, head_hash, as_of_us = store.ledger.fence(store.clock)
+        # Past the fenced seq only if the state was first loaded here, after the fence: the
+        # next fence is at or past it (the lock keeps it where it is).
+        state = store.state_at(seq)
+        if state is not None:
+            break
+    else:  # pragma: no cover - the state cannot move while the lock is held
+        raise RuntimeError("the ledger's state kept moving past the gate's fence")
     snapshot.state = state
     snapshot.at, snapshot.now_us = from_us(as_of_us), as_of_us
     snapshot.ledger_seq, snapshot.ledger_hash = seq, head_hash
