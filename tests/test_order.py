@@ -8,6 +8,7 @@ digests exactly, whatever other processes wrote during the first run.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -41,7 +42,7 @@ def _events(store: Store) -> list[Any]:
 def _assert_time_follows_seq(store: Store) -> None:
     events = _events(store)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    for a, b in zip(events, events[1:], strict=False):
+    for a, b in itertools.pairwise(events):
         assert a.at_us <= b.at_us, f"#{b.seq} ({b.at_text}) is earlier than #{a.seq}"
 
 
@@ -70,8 +71,14 @@ def test_an_append_reads_its_clock_while_it_holds_the_head(backend_url: str) -> 
             return datetime(2024, 3, 1, tzinfo=UTC)
 
         before = store.ledger.count()
-        store.ledger.append([Draft(kind=Kind.CONSENT_GIVEN, subject="a", purpose="ai.training",
-                                   categories=("content.audio",), status="given")], clock)  # fmt: skip
+        draft = Draft(
+            kind=Kind.CONSENT_GIVEN,
+            subject="a",
+            purpose="ai.training",
+            categories=("content.audio",),
+            status="given",
+        )
+        store.ledger.append([draft], clock)
         assert calls == [before]
     finally:
         store.close()
