@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -23,8 +24,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from consentry import Store
+from consentry.ledger.engine import make_engine
 from consentry.ledger.events import Draft, Kind
 from consentry.times import to_us
 from support import TEST_POLICY, FakeClock
@@ -58,19 +62,41 @@ def _assert_prefix(store: Store, seq: int, as_of_us: int) -> None:
 # -- the fence and the clock, in one process (two stores stand for two processes) ---------------
 
 
+def _head_is_held(url: str) -> bool:
+    """True when another connection cannot take the chain head now."""
+    if url.startswith("sqlite"):
+        con = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0, isolation_level=None)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            con.close()
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1 FROM ledger_head WHERE id = 1 FOR UPDATE NOWAIT"))
+            return False
+    except OperationalError:
+        return True
+    finally:
+        engine.dispose()
+
+
 def test_an_append_reads_its_clock_while_it_holds_the_head(backend_url: str) -> None:
-    """The clock is called inside the append's transaction: the time it returns is not
-    chained on a head read before it (a clock read before the lock could be overtaken)."""
+    """The clock is called inside the append's transaction, with the head locked: no other
+    append can commit between the clock's reading and this event."""
     store = Store(backend_url, clock=FakeClock())
     store.init(policies=[TEST_POLICY])
     try:
-        calls: list[int] = []
+        held: list[bool] = []
 
         def clock() -> datetime:
-            calls.append(store.ledger.count())  # (another connection: committed events)
+            held.append(_head_is_held(backend_url))
             return datetime(2024, 3, 1, tzinfo=UTC)
 
-        before = store.ledger.count()
         draft = Draft(
             kind=Kind.CONSENT_GIVEN,
             subject="a",
@@ -79,7 +105,8 @@ def test_an_append_reads_its_clock_while_it_holds_the_head(backend_url: str) -> 
             status="given",
         )
         store.ledger.append([draft], clock)
-        assert calls == [before]
+        assert held == [True]
+        assert not _head_is_held(backend_url)  # (and the probe itself can tell)
     finally:
         store.close()
 

@@ -40,6 +40,7 @@ from .policy.loader import load_policies
 from .policy.model import Policy
 from .state import CONSENT_NAMES, State, unpack
 from .taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from .textcheck import refuse_bad_text
 from .times import Clock, parse_time, to_us, utcnow
 
 if TYPE_CHECKING:
@@ -327,6 +328,7 @@ class Store:
                 field="categories",
             )
         current = self._notice_policy()
+        sent_notice, sent_language = notice_version, language
         purpose = current.taxonomy.purpose(purpose, where="consent")
         cats = tuple(sorted({current.taxonomy.category(c, where="consent") for c in categories}))
         notice_version = notice_version or current.version
@@ -340,6 +342,17 @@ class Store:
             from .errors import unknown
 
             raise unknown("language", language, current.notices, where="notice")
+        # A retry compares what the caller sent, not the versions in effect when it came.
+        asked = {
+            "kind": str(kind),
+            "actor": actor or subject,
+            "subject": subject,
+            "purpose": purpose,
+            "categories": list(cats),
+            "notice_version": sent_notice,
+            "language": sent_language,
+            "method": method,
+        }
         return self._append1(
             Draft(
                 kind=kind,
@@ -352,6 +365,7 @@ class Store:
                 language=language,
                 method=method,
                 idempotency_key=idempotency_key,
+                asked=asked,
             )
         )
 
@@ -479,6 +493,8 @@ class Store:
 
     def _append(self, drafts: Sequence[Draft]) -> list[Event]:
         self._require_init()
+        for draft in drafts:
+            refuse_bad_text(vars(draft), "")  # (names the field: subject, categories[1], ...)
         # The clock is read by the ledger while it holds the chain head (see Ledger.append).
         events = self.ledger.append(drafts, self.clock)
         with self._lock:
@@ -863,4 +879,5 @@ def _id(value: Any, field: str) -> str:
             f"{field}: expected a non-empty id of at most 512 characters, got {value!r}",
             field=field,
         )
+    refuse_bad_text(value, field)
     return value

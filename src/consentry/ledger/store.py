@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, Program
 from ..canonical import canonical_json, sha256_hex
 from ..errors import IdempotencyConflict, NotFound, NotInitialised
 from ..ids import new_id
+from ..textcheck import refuse_bad_text
 from ..times import Clock, format_time, from_us, parse_time, to_us
 from . import schema
 from .engine import WRITE, make_engine
@@ -596,10 +597,15 @@ class Ledger:
                 # idempotent retries compare); with the event's place added it is exactly
                 # Event.hashed(), which the chain hash covers.
                 content = draft.content()
-                request_hash = sha256_hex(canonical_json(content))
+                asked = draft.asked
+                request_hash = sha256_hex(canonical_json(content if asked is None else asked))
                 key = draft.idempotency_key
                 if key is not None and key in known:
-                    if known[key]["request_hash"] != request_hash:
+                    stored = known[key]["request_hash"]
+                    if stored != request_hash and (
+                        # (recorded before requests were hashed as asked)
+                        asked is None or stored != sha256_hex(canonical_json(content))
+                    ):
                         raise IdempotencyConflict(
                             f"idempotency key {key!r} was already used for a different request",
                             hint="use a new key for a new request; reuse a key only to retry "
@@ -783,6 +789,7 @@ class Ledger:
 
     def event(self, ref: str | int) -> Event:
         """One event by id (UUID) or by ``seq``."""
+        refuse_bad_text(str(ref), "event")
         e = schema.events.c
         where = e.seq == int(ref) if str(ref).isdigit() else e.id == str(ref)
         with self.engine.connect() as conn:

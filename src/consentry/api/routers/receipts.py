@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from starlette.responses import Response
 
-from ..auth import require_self
+from ...errors import NotFound
+from ..auth import PEOPLE, is_self, require_self
 from ..common import event_out, json_response
 from ..deps import Caller, StrictRoute, Svc
 from ..models import ReceiptCheckOut, ReceiptOut, problems
@@ -26,8 +27,18 @@ def get_receipt(
 ) -> Response:
     """A receipt for the person whose choice it records: ISO/IEC TS 27560 fields, signed with
     the store's Ed25519 key. Keep it: ``POST /v1/receipts/verify`` checks it later."""
-    event = svc.store.event(event_id)
-    require_self(caller, event.subject or "", action="fetching a receipt")
+    if caller.role not in PEOPLE:  # before the look-up: the answer says nothing of the id
+        require_self(caller, "", action="fetching a receipt")
+    try:
+        event = svc.store.event(event_id)
+        if not is_self(caller, event.subject or ""):
+            raise NotFound("")
+    except NotFound:
+        # Someone else's receipt answers exactly as one that does not exist: a 403 would
+        # tell the caller that the id is real (and whose it is not).
+        raise NotFound(
+            f"no event {event_id!r} in the ledger", hint="list events with --json"
+        ) from None
     receipt = svc.store.receipt(event.id)
     headers = {"Content-Disposition": f'inline; filename="receipt-{event.id}.json"'}
     return json_response(receipt, headers=headers)
