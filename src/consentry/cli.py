@@ -101,7 +101,7 @@ def store() -> Iterator[Store]:
     except UnicodeError as exc:  # e.g. an argument that was not UTF-8 (a lone surrogate)
         fail(
             InvalidInput(
-                f"text that is not valid UTF-8: {exc.reason}",
+                f"text that is not valid UTF-8: {getattr(exc, 'reason', exc)}",
                 hint="pass arguments and files as UTF-8 text",
             )
         )
