@@ -58,7 +58,7 @@ def _field_named(r: Any, field: str) -> None:
             "/v1/decisions",
             {"subject": "b\x00ob", "purpose": "ai.training", "category": "content.audio"},
             "subject",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_a_nul_anywhere_is_a_422_naming_the_field(
