@@ -40,7 +40,7 @@ from .policy.loader import load_policies
 from .policy.model import Policy
 from .state import CONSENT_NAMES, State, unpack
 from .taxonomy import DEFAULT_TAXONOMY, Taxonomy
-from .textcheck import refuse_bad_text
+from .textcheck import refuse_bad_fields, refuse_bad_text
 from .times import Clock, parse_time, to_us, utcnow
 
 if TYPE_CHECKING:
@@ -494,7 +494,7 @@ class Store:
     def _append(self, drafts: Sequence[Draft]) -> list[Event]:
         self._require_init()
         for draft in drafts:
-            refuse_bad_text(vars(draft), "")  # (names the field: subject, categories[1], ...)
+            refuse_bad_fields(vars(draft))  # (names the field: subject, categories[1], ...)
         # The clock is read by the ledger while it holds the chain head (see Ledger.append).
         events = self.ledger.append(drafts, self.clock)
         with self._lock:
