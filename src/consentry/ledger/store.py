@@ -738,6 +738,10 @@ class Ledger:
             as_of_us = max(to_us(clock()), head_us) if at is None else to_us(at)
             if head_us <= as_of_us:
                 conn.execute(update(schema.ledger_head).where(h.id == 1).values(at_us=as_of_us + 1))
+        if head_us <= as_of_us and self._expected_head == (seq, head_hash, head_us):
+            # This process's own next append may still go the one-round-trip way (should
+            # another fence or append come first, its guard fails and it takes the lock).
+            self._expected_head = (seq, head_hash, as_of_us + 1)
         return seq, head_hash, as_of_us
 
     # -- reading --------------------------------------------------------------------------
