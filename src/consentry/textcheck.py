@@ -62,7 +62,8 @@ def find_bad_text(value: Any, where: str = "") -> tuple[str, str] | None:
             if isinstance(key, str):
                 reason = text_problem(key)
                 if reason is not None:
-                    return (name.encode("utf-8", "backslashreplace").decode("ascii"), reason)
+                    # (a NUL, or a surrogate, is no part of a field name to show)
+                    return (name.encode("unicode_escape").decode("ascii"), reason)
             found = find_bad_text(item, name)
             if found is not None:
                 return found

@@ -149,7 +149,11 @@ def refuse_bad_body(raw: bytes) -> None:
         return  # not JSON: the handler says so
     found = find_bad_text(data)
     if found is not None:
-        raise _text_error(("body", *_path_parts(found[0])), found[1])
+        try:
+            loc = ("body", *_path_parts(found[0]))
+        except ValueError:  # a key with "[" in its name: name the path as it is
+            loc = ("body", found[0])
+        raise _text_error(loc, found[1])
 
 
 def _path_parts(path: str) -> list[str | int]:
