@@ -113,6 +113,9 @@ def test_publishing_a_policy_file_that_is_not_utf8_is_one_clear_error(
         ["member", "add", "u1", f"acme{SURROGATE}"],
         ["account", "set", f"acme{SURROGATE}", T, "on"],
         ["consent", "give", f"u{NUL}", T, "-c", AUDIO],
+        ["impact", f"u{SURROGATE}"],
+        ["datasets", "show", f"d{SURROGATE}"],
+        ["receipt", "show", f"e{SURROGATE}"],
     ],
 )
 def test_cli_arguments_that_cannot_be_stored_exit_2(db: str, args: list[str]) -> None:
