@@ -114,6 +114,13 @@ def store() -> Iterator[Store]:
             yield s
     except ConsentryError as exc:
         fail(exc)
+    except UnicodeError as exc:  # e.g. an argument that was not UTF-8 (a lone surrogate)
+        fail(
+            InvalidInput(
+                f"text that is not valid UTF-8: {getattr(exc, 'reason', exc)}",
+                hint="pass arguments and files as UTF-8 text",
+            )
+        )
 
 
 def emit(data: Any, as_json: bool, text: Callable[[], None]) -> None:

@@ -25,6 +25,7 @@ from .ids import new_id
 from .ledger import schema
 from .ledger.engine import WRITE
 from .state import State
+from .textcheck import refuse_bad_text
 from .times import format_time, to_us
 
 if TYPE_CHECKING:
@@ -636,6 +637,7 @@ def impact(store: Store, subject: str) -> Impact:
     subject's current choices would still allow it."""
     if not isinstance(subject, str) or not subject.strip():
         raise InvalidInput("impact needs a subject id", field="subject")
+    refuse_bad_text(subject, "subject")
     now = store.clock()
     now_us = to_us(now)
     engine = store.ledger.engine

@@ -56,6 +56,7 @@ from .policy.loader import load_policies
 from .policy.model import Policy
 from .state import CONSENT_NAMES, State, unpack
 from .taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from .textcheck import refuse_bad_fields, refuse_bad_text
 from .times import Clock, format_time, parse_time, to_us, utcnow
 
 if TYPE_CHECKING:
@@ -361,6 +362,7 @@ class Store:
                 field="categories",
             )
         current = self._notice_policy()
+        sent_notice, sent_language = notice_version, language
         purpose = current.taxonomy.purpose(purpose, where="consent")
         cats = tuple(sorted({current.taxonomy.category(c, where="consent") for c in categories}))
         notice_version = notice_version or current.version
@@ -374,6 +376,17 @@ class Store:
             from .errors import unknown
 
             raise unknown("language", language, current.notices, where="notice")
+        # A retry compares what the caller sent, not the versions in effect when it came.
+        asked = {
+            "kind": str(kind),
+            "actor": actor or subject,
+            "subject": subject,
+            "purpose": purpose,
+            "categories": list(cats),
+            "notice_version": sent_notice,
+            "language": sent_language,
+            "method": method,
+        }
         return self._append1(
             Draft(
                 kind=kind,
@@ -386,6 +399,7 @@ class Store:
                 language=language,
                 method=method,
                 idempotency_key=idempotency_key,
+                asked=asked,
             )
         )
 
@@ -513,9 +527,12 @@ class Store:
 
     def _append(self, drafts: Sequence[Draft]) -> list[Event]:
         self._require_init()
+        for draft in drafts:
+            refuse_bad_fields(vars(draft))  # (names the field: subject, categories[1], ...)
         if self.ledger.mac_key is None:
             self.ledger.mac_key = self.log_signer().event_key()
-        events = self.ledger.append(drafts, self.clock())
+        # The clock is read by the ledger while it holds the chain head (see Ledger.append).
+        events = self.ledger.append(drafts, self.clock)
         with self._lock:
             state = self._state
             if state is not None and events and events[-1].seq > state.seq:
@@ -551,9 +568,18 @@ class Store:
                 self._catch_up()
             return self._state
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, upto_seq: int | None = None) -> None:
         assert self._state is not None
-        self._state.apply_all(self.ledger.events(after_seq=self._state.seq))
+        self._state.apply_all(self.ledger.events(after_seq=self._state.seq, upto_seq=upto_seq))
+
+    def state_at(self, seq: int) -> State | None:
+        """The in-memory state caught up to exactly ``seq``, or None if it is already past it
+        (it never goes back). Hold ``lock`` while the state is used."""
+        with self._lock:
+            state = self._state if self._state is not None else self.state()
+            if state.seq < seq:
+                self._catch_up(seq)
+            return state if state.seq == seq else None
 
     def decider(self, *, refresh: bool = True) -> Decider:
         """The compiled in-memory decider for current-time checks (no database round trip
@@ -1182,4 +1208,5 @@ def _id(value: Any, field: str) -> str:
             f"{field}: expected a non-empty id of at most 512 characters, got {value!r}",
             field=field,
         )
+    refuse_bad_text(value, field)
     return value

@@ -37,6 +37,8 @@ class Endpoint:
     body: Any = None
     #: Prepare per call (e.g. make sure a member exists before removing it).
     setup: Callable[[Api], None] | None = None
+    #: Callers refused with a 404, as if it did not exist (someone else's receipt).
+    hidden: frozenset[str] = frozenset()
 
     def call(self, api: Api, caller: str) -> Any:
         if self.setup is not None:
@@ -105,7 +107,12 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/subjects/bob", frozenset({"bob", "alice"})),
     Endpoint("GET", "/v1/subjects/bob?as_of=2024-01-01T00:00:00Z", frozenset({"bob", "alice"})),
     Endpoint("GET", "/v1/subjects/bob/events", frozenset({"bob", "alice"})),
-    Endpoint("GET", "/v1/receipts/{receipt}", frozenset({"bob"})),
+    Endpoint(
+        "GET",
+        "/v1/receipts/{receipt}",
+        frozenset({"bob"}),
+        hidden=frozenset({"carol", "alice", "zed"}),
+    ),
     Endpoint("POST", "/v1/receipts/verify", EVERYONE, 200, _receipt_doc),
     Endpoint("GET", "/v1/accounts/acme", frozenset({"alice"})),
     Endpoint(
@@ -219,7 +226,7 @@ def test_every_role(api: Api, endpoint: Endpoint) -> None:
         if caller in endpoint.allowed:
             assert response.status_code == endpoint.ok, (caller, response.text)
             continue
-        expected = 401 if caller == "anonymous" else 403
+        expected = 401 if caller == "anonymous" else 404 if caller in endpoint.hidden else 403
         assert response.status_code == expected, (caller, response.text)
         assert response.headers["content-type"] == "application/problem+json"
         problem = response.json()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import json
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request, Security
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from ..errors import InvalidInput, Unauthorized
+from ..textcheck import NUL, NUL_REASON, find_bad_text
 from .auth import Principal
 from .context import Service
 
@@ -106,7 +108,11 @@ class StrictRoute(APIRoute):
         allowed = frozenset(_query_names(self.dependant))
 
         async def strict(request: Request) -> Response:
+            refuse_bad_params(request.path_params, "path")
+            if request.method in ("POST", "PUT", "PATCH"):
+                refuse_bad_body(await request.body())  # (Starlette keeps it for the handler)
             if request.scope.get("query_string"):
+                refuse_bad_params(request.query_params, "query")
                 for name in request.query_params:
                     if name not in allowed:
                         takes = ", ".join(sorted(allowed)) or "none"
@@ -118,6 +124,48 @@ class StrictRoute(APIRoute):
             return await handler(request)
 
         return strict
+
+
+def _text_error(loc: tuple[Any, ...], reason: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": loc, "msg": reason, "type": "string_unstorable"}])
+
+
+def refuse_bad_params(params: Mapping[str, str], where: str) -> None:
+    """A 422 naming the path or query parameter that holds a NUL (see textcheck)."""
+    for name, value in params.items():
+        if NUL in name or NUL in value:
+            raise _text_error((where, name), NUL_REASON)
+
+
+def refuse_bad_body(raw: bytes) -> None:
+    """A 422 naming the field of a JSON body holding a string the store cannot keep (a NUL,
+    a lone surrogate: see textcheck). JSON carries either only as a ``\\u`` escape, so a
+    body without one costs one byte search."""
+    if b"\\u" not in raw:
+        return
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return  # not JSON: the handler says so
+    found = find_bad_text(data)
+    if found is not None:
+        try:
+            loc = ("body", *_path_parts(found[0]))
+        except ValueError:  # a key with "[" in its name: name the path as it is
+            loc = ("body", found[0])
+        raise _text_error(loc, found[1])
+
+
+def _path_parts(path: str) -> list[str | int]:
+    """``a.b[2].c`` as ``["a", "b", 2, "c"]`` (the loc shape of pydantic errors)."""
+    parts: list[str | int] = []
+    for piece in path.split("."):
+        name, _, rest = piece.partition("[")
+        if name:
+            parts.append(name)
+        for index in rest.split("[") if rest else []:
+            parts.append(int(index.rstrip("]")))
+    return parts
 
 
 def _query_names(dependant: Dependant) -> set[str]:
@@ -156,6 +204,7 @@ def parse_json(content_type: str | None, raw: bytes, model: type[M]) -> M:
             hint="send 'Content-Type: application/json'",
             field="body",
         )
+    refuse_bad_body(raw)
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,11 +44,48 @@ def problem_response(problem: dict[str, Any], headers: dict[str, str] | None = N
     )
 
 
-def from_error(error: ConsentryError, instance: str | None = None) -> dict[str, Any]:
+def from_error(
+    error: ConsentryError, instance: str | None = None, roots: Sequence[str] = ()
+) -> dict[str, Any]:
     problem = error.to_problem()
+    for name, value in problem.items():
+        if name not in ("type", "instance") and isinstance(value, str):
+            problem[name] = redact_paths(value, roots)
     if instance:
         problem["instance"] = instance
     return problem
+
+
+# An absolute file path in a message: a slash not inside a word, a URL or a relative path.
+_ABS_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"/,;()<>]+/)*[^\s'\"/,;()<>]+")
+_OUR_PATHS = ("/v1", "/me", "/admin", "/docs", "/openapi", "/metrics", "/healthz", "/readyz")
+
+
+def redact_paths(text: str, roots: Sequence[str] = ()) -> str:
+    """``text`` without the server's absolute file paths: relative to a root the caller knows
+    (the data directory: the caller named the path relative to it) where under one, else the
+    file's name alone. The service's own URL paths (``/v1/...``) stay."""
+    if "/" not in text:
+        return text
+    for root in sorted(roots, key=len, reverse=True):
+        text = text.replace(root.rstrip("/") + "/", "")
+
+    def short(match: re.Match[str]) -> str:
+        path = match.group(0)
+        if path.startswith(_OUR_PATHS):
+            return path
+        return path.rstrip("/").rsplit("/", 1)[-1] or path
+
+    return _ABS_PATH.sub(short, text)
+
+
+def _roots(request: Request) -> list[str]:
+    """The directories whose paths a problem shows relative to them (the data directory)."""
+    service = getattr(request.app.state, "service", None)
+    data_dir = getattr(getattr(service, "settings", None), "data_dir", None)
+    if not data_dir:
+        return []
+    return [str(data_dir), str(os.path.realpath(data_dir))]
 
 
 def from_status(status: int, detail: str, instance: str | None = None) -> dict[str, Any]:
@@ -109,8 +148,9 @@ def install(app: FastAPI) -> None:
             headers = {"WWW-Authenticate": 'Bearer realm="consentry"'}
         html = getattr(request.app.state, "html_error", None)
         if html is not None and _wants_html(request):
-            return html(request, exc.status, from_error(exc))  # type: ignore[no-any-return]
-        return problem_response(from_error(exc, request.url.path), headers)
+            problem = from_error(exc, roots=_roots(request))
+            return html(request, exc.status, problem)  # type: ignore[no-any-return]
+        return problem_response(from_error(exc, request.url.path, _roots(request)), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

@@ -61,6 +61,13 @@ def _store(ctx: typer.Context) -> Iterator[Store]:
             yield s
     except ConsentryError as exc:
         _fail(exc)
+    except UnicodeError as exc:  # e.g. an argument that was not UTF-8 (a lone surrogate)
+        _fail(
+            InvalidInput(
+                f"text that is not valid UTF-8: {getattr(exc, 'reason', exc)}",
+                hint="pass arguments and files as UTF-8 text",
+            )
+        )
 
 
 def _emit(data: Any, as_json: bool, text: Callable[[], None]) -> None:

@@ -88,7 +88,14 @@ def replay_state(store: Store, at: datetime) -> State:
 
 
 def take_snapshot(store: Store, purpose: str, as_of: datetime | str | None) -> Snapshot:
-    """Check the purpose and pin the state and time to decide at."""
+    """Check the purpose and pin the state and time to decide at.
+
+    ``as_of`` given: the ledger is fenced at that time first (``Ledger.fence``: no event
+    appended later, by any process, can fall at or before it), then replayed up to it.
+    ``as_of`` None (live): the time here is provisional (it chooses the policy the manifest
+    is checked against); ``build_table`` pins the final time and ledger position together,
+    under the store's lock (see ``pin_live``).
+    """
     if not isinstance(purpose, str) or not purpose:
         raise InvalidInput("the gate needs a purpose, e.g. ai.training", field="purpose")
     now = store.clock()
@@ -105,6 +112,7 @@ def take_snapshot(store: Store, purpose: str, as_of: datetime | str | None) -> S
                 hint="the ledger can still change before then; gate as of now or a past time",
                 field="as_of",
             )
+        store.ledger.fence(store.clock, at)
         state = replay_state(store, at)
     now_us = to_us(at)
     entry, _ = state.policy_at(now_us)
@@ -210,6 +218,42 @@ def plan_categories(
     return plans, groups
 
 
+def pin_live(snapshot: Snapshot, store: Store, categories: Iterable[str]) -> None:
+    """Pin a live snapshot's time and ledger position together (hold ``store.lock``).
+
+    The ledger is fenced (``Ledger.fence``): under the chain head's lock, the clock is read
+    (``as_of``) and the head's time raised past it, so the events up to the head's ``seq``
+    are exactly the events at or before ``as_of``, whatever other processes append later.
+    The in-memory state is caught up to exactly that ``seq``; holding the lock keeps this
+    process's writers from moving it on. So ``as_of`` and ``ledger.seq`` describe one prefix:
+    a gate run ``as_of`` the recorded time replays exactly the state decided over here.
+
+    Should a policy version have taken effect since ``take_snapshot`` chose one, the
+    snapshot takes the version in effect at ``as_of`` and the purpose and categories are
+    checked against it again.
+    """
+    for _attempt in range(3):
+        seq, head_hash, as_of_us = store.ledger.fence(store.clock)
+        # Past the fenced seq only if the state was first loaded here, after the fence: the
+        # next fence is at or past it (the lock keeps it where it is).
+        state = store.state_at(seq)
+        if state is not None:
+            break
+    else:  # pragma: no cover - the state cannot move while the lock is held
+        raise RuntimeError("the ledger's state kept moving past the gate's fence")
+    snapshot.state = state
+    snapshot.at, snapshot.now_us = from_us(as_of_us), as_of_us
+    snapshot.ledger_seq, snapshot.ledger_hash = seq, head_hash
+    entry, _ = state.policy_at(as_of_us)
+    policy = entry.policy if entry else None
+    if policy is not snapshot.policy:
+        snapshot.policy = policy
+        taxonomy = policy.taxonomy if policy else store.taxonomy()
+        snapshot.purpose = taxonomy.purpose(snapshot.purpose, where="gate")
+        for category in categories:
+            snapshot.check_category(category)
+
+
 def build_table(
     snapshot: Snapshot,
     categories: Iterable[str],
@@ -231,12 +275,17 @@ def build_table(
     """
     import pyarrow as pa
 
-    state = snapshot.state
+    categories = list(categories)
+    if snapshot.live and store is not None and lock is None:
+        lock = store.lock  # (pin_live needs it)
     if lock is not None:
         lock.acquire()
     try:
         # Writers in this process wait while the table is built, so that the watermark is
         # exactly the state decided over.
+        if snapshot.live and store is not None:
+            pin_live(snapshot, store, categories)
+        state = snapshot.state
         seen = snapshot.ledger_seq
         snapshot.ledger_seq = state.seq
         plans, groups = plan_categories(snapshot, categories)

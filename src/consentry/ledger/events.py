@@ -65,6 +65,11 @@ class Draft:
     method: str | None = None
     payload: Mapping[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
+    #: What the caller asked for, when the store filled in fields it derives (the policy
+    #: version in effect, a default notice version or language): idempotent retries compare
+    #: this, so a retry of the same request still matches after a new version took effect.
+    #: Not part of the event (nor of its hash); None: ``content()`` is what was asked.
+    asked: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def content(self) -> dict[str, Any]:
         """The caller-supplied fields, as hashed for idempotency checks."""
@@ -84,7 +89,8 @@ class Draft:
         }
 
     def request_hash(self) -> str:
-        return sha256_hex(canonical_json(self.content()))
+        asked = self.asked if self.asked is not None else self.content()
+        return sha256_hex(canonical_json(asked))
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, Program
 from ..canonical import canonical_json, sha256_hex
 from ..errors import IdempotencyConflict, NotFound, NotInitialised
 from ..ids import new_id
-from ..times import format_time, from_us, parse_time, to_us
+from ..textcheck import refuse_bad_text
+from ..times import Clock, format_time, from_us, parse_time, to_us
 from . import schema
 from .audit import Divergence
 from .engine import WRITE, make_engine
@@ -57,7 +58,7 @@ class _Pending:
 
     __slots__ = ("done", "drafts", "error", "now", "result", "wake")
 
-    def __init__(self, drafts: Sequence[Draft], now: datetime) -> None:
+    def __init__(self, drafts: Sequence[Draft], now: Clock) -> None:
         self.drafts = drafts
         self.now = now
         self.wake = threading.Lock()
@@ -112,9 +113,12 @@ def _head_update() -> Any:
 
 
 # PostgreSQL only: locks the head, and fails (division by zero, which aborts the transaction)
-# unless it is at the seq and hash expected; the optimistic append's check, sent with its writes.
+# unless it is at the seq, hash and time expected; the optimistic append's check, sent with its
+# writes. The time is checked too: a gate's time fence (Ledger.fence) moves only ``at_us``, and
+# an append that chained on the old time could give an event a time at or before the fence.
 _PG_HEAD_GUARD = (
-    "SELECT 1 / (seq = %(seq)s AND hash = %(hash)s)::int FROM ledger_head WHERE id = 1 FOR UPDATE"
+    "SELECT 1 / (seq = %(seq)s AND hash = %(hash)s AND at_us = %(at_us)s)::int "
+    "FROM ledger_head WHERE id = 1 FOR UPDATE"
 )
 _DIVISION_BY_ZERO = "22012"  # the SQLSTATE of the guard's refusal
 
@@ -213,9 +217,15 @@ class Ledger:
 
     # -- writing --------------------------------------------------------------------------
 
-    def append(self, drafts: Sequence[Draft], now: datetime) -> list[Event]:
+    def append(self, drafts: Sequence[Draft], now: Clock | datetime) -> list[Event]:
         """Append events in one transaction; return them (or, for a retried idempotency key,
         the event first recorded under it).
+
+        ``now`` is the clock the events' time is read from, called while the append holds
+        the chain head (a fixed ``datetime`` is taken as a clock that always says it). An
+        event's time is ``max(now(), the head's time)``: it never runs backwards along the
+        chain, and never falls at or before a gate's time fence (see ``fence``), so ``seq``
+        order and time order agree, whichever process or thread wrote.
 
         Group commit: appends that threads of this process ask for while another is being
         committed are committed together, in one transaction (one disk flush), when that one
@@ -228,7 +238,7 @@ class Ledger:
         took (as PostgreSQL's ``commit_delay`` does), so that they share one flush instead of
         one going alone and the rest after it.
         """
-        request = _Pending(drafts, now)
+        request = _Pending(drafts, _as_clock(now))
         with self._queue_lock:
             if self._committing:
                 self._queue.append(request)
@@ -308,7 +318,7 @@ class Ledger:
                     r.error, r.done = RuntimeError("the append was interrupted"), True
 
     def _append_retrying(
-        self, groups: Sequence[tuple[Sequence[Draft], datetime]], new_events: list[Event]
+        self, groups: Sequence[tuple[Sequence[Draft], Clock]], new_events: list[Event]
     ) -> list[list[Event]]:
         for _attempt in range(5):
             try:
@@ -320,12 +330,12 @@ class Ledger:
                     raise
         raise IdempotencyConflict("idempotency key kept colliding", hint="retry the request")
 
-    def _append(self, drafts: Sequence[Draft], now: datetime) -> list[Event]:
-        return self._append_groups([(drafts, now)])[0]
+    def _append(self, drafts: Sequence[Draft], now: Clock | datetime) -> list[Event]:
+        return self._append_groups([(drafts, _as_clock(now))])[0]
 
     def _append_groups(
         self,
-        groups: Sequence[tuple[Sequence[Draft], datetime]],
+        groups: Sequence[tuple[Sequence[Draft], Clock]],
         new_events: list[Event] | None = None,
     ) -> list[list[Event]]:
         """Append each group's drafts (at its own ``now``), all in one transaction; add the
@@ -411,7 +421,7 @@ class Ledger:
         self.engine.dispose()
 
     def _transact(
-        self, writer: Any, groups: Sequence[tuple[Sequence[Draft], datetime]], added: list[Event]
+        self, writer: Any, groups: Sequence[tuple[Sequence[Draft], Clock]], added: list[Event]
     ) -> list[list[Event]]:
         """One append transaction on ``writer``, on the driver's cursor (see _Compiled).
 
@@ -487,7 +497,7 @@ class Ledger:
         self,
         driver: Any,
         cur: Any,
-        groups: Sequence[tuple[Sequence[Draft], datetime]],
+        groups: Sequence[tuple[Sequence[Draft], Clock]],
         expected: tuple[int, str, int] | None,
         added: list[Event],
     ) -> tuple[list[list[Event]], tuple[int, str, int]]:
@@ -510,7 +520,10 @@ class Ledger:
                     # may differ): the head's row lock is what orders appends.
                     cur.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
                     if expected is not None:
-                        cur.execute(_PG_HEAD_GUARD, {"seq": expected[0], "hash": expected[1]})
+                        cur.execute(
+                            _PG_HEAD_GUARD,
+                            {"seq": expected[0], "hash": expected[1], "at_us": expected[2]},
+                        )
                         head, known = expected, {}  # the unique index checks the keys
                     else:
                         try:
@@ -556,7 +569,7 @@ class Ledger:
             self._release_writer(invalidate=True)
 
     def _read_head(
-        self, cur: Any, groups: Sequence[tuple[Sequence[Draft], datetime]]
+        self, cur: Any, groups: Sequence[tuple[Sequence[Draft], Clock]]
     ) -> tuple[tuple[int, str, int], dict[str, dict[str, Any]]]:
         """Lock the chain head; read it and the events already recorded under the
         idempotency keys asked for (one query for all, on PostgreSQL in the same round
@@ -582,20 +595,24 @@ class Ledger:
     def _write(
         self,
         cur: Any,
-        groups: Sequence[tuple[Sequence[Draft], datetime]],
+        groups: Sequence[tuple[Sequence[Draft], Clock]],
         head: tuple[int, str, int],
         known: dict[str, dict[str, Any]],
         added: list[Event],
     ) -> tuple[list[list[Event]], tuple[int, str, int]]:
         """Chain the drafts onto ``head`` and send their rows, state changes and the new
         head (on PostgreSQL queued in the pipeline, to go with the COMMIT); return each
-        group's events and the new head."""
+        group's events and the new head.
+
+        Each group's clock is read here, once the head is held (SQLite: BEGIN IMMEDIATE;
+        PostgreSQL: the head's row lock, or on the optimistic path a guard that commits only
+        if the head, its time included, is still the one these times were chained on)."""
         seq, prev_hash, last_us = head
         results: list[list[Event]] = []
         rows: list[dict[str, Any]] = []
         changes: list[Change] = []
-        for drafts, now in groups:
-            now_us = to_us(now)
+        for drafts, clock in groups:
+            now_us = to_us(clock())
             out: list[Event] = []
             results.append(out)
             for draft in drafts:
@@ -603,10 +620,15 @@ class Ledger:
                 # idempotent retries compare); with the event's place added it is exactly
                 # Event.hashed(), which the chain hash covers.
                 content = draft.content()
-                request_hash = sha256_hex(canonical_json(content))
+                asked = draft.asked
+                request_hash = sha256_hex(canonical_json(content if asked is None else asked))
                 key = draft.idempotency_key
                 if key is not None and key in known:
-                    if known[key]["request_hash"] != request_hash:
+                    stored = known[key]["request_hash"]
+                    if stored != request_hash and (
+                        # (recorded before requests were hashed as asked)
+                        asked is None or stored != sha256_hex(canonical_json(content))
+                    ):
                         raise IdempotencyConflict(
                             f"idempotency key {key!r} was already used for a different request",
                             hint="use a new key for a new request; reuse a key only to retry "
@@ -721,10 +743,44 @@ class Ledger:
             found = cache[key] = _Compiled(build(*args), self.engine.dialect)
         return found
 
+    def fence(self, clock: Clock, at: datetime | None = None) -> tuple[int, str, int]:
+        """Pin a time that no later event can reach back to; return ``(seq, hash, as_of_us)``.
+
+        Holds the chain head (as an append does, so any append in flight has committed and
+        none can start), reads ``clock`` there unless ``at`` is given, and raises the head's
+        time to one microsecond past the time pinned, if it is not already past it. Every
+        event appended afterwards, by any process, chains on that time (see ``append``), so
+        its time is later than ``as_of_us``.
+
+        With ``at`` None (now): ``as_of_us`` is the clock's reading, or the head's time if
+        that is later, and the events up to ``seq`` are exactly those at or before it.
+        With ``at`` given (a past time): ``as_of_us`` is ``at``; the events at or before it
+        are a prefix of the ledger that no later append can change.
+        """
+        h = schema.ledger_head.c
+        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            row = conn.execute(
+                select(h.seq, h.hash, h.at_us).where(h.id == 1).with_for_update()
+            ).first()
+            if row is None:
+                raise NotInitialised(
+                    "the store has no ledger yet", hint="run `consentry init` first"
+                )
+            seq, head_hash, head_us = int(row[0]), str(row[1]), int(row[2])
+            as_of_us = max(to_us(clock()), head_us) if at is None else to_us(at)
+            if head_us <= as_of_us:
+                conn.execute(update(schema.ledger_head).where(h.id == 1).values(at_us=as_of_us + 1))
+        if head_us <= as_of_us and self._expected_head == (seq, head_hash, head_us):
+            # This process's own next append may still go the one-round-trip way (should
+            # another fence or append come first, its guard fails and it takes the lock).
+            self._expected_head = (seq, head_hash, as_of_us + 1)
+        return seq, head_hash, as_of_us
+
     # -- reading --------------------------------------------------------------------------
 
     def head(self) -> tuple[int, str, int]:
-        """(seq, hash, at_us) of the last event."""
+        """(seq, hash, at_us) of the last event; ``at_us`` is the least time the next event
+        can have: the last event's time, or later when a gate fenced the ledger (``fence``)."""
         with self.engine.connect() as conn:
             row = conn.execute(select(schema.ledger_head)).first()
         if row is None:
@@ -769,6 +825,7 @@ class Ledger:
 
     def event(self, ref: str | int) -> Event:
         """One event by id (UUID) or by ``seq``."""
+        refuse_bad_text(str(ref), "event")
         e = schema.events.c
         where = e.seq == int(ref) if str(ref).isdigit() else e.id == str(ref)
         with self.engine.connect() as conn:
@@ -957,6 +1014,12 @@ def _at_us(at: str) -> int:
         return to_us(datetime.fromisoformat(at))
     except ValueError:
         return -1
+
+
+def _as_clock(now: Clock | datetime) -> Clock:
+    if isinstance(now, datetime):
+        return lambda: now
+    return now
 
 
 def _event_from(

@@ -68,7 +68,21 @@ def load_policies(source: str | Path) -> list[Policy]:
         path = Path(source)
         if not path.is_file():
             raise PolicyError(f"policy file {path} does not exist", hint="check the path")
-        return parse_policies(path.read_text(encoding="utf-8"), where=str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise PolicyError(
+                f"policy file {path} is not UTF-8 text: byte {exc.start} (line {line}) is "
+                f"0x{exc.object[exc.start]:02x}",
+                hint="save the policy as UTF-8",
+            ) from None
+        except OSError as exc:
+            raise PolicyError(
+                f"policy file {path} cannot be read: {exc.strerror or exc}",
+                hint="check the file's permissions",
+            ) from None
+        return parse_policies(text, where=str(path))
     return parse_policies(source)
 
 

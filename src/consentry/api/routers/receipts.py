@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
 from ...errors import NotFound
-from ..auth import require_self
+from ..auth import PEOPLE, is_self, require_self
 from ..common import event_out, json_response
 from ..deps import Caller, StrictRoute, Svc
 from ..models import ReceiptCheckOut, ReceiptOut, problems
@@ -35,8 +35,18 @@ def get_receipt(
     the store's Ed25519 key, and its evidence (the event, a signed checkpoint and the event's
     inclusion proof), so that it can be checked offline with the store's public keys
     (``GET /v1/ledger/public-keys``). Keep it: ``POST /v1/receipts/verify`` checks it later."""
-    event = svc.store.event(event_id)
-    require_self(caller, event.subject or "", action="fetching a receipt")
+    if caller.role not in PEOPLE:  # before the look-up: the answer says nothing of the id
+        require_self(caller, "", action="fetching a receipt")
+    try:
+        event = svc.store.event(event_id)
+        if not is_self(caller, event.subject or ""):
+            raise NotFound("")
+    except NotFound:
+        # Someone else's receipt answers exactly as one that does not exist: a 403 would
+        # tell the caller that the id is real (and whose it is not).
+        raise NotFound(
+            f"no event {event_id!r} in the ledger", hint="list events with --json"
+        ) from None
     note = None
     if checkpoint_size is not None:
         found = svc.store.stored_checkpoint(checkpoint_size)
