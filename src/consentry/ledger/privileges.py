@@ -17,6 +17,10 @@ PRIVILEGES = {
     "ledger_head": "SELECT, UPDATE",  # the head row moves with each append
     "meta": "SELECT, INSERT",  # keys and settings are set once, never changed
     "alembic_version": "SELECT",  # the migrations' record: the owner's
+    # The transparency log's tree and checkpoints only grow: a node or a checkpoint, once
+    # written, is never changed (a rewrite is what they exist to expose).
+    "tlog_nodes": "SELECT, INSERT",
+    "checkpoints": "SELECT, INSERT",
 }
 DERIVED = "SELECT, INSERT, UPDATE, DELETE"
 
