@@ -8,6 +8,8 @@ the API and the admin console all go through :meth:`consentry.Store.set_account`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .errors import InvalidInput
 from .policy.model import Basis, Policy, Rule
 from .taxonomy import covers
@@ -68,3 +70,21 @@ def check_feature(policy: Policy, purpose: str) -> None:
             "ai.feature.meeting_summary",
             field="purpose",
         )
+
+
+def check_account_change(kind: str, policies: Sequence[Policy], purpose: str, status: str) -> None:
+    """Refuse an ``account.setting`` (``status`` off / members_choose / on) or
+    ``account.feature`` change that none of ``policies`` (the version in effect first, then
+    those scheduled after it) would apply; the reason given is the first version's."""
+    first: InvalidInput | None = None
+    for policy in policies:
+        try:
+            if kind == "account.setting":
+                check_account_setting(policy, purpose, status)
+            else:
+                check_feature(policy, purpose)
+            return
+        except InvalidInput as exc:
+            first = first or exc
+    if first is not None:
+        raise first

@@ -498,14 +498,14 @@ class Store:
             query = query.where(i.account == _id(account, "account"))
         with self.ledger.engine.connect() as conn:
             rows = conn.execute(query).all()
-        from .times import from_us
+        from .times import format_time, from_us
 
         return [
             {
                 "subject": r.subject,
                 "account": r.account,
                 "seq": r.seq,
-                "at": from_us(r.at_us).isoformat().replace("+00:00", "Z"),
+                "at": format_time(from_us(r.at_us)),
                 "invited_by": r.invited_by,
             }
             for r in rows
@@ -567,13 +567,13 @@ class Store:
     ) -> Event:
         account = _id(account, "account")
         purpose = self.taxonomy().purpose(purpose, where="account setting")
-        from .account_rules import check_account_setting, check_feature
+        from .account_rules import check_account_change
 
-        policy = self._notice_policy()  # the rules as the API and the console apply them
-        if kind is Kind.ACCOUNT_SETTING:
-            check_account_setting(policy, purpose, status)
-        else:
-            check_feature(policy, purpose)
+        # The version in effect (else the first scheduled), and any scheduled after it: an
+        # administrator may prepare for a version about to take effect.
+        current = self._notice_policy()
+        later = [p for p in self.policies() if p.effective > current.effective]
+        check_account_change(str(kind), [current, *later], purpose, status)
         return self._append1(
             Draft(
                 kind=kind,

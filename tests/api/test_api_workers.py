@@ -71,6 +71,9 @@ def served(backend_url: str, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
+                if proc.poll() is None:  # still running: stop it, or reading stderr never ends
+                    proc.kill()
+                    proc.wait(timeout=20)
                 err = proc.stderr.read().decode() if proc.stderr else ""
                 pytest.fail(f"consentry serve did not start: {err[-2000:]}")
             time.sleep(0.2)

@@ -124,7 +124,7 @@ def add_member(
     account's settings now cap the subject. An account administrator cannot: they invite
     (``POST /v1/accounts/{account}/invitations/{subject}``) and the person accepts."""
     if caller.role is Role.ACCOUNT_ADMIN:
-        require_account_admin(caller, account, action="adding a member")
+        require_account_admin(caller, account, action="changing an account's members")
         raise Forbidden(
             "an account administrator cannot add a person to an account: they invite them, "
             "and the person joins by accepting",
