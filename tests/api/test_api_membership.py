@@ -66,12 +66,14 @@ def test_the_cross_account_takeover_is_refused(api: Api) -> None:
     assert decide(api, "zed")["reason"] == "no_consent"
 
 
-def test_an_invitation_accepted_then_the_account_settings_apply(api: Api) -> None:
+def test_an_invitation_accepted_then_the_account_settings_apply(api: Api, clock: Any) -> None:
     acme_consents_for_its_members(api)
     erin = api.as_("erin")
     assert (
         api.client.post("/v1/accounts/acme/invitations/erin", headers=api.alice).status_code == 201
     )
+    invited_at = clock.advance(seconds=1)
+    clock.advance(seconds=1)  # the answer comes later
     assert decide(api, "erin")["reason"] == "no_consent"
     listed = api.client.get("/v1/subjects/erin/invitations", headers=erin).json()["invitations"]
     assert [(i["account"], i["invited_by"]) for i in listed] == [("acme", "alice")]
@@ -89,6 +91,11 @@ def test_an_invitation_accepted_then_the_account_settings_apply(api: Api) -> Non
 
     assert decide(api, "erin")["reason"] == "account_consent"
     assert "acme" in api.store.state().accounts_of("erin")
+    # Replays agree: before the acceptance, the pending invitation counted for nothing.
+    clock.advance(seconds=1)
+    check = api.store.check
+    assert check("erin", **DECISION, as_of=invited_at).reason.value == "no_consent"
+    assert check("erin", **DECISION, as_of=clock()).reason.value == "account_consent"
     assert api.client.get("/v1/subjects/erin/invitations", headers=erin).json() == {
         "invitations": []
     }

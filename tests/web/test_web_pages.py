@@ -259,7 +259,14 @@ def test_admin_console(api: Api) -> None:
         data={"csrf": token, "purpose": "service.safety", "setting": "on"},
         headers={"Accept": "text/html"},
     )
-    assert r.status_code == 422 and "does not let an account consent" in r.text
+    # A contract purpose: accounts have no say over it at all (the Store's check, issue 9).
+    assert r.status_code == 422 and "gives accounts no say over" in r.text
+    r = alice.post(
+        "/admin/settings",
+        data={"csrf": token, "purpose": "service.safety", "setting": "off"},
+        headers={"Accept": "text/html"},
+    )
+    assert r.status_code == 422 and "gives accounts no say over" in r.text
 
 
 # -- the admin console: members -----------------------------------------------------------------
