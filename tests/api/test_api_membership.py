@@ -292,7 +292,11 @@ def test_the_console_invites_and_the_person_accepts_on_me(api: Api) -> None:
     )
     assert r.status_code == 200, r.text
     assert "acme" in api.store.state().accounts_of("zed")
+    assert "Vous avez rejoint acme." in r.text
     assert decide(api, "zed")["reason"] == "account_consent"
+    # A made-up confirmation link says nothing untrue.
+    assert "You joined globex" not in zed.get("/me?joined=globex").text
+    assert "You declined" not in zed.get("/me?declined=acme").text
 
 
 # -- the CLI applies the API's rules --------------------------------------------------------
