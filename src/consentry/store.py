@@ -466,8 +466,9 @@ class Store:
                     return retried
             raise NotFound(
                 f"{subject!r} has no pending invitation to {account!r}",
-                hint="an account administrator invites a person first; list pending "
-                "invitations with GET /v1/subjects/{subject}/invitations",
+                hint="the account's administrator invites the person first (POST "
+                "/v1/accounts/{account}/invitations/{subject}, `consentry member invite`); "
+                "pending invitations: GET /v1/subjects/{subject}/invitations",
                 subject=subject,
                 account=account,
             )
