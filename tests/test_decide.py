@@ -8,6 +8,7 @@ import pytest
 
 from consentry import Reason, Store
 from consentry.errors import InvalidInput, UnknownName
+from consentry.ledger.events import Draft, Kind
 from support import FakeClock
 
 T = "ai.training"
@@ -94,7 +95,16 @@ def test_account_off(store: Store) -> None:
 
 def test_account_off_does_not_touch_contract(store: Store) -> None:
     store.add_member("u1", "acme")
-    store.set_account("acme", "service", "off")
+    store.set_account("acme", "service", "off")  # caps service.safety (legitimate interest)
+    assert reason(store, "u1", "service.delivery", AUDIO) is Reason.CONTRACT
+    # A setting of a contract purpose alone changes nothing: the Store refuses it (issue 9)...
+    with pytest.raises(InvalidInput, match=r"no say over 'service\.delivery'"):
+        store.set_account("acme", "service.delivery", "off")
+    # ... and decisions ignore one in the ledger anyway (a bulk import, an older ledger).
+    draft = Draft(
+        kind=Kind.ACCOUNT_SETTING, account="acme", purpose="service.delivery", status="off"
+    )
+    store.append([draft])
     assert reason(store, "u1", "service.delivery", AUDIO) is Reason.CONTRACT
 
 

@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consentry import Store
+from consentry.errors import InvalidInput
+from consentry.ledger.events import Draft, Kind
 from consentry.policy import Policy, load_policies
 from support import TEST_POLICY, FakeClock
 
@@ -246,6 +248,19 @@ QUERIES = [
 ]
 
 
+def account_change(store: Store, kind: Kind, account: str, purpose: str, status: str) -> None:
+    """Record an account setting or feature switch. One the policy gives no meaning is
+    refused by the Store (issue 9); it is appended as a bulk import would (or an older ledger
+    holds it), so the model still checks that decisions ignore it."""
+    try:
+        if kind is Kind.ACCOUNT_SETTING:
+            store.set_account(account, purpose, status)
+        else:
+            store.set_feature(account, purpose, status == "enabled")
+    except InvalidInput:
+        store.append([Draft(kind=kind, account=account, purpose=purpose, status=status)])
+
+
 def run(store: Store, clock: FakeClock, ops: list[tuple[int, tuple[Any, ...]]]) -> list[Ev]:
     events: list[Ev] = []
     for hours, (name, *args) in ops:
@@ -274,12 +289,13 @@ def run(store: Store, clock: FakeClock, ops: list[tuple[int, tuple[Any, ...]]]) 
                 events.append(Ev(t, "member.remove", s, a))
         elif name == "setting":
             value, a, p = args
-            store.set_account(a, p, value)
+            account_change(store, Kind.ACCOUNT_SETTING, a, p, value)
             events.append(Ev(t, "setting", None, a, p, (), value))
         else:
             on, a, p = args
-            store.set_feature(a, p, on)
-            events.append(Ev(t, "feature", None, a, p, (), "enabled" if on else "disabled"))
+            status = "enabled" if on else "disabled"
+            account_change(store, Kind.ACCOUNT_FEATURE, a, p, status)
+            events.append(Ev(t, "feature", None, a, p, (), status))
     return events
 
 

@@ -473,6 +473,11 @@ def test_state_tables_match_a_replay_of_grouped_appends(any_store: Store) -> Non
             Draft(kind=Kind.MEMBER_ADDED, subject=s, account="acme"),
             Draft(kind=Kind.MEMBER_ADDED, subject=f"m{i}", account="acme"),
             Draft(kind=Kind.MEMBER_REMOVED, subject=s, account="acme"),
+            Draft(kind=Kind.MEMBER_INVITED, actor="a", subject=s, account="globex"),
+            Draft(kind=Kind.MEMBER_INVITED, actor="a", subject=f"m{i}", account="globex"),
+            Draft(kind=Kind.MEMBER_ACCEPTED, subject=s, account="globex"),
+            Draft(kind=Kind.MEMBER_INVITED, actor="b", subject=s, account="initech"),
+            Draft(kind=Kind.MEMBER_DECLINED, subject=f"m{i}", account="globex"),
             Draft(kind=Kind.ACCOUNT_SETTING, account="acme", purpose=T, status="on"),
             Draft(kind=Kind.ACCOUNT_FEATURE, account="acme", purpose=T, status="enabled"),
         ]  # fmt: skip

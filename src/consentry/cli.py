@@ -33,12 +33,14 @@ member_app = typer.Typer(help="Account membership.", no_args_is_help=True)
 account_app = typer.Typer(help="Account-level settings and AI features.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The hash-chained event ledger.", no_args_is_help=True)
 receipt_app = typer.Typer(help="Signed consent receipts.", no_args_is_help=True)
+sessions_app = typer.Typer(help="Web sessions (/me, /admin).", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(consent_app, name="consent")
 app.add_typer(member_app, name="member")
 app.add_typer(account_app, name="account")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(receipt_app, name="receipt")
+app.add_typer(sessions_app, name="sessions")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -353,6 +355,46 @@ def member_add(
     """SUBJECT joins ACCOUNT."""
     with store() as s:
         event = s.add_member(subject, account, actor=actor, idempotency_key=idempotency_key)
+        emit(_event_json(event), as_json, lambda: _event_line(event))
+
+
+@member_app.command("invite")
+def member_invite(
+    subject: Subject,
+    account: str,
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Invite SUBJECT to ACCOUNT: they join when they accept (`member accept`, or on /me)."""
+    with store() as s:
+        event = s.invite_member(subject, account, actor=actor, idempotency_key=idempotency_key)
+        emit(_event_json(event), as_json, lambda: _event_line(event))
+
+
+@member_app.command("accept")
+def member_accept(
+    subject: Subject,
+    account: str,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """SUBJECT accepts a pending invitation to ACCOUNT (and becomes a member)."""
+    with store() as s:
+        event = s.accept_invitation(subject, account, idempotency_key=idempotency_key)
+        emit(_event_json(event), as_json, lambda: _event_line(event))
+
+
+@member_app.command("decline")
+def member_decline(
+    subject: Subject,
+    account: str,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """SUBJECT declines a pending invitation to ACCOUNT."""
+    with store() as s:
+        event = s.decline_invitation(subject, account, idempotency_key=idempotency_key)
         emit(_event_json(event), as_json, lambda: _event_line(event))
 
 
@@ -704,6 +746,24 @@ def receipt_keygen(file: Path) -> None:
     except ConsentryError as exc:
         fail(exc)
     out.print(f"signing key {kid} written to {file} (mode 600)", highlight=False)
+
+
+@sessions_app.command("revoke")
+def sessions_revoke(
+    subject: Annotated[
+        str, typer.Option("--subject", help="End every web session of this person.")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """End all of a person's web sessions at once: their cookies stop working at the next
+    request (they sign in again with a fresh link)."""
+    with store() as s:
+        ended = s.revoke_sessions(subject)
+        emit(
+            {"subject": subject, "revoked": ended},
+            as_json,
+            lambda: out.print(f"ended {ended} session(s) of {subject}", highlight=False),
+        )
 
 
 def _mount_optional() -> None:

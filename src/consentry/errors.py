@@ -92,6 +92,14 @@ class IdempotencyConflict(ConsentryError):
     title = "Idempotency key reused"
 
 
+class Conflict(ConsentryError):
+    """A change that does not fit the current state (e.g. inviting a member)."""
+
+    code = "conflict"
+    status = 409
+    title = "Conflict"
+
+
 class LedgerCorrupt(ConsentryError):
     code = "ledger-corrupt"
     status = 500

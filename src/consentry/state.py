@@ -105,6 +105,8 @@ class State:
         elif change.table == "memberships":
             subject, account = change.key
             self.set_membership(subject, account, v is not None)
+        elif change.table == "invitations":
+            pass  # decisions ignore invitations: an invitee counts for nothing until accepted
         elif change.table == "account_settings":
             assert v is not None
             self.set_account(

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from .canonical import canonical_json, sha256_hex
 from .decide import Decider, Decision, Reason
 from .errors import (
+    Conflict,
     InvalidInput,
     LedgerCorrupt,
     NotFound,
@@ -451,6 +452,115 @@ class Store:
         """``subject`` leaves ``account``."""
         return self._membership(Kind.MEMBER_REMOVED, subject, account, actor, idempotency_key)
 
+    def invite_member(
+        self,
+        subject: str,
+        account: str,
+        *,
+        actor: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Event:
+        """Invite ``subject`` to ``account`` (what an account administrator may do). The
+        invitee counts for nothing in the account until they accept."""
+        subject, account = _id(subject, "subject"), _id(account, "account")
+        if account in self.state().accounts_of(subject):
+            raise Conflict(
+                f"{subject!r} is already a member of {account!r}",
+                hint="nothing to invite them to; list members with `consentry account show`",
+            )
+        return self._append1(
+            Draft(
+                kind=Kind.MEMBER_INVITED,
+                actor=actor,
+                subject=subject,
+                account=account,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def accept_invitation(
+        self,
+        subject: str,
+        account: str,
+        *,
+        actor: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Event:
+        """``subject`` accepts a pending invitation to ``account`` and becomes a member."""
+        return self._answer(Kind.MEMBER_ACCEPTED, subject, account, actor, idempotency_key)
+
+    def decline_invitation(
+        self,
+        subject: str,
+        account: str,
+        *,
+        actor: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Event:
+        """``subject`` declines a pending invitation to ``account`` (nothing applies to them)."""
+        return self._answer(Kind.MEMBER_DECLINED, subject, account, actor, idempotency_key)
+
+    def _answer(
+        self, kind: Kind, subject: str, account: str, actor: str | None, key: str | None
+    ) -> Event:
+        subject, account = _id(subject, "subject"), _id(account, "account")
+        draft = Draft(
+            kind=kind, actor=actor or subject, subject=subject, account=account, idempotency_key=key
+        )
+        if not any(i["account"] == account for i in self.invitations(subject=subject)):
+            if key is not None:
+                # A retry of an answer already recorded returns it (its invitation is gone).
+                retried = self._retried(draft)
+                if retried is not None:
+                    return retried
+            raise NotFound(
+                f"{subject!r} has no pending invitation to {account!r}",
+                hint="the account's administrator invites the person first (POST "
+                "/v1/accounts/{account}/invitations/{subject}, `consentry member invite`); "
+                "pending invitations: GET /v1/subjects/{subject}/invitations",
+                subject=subject,
+                account=account,
+            )
+        return self._append1(draft)
+
+    def _retried(self, draft: Draft) -> Event | None:
+        """The event already recorded under ``draft``'s idempotency key, if any (a
+        different request under that key is refused as any reused key is)."""
+        e = schema.events.c
+        with self.ledger.engine.connect() as conn:
+            seq = conn.execute(
+                select(e.seq).where(e.idempotency_key == draft.idempotency_key)
+            ).scalar()
+        if seq is None:
+            return None
+        return self._append1(draft)  # the ledger returns the first event or refuses (409)
+
+    def invitations(
+        self, *, subject: str | None = None, account: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Pending invitations of a subject, or to an account, oldest first."""
+        self._require_init()
+        i = schema.invitations.c
+        query = select(i.subject, i.account, i.at_us, i.seq, i.invited_by).order_by(i.seq)
+        if subject is not None:
+            query = query.where(i.subject == _id(subject, "subject"))
+        if account is not None:
+            query = query.where(i.account == _id(account, "account"))
+        with self.ledger.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        from .times import format_time, from_us
+
+        return [
+            {
+                "subject": r.subject,
+                "account": r.account,
+                "seq": r.seq,
+                "at": format_time(from_us(r.at_us)),
+                "invited_by": r.invited_by,
+            }
+            for r in rows
+        ]
+
     def _membership(
         self, kind: Kind, subject: str, account: str, actor: str | None, key: str | None
     ) -> Event:
@@ -507,6 +617,13 @@ class Store:
     ) -> Event:
         account = _id(account, "account")
         purpose = self.taxonomy().purpose(purpose, where="account setting")
+        from .account_rules import check_account_change
+
+        # The version in effect (else the first scheduled), and any scheduled after it: an
+        # administrator may prepare for a version about to take effect.
+        current = self._notice_policy()
+        later = [p for p in self.policies() if p.effective > current.effective]
+        check_account_change(str(kind), [current, *later], purpose, status)
         return self._append1(
             Draft(
                 kind=kind,
@@ -710,6 +827,16 @@ class Store:
             "features": {p: v[0] for p, v in sorted(state.features.get(account, {}).items())},
             "members": sorted(s for s, accts in state.memberships.items() if account in accts),
         }
+
+    # -- web sessions ---------------------------------------------------------------------
+
+    def revoke_sessions(self, subject: str) -> int:
+        """End every web session of ``subject`` at once (their cookies stop working at the
+        next request); how many were ended."""
+        from . import sessions
+
+        self._require_init()
+        return sessions.revoke_subject(self, _id(subject, "subject"))
 
     # -- ledger and receipts --------------------------------------------------------------
 

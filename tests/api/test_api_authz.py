@@ -70,6 +70,18 @@ def _dan_is_member(api: Api) -> None:
         api.store.add_member("dan", "acme")
 
 
+def _dan_is_not_member(api: Api) -> None:
+    if "acme" in api.store.state().accounts_of("dan"):
+        api.store.remove_member("dan", "acme")
+
+
+def _bob_is_invited_to_initech(api: Api) -> None:
+    if "initech" in api.store.state().accounts_of("bob"):
+        api.store.remove_member("bob", "initech")
+    if not api.store.invitations(subject="bob", account="initech"):
+        api.store.invite_member("bob", "initech", actor="test")
+
+
 EVERYONE = frozenset(CALLERS) - {"anonymous"}
 ANYONE = frozenset(CALLERS)
 ALL_PUBLISH = """\
@@ -129,13 +141,37 @@ ENDPOINTS = [
         200,
         {"enabled": True},
     ),
-    Endpoint("PUT", "/v1/accounts/acme/members/dan", frozenset({"alice", "service"}), 201),
+    # The platform adds members; an administrator only invites (issue 9).
+    Endpoint("PUT", "/v1/accounts/acme/members/dan", frozenset({"service", "platform"}), 201),
     Endpoint(
         "DELETE",
         "/v1/accounts/acme/members/dan",
-        frozenset({"alice", "service"}),
+        frozenset({"alice", "service", "platform"}),
         200,
         setup=_dan_is_member,
+    ),
+    Endpoint(
+        "POST",
+        "/v1/accounts/acme/invitations/dan",
+        frozenset({"alice", "service", "platform"}),
+        201,
+        setup=_dan_is_not_member,
+    ),
+    Endpoint("GET", "/v1/accounts/acme/invitations", frozenset({"alice", "service", "platform"})),
+    Endpoint("GET", "/v1/subjects/bob/invitations", frozenset({"bob", "service"})),
+    Endpoint(
+        "POST",
+        "/v1/subjects/bob/invitations/initech/accept",
+        frozenset({"bob"}),
+        201,
+        setup=_bob_is_invited_to_initech,
+    ),
+    Endpoint(
+        "POST",
+        "/v1/subjects/bob/invitations/initech/decline",
+        frozenset({"bob"}),
+        201,
+        setup=_bob_is_invited_to_initech,
     ),
     Endpoint("GET", "/v1/accounts/acme/summary", frozenset({"alice"})),
     Endpoint("GET", "/v1/accounts/acme/events", frozenset({"alice"})),

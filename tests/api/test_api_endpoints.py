@@ -145,7 +145,13 @@ def test_account_on_only_where_the_policy_allows(api: Api) -> None:
     r = api.client.put(
         "/v1/accounts/acme/settings/service.safety", json={"setting": "on"}, headers=api.alice
     )
-    assert r.status_code == 422 and r.json()["field"] == "setting"
+    # service.safety is a contract purpose: accounts have no say over it at all (issue 9).
+    assert r.status_code == 422 and r.json()["field"] == "purpose"
+    assert "no say over 'service.safety'" in r.json()["detail"]
+    r = api.client.put(
+        "/v1/accounts/acme/settings/improvement", json={"setting": "off"}, headers=api.alice
+    )
+    assert r.status_code == 200
     r = api.client.put(
         "/v1/accounts/acme/settings/ai.training", json={"setting": "maybe"}, headers=api.alice
     )

@@ -60,10 +60,11 @@ def served(backend_url: str, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        start_new_session=True,  # its workers too can be stopped, as one process group
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a loaded machine starts two workers slowly
         while True:
             try:
                 if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
@@ -71,17 +72,25 @@ def served(backend_url: str, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
+                # Stop the server and its workers (they hold stderr open), then read what it
+                # said, within a deadline.
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                try:
+                    err = proc.communicate(timeout=20)[1].decode()
+                except subprocess.TimeoutExpired:
+                    err = "(no output within 20 s)"
                 pytest.fail(f"consentry serve did not start: {err[-2000:]}")
             time.sleep(0.2)
         yield base, service, platform
     finally:
-        proc.send_signal(signal.SIGINT)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=20)
 
 
 def test_two_workers_share_one_ledger(served: tuple[str, str, str]) -> None:

@@ -237,7 +237,9 @@ def test_admin_switches_training_off_and_the_member_sees_why(
     member.context.close()
 
 
-def test_admin_adds_and_removes_a_member(server: LiveServer, page: Any) -> None:
+def test_admin_invites_the_person_accepts_on_me_then_is_removed(
+    server: LiveServer, page: Any
+) -> None:
     from playwright.sync_api import expect
 
     # globex agrees to training for its members; dave is not one of them yet.
@@ -250,33 +252,57 @@ def test_admin_adds_and_removes_a_member(server: LiveServer, page: Any) -> None:
     assert not server.decide("dave")["allowed"]
 
     members = page.get_by_role("region", name="Members")
-    field = members.get_by_label("Subject id of the person to add")
+    field = members.get_by_label("Subject id of the person to invite")
     # A typing mistake is explained on the page, and nothing is written.
     field.fill("dave smith")
-    members.get_by_role("button", name="Add member").click()
+    members.get_by_role("button", name="Invite").click()
     expect(page.get_by_role("alert")).to_contain_text("That is not a subject id.")
     expect(field).to_have_attribute("aria-invalid", "true")
     expect(members.get_by_role("listitem")).to_have_count(1)
 
     field = page.get_by_role("region", name="Members").get_by_label(
-        "Subject id of the person to add"
+        "Subject id of the person to invite"
     )
     field.fill("dave")
     page.keyboard.press("Enter")
     members = page.get_by_role("region", name="Members")
-    expect(members.get_by_role("status")).to_have_text("Added dave to globex.")
-    expect(members.get_by_role("listitem").filter(has_text="dave")).to_have_count(1)
-    expect(page.get_by_role("table").last).to_contain_text("Joined an organisation: dave")
+    expect(members.get_by_role("status")).to_have_text(
+        "Invited dave to globex. They become a member when they accept."
+    )
+    expect(page.get_by_role("list", name="Invited, not yet accepted")).to_contain_text("dave")
+    expect(page.get_by_role("table").last).to_contain_text("Invited to an organisation: dave")
+    # An invitation alone changes nothing for dave.
+    decision = server.decide("dave")
+    assert not decision["allowed"] and decision["reason"] == "no_consent"
+    shot(page, "admin-member-invited")
+
+    # Inviting dave again says so and records nothing.
+    members.get_by_label("Subject id of the person to invite").fill("dave")
+    members.get_by_role("button", name="Invite").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "dave is already invited to globex and has not answered yet. Nothing was changed."
+    )
+
+    # dave sees the invitation on his own page and accepts it.
+    dave = page.context.browser.new_context().new_page()
+    dave.goto(server.login("dave"))
+    invitations = dave.get_by_role("region", name="Invitations")
+    expect(invitations).to_contain_text("globex invited you")
+    shot(dave, "me-invitation")
+    invitations.get_by_role("button", name="Accept globex").click()
+    expect(dave.get_by_role("status")).to_have_text(
+        "You joined globex. Its settings now apply to you."
+    )
+    expect(dave.get_by_role("region", name="Invitations")).to_have_count(0)
     decision = server.decide("dave")
     assert decision["allowed"] and decision["reason"] == "account_consent"
-    shot(page, "admin-member-added")
+    dave.context.close()
 
-    # Adding dave again says so and records nothing.
-    members.get_by_label("Subject id of the person to add").fill("dave")
-    members.get_by_role("button", name="Add member").click()
-    expect(page.get_by_role("alert")).to_have_text(
-        "dave is already a member of globex. Nothing was changed."
-    )
+    page.goto(server.url + "/admin")
+    members = page.get_by_role("region", name="Members")
+    expect(members.get_by_role("listitem").filter(has_text="dave")).to_have_count(1)
+    expect(page.get_by_role("table").last).to_contain_text("Accepted an invitation: dave")
+    shot(page, "admin-member-added")
 
     # Removing asks first, on a page of its own.
     page.get_by_role("region", name="Members").get_by_role("button", name="Remove dave").click()
@@ -295,6 +321,29 @@ def test_admin_adds_and_removes_a_member(server: LiveServer, page: Any) -> None:
     decision = server.decide("dave")
     assert not decision["allowed"] and decision["reason"] != "account_consent"
     shot(page, "admin-member-removed")
+
+
+def test_sign_out_ends_the_session_at_once(server: LiveServer, page: Any) -> None:
+    """A copy of the cookie taken before signing out stops working with the sign-out."""
+    from playwright.sync_api import expect
+
+    page.goto(server.login("carol"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("How your data is used")
+    cookies = page.context.cookies()
+    assert any(c["name"] == "consentry_session" for c in cookies)
+    copy = page.context.browser.new_context()
+    copy.add_cookies(cookies)
+    other = copy.new_page()
+    other.goto(server.url + "/me")
+    expect(other.get_by_role("heading", level=1)).to_have_text("How your data is used")
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("You are signed out")
+    response = other.goto(server.url + "/me")
+    assert response is not None and response.status == 401
+    expect(other.get_by_role("alert")).to_contain_text("you are not signed in")
+    shot(other, "session-ended")
+    copy.close()
 
 
 def test_languages(server: LiveServer, page: Any) -> None:

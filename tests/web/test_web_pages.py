@@ -11,6 +11,7 @@ from api_support import MUSIC, Api, sign
 from babel.messages.pofile import read_po
 from fastapi.testclient import TestClient
 
+from consentry.ledger import schema
 from consentry.web.i18n import TRANSLATIONS, catalog_path
 
 WEB = Path(__file__).resolve().parents[2] / "src" / "consentry" / "web"
@@ -90,7 +91,15 @@ def test_a_tampered_session_is_no_session(api: Api) -> None:
     bob = signed_in(api, "bob")
     cookie = bob.cookies["consentry_session"]
     body, _, mac = cookie.partition(".")
-    bob.cookies.set("consentry_session", body.replace("b", "c", 1) + "." + mac)
+    # The cookie carries a random session id (issue 9): change one character of it.
+    tampered = ("A" if body[0] != "A" else "B") + body[1:]
+    bob.cookies.set("consentry_session", tampered + "." + mac)
+    assert bob.get("/me").status_code == 401
+    # A well-formed cookie for a session the store never issued is no session either.
+    bob.cookies.set("consentry_session", cookie)
+    assert bob.get("/me").status_code == 200
+    with api.store.ledger.engine.begin() as conn:
+        conn.execute(schema.web_sessions.delete())
     assert bob.get("/me").status_code == 401
 
 
@@ -259,7 +268,14 @@ def test_admin_console(api: Api) -> None:
         data={"csrf": token, "purpose": "service.safety", "setting": "on"},
         headers={"Accept": "text/html"},
     )
-    assert r.status_code == 422 and "does not let an account consent" in r.text
+    # A contract purpose: accounts have no say over it at all (the Store's check, issue 9).
+    assert r.status_code == 422 and "gives accounts no say over" in r.text
+    r = alice.post(
+        "/admin/settings",
+        data={"csrf": token, "purpose": "service.safety", "setting": "off"},
+        headers={"Accept": "text/html"},
+    )
+    assert r.status_code == 422 and "gives accounts no say over" in r.text
 
 
 # -- the admin console: members -----------------------------------------------------------------
@@ -275,7 +291,7 @@ def problem_on_page(html: str) -> str:
     return found.group(1)
 
 
-def test_admin_adds_and_removes_a_member(api: Api) -> None:
+def test_admin_invites_and_removes_a_member(api: Api) -> None:
     alice = signed_in(api, "alice", "account_admin", "acme")
     html = alice.get("/admin").text
     assert 'action="/admin/members"' in html and 'name="subject"' in html
@@ -286,20 +302,27 @@ def test_admin_adds_and_removes_a_member(api: Api) -> None:
         follow_redirects=False,
     )
     assert r.status_code == 303
-    assert r.headers["location"] == "/admin?lang=en&added=dave#members-title"
-    assert "dave" in api.store.account_state("acme")["members"]
+    assert r.headers["location"] == "/admin?lang=en&invited=dave#members-title"
+    # An administrator only invites: dave is no member until he accepts.
+    assert "dave" not in api.store.account_state("acme")["members"]
+    assert [i["subject"] for i in api.store.invitations(account="acme")] == ["dave"]
     # The console records what the API records: the same Store call, the same event.
-    added = acme_events(api)[before:]
-    assert len(added) == 1
-    via_api = api.client.put("/v1/accounts/acme/members/erin", headers=api.alice).json()
+    invited = acme_events(api)[before:]
+    assert len(invited) == 1
+    via_api = api.client.post("/v1/accounts/acme/invitations/erin", headers=api.alice).json()
     same = ("kind", "actor", "account", "purpose", "categories", "status", "method", "payload")
-    assert {k: added[0][k] for k in same} == {k: via_api[k] for k in same}
-    assert added[0]["kind"] == "member.added" and added[0]["actor"] == "alice"
+    assert {k: invited[0][k] for k in same} == {k: via_api[k] for k in same}
+    assert invited[0]["kind"] == "member.invited" and invited[0]["actor"] == "alice"
     html = alice.get(r.headers["location"]).text
-    assert "Added dave to acme." in html and "Members: 5" in html
+    assert "Invited dave to acme. They become a member when they accept." in html
+    assert "Members: 3" in html and "Invited, not yet accepted" in html
     assert '<span class="member">dave</span>' in html
-    # The audit trail names the admin who added them.
-    assert re.search(r"<td>alice</td>\s*<td>Joined an organisation:\s*dave</td>", html)
+    # The audit trail names the admin who invited them.
+    assert re.search(r"<td>alice</td>\s*<td>Invited to an organisation:\s*dave</td>", html)
+    api.store.accept_invitation("dave", "acme")
+    html = alice.get("/admin").text
+    assert "Members: 4" in html
+    assert re.search(r"<td>dave</td>\s*<td>Accepted an invitation:\s*dave</td>", html)
 
     # Removing asks first, on a page of its own; opening that page changes nothing.
     confirm = alice.get("/admin/members/remove", params={"subject": "dave"})
@@ -326,8 +349,8 @@ def test_admin_adds_and_removes_a_member(api: Api) -> None:
 @pytest.mark.parametrize(
     ("typed", "message"),
     [
-        ("", "Enter the subject id of the person to add"),
-        ("   ", "Enter the subject id of the person to add"),
+        ("", "Enter the subject id of the person to invite"),
+        ("   ", "Enter the subject id of the person to invite"),
         ("dave smith", "That is not a subject id."),
         ("dave\x07", "That is not a subject id."),
         ("d" * 513, "That is not a subject id."),
@@ -344,7 +367,7 @@ def test_adding_a_malformed_subject_id_writes_nothing(api: Api, typed: str, mess
     assert acme_events(api) == before
 
 
-def test_adding_a_member_twice_records_one_event(api: Api) -> None:
+def test_inviting_twice_records_one_event(api: Api) -> None:
     alice = signed_in(api, "alice", "account_admin", "acme")
     token = csrf(alice.get("/admin").text)
     before = len(acme_events(api))
@@ -352,11 +375,13 @@ def test_adding_a_member_twice_records_one_event(api: Api) -> None:
     assert alice.post("/admin/members", data=form, follow_redirects=False).status_code == 303
     again = alice.post("/admin/members", data=form)
     assert again.status_code == 409
-    assert problem_on_page(again.text) == "dave is already a member of acme. Nothing was changed."
+    assert problem_on_page(again.text) == (
+        "dave is already invited to acme and has not answered yet. Nothing was changed."
+    )
     r = alice.post("/admin/members?lang=fr", data={**form, "subject": "bob"})
     assert r.status_code == 409
     assert problem_on_page(r.text) == "bob est déjà membre de acme. Rien n&#39;a été modifié."
-    assert [e["kind"] for e in acme_events(api)[before:]] == ["member.added"]
+    assert [e["kind"] for e in acme_events(api)[before:]] == ["member.invited"]
 
 
 def test_removing_someone_who_is_not_a_member(api: Api) -> None:
@@ -393,8 +418,8 @@ def test_membership_forms_are_refused_as_elsewhere(api: Api) -> None:
     # Another account's admin: the API's refusal, word for word.
     zed = signed_in(api, "zed", "account_admin", "globex")
     token = csrf(zed.get("/admin").text)
-    via_api = api.client.put(
-        "/v1/accounts/acme/members/dave", headers=api.as_("zed", "account_admin", "globex")
+    via_api = api.client.post(
+        "/v1/accounts/acme/invitations/dave", headers=api.as_("zed", "account_admin", "globex")
     )
     assert via_api.status_code == 403
     for path, subject in (("/admin/members", "dave"), ("/admin/members/remove", "carol")):

@@ -4,7 +4,9 @@ Roles (the ``role`` claim, or the key's role):
 
 ``subject``         a person: reads and changes only their own choices
 ``account_admin``   an organisation's owner or administrator (``account`` claim): its settings
-                    and AI features, its members' state; also a person with choices of their own
+                    and AI features, invitations to it, what concerns it of its members'
+                    state; also a person with choices of their own (with a token or a web
+                    session; an API key is never a person)
 ``service``         the platform's backend: decisions, gates, model registration, membership
 ``platform_admin``  the platform's operators: publishing policies, verifying the ledger
 """
@@ -15,20 +17,22 @@ import base64
 import enum
 import hashlib
 import hmac
-import json
-import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from .. import sessions
 from ..errors import Forbidden, InvalidInput, Unauthorized
 from .keys import ApiKeys, looks_like_key
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 
 class Role(enum.StrEnum):
@@ -213,13 +217,21 @@ def require_role(principal: Principal, *roles: Role, action: str) -> None:
 
 
 def is_self(principal: Principal, subject: str) -> bool:
-    return principal.role in PEOPLE and principal.sub == subject
+    """Whether the caller is the person ``subject``. An API key is never a person, whatever
+    its name: it acts only in its role (a key named "u1" is not u1)."""
+    return principal.via != "key" and principal.role in PEOPLE and principal.sub == subject
 
 
 def require_self(principal: Principal, subject: str, *, action: str) -> None:
     """Only the person themself may change their choices."""
     if is_self(principal, subject):
         return
+    if principal.via == "key":
+        raise Forbidden(
+            f"{action} is for the person themself; an API key is never a person, whatever its name",
+            hint="sign a subject token for the person and call as them",
+            role=principal.role.value,
+        )
     if principal.role in PEOPLE:
         raise Forbidden(
             f"{action}: a person may act only on their own choices, and this credential "
@@ -266,47 +278,74 @@ class Session:
 
 
 class Sessions:
-    """Signed, stateless session cookies (HMAC-SHA256), with a CSRF token per session.
+    """Web sessions kept on the server (``web_sessions``, see :mod:`consentry.sessions`).
 
-    The key is kept in the store (``meta``), so every worker of one service shares it.
+    The cookie carries the session id and an HMAC-SHA256 of it (the key is kept in the store's
+    ``meta``, so every worker of one service shares it); every request looks the session up,
+    so a revoked session (sign-out, ``consentry sessions revoke``) stops working at once.
+
+    An ``account_admin`` session is valid only while its person is a member of its account:
+    removed from the account, they lose its console at the next request (the session is
+    revoked then).
     """
 
-    def __init__(self, secret: bytes, max_age_s: int, cookie: str = "consentry_session") -> None:
+    def __init__(
+        self, secret: bytes, max_age_s: int, store: Store, cookie: str = "consentry_session"
+    ) -> None:
         self._secret = secret
         self.max_age_s = max_age_s
+        self.store = store
         self.cookie = cookie
 
     def _mac(self, data: bytes) -> bytes:
         return hmac.new(self._secret, data, hashlib.sha256).digest()
 
     def issue(self, principal: Principal) -> str:
-        body = {
-            "sub": principal.sub,
-            "role": principal.role.value,
-            "account": principal.account,
-            "sid": secrets.token_urlsafe(16),
-            "exp": int(time.time()) + self.max_age_s,
-        }
-        raw = json.dumps(body, separators=(",", ":")).encode("utf-8")
-        return f"{_b64(raw)}.{_b64(self._mac(raw))}"
+        """Start a session for ``principal`` (a person): the cookie's value."""
+        sid, _ = sessions.create(
+            self.store,
+            principal.sub,
+            principal.role.value,
+            principal.account,
+            self.max_age_s,
+        )
+        return f"{sid}.{_b64(self._mac(sid.encode('ascii')))}"
+
+    def _sid(self, cookie: str | None) -> str | None:
+        """The session id a cookie carries, if its MAC is right."""
+        if not cookie or "." not in cookie or len(cookie) > 200:
+            return None
+        sid, _, mac_b64 = cookie.partition(".")
+        try:
+            mac = _unb64(mac_b64)
+            expected = self._mac(sid.encode("ascii"))
+        except (ValueError, TypeError, UnicodeEncodeError):
+            return None
+        return sid if hmac.compare_digest(mac, expected) else None
 
     def read(self, cookie: str | None) -> Session | None:
-        if not cookie or "." not in cookie:
+        """The session a cookie stands for, while it is active (reads the store)."""
+        sid = self._sid(cookie)
+        if sid is None:
             return None
-        body_b64, _, mac_b64 = cookie.partition(".")
-        try:
-            raw, mac = _unb64(body_b64), _unb64(mac_b64)
-        except (ValueError, TypeError):
-            return None
-        if not hmac.compare_digest(mac, self._mac(raw)):
+        record = sessions.get(self.store, sid)
+        if record is None or not record.active:
             return None
         try:
-            body = json.loads(raw)
-            principal = principal_from_claims(body, via="session")
-            expires, sid = int(body["exp"]), str(body["sid"])
-        except (ValueError, KeyError, TypeError, Unauthorized):
+            principal = principal_from_claims(
+                {"sub": record.subject, "role": record.role, "account": record.account},
+                via="session",
+            )
+        except Unauthorized:
             return None
-        if expires < time.time():
+        if principal.role is Role.ACCOUNT_ADMIN and principal.account not in (
+            self.store.state().accounts_of(principal.sub)
+        ):
+            sessions.revoke(self.store, sid)  # no longer a member: the console is gone for good
             return None
         csrf = _b64(self._mac(f"csrf:{sid}".encode()))[:32]
-        return Session(principal, sid, expires, csrf)
+        return Session(principal, sid, record.expires_at, csrf)
+
+    def revoke(self, session: Session) -> None:
+        """End a session on the server (sign-out)."""
+        sessions.revoke(self.store, session.sid)

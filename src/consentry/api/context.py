@@ -150,7 +150,12 @@ class Service:
                             hint="run `consentry init --policy FILE` first",
                         )
                     key = self.store.ledger.set_meta_once(SESSION_KEY, secrets.token_hex(32))
-                    self._sessions = Sessions(bytes.fromhex(key), self.settings.session_max_age_s)
+                    self._sessions = Sessions(
+                        bytes.fromhex(key),
+                        self.settings.session_max_age_s,
+                        self.store,
+                        cookie=self.settings.session_cookie,
+                    )
         return self._sessions
 
     def close(self) -> None:

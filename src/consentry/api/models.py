@@ -77,6 +77,20 @@ class EventList(BaseModel):
 # -- policies ----------------------------------------------------------------------------------
 
 
+class InvitationOut(BaseModel):
+    """A pending invitation to join an account (``member.invited``, not yet answered)."""
+
+    subject: str
+    account: str
+    seq: int = Field(description="The member.invited event's position in the ledger.")
+    at: str
+    invited_by: str | None
+
+
+class InvitationList(BaseModel):
+    invitations: list[InvitationOut]
+
+
 class PolicySummary(BaseModel):
     id: str
     version: str

@@ -11,8 +11,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+# check_account_setting lives with the Store (the CLI and the library apply it too).
+from ..account_rules import check_account_setting as check_account_setting
 from ..decide import ALLOW_REASONS, Decision, Reason
-from ..errors import InvalidInput
 from ..policy.model import Basis, Policy, Rule
 from ..taxonomy import covers
 from .context import Service
@@ -140,16 +141,6 @@ def account_on_allowed(policy: Policy, purpose: str) -> bool:
         and any(covers(p, purpose) or covers(purpose, p) for p in rule.purposes)
         for rule in policy.rules
     )
-
-
-def check_account_setting(policy: Policy, purpose: str, setting: str) -> None:
-    if setting == "on" and not account_on_allowed(policy, purpose):
-        raise InvalidInput(
-            f"policy {policy.version} does not let an account consent for its members to "
-            f"{purpose!r}",
-            hint="choose 'off' or 'members_choose'; 'on' is for rules with account_consent",
-            field="setting",
-        )
 
 
 def account_purposes(policy: Policy) -> list[dict[str, Any]]:

@@ -32,6 +32,9 @@ class Kind(enum.StrEnum):
     OBJECTION_LIFTED = "objection.lifted"
     MEMBER_ADDED = "member.added"
     MEMBER_REMOVED = "member.removed"
+    MEMBER_INVITED = "member.invited"
+    MEMBER_ACCEPTED = "member.accepted"
+    MEMBER_DECLINED = "member.declined"
     ACCOUNT_SETTING = "account.setting"
     ACCOUNT_FEATURE = "account.feature"
     POLICY_PUBLISHED = "policy.published"
@@ -244,8 +247,25 @@ def state_changes(event: Event) -> list[Change]:
             )
             for c in (event.categories or ("",))
         ]
-    if kind is Kind.MEMBER_ADDED:
-        return [Change("memberships", (subject, event.account or ""), {"at_us": at, "seq": seq})]
+    if kind in (Kind.MEMBER_ADDED, Kind.MEMBER_ACCEPTED):
+        # A member (added by the platform, or accepting an invitation) has no pending
+        # invitation to that account any more.
+        key = (subject, event.account or "")
+        return [
+            Change("memberships", key, {"at_us": at, "seq": seq}),
+            Change("invitations", key, None),
+        ]
+    if kind is Kind.MEMBER_INVITED:
+        # Pending until the subject accepts: an invitee counts for nothing in the account.
+        return [
+            Change(
+                "invitations",
+                (subject, event.account or ""),
+                {"at_us": at, "seq": seq, "invited_by": event.actor},
+            )
+        ]
+    if kind is Kind.MEMBER_DECLINED:
+        return [Change("invitations", (subject, event.account or ""), None)]
     if kind is Kind.MEMBER_REMOVED:
         return [Change("memberships", (subject, event.account or ""), None)]
     if kind in (Kind.ACCOUNT_SETTING, Kind.ACCOUNT_FEATURE):
@@ -282,6 +302,7 @@ STATE_KEYS: dict[str, tuple[str, ...]] = {
     "consents": ("subject", "purpose", "category"),
     "objections": ("subject", "purpose", "category"),
     "memberships": ("subject", "account"),
+    "invitations": ("subject", "account"),
     "account_settings": ("account", "purpose"),
     "account_features": ("account", "purpose"),
     "policies": ("version",),

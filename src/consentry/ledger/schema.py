@@ -98,6 +98,19 @@ memberships = Table(
 )
 Index("ix_memberships_account", memberships.c.account)
 
+# Pending invitations to join an account (``member.invited``), until the subject accepts or
+# declines. Decisions ignore them: an invitee counts for nothing in the account.
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("subject", Text, primary_key=True),
+    Column("account", Text, primary_key=True),
+    Column("at_us", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("invited_by", Text),  # the actor of the member.invited event
+)
+Index("ix_invitations_account", invitations.c.account)
+
 account_settings = Table(
     "account_settings",
     metadata,
@@ -163,6 +176,7 @@ STATE_TABLES = {
     "consents": consents,
     "objections": objections,
     "memberships": memberships,
+    "invitations": invitations,
     "account_settings": account_settings,
     "account_features": account_features,
     "policies": policies,
@@ -184,6 +198,22 @@ api_keys = Table(
     Column("created_by", Text),
     Column("revoked_at", String(32)),
 )
+
+# Web sessions (`/login`): the cookie carries the session id (MAC-ed); a request is served only
+# while its row here is unexpired and unrevoked, so signing out ends a session at once.
+# ``sid`` holds the SHA-256 of the session id, never the id itself.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("sid", String(64), primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("account", Text),
+    Column("created_at", String(32), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),  # Unix seconds
+    Column("revoked_at", String(32)),
+)
+Index("ix_web_sessions_subject", web_sessions.c.subject)
 
 # Lineage (`consentry gate`, `consentry model register`): what went into each training dataset
 # and which models were trained on which datasets. Derived records, not ledger events: each

@@ -26,7 +26,6 @@ from ..api.context import Service
 from ..api.views import (
     GROUPS,
     account_purposes,
-    check_account_setting,
     kind_of,
     member_summary,
     rule_views,
@@ -78,7 +77,10 @@ def _session(request: Request) -> Session | None:
         sessions = svc.sessions
     except ConsentryError:
         return None
-    return sessions.read(request.cookies.get(sessions.cookie))
+    try:
+        return sessions.read(request.cookies.get(sessions.cookie))
+    except ConsentryError:
+        return None
 
 
 def _secure(request: Request) -> bool:
@@ -89,7 +91,7 @@ def _secure(request: Request) -> bool:
 def _link(request: Request, **params: str) -> str:
     query = dict(request.query_params)
     query.update(params)
-    for done in ("saved", "added", "removed"):
+    for done in ("saved", "added", "removed", "invited", "joined", "declined"):
         query.pop(done, None)
     return f"{request.url.path}?{urlencode(query)}"
 
@@ -138,6 +140,11 @@ def render(
 def html_error(request: Request, status: int, problem: dict[str, Any]) -> HTMLResponse:
     """The HTML form of a problem, for browsers."""
     return render(request, "error.html", status=status, session=_session(request), problem=problem)
+
+
+async def _arequire(request: Request, *roles: Role) -> Session:
+    """:func:`_require` for the event loop (the session is looked up in the store)."""
+    return await run_in_threadpool(_require, request, *roles)
 
 
 def _require(request: Request, *roles: Role) -> Session:
@@ -198,6 +205,15 @@ def login(request: Request, token: str | None = None) -> Response:
             f"the {principal.role.value} role cannot sign in to these pages",
             hint="these pages are for people: sign in with a subject or account_admin token",
         )
+    if principal.role is Role.ACCOUNT_ADMIN and principal.account not in (
+        svc.store.state().accounts_of(principal.sub)
+    ):
+        raise Forbidden(
+            f"{principal.sub!r} is not a member of account {principal.account!r}, so cannot "
+            "administer it here",
+            hint="an administrator's console session lasts while its person is a member of "
+            "the account; ask the platform to add you",
+        )
     response = _redirect(_home_of(principal))
     response.set_cookie(
         svc.sessions.cookie,
@@ -215,12 +231,14 @@ def login(request: Request, token: str | None = None) -> Response:
 
 @router.post("/logout", response_class=HTMLResponse)
 async def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
-    session = _session(request)
+    session = await run_in_threadpool(_session, request)
     if session is not None:
         await _check_csrf(request, session, csrf)
+        # Ended on the server: the cookie (and any copy of it) stops working at once.
+        await run_in_threadpool(_service(request).sessions.revoke, session)
     response = render(request, "signed_out.html")
     response.delete_cookie(
-        _service(request).settings.session_cookie,
+        _service(request).sessions.cookie,
         path="/",
         httponly=True,
         samesite="lax",
@@ -286,7 +304,12 @@ def history(svc: Service, subject: str) -> list[dict[str, Any]]:
 
 
 @router.get("/me", response_class=HTMLResponse)
-def me(request: Request, saved: str | None = None) -> Response:
+def me(
+    request: Request,
+    saved: str | None = None,
+    joined: str | None = None,
+    declined: str | None = None,
+) -> Response:
     session = _require(request, *PEOPLE)
     svc = _service(request)
     subject = session.principal.sub
@@ -314,9 +337,12 @@ def me(request: Request, saved: str | None = None) -> Response:
         never=never,
         protected=protected,
         accounts=state["accounts"],
+        invitations=svc.store.invitations(subject=subject),
         history=history(svc, subject),
         impact=impact_of(svc, subject),
         saved=saved,
+        joined=joined,
+        declined=declined,
     )
 
 
@@ -330,7 +356,7 @@ async def me_choice(
     rule: Annotated[str, Form()],
     action: Annotated[str, Form()],
 ) -> Response:
-    session = _require(request, *PEOPLE)
+    session = await _arequire(request, *PEOPLE)
     await _check_csrf(request, session, csrf)
     if action not in CHOICES:
         raise InvalidInput(f"unknown choice {action!r}", field="action")
@@ -338,6 +364,28 @@ async def me_choice(
     lang = _language(request)
     await run_in_threadpool(_record_choice, svc, session.principal, rule, action, lang)
     return _redirect(f"/me?{urlencode({'lang': lang, 'saved': rule})}#rule-{rule}")
+
+
+@router.post("/me/invitations", response_class=HTMLResponse)
+async def me_invitation(
+    request: Request,
+    csrf: Annotated[str, Form()],
+    account: Annotated[str, Form()],
+    answer: Annotated[str, Form()],
+) -> Response:
+    """Accept or decline a pending invitation to an account (``Store.accept_invitation`` /
+    ``decline_invitation``, as ``POST /v1/subjects/{s}/invitations/{account}/accept``)."""
+    session = await _arequire(request, *PEOPLE)
+    await _check_csrf(request, session, csrf)
+    if answer not in ("accept", "decline"):
+        raise InvalidInput(f"an invitation is answered 'accept' or 'decline', not {answer!r}")
+    svc = _service(request)
+    store, principal = svc.store, session.principal
+    call = store.accept_invitation if answer == "accept" else store.decline_invitation
+    await run_in_threadpool(call, principal.sub, account, actor=principal.actor)
+    lang = _language(request)
+    done = "joined" if answer == "accept" else "declined"
+    return _redirect(f"/me?{urlencode({'lang': lang, done: account})}#invitations-title")
 
 
 def _record_choice(
@@ -405,9 +453,10 @@ def admin(
     saved: str | None = None,
     added: str | None = None,
     removed: str | None = None,
+    invited: str | None = None,
 ) -> Response:
     session = _require(request, Role.ACCOUNT_ADMIN)
-    return _admin_page(request, session, saved=saved, added=added, removed=removed)
+    return _admin_page(request, session, saved=saved, added=added, removed=removed, invited=invited)
 
 
 @dataclass(frozen=True)
@@ -429,6 +478,7 @@ def _admin_page(
     saved: str | None = None,
     added: str | None = None,
     removed: str | None = None,
+    invited: str | None = None,
     notice: MemberNotice | None = None,
     typed: str = "",
 ) -> HTMLResponse:
@@ -453,10 +503,12 @@ def _admin_page(
         purposes=purposes,
         summary=summary,
         members=state["members"],
+        invitations=svc.store.invitations(account=account),
         trail=trail,
         saved=saved,
         added=added,
         removed=removed,
+        invited=invited,
         notice=notice,
         typed=typed,
     )
@@ -469,16 +521,15 @@ async def admin_setting(
     purpose: Annotated[str, Form()],
     setting: Annotated[str, Form()],
 ) -> Response:
-    session = _require(request, Role.ACCOUNT_ADMIN)
+    session = await _arequire(request, Role.ACCOUNT_ADMIN)
     await _check_csrf(request, session, csrf)
     svc = _service(request)
     account = session.principal.account or ""
 
-    def save() -> None:
-        check_account_setting(_policy(svc), purpose, setting)
-        svc.store.set_account(account, purpose, setting, actor=session.principal.actor)
-
-    await run_in_threadpool(save)
+    # Store.set_account refuses a setting the policy gives no meaning (as the API and CLI).
+    await run_in_threadpool(
+        svc.store.set_account, account, purpose, setting, actor=session.principal.actor
+    )
     lang = _language(request)
     return _redirect(f"/admin?{urlencode({'lang': lang, 'saved': purpose})}")
 
@@ -490,7 +541,7 @@ async def admin_feature(
     purpose: Annotated[str, Form()],
     enabled: Annotated[str, Form()],
 ) -> Response:
-    session = _require(request, Role.ACCOUNT_ADMIN)
+    session = await _arequire(request, Role.ACCOUNT_ADMIN)
     await _check_csrf(request, session, csrf)
     if enabled not in ("on", "off"):
         raise InvalidInput(f"a feature is switched 'on' or 'off', not {enabled!r}", field="enabled")
@@ -508,12 +559,15 @@ async def admin_feature(
 #: The longest subject id the ledger takes (as the API's ``{subject}`` path parameter).
 SUBJECT_MAX = 512
 
-NO_SUBJECT = N_("Enter the subject id of the person to add: the id your platform uses for them.")
+NO_SUBJECT = N_("Enter the subject id of the person to invite: the id your platform uses for them.")
 BAD_SUBJECT = N_(
     "That is not a subject id. Use the id your platform uses for the person: at most 512 "
     "characters, with no spaces or control characters."
 )
 ALREADY_MEMBER = N_("{subject} is already a member of {account}. Nothing was changed.")
+ALREADY_INVITED = N_(
+    "{subject} is already invited to {account} and has not answered yet. Nothing was changed."
+)
 NOT_A_MEMBER = N_("{subject} is not a member of {account}. Nothing was changed.")
 
 #: Checks a membership and changes it as one step, so that a form sent twice (a double click)
@@ -539,13 +593,16 @@ def _member_account(session: Session, account: str) -> str:
     return account
 
 
-def _add_member(
+def _invite_member(
     svc: Service, principal: Principal, account: str, subject: str
 ) -> MemberNotice | None:
+    """Invite a person (an administrator never adds anyone: the person accepts on /me)."""
     with _membership_lock:
         if account in svc.store.state().accounts_of(subject):
             return MemberNotice(409, ALREADY_MEMBER, subject, account)
-        svc.store.add_member(subject, account, actor=principal.actor)
+        if any(i["account"] == account for i in svc.store.invitations(subject=subject)):
+            return MemberNotice(409, ALREADY_INVITED, subject, account)
+        svc.store.invite_member(subject, account, actor=principal.actor)
     return None
 
 
@@ -566,9 +623,10 @@ async def admin_add_member(
     account: Annotated[str, Form()],
     subject: Annotated[str, Form()] = "",
 ) -> Response:
-    """Add a member (``Store.add_member``, as ``PUT /v1/accounts/{account}/members/{subject}``);
-    a subject who is a member already is not added twice."""
-    session = _require(request, Role.ACCOUNT_ADMIN)
+    """Invite a person (``Store.invite_member``, as ``POST /v1/accounts/{account}/invitations/
+    {subject}``): they join when they accept on ``/me``. A member or a pending invitee is not
+    invited twice."""
+    session = await _arequire(request, Role.ACCOUNT_ADMIN)
     await _check_csrf(request, session, csrf)
     account = _member_account(session, account)
     subject = subject.strip()
@@ -577,13 +635,13 @@ async def admin_add_member(
     if problem is not None:
         notice: MemberNotice | None = MemberNotice(422, problem)
     else:
-        notice = await run_in_threadpool(_add_member, svc, session.principal, account, subject)
+        notice = await run_in_threadpool(_invite_member, svc, session.principal, account, subject)
     if notice is not None:
         return await run_in_threadpool(
             _admin_page, request, session, notice.status, notice=notice, typed=subject
         )
     lang = _language(request)
-    return _redirect(f"/admin?{urlencode({'lang': lang, 'added': subject})}#members-title")
+    return _redirect(f"/admin?{urlencode({'lang': lang, 'invited': subject})}#members-title")
 
 
 @router.get("/admin/members/remove", response_class=HTMLResponse)
@@ -609,7 +667,7 @@ async def admin_remove_member(
 ) -> Response:
     """Remove a member (``Store.remove_member``, as ``DELETE …/members/{subject}``), once
     confirmed on :func:`admin_confirm_removal`'s page."""
-    session = _require(request, Role.ACCOUNT_ADMIN)
+    session = await _arequire(request, Role.ACCOUNT_ADMIN)
     await _check_csrf(request, session, csrf)
     account = _member_account(session, account)
     svc = _service(request)

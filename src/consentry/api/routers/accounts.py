@@ -17,10 +17,11 @@ from ..models import (
     EventList,
     EventOut,
     FeatureIn,
+    InvitationList,
     MemberSummaryOut,
     problems,
 )
-from ..views import check_account_setting, member_summary
+from ..views import member_summary
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"], route_class=StrictRoute)
 
@@ -57,7 +58,7 @@ def set_setting(
     """``off`` caps every member (their consent no longer counts), ``members_choose`` leaves it
     to each member, ``on`` consents for the members where the policy allows it."""
     require_account_admin(caller, account, action="changing an account's settings")
-    check_account_setting(svc.store.policy(), purpose, body.setting)
+    # Store.set_account refuses a setting the policy gives no meaning (as the CLI does).
     event = svc.store.set_account(
         account,
         purpose,
@@ -96,13 +97,14 @@ def set_feature(
 
 
 def _require_membership_writer(caller: Principal, account: str) -> None:
-    if caller.role is Role.SERVICE:
+    """Removing a member: the platform, or the account's administrator."""
+    if caller.role in (Role.SERVICE, Role.PLATFORM_ADMIN):
         return
     if caller.role is Role.ACCOUNT_ADMIN:
         require_account_admin(caller, account, action="changing an account's members")
         return
     raise Forbidden(
-        "changing an account's members needs the service role or the account's "
+        "changing an account's members needs the service, platform_admin or the account's "
         f"account_admin role; this credential has {caller.role.value}",
         role=caller.role.value,
     )
@@ -113,17 +115,65 @@ def _require_membership_writer(caller: Principal, account: str) -> None:
     response_model=EventOut,
     status_code=201,
     responses=problems(401, 403, 409, 422, 503),
-    summary="Add a member",
+    summary="Add a member (the platform only)",
 )
 def add_member(
     account: AccountId, subject: SubjectId, svc: Svc, caller: Caller, key: IdemKey
 ) -> Response:
-    """The subject joins the account; the account's settings now cap the subject."""
-    _require_membership_writer(caller, account)
+    """The platform asserts that the subject belongs to the account (``member.added``); the
+    account's settings now cap the subject. An account administrator cannot: they invite
+    (``POST /v1/accounts/{account}/invitations/{subject}``) and the person accepts."""
+    if caller.role is Role.ACCOUNT_ADMIN:
+        require_account_admin(caller, account, action="changing an account's members")
+        raise Forbidden(
+            "an account administrator cannot add a person to an account: they invite them, "
+            "and the person joins by accepting",
+            hint=f"POST /v1/accounts/{account}/invitations/{subject}",
+        )
+    if caller.role not in (Role.SERVICE, Role.PLATFORM_ADMIN):
+        raise Forbidden(
+            "adding a member needs the service or platform_admin role; this credential has "
+            f"{caller.role.value}",
+            hint="an account administrator invites: POST /v1/accounts/{account}/invitations/"
+            "{subject}",
+            role=caller.role.value,
+        )
     event = svc.store.add_member(
         subject, account, actor=caller.actor, idempotency_key=scoped_key(caller, key)
     )
     return json_response(event_out(event), 201)
+
+
+@router.post(
+    "/{account}/invitations/{subject}",
+    response_model=EventOut,
+    status_code=201,
+    responses=problems(401, 403, 409, 422, 503),
+    summary="Invite a person to the account",
+)
+def invite_member(
+    account: AccountId, subject: SubjectId, svc: Svc, caller: Caller, key: IdemKey
+) -> Response:
+    """Records ``member.invited``. The invitee counts for nothing in the account (no setting
+    applies to them, the administrator sees nothing of theirs) until they accept
+    (``POST /v1/subjects/{subject}/invitations/{account}/accept``). Inviting a member is 409;
+    inviting again a pending invitee renews the invitation."""
+    _require_membership_writer(caller, account)
+    event = svc.store.invite_member(
+        subject, account, actor=caller.actor, idempotency_key=scoped_key(caller, key)
+    )
+    return json_response(event_out(event), 201)
+
+
+@router.get(
+    "/{account}/invitations",
+    response_model=InvitationList,
+    responses=problems(401, 403, 503),
+    summary="The account's pending invitations",
+)
+def account_invitations(account: AccountId, svc: Svc, caller: Caller) -> Response:
+    _require_membership_writer(caller, account)
+    return json_response({"invitations": svc.store.invitations(account=account)})
 
 
 @router.delete(
