@@ -141,8 +141,8 @@ def test_two_workers_share_one_ledger(served: tuple[str, str, str]) -> None:
     with httpx.Client(base_url=base) as client:
         verified = client.post("/v1/ledger/verify", headers=bearer(platform)).json()
         assert verified["ok"] is True
-        # 2 policy versions + a membership and a consent per subject, gap-free.
-        assert verified["head_seq"] == verified["checked"] == 2 + 2 * len(SUBJECTS)
+        # The store's keys, 2 policy versions, a membership and a consent per subject, gap-free.
+        assert verified["head_seq"] == verified["checked"] == 3 + 2 * len(SUBJECTS)
         batch = client.post(
             "/v1/decisions/batch",
             headers=bearer(service),
