@@ -65,17 +65,8 @@ class ReceiptCheck:
 
 def evidence_for(event: Event, checkpoint: Checkpoint, path: Sequence[bytes]) -> dict[str, Any]:
     """The ``evidence`` block of a receipt: the event and its inclusion proof."""
-    stored = {k: v for k, v in event.content().items()}
-    stored.update(
-        seq=event.seq,
-        id=event.id,
-        at=event.at_text,
-        idempotency_key=event.idempotency_key,
-        nonce=event.nonce,
-        commitment=event.commitment,
-        prev_hash=event.prev_hash,
-        hash=event.hash,
-    )
+    stored = event.to_dict()
+    stored["nonce"] = event.nonce  # lets the holder check the commitment names them
     return {
         "event": stored,
         "proof": {
