@@ -228,6 +228,35 @@ def test_rewrite_and_rehash_is_caught_by_the_checkpoint(any_store: Store, tmp_pa
     assert any_store.verify(since=checkpoint.note).seq == target.seq
 
 
+def test_a_forged_event_inserted_before_the_checkpoint_is_caught(
+    any_store: Store, tmp_path: Path
+) -> None:
+    """Insert a correctly hashed consent in the middle of the covered history: shift the
+    events after it, re-hash and re-MAC everything, move the head, fix the state tables."""
+    any_store.checkpoint_dir = tmp_path / "witness"
+    _consents(any_store, 3)
+    checkpoint = any_store.checkpoint()
+    _consents(any_store, 1, "later")
+    victim = any_store.event(checkpoint.size - 1)
+    at = victim.seq
+    head = any_store.ledger.head()[0]
+    _attack(
+        any_store,
+        f"UPDATE events SET seq = seq + 1000 WHERE seq >= {at}",
+        f"UPDATE events SET seq = seq - 999 WHERE seq >= {at + 1000}",
+        "INSERT INTO events (seq, id, at, at_us, kind, actor, subject, purpose, categories, "
+        "status, policy_version, notice_version, language, method, payload, prev_hash, hash, "
+        f"nonce, commitment) SELECT {at}, 'inserted', at, at_us, kind, 'mallory', 'mallory', "
+        "purpose, categories, status, policy_version, notice_version, language, method, "
+        f"payload, prev_hash, hash, nonce, commitment FROM events WHERE seq = {at + 1}",
+    )
+    _rehash_from(any_store, at, _meta_mac_key(any_store))
+    _make_state_agree(any_store)
+    assert any_store.ledger.head()[0] == head + 1 and any_store.verify().ok
+    result = any_store.verify(since=checkpoint.note)
+    assert not result.ok and result.seq == at and result.event_id == "inserted", result.problem
+
+
 def test_a_full_rewrite_of_the_tree_too_is_still_caught(any_store: Store, tmp_path: Path) -> None:
     """The attacker also rewrites the stored tree: only the witness's leaf files name the
     event, and without them the audit still fails (it says it cannot name it)."""
