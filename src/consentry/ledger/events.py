@@ -176,11 +176,14 @@ def personal_commitment(nonce_hex: str, personal: Mapping[str, Any]) -> str:
         salt = bytes.fromhex(nonce_hex)
     except ValueError:
         return ""  # a nonce that is not hex commits to nothing (verification then fails)
-    data = _PERSONAL_JSON % (
-        json_string(personal.get("actor")),
-        json_string(personal.get("idempotency_key")),
-        json_string(personal.get("subject")),
+    return commit_personal(
+        salt, personal.get("subject"), personal.get("actor"), personal.get("idempotency_key")
     )
+
+
+def commit_personal(salt: bytes, subject: str | None, actor: str | None, key: str | None) -> str:
+    """:func:`personal_commitment` from the raw nonce and the three fields (the write path)."""
+    data = _PERSONAL_JSON % (json_string(actor), json_string(key), json_string(subject))
     return hashlib.sha256(_COMMITMENT_PREFIX + salt + data.encode("utf-8")).hexdigest()
 
 

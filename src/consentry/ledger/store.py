@@ -43,8 +43,7 @@ from .events import (
     Draft,
     Event,
     Kind,
-    chain_hash,
-    event_body,
+    commit_personal,
     event_mac,
     json_string,
     personal_commitment,
@@ -641,14 +640,21 @@ class Ledger:
                 at = from_us(last_us)
                 at_text = format_time(at)
                 event_id = new_id()
-                nonce = os.urandom(16).hex()
-                commitment = personal_commitment(
-                    nonce,
-                    {"subject": draft.subject, "actor": draft.actor, "idempotency_key": key},
-                )
-                event_hash = chain_hash(
-                    prev_hash, event_body(content, commitment, seq, event_id, at_text)
-                )
+                salt = os.urandom(16)
+                nonce = salt.hex()
+                commitment = commit_personal(salt, draft.subject, draft.actor, key)
+                # The body's canonical JSON spliced as verification splices it (body_text),
+                # from the categories and payload texts the row stores: one small dump each
+                # instead of a sorted dump of the whole body (see events.event_body).
+                categories_text = canonical_json(list(draft.categories)).decode()
+                payload_text = canonical_json(dict(draft.payload)).decode()
+                body = _BODY % (
+                    _q(draft.account), _q(at_text), categories_text, _q(commitment),
+                    _q(event_id), _q(str(draft.kind)), _q(draft.language), _q(draft.method),
+                    _q(draft.notice_version), payload_text, _q(draft.policy_version),
+                    _q(draft.purpose), seq, _q(draft.status),
+                )  # fmt: skip
+                event_hash = sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
                 mac = event_mac(self.mac_key, event_hash) if self.mac_key else None
                 event = _event_from(
                     draft, seq, event_id, at, at_text, last_us, prev_hash, event_hash
@@ -658,7 +664,7 @@ class Ledger:
                 prev_hash = event_hash
                 out.append(event)
                 added.append(event)
-                row = _to_row(event, request_hash)
+                row = _to_row(event, request_hash, categories_text, payload_text)
                 rows.append(row)
                 if key is not None:
                     known[key] = row  # a second draft under the key in this transaction
@@ -1051,7 +1057,9 @@ def _event_from(
     return event
 
 
-def _to_row(event: Event, request_hash: str) -> dict[str, Any]:
+def _to_row(
+    event: Event, request_hash: str, categories_text: str, payload_text: str
+) -> dict[str, Any]:
     return {
         "seq": event.seq,
         "id": event.id,
@@ -1062,13 +1070,13 @@ def _to_row(event: Event, request_hash: str) -> dict[str, Any]:
         "subject": event.subject,
         "account": event.account,
         "purpose": event.purpose,
-        "categories": canonical_json(list(event.categories)).decode(),
+        "categories": categories_text,
         "status": event.status,
         "policy_version": event.policy_version,
         "notice_version": event.notice_version,
         "language": event.language,
         "method": event.method,
-        "payload": canonical_json(dict(event.payload)).decode(),
+        "payload": payload_text,
         "idempotency_key": event.idempotency_key,
         "request_hash": request_hash,
         "prev_hash": event.prev_hash,
