@@ -427,6 +427,19 @@ def _audit(conn: Connection, head_seq: int) -> AuditResult:
     unreadable: list[tuple[int, str]] = []
     with _events_cursor(conn, head_seq) as cursor:
         implied, n = replay(events_of(cursor), unreadable)
+    return compare(conn, implied, n, head_seq, unreadable)
+
+
+def compare(
+    conn: Connection,
+    implied: Implied,
+    n: int,
+    head_seq: int,
+    unreadable: list[tuple[int, str]],
+) -> AuditResult:
+    """The state tables, as ``conn``'s transaction sees them at ``head_seq``, compared with
+    ``implied`` (what the ``n`` events up to ``head_seq`` imply). Only when something differs
+    are the events read again (in ``conn``) to name the event behind each row."""
     found: list[tuple[str, tuple[str, ...], tuple[Any, ...] | None, tuple[Any, ...] | None]] = []
     stored_rows = 0
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
