@@ -37,7 +37,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from typing import Any
@@ -51,9 +51,9 @@ from .events import _COMMITMENT_PREFIX, GENESIS_HASH, Event, Kind, state_changes
 
 #: Below this many events one process does it all (forking and merging cost more).
 MIN_EVENTS_PER_PROCESS = 50_000
-#: The caller's chunk, as a share of an equal split (see ``plan``): measured, the merge and
-#: the comparison with the tables cost the caller about a third of its chunk's time.
-PARENT_SHARE = 0.75
+#: The caller's chunk, as a share of an equal split (see ``plan``): after its chunk the
+#: caller reads the state tables while the others finish theirs, then compares.
+PARENT_SHARE = 0.85
 #: How long the parent waits for a forked process's result, by default (seconds).
 DEFAULT_TIMEOUT = 3600.0
 
@@ -192,7 +192,9 @@ def scan(
     empty = audit._EMPTY
     event = object.__new__(Event)
     fields = vars(event)
-    fields.update(at=None)  # no state depends on it: not parsed (at_text and at_us are)
+    # No state depends on these (nor can: a replayed event has no time but at_us, no place in
+    # the chain but seq): not parsed, not copied.
+    fields.update(at=None, prev_hash="", hash="")
     fill = fields.update
     enc = encode_basestring
     body_template = _BODY
@@ -385,8 +387,6 @@ def scan(
                     method=method,
                     payload=empty if payload == "{}" else audit._loads(payload),
                     idempotency_key=idempotency_key,
-                    prev_hash=row_prev,
-                    hash=row_hash,
                 )
                 try:
                     changes = state_changes(event)
@@ -590,9 +590,13 @@ def verify(
                     )
             finally:
                 raw.close()
+
+        def collect() -> list[Chunk]:
             for process, receive in children:
                 results.append(_receive(process, receive, started + timeout))
-        return _finish(engine, mac_key, state, results, chunks)
+            return results
+
+        return _finish(engine, mac_key, state, collect, chunks)
     finally:
         for process, receive in children:
             receive.close()
@@ -632,11 +636,12 @@ def _finish(
     engine: Engine,
     mac_key: bytes | None,
     state: bool,
-    results: list[Chunk],
+    collect: Callable[[], list[Chunk]],
     chunks: list[tuple[int, int]],
 ) -> tuple[ChainOutcome, audit.AuditResult | None]:
-    """Join the chunks' verdicts, scan what came after them (or everything, in one process)
-    and compare the state tables, in one snapshot that holds the head."""
+    """Join the chunks' verdicts (``collect`` waits for them), scan what came after them (or
+    everything, in one process) and compare the state tables, in one snapshot that holds the
+    head. With forked processes still at work, the tables are read while waiting for them."""
     with engine.connect() as conn:
         postgres = conn.dialect.name == "postgresql"
         if postgres:
@@ -644,6 +649,8 @@ def _finish(
         with conn.begin(), audit._no_gc():
             row = conn.exec_driver_sql("SELECT seq, hash FROM ledger_head WHERE id = 1").first()
             head_seq, head_hash = (int(row[0]), str(row[1])) if row is not None else (0, "")
+            stored = audit.read_tables(conn) if state and len(chunks) > 1 else None
+            results = collect()
             planned = chunks[-1][1] if chunks else 0
             if head_seq < planned:  # the head went back (tampered): start over in one pass
                 results, chunks, planned = [], [], 0
@@ -720,7 +727,7 @@ def _finish(
                     implied[name].update(changes)
                 replayed += chunk.replayed
                 unreadable.extend(chunk.unreadable)
-            return outcome, audit.compare(conn, implied, replayed, head_seq, unreadable)
+            return outcome, audit.compare(conn, implied, replayed, head_seq, unreadable, stored)
 
 
 def _outcome(
