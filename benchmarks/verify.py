@@ -12,11 +12,11 @@ events and 600,000 subjects ~1,050,000. Cached under ``benchmarks/out/`` (rebuil
 
 Measured, each on a fresh ``Store``, best of ``--runs``:
 
-* the chain: ``Ledger.verify(mac_key)`` (MACs checked), in one process (``--workers``
-  processes if the code has them: ``workers`` is the ``consentry.ledger.verifying`` option);
+* the chain: ``Ledger.verify(mac_key)`` (MACs checked), in one process;
 * the state audit alone (``consentry.ledger.audit.audit_state``), in one process;
 * ``Store.verify()``: whatever ``ledger verify`` does (keys, chain, MACs and the state audit),
-  with its default number of processes, and with ``workers=1``.
+  with its default number of processes, and with ``workers=1`` (when the code has the
+  option: see ``consentry.ledger.verifying``).
 
 Wall time and CPU time are both shown; CPU time is the process's and its children's (the
 forked verifiers): on a shared machine the CPU time says what the code costs, the wall time
@@ -43,7 +43,6 @@ if "--src" in sys.argv:  # measure another tree's consentry (e.g. the code befor
 import _common
 from _common import Row, print_table
 
-TARGET_AUDIT = 300_000  # events/s: the state audit
 TARGET_VERIFY = 100_000  # events/s: `ledger verify` as a whole
 
 
