@@ -170,6 +170,28 @@ def test_a_change_in_an_early_chunk_overridden_later_is_no_divergence(
     assert [r[0] for r in rows] == ["withdrawn"]
 
 
+@pytest.mark.parametrize(
+    "statements",
+    [
+        [],  # an honest extension: the same consistency proof
+        ["DELETE FROM events WHERE seq > 20", "UPDATE ledger_head SET seq = 20"],
+        ["UPDATE events SET status = 'given' WHERE seq = 9"],
+    ],
+)
+def test_since_a_checkpoint_in_chunks_is_what_one_process_finds(
+    ledger_store: Store, forks: list[str], statements: list[str]
+) -> None:
+    checkpoint = ledger_store.checkpoint()
+    for i in range(3):
+        ledger_store.give_consent(f"v{i}", T, [AUDIO])
+    _tamper(ledger_store, *statements)
+    one = ledger_store.verify(since=checkpoint, workers=1).to_dict()
+    many = ledger_store.verify(since=checkpoint, workers=2, chunk_events=CHUNK).to_dict()
+    assert len(forks) >= 2
+    assert one["since"] is not None and many == one
+    assert one["ok"] is (not statements)
+
+
 def test_a_forked_process_that_fails_is_an_error_not_a_hang(
     ledger_store: Store, forks: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

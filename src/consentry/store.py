@@ -709,7 +709,11 @@ class Store:
         key_problem = self._key_problem()
         mac_key = None if key_problem else self._mac_key_for_verify()
         chain, state = verifying.verify(
-            self.ledger.engine, mac_key, workers=workers, chunk_events=chunk_events
+            self.ledger.engine,
+            mac_key,
+            workers=workers,
+            chunk_events=chunk_events,
+            leaves=since is not None,  # the transparency log's, recomputed in the same pass
         )
         assert state is not None
         result = VerifyResult(
@@ -732,7 +736,9 @@ class Store:
         result = audit.with_state(result, state)
         if since is not None:
             checkpoint = since if isinstance(since, Checkpoint) else self.read_checkpoint(since)
-            found = TransparencyLog(self.ledger).audit(checkpoint, self.checkpoint_dir)
+            found = TransparencyLog(self.ledger).audit(
+                checkpoint, self.checkpoint_dir, recomputed_leaves=chain.leaves
+            )
             result = replace(result, since=found.to_dict())
             if not found.ok and (result.ok or (found.seq or 0) < (result.seq or 1 << 62)):
                 result = replace(

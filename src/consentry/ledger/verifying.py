@@ -38,7 +38,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -102,6 +102,8 @@ class Chunk:
     implied: audit.Implied = field(default_factory=dict)
     replayed: int = 0
     unreadable: list[tuple[int, str]] = field(default_factory=list)
+    #: (seq, id, Merkle leaf hash) of every row, when asked for (``ledger verify --since``)
+    leaves: list[tuple[int, str, bytes]] | None = None
 
     def to_bytes(self) -> bytes:
         def f(x: Failure | None) -> Any:
@@ -118,13 +120,14 @@ class Chunk:
                 self.implied,
                 self.replayed,
                 self.unreadable,
+                self.leaves,
             )
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Chunk:
-        rows, first, last, failure, mac, keys_seq, implied, replayed, unreadable = marshal.loads(
-            data
+        (rows, first, last, failure, mac, keys_seq, implied, replayed, unreadable, leaves) = (
+            marshal.loads(data)
         )
         return cls(
             rows,
@@ -136,6 +139,7 @@ class Chunk:
             implied,
             replayed,
             unreadable,
+            leaves,
         )
 
 
@@ -175,15 +179,22 @@ def scan(
     state_upto: int | None,
     state: bool = True,
     expected: tuple[int, str] | None = None,
+    leaves: bool = False,
 ) -> Chunk:
     """Check and replay the event rows of ``batches`` (``COLUMNS``, in ``seq`` order).
 
     ``expected``: (seq, prev_hash) the first row must have; None for a chunk whose start the
     caller checks (then the first row is taken as it is). Only events up to ``state_upto``
-    (all when None) are replayed for the state. After the first failure the chain is no longer
-    checked, but the replay goes on (the state audit reports what it finds regardless).
+    (all when None) are replayed for the state. ``leaves``: also the transparency log's leaf
+    of every row (``merkle.leaf_hash`` of the body bytes the chain hash covers). After the
+    first failure the chain is no longer checked, but the replay goes on (the state audit
+    reports what it finds regardless), and so do the leaves.
     """
+    from .store import body_text
+
     chunk = Chunk()
+    leaf_list: list[tuple[int, str, bytes]] | None = [] if leaves else None
+    chunk.leaves = leaf_list
     implied: audit.Implied = {name: {} for name in schema.STATE_TABLES}
     chunk.implied = implied
     columns = {name: audit.value_columns(name) for name in schema.STATE_TABLES}
@@ -226,31 +237,33 @@ def scan(
         chain = False
 
     for batch in batches:
-        for (
-            seq,
-            event_id,
-            at,
-            at_us,
-            kind,
-            actor,
-            subject,
-            account,
-            purpose,
-            categories,
-            status,
-            policy_version,
-            notice_version,
-            language,
-            method,
-            payload,
-            idempotency_key,
-            row_prev,
-            row_hash,
-            nonce,
-            commitment,
-            mac,
-        ) in batch:
+        for row in batch:
+            (
+                seq,
+                event_id,
+                at,
+                at_us,
+                kind,
+                actor,
+                subject,
+                account,
+                purpose,
+                categories,
+                status,
+                policy_version,
+                notice_version,
+                language,
+                method,
+                payload,
+                idempotency_key,
+                row_prev,
+                row_hash,
+                nonce,
+                commitment,
+                mac,
+            ) = row
             rows += 1
+            body = None
             if chain:
                 if rows == 1:
                     chunk.first = (seq, event_id, row_prev)
@@ -361,6 +374,9 @@ def scan(
                     if chain:
                         prev_hash, expected_seq = row_hash, expected_seq + 1
                         chunk.last = (seq, row_hash)
+            if leaf_list is not None:
+                text = body if body is not None else body_text(row)
+                leaf_list.append((seq, event_id, sha256(b"\x00" + text.encode("utf-8")).digest()))
             if state and seq <= limit:
                 chunk.replayed += 1
                 cats = categories_seen.get(categories)
@@ -448,7 +464,9 @@ def _scan_range(
         cursor.close()
 
 
-def _child(url: str, lo: int, hi: int, mac_key: bytes | None, state: bool, out: Any) -> None:
+def _child(
+    url: str, lo: int, hi: int, mac_key: bytes | None, state: bool, leaves: bool, out: Any
+) -> None:
     """A forked process: scan one chunk through a connection of its own, send the result."""
     import gc
 
@@ -469,6 +487,7 @@ def _child(url: str, lo: int, hi: int, mac_key: bytes | None, state: bool, out: 
                 mac_key=mac_key,
                 state_upto=hi,
                 state=state,
+                leaves=leaves,
             )
         finally:
             raw.close()
@@ -495,6 +514,8 @@ class ChainOutcome:
     problem: str | None = None
     seq: int | None = None
     event_id: str | None = None
+    #: (seq, id, leaf hash) of every event row, in seq order, when asked for
+    leaves: list[tuple[int, str, bytes]] | None = field(default=None, repr=False, compare=False)
 
 
 def plan(head_seq: int, processes: int, chunk_events: int | None) -> list[tuple[int, int]]:
@@ -542,8 +563,10 @@ def verify(
     workers: int | None = None,
     chunk_events: int | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    leaves: bool = False,
 ) -> tuple[ChainOutcome, audit.AuditResult | None]:
-    """Verify the chain (and, with ``state``, audit the state tables) in one pass.
+    """Verify the chain (and, with ``state``, audit the state tables) in one pass; with
+    ``leaves``, also recompute the transparency log's leaves (``ChainOutcome.leaves``).
 
     ``workers``: processes to use (default: see :func:`processes_for`; 1: this process only);
     ``chunk_events``: events per chunk (default: an equal share per process; tests make it
@@ -566,7 +589,7 @@ def verify(
                 receive, send = ctx.Pipe(duplex=False)
                 process = ctx.Process(
                     target=_child,
-                    args=(url, lo, hi, mac_key, state, send),
+                    args=(url, lo, hi, mac_key, state, leaves, send),
                     name=f"consentry-verify-{lo}",
                     daemon=True,
                 )
@@ -588,6 +611,7 @@ def verify(
                             state_upto=first_hi,
                             state=state,
                             expected=(1, GENESIS_HASH),
+                            leaves=leaves,
                         )
                     )
             finally:
@@ -598,7 +622,7 @@ def verify(
                 results.append(_receive(process, receive, started + timeout))
             return results
 
-        return _finish(engine, mac_key, state, collect, chunks)
+        return _finish(engine, mac_key, state, collect, chunks, leaves)
     finally:
         for process, receive in children:
             receive.close()
@@ -640,6 +664,7 @@ def _finish(
     state: bool,
     collect: Callable[[], list[Chunk]],
     chunks: list[tuple[int, int]],
+    leaves: bool = False,
 ) -> tuple[ChainOutcome, audit.AuditResult | None]:
     """Join the chunks' verdicts (``collect`` waits for them), scan what came after them (or
     everything, in one process) and compare the state tables, in one snapshot that holds the
@@ -706,6 +731,7 @@ def _finish(
                 state_upto=head_seq,
                 state=state,
                 expected=(expected_seq, prev_hash),
+                leaves=leaves,
             )
             if failure is None:
                 found = rest.failure
@@ -719,6 +745,11 @@ def _finish(
                     if rest.last is not None:
                         expected_seq, prev_hash = rest.last[0] + 1, rest.last[1]
             outcome = _outcome(failure, checked, expected_seq - 1, prev_hash, head_seq, head_hash)
+            if leaves:
+                every: list[tuple[int, str, bytes]] = []
+                for chunk in (*results, rest):
+                    every.extend(chunk.leaves or ())
+                outcome = replace(outcome, leaves=every)
             if not state:
                 return outcome, None
             implied: audit.Implied = {name: {} for name in schema.STATE_TABLES}
