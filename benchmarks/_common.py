@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 MEETINGS = ROOT / "policies" / "meetings.yaml"
 
-#: Bump when the synthetic data changes, so that cached stores are rebuilt.
-GENERATOR = "meetings-v2"
+#: Bump when the synthetic data or the stored format changes, so that cached stores are
+#: rebuilt (v3: events hash a commitment to the personal fields, not the subject id).
+GENERATOR = "meetings-v3"
 
 #: When the decisions are made: under the 2023-08 terms, well after every recorded choice.
 NOW = datetime(2024, 6, 1, tzinfo=UTC)

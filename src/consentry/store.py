@@ -34,7 +34,7 @@ from .errors import (
     SignatureInvalid,
 )
 from .ids import new_id
-from .ledger import audit, schema
+from .ledger import audit, schema, verifying
 from .ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier, read_checkpoint
 from .ledger.engine import DEFAULT_URL
 from .ledger.events import CONSENT_KINDS, Draft, Event, Kind
@@ -840,18 +840,44 @@ class Store:
 
     # -- ledger and receipts --------------------------------------------------------------
 
-    def verify(self, *, since: str | Checkpoint | None = None) -> VerifyResult:
+    def verify(
+        self,
+        *,
+        since: str | Checkpoint | None = None,
+        workers: int | None = None,
+        chunk_events: int | None = None,
+    ) -> VerifyResult:
         """Recompute the hash chain and each event's MAC, check the store's keys against the
         ones the ledger registered, recompute the current-state tables from the events and
         report each row that differs (``divergences``), and — with ``since`` (a signed
         checkpoint note, or a verified :class:`Checkpoint`) — prove the ledger is an
         append-only extension of it.
-        The result names the first event that was tampered with."""
+        The result names the first event that was tampered with.
+
+        The chain and the state are checked in one pass over the events, split over
+        ``workers`` processes (default: one per CPU on SQLite for a large ledger; see
+        :mod:`consentry.ledger.verifying`); ``chunk_events`` sets the events per process."""
         self._require_init()
         # The keys first: with a replaced log key every MAC would fail, which says less.
         key_problem = self._key_problem()
         mac_key = None if key_problem else self._mac_key_for_verify()
-        result = self.ledger.verify(mac_key)
+        chain, state = verifying.verify(
+            self.ledger.engine,
+            mac_key,
+            workers=workers,
+            chunk_events=chunk_events,
+            leaves=since is not None,  # the transparency log's, recomputed in the same pass
+        )
+        assert state is not None
+        result = VerifyResult(
+            chain.ok,
+            chain.checked,
+            chain.head_seq,
+            chain.head_hash,
+            chain.problem,
+            chain.seq,
+            chain.event_id,
+        )
         notes = list(result.notes)
         if mac_key is None and key_problem is None:
             notes.append(
@@ -860,10 +886,12 @@ class Store:
             )
         if result.ok and key_problem is not None:
             result = replace(result, ok=False, problem=key_problem)
-        result = audit.with_state(result, audit.audit_state(self.ledger.engine))
+        result = audit.with_state(result, state)
         if since is not None:
             checkpoint = since if isinstance(since, Checkpoint) else self.read_checkpoint(since)
-            found = TransparencyLog(self.ledger).audit(checkpoint, self.checkpoint_dir)
+            found = TransparencyLog(self.ledger).audit(
+                checkpoint, self.checkpoint_dir, recomputed_leaves=chain.leaves
+            )
             result = replace(result, since=found.to_dict())
             if not found.ok and (result.ok or (found.seq or 0) < (result.seq or 1 << 62)):
                 result = replace(

@@ -427,18 +427,64 @@ def _audit(conn: Connection, head_seq: int) -> AuditResult:
     unreadable: list[tuple[int, str]] = []
     with _events_cursor(conn, head_seq) as cursor:
         implied, n = replay(events_of(cursor), unreadable)
+    return compare(conn, implied, n, head_seq, unreadable)
+
+
+def read_tables(conn: Connection) -> dict[str, set[tuple[Any, ...]]]:
+    """Every row of each state table, as ``conn``'s transaction sees them (for ``compare``:
+    read while waiting for something else)."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        tables: dict[str, set[tuple[Any, ...]]] = {}
+        for table in schema.STATE_TABLES:
+            cursor.execute(_select(table))
+            rows: set[tuple[Any, ...]] = set()
+            while batch := cursor.fetchmany(_FETCH):
+                rows.update(batch)
+            tables[table] = rows
+        return tables
+    finally:
+        cursor.close()
+
+
+def compare(
+    conn: Connection,
+    implied: Implied,
+    n: int,
+    head_seq: int,
+    unreadable: list[tuple[int, str]],
+    stored_tables: dict[str, set[tuple[Any, ...]]] | None = None,
+) -> AuditResult:
+    """The state tables, as ``conn``'s transaction sees them at ``head_seq`` (or as
+    ``stored_tables`` has them, from :func:`read_tables` in that transaction), compared with
+    ``implied`` (what the ``n`` events up to ``head_seq`` imply). Only when something differs
+    are the events read again (in ``conn``) to name the event behind each row."""
     found: list[tuple[str, tuple[str, ...], tuple[Any, ...] | None, tuple[Any, ...] | None]] = []
     stored_rows = 0
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         for table in schema.STATE_TABLES:
-            rows: set[Any] = set(implied[table].values())
-            rows.discard(None)
-            same, count = matches(cursor, table, rows)
+            rows: set[Any]
+            if stored_tables is not None:
+                # Every implied row stored, and as many stored: the same set (rows are
+                # distinct: each holds its key). Checked in C, without a set of the rows.
+                stored = stored_tables[table]
+                values = list(implied[table].values())
+                count = len(stored)
+                same = count == len(values) - values.count(None) and stored.issuperset(
+                    filter(None, values)
+                )
+                if not same:
+                    rows = set(filter(None, values))
+            else:
+                rows = set(implied[table].values())
+                rows.discard(None)
+                same, count = matches(cursor, table, rows)
             stored_rows += count
-            if not same:  # read it again, whole, to say what differs
-                cursor.execute(_select(table))
-                stored = set(cursor.fetchall())
+            if not same:
+                if stored_tables is None:  # read it again, whole, to say what differs
+                    cursor.execute(_select(table))
+                    stored = set(cursor.fetchall())
                 found.extend((table, *d) for d in differences(table, rows, stored))
     finally:
         cursor.close()

@@ -183,13 +183,23 @@ def personal_commitment(nonce_hex: str, personal: Mapping[str, Any]) -> str:
 
 def commit_personal(salt: bytes, subject: str | None, actor: str | None, key: str | None) -> str:
     """:func:`personal_commitment` from the raw nonce and the three fields (the write path)."""
-    data = _PERSONAL_JSON % (json_string(actor), json_string(key), json_string(subject))
+    data = PERSONAL_JSON % (json_string(actor), json_string(key), json_string(subject))
     return hashlib.sha256(_COMMITMENT_PREFIX + salt + data.encode("utf-8")).hexdigest()
 
 
 # canonical_json of the personal fields, spelled out: the keys in sorted order. The write path
 # and verification run it once per event, and the template is several times faster.
-_PERSONAL_JSON = '{"actor":%s,"idempotency_key":%s,"subject":%s}'
+PERSONAL_JSON = '{"actor":%s,"idempotency_key":%s,"subject":%s}'
+
+#: canonical_json of an event body (:func:`event_body`) spelled out the same way, for the write
+#: path and verification: the keys in sorted order, each string as ``json_string`` writes it,
+#: the categories and the payload as their own canonical JSON. A property test holds the two
+#: spellings equal (tests/test_transparency.py).
+BODY_JSON = (
+    '{"account":%s,"at":%s,"categories":%s,"commitment":%s,"id":%s,"kind":%s,"language":%s,'
+    '"method":%s,"notice_version":%s,"payload":%s,"policy_version":%s,"purpose":%s,"seq":%d,'
+    '"status":%s}'
+)
 
 
 def json_string(value: str | None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import threading
@@ -33,10 +32,11 @@ from ..errors import IdempotencyConflict, NotFound, NotInitialised
 from ..ids import new_id
 from ..textcheck import refuse_bad_text
 from ..times import Clock, format_time, from_us, parse_time, to_us
-from . import schema
+from . import schema, verifying
 from .audit import Divergence
 from .engine import WRITE, make_engine
 from .events import (
+    BODY_JSON,
     GENESIS_HASH,
     STATE_KEYS,
     Change,
@@ -46,7 +46,6 @@ from .events import (
     commit_personal,
     event_mac,
     json_string,
-    personal_commitment,
     state_changes,
 )
 from .migrate import upgrade
@@ -858,98 +857,27 @@ class Ledger:
 
     # -- verification ---------------------------------------------------------------------
 
-    def verify(self, mac_key: bytes | None = None) -> VerifyResult:
+    def verify(self, mac_key: bytes | None = None, *, workers: int | None = 1) -> VerifyResult:
         """Recompute the chain; name the first event that was changed, deleted, inserted,
         reordered or appended by anyone but the store's writers.
 
         With ``mac_key`` (derived from the log key), every event from the store's first
         ``keys.registered`` event on must carry a valid MAC: an event forged with direct
         database access, correctly hashed and chained, still fails here.
+
+        The checks are :func:`consentry.ledger.verifying.verify`'s (``workers``: processes).
         """
-        head_seq, head_hash, _ = self.head()
-        expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
-        authenticated = False  # MACs are required from the first keys.registered event on
-        keys_kind = str(Kind.KEYS_REGISTERED)
-
-        def fail(problem: str, seq: int | None, event_id: str | None) -> VerifyResult:
-            return VerifyResult(False, checked, head_seq, head_hash, problem, seq, event_id)
-
-        for row in self._raw_events():
-            seq, event_id, at, at_us, kind, actor, subject = row[:7]
-            key, row_prev, row_hash, nonce, commitment, mac = row[16:]
-            checked += 1
-            if seq != expected_seq:
-                if seq > expected_seq:
-                    return fail(
-                        f"event #{expected_seq} is missing: the ledger jumps from "
-                        f"#{expected_seq - 1} to #{seq} ({event_id}) — an event was deleted",
-                        expected_seq,
-                        event_id,
-                    )
-                return fail(  # pragma: no cover - seq is the primary key
-                    f"event #{seq} ({event_id}) appears twice", seq, event_id
-                )
-            if row_prev != prev_hash:
-                return fail(
-                    f"event #{seq} ({event_id}) does not chain to event #{seq - 1}: an event "
-                    "was inserted, reordered, or changed and re-hashed here",
-                    seq,
-                    event_id,
-                )
-            if nonce is not None and commitment != _commitment(nonce, subject, actor, key):
-                return fail(
-                    f"event #{seq} ({event_id}) was changed: its subject, actor or idempotency "
-                    "key no longer matches its commitment",
-                    seq,
-                    event_id,
-                )
-            body = body_text(row)
-            digest = sha256(row_prev.encode("ascii") + b"\n" + body.encode("utf-8")).hexdigest()
-            if digest != row_hash or _at_us(at) != at_us:
-                return fail(
-                    f"event #{seq} ({event_id}) was changed: its content no longer matches its "
-                    "hash",
-                    seq,
-                    event_id,
-                )
-            if kind == keys_kind:
-                authenticated = True
-            if (
-                authenticated
-                and mac_key is not None
-                and (mac is None or not hmac.compare_digest(mac, event_mac(mac_key, row_hash)))
-            ):
-                return fail(
-                    f"event #{seq} ({event_id}) is correctly chained but carries no valid MAC: "
-                    "it was not written by this store (forged with database access), or the "
-                    "log key was replaced",
-                    seq,
-                    event_id,
-                )
-            prev_hash, expected_seq = row_hash, expected_seq + 1
-        last = expected_seq - 1
-        if last > head_seq:
-            return fail(
-                f"the ledger holds events #{head_seq + 1} to #{last} after its head (#{head_seq}): "
-                "they were appended outside the store's writer",
-                head_seq + 1,
-                None,
-            )
-        if last < head_seq:
-            return fail(
-                f"the ledger ends at #{last} but its head records #{head_seq}: "
-                f"events after #{last} were deleted",
-                last + 1,
-                None,
-            )
-        if prev_hash != head_hash:
-            return fail(
-                f"the head records hash {head_hash[:12]}… for #{head_seq}, but event #{last} "
-                f"hashes to {prev_hash[:12]}…: the head or the last event was changed",
-                last,
-                None,
-            )
-        return VerifyResult(True, checked, head_seq, head_hash)
+        self.head()  # NotInitialised before anything else
+        chain, _state = verifying.verify(self.engine, mac_key, state=False, workers=workers)
+        return VerifyResult(
+            chain.ok,
+            chain.checked,
+            chain.head_seq,
+            chain.head_hash,
+            chain.problem,
+            chain.seq,
+            chain.event_id,
+        )
 
     def _raw_events(
         self, after_seq: int = 0, upto_seq: int | None = None
@@ -1000,19 +928,10 @@ def body_text(row: Sequence[Any]) -> str:
     )  # fmt: skip
 
 
-# The canonical JSON of an event body (events.event_body), spliced from its stored columns:
-# the keys in sorted order, strings encoded as json.dumps encodes them, and the categories and
-# payload as stored (the ledger stores them in canonical form; any other form fails the hash).
-_BODY = (
-    '{"account":%s,"at":%s,"categories":%s,"commitment":%s,"id":%s,"kind":%s,"language":%s,'
-    '"method":%s,"notice_version":%s,"payload":%s,"policy_version":%s,"purpose":%s,"seq":%d,'
-    '"status":%s}'
-)
+# The body's canonical JSON (events.BODY_JSON); a row's categories and payload are spliced as
+# stored (the ledger stores them in canonical form; any other form fails the hash).
+_BODY = BODY_JSON
 _q = json_string
-
-
-def _commitment(nonce: str, subject: str | None, actor: str | None, key: str | None) -> str:
-    return personal_commitment(nonce, {"subject": subject, "actor": actor, "idempotency_key": key})
 
 
 def _at_us(at: str) -> int:

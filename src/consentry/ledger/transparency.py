@@ -257,7 +257,12 @@ class TransparencyLog:
 
     # -- audit ------------------------------------------------------------------------------
 
-    def audit(self, checkpoint: Checkpoint, witness_dir: Path | None = None) -> Audit:
+    def audit(
+        self,
+        checkpoint: Checkpoint,
+        witness_dir: Path | None = None,
+        recomputed_leaves: Sequence[tuple[int, str, bytes]] | None = None,
+    ) -> Audit:
         """Is today's ledger an append-only extension of ``checkpoint`` (already verified)?
 
         Recomputes every leaf from the events (nothing stored is trusted), compares the root at
@@ -265,16 +270,25 @@ class TransparencyLog:
         ledger no longer extends the checkpoint, names the first event that differs from what
         the checkpoint covered, using a copy of the leaves that reproduces the signed root (the
         witness location's leaf files, or the stored tree if it still does).
+
+        ``recomputed_leaves``: (seq, id, leaf hash) of every event row in seq order, by the
+        caller (``ledger verify`` does it in its pass over the events); read here otherwise.
         """
         events: list[tuple[int, str]] = []
         compact = CompactRange()
         leaves: list[bytes] = []
         old_root: bytes | None = None
-        for seq, event_id, body in self.ledger.leaf_data():
+        recomputed: list[bytes] = []
+        source = (
+            recomputed_leaves
+            if recomputed_leaves is not None
+            else ((seq, i, leaf_hash(body)) for seq, i, body in self.ledger.leaf_data())
+        )
+        for seq, event_id, leaf in source:
             if seq != compact.size + 1:
                 break  # a gap: the chain check names it; the leaves stop here
-            leaf = leaf_hash(body)
             compact.append(leaf)
+            recomputed.append(leaf)
             if compact.size <= checkpoint.size:
                 leaves.append(leaf)
                 events.append((seq, event_id))
@@ -321,16 +335,13 @@ class TransparencyLog:
             # Show the append-only property as a witness would check it (RFC 9162 §2.1.4).
             from .merkle import subtree_from_list
 
-            all_leaves = self._recomputed_leaves(size)
+            all_leaves = recomputed  # every leaf of the tree of ``size``
             proof = consistency_proof(checkpoint.size, size, subtree_from_list(all_leaves))
             try:
                 verify_consistency(checkpoint.size, checkpoint.root, size, compact.root(), proof)
             except ProofError as exc:  # pragma: no cover - the roots matched above
                 return Audit(False, checkpoint.size, size, str(exc))
         return Audit(True, checkpoint.size, size, consistency_proof=[p.hex() for p in proof])
-
-    def _recomputed_leaves(self, size: int) -> list[bytes]:
-        return [leaf_hash(body) for _, _, body in self.ledger.leaf_data(0, size)]
 
     def _first_difference(
         self, checkpoint: Checkpoint, leaves: list[bytes], witness_dir: Path | None
