@@ -540,13 +540,16 @@ def plan(head_seq: int, processes: int, chunk_events: int | None) -> list[tuple[
 
 def processes_for(engine: Engine, events: int, workers: int | None) -> int:
     """How many processes to use. ``workers`` given: that many (1: this process only), on
-    either backend. By default: on SQLite one per CPU, for at least ``MIN_EVENTS_PER_PROCESS``
-    events each; one on PostgreSQL. Always one when fork is not available or other threads are
-    running in this process (forking them is unsafe: a lock held by another thread stays held
-    in the child)."""
+    either backend, even with other threads running (the caller asked; a child stuck on a lock
+    another thread held at the fork misses its deadline and the verification fails, typed). By
+    default: on SQLite one per CPU, for at least ``MIN_EVENTS_PER_PROCESS`` events each; one on
+    PostgreSQL; and one whenever other threads are running in this process (forking them is
+    unsafe: a lock held by another thread stays held in the child)."""
     if workers is not None and workers <= 1:
         return 1
-    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    if workers is None and threading.active_count() > 1:
         return 1
     if engine.dialect.name == "sqlite" and str(engine.url.database or "") in ("", ":memory:"):
         return 1  # an in-memory database is this process's alone
