@@ -251,7 +251,6 @@ def events_of(cursor: Any) -> Iterator[Event]:
     """
     kinds = _KINDS
     categories_seen: dict[str, tuple[str, ...]] = {}
-    loads = json.loads
     empty = _EMPTY
     event = object.__new__(Event)
     fields = vars(event)
@@ -282,12 +281,7 @@ def events_of(cursor: Any) -> Iterator[Event]:
         ) in rows:  # EVENT_COLUMNS
             cats = categories_seen.get(categories)
             if cats is None:
-                try:
-                    cats = tuple(loads(categories or "[]"))
-                except (ValueError, TypeError):
-                    cats = _UNREADABLE  # state_changes fails on it: reported, not a crash
-                if len(categories_seen) < 100_000:
-                    categories_seen[categories] = cats
+                cats = decode_categories(categories, categories_seen)
             fill(
                 seq=seq,
                 id=event_id,
@@ -602,3 +596,16 @@ def with_state(chain: VerifyResult, state: AuditResult) -> VerifyResult:
         problem=chain.problem or state.summary(),
         divergences=(*chain.divergences, *state.divergences),
     )
+
+
+def decode_categories(text: str | None, seen: dict[Any, Any]) -> Any:
+    """A row's stored categories as the tuple an event holds (``_UNREADABLE`` when the JSON is
+    broken: state_changes then fails on it, reported, not a crash), remembered in ``seen`` (a
+    ledger repeats a few category lists millions of times)."""
+    try:
+        cats: Any = tuple(json.loads(text or "[]"))
+    except (ValueError, TypeError):
+        cats = _UNREADABLE
+    if len(seen) < 100_000:
+        seen[text] = cats
+    return cats

@@ -31,7 +31,6 @@ import contextlib
 import hashlib
 import hmac
 import itertools
-import json
 import marshal
 import multiprocessing
 import os
@@ -209,7 +208,6 @@ def scan(
     unreadable = chunk.unreadable
     kinds = audit._KINDS
     categories_seen: dict[Any, Any] = {}
-    loads = json.loads
     empty = audit._EMPTY
     event = object.__new__(Event)
     fields = vars(event)
@@ -389,12 +387,7 @@ def scan(
                 chunk.replayed += 1
                 cats = categories_seen.get(categories)
                 if cats is None:
-                    try:
-                        cats = tuple(loads(categories or "[]"))
-                    except (ValueError, TypeError):
-                        cats = audit._UNREADABLE  # state_changes fails on it: reported
-                    if len(categories_seen) < 100_000:
-                        categories_seen[categories] = cats
+                    cats = audit.decode_categories(categories, categories_seen)
                 fill(
                     seq=seq,
                     id=event_id,
