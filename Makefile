@@ -1,10 +1,14 @@
 # consentry — two commands: `make demo` runs the service, `make test` runs every test.
+# `make demo PORT=8100` serves the demo on 8100 (meetings) and 8101 (music; MUSIC_PORT=… to
+# choose it too).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_URL := postgresql://postgres@127.0.0.1:5432/test
+PORT ?= 8000
+MUSIC_PORT ?=
 
 .PHONY: demo test lint bench clean install
 
@@ -19,7 +23,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m consentry.demo
+	@$(BIN)/python -m consentry.demo --port $(PORT) $(if $(MUSIC_PORT),--music-port $(MUSIC_PORT))
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

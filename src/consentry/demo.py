@@ -7,8 +7,14 @@ Builds, fresh on every run, two stores under ``./demo/`` and serves them:
   a synthetic training manifest gated into a dataset and a model registered on it;
 - ``music`` (``policies/music.yaml``) on http://127.0.0.1:8001: an artist.
 
+``--port`` moves the meetings service (``make demo PORT=8100``) and the music service with it
+(to the next port, unless ``--music-port`` says otherwise). Both ports are taken before
+anything is built: a port another program listens on is named, with how to choose another,
+and nothing is built or printed for a server that is not ours.
+
 It prints a sign-in link for each demo user and an API key for ``curl``, and serves until
-stopped with Ctrl-C.
+stopped with Ctrl-C. Each service has a session cookie of its own (``consentry_meetings_
+session``, ``consentry_music_session``): signing in to one does not sign you out of the other.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import errno
 import json
 import secrets
 import shutil
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -218,7 +226,67 @@ def describe(stores: list[DemoStore], host: str) -> str:
     return "\n".join(lines)
 
 
-async def serve(stores: list[DemoStore], host: str) -> None:
+class PortBusy(Exception):
+    """A port the demo cannot listen on, and why, in words for the person who ran it."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening, for uvicorn to serve on. Taking the port
+    here, before anything is built, is the check: no window in which another program can take
+    it between a test and the server starting."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise PortBusy(f"cannot listen on {host}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    # As uvicorn does: a port left in TIME_WAIT by a demo just stopped can be reused, while a
+    # port another program listens on still refuses (EADDRINUSE).
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortBusy(
+                f"port {port} on {host} is busy: another program is listening on it "
+                "(perhaps another `make demo`)"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise PortBusy(f"port {port} on {host} needs privileges this user lacks") from None
+        raise PortBusy(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def take_ports(host: str, ports: list[int]) -> list[socket.socket]:
+    """A listening socket for each port, or :class:`PortBusy` naming the first that is not
+    free (the others are let go)."""
+    if len(set(ports)) != len(ports):
+        raise PortBusy(f"the two services need two different ports, not {ports[0]} twice")
+    taken: list[socket.socket] = []
+    try:
+        for port in ports:
+            taken.append(listen(host, port))
+    except PortBusy:
+        for sock in taken:
+            sock.close()
+        raise
+    return taken
+
+
+def how_to_choose(port: int) -> str:
+    other = port + 100 if port + 101 <= 65535 else 8100
+    return (
+        f"Choose other ports: `make demo PORT={other}` (the music service takes the next "
+        f"port, {other + 1}), or `python -m consentry.demo --port {other} "
+        f"--music-port {other + 1}`."
+    )
+
+
+async def serve(stores: list[DemoStore], host: str, sockets: list[socket.socket]) -> None:
     import uvicorn
 
     from .api import Settings, create_app
@@ -234,7 +302,9 @@ async def serve(stores: list[DemoStore], host: str) -> None:
             create_app(settings), host=host, port=demo.port, log_level="warning"
         )
         servers.append(uvicorn.Server(config))
-    await asyncio.gather(*(s.serve() for s in servers))
+    await asyncio.gather(
+        *(s.serve(sockets=[sock]) for s, sock in zip(servers, sockets, strict=True))
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,18 +316,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=Path("demo"), help="where to build the stores")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="the meetings service")
-    parser.add_argument("--music-port", type=int, default=8001, help="the music service")
+    parser.add_argument(
+        "--music-port", type=int, default=None, help="the music service (default: --port + 1)"
+    )
     parser.add_argument("--no-serve", action="store_true", help="build and print, then exit")
     args = parser.parse_args(argv)
-    stores = build(args.dir, args.port, args.music_port)
-    text = describe(stores, args.host)
-    (args.dir / "links.txt").write_text(text + "\n", encoding="utf-8")
-    print(text, flush=True)
-    if args.no_serve:
-        return 0
-    print("Serving until you press Ctrl-C.", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(stores, args.host))
+    music_port = args.port + 1 if args.music_port is None else args.music_port
+    for port in (args.port, music_port):
+        if not 1 <= port <= 65535:
+            parser.error(f"port {port} is not a port number: choose one from 1024 to 65535")
+    sockets: list[socket.socket] = []
+    if not args.no_serve:
+        try:
+            sockets = take_ports(args.host, [args.port, music_port])
+        except PortBusy as exc:
+            print(f"consentry demo: {exc}.", file=sys.stderr)
+            print(how_to_choose(args.port), file=sys.stderr)
+            return 1
+    try:
+        stores = build(args.dir, args.port, music_port)
+        text = describe(stores, args.host)
+        (args.dir / "links.txt").write_text(text + "\n", encoding="utf-8")
+        print(text, flush=True)
+        if args.no_serve:
+            return 0
+        print("Serving until you press Ctrl-C.", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(stores, args.host, sockets))
+    finally:
+        for sock in sockets:
+            sock.close()
     return 0
 
 

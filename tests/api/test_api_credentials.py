@@ -138,6 +138,8 @@ def test_settings_from_env_round_trip() -> None:
         data_dir="/data",
     )
     assert Settings.from_env(settings.to_env()) == settings
+    named = settings.with_(session_cookie="consentry_meetings_session")
+    assert Settings.from_env(named.to_env()) == named
     with pytest.raises(InvalidInput, match="CONSENTRY_COOKIE_SECURE"):
         Settings.from_env({"CONSENTRY_COOKIE_SECURE": "perhaps"})
 

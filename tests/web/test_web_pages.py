@@ -11,6 +11,8 @@ from api_support import MUSIC, Api, sign
 from babel.messages.pofile import read_po
 from fastapi.testclient import TestClient
 
+from consentry.api import Settings, create_app
+from consentry.errors import InvalidInput
 from consentry.ledger import schema
 from consentry.web.i18n import TRANSLATIONS, catalog_path
 
@@ -22,6 +24,12 @@ def signed_in(api: Api, sub: str, role: str = "subject", account: str | None = N
     r = client.get("/login", params={"token": sign(sub, role, account)}, follow_redirects=False)
     assert r.status_code == 303, r.text
     return client
+
+
+def cookie_name(api: Api) -> str:
+    """The session cookie's name of this service (one of its store's own by default)."""
+    name: str = api.client.app.state.service.sessions.cookie  # type: ignore[attr-defined]
+    return name
 
 
 def csrf(html: str) -> str:
@@ -46,12 +54,28 @@ def test_login_sets_an_httponly_samesite_cookie(api: Api) -> None:
     r = api.client.get("/login", params={"token": sign("bob", "subject")}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/me"
     cookie = r.headers["set-cookie"]
-    assert "consentry_session=" in cookie and "HttpOnly" in cookie
+    assert f"{cookie_name(api)}=" in cookie and "HttpOnly" in cookie
     assert "SameSite=lax" in cookie and "Path=/" in cookie
     admin = api.client.get(
         "/login", params={"token": sign("alice", "account_admin", "acme")}, follow_redirects=False
     )
     assert admin.headers["location"] == "/admin"
+
+
+def test_each_service_has_a_session_cookie_of_its_own(make_api: Callable[..., Api]) -> None:
+    """Cookies ignore ports: two services on one host with one cookie name would sign each
+    other's people out. By default the name comes from the store; it can be set."""
+    first, second = make_api(), make_api()
+    names = {cookie_name(first), cookie_name(second)}
+    assert len(names) == 2 and all(re.fullmatch(r"consentry_session_[0-9a-f]{8}", n) for n in names)
+    # Every worker of one service (one store) agrees on it.
+    again = TestClient(create_app(first.settings, store=first.store))
+    assert again.app.state.service.sessions.cookie == cookie_name(first)  # type: ignore[attr-defined]
+    named = make_api(session_cookie="consentry_meetings_session")
+    r = named.client.get("/login", params={"token": sign("bob", "subject")}, follow_redirects=False)
+    assert r.headers["set-cookie"].startswith("consentry_meetings_session=")
+    with pytest.raises(InvalidInput, match="is not a cookie name"):
+        Settings.from_env({"CONSENTRY_SESSION_COOKIE": "my session"})
 
 
 def test_secure_cookie_when_configured(make_api: Callable[..., Api]) -> None:
@@ -93,14 +117,15 @@ def test_pages_need_a_session(api: Api) -> None:
 
 def test_a_tampered_session_is_no_session(api: Api) -> None:
     bob = signed_in(api, "bob")
-    cookie = bob.cookies["consentry_session"]
+    name = cookie_name(api)
+    cookie = bob.cookies[name]
     body, _, mac = cookie.partition(".")
     # The cookie carries a random session id (issue 9): change one character of it.
     tampered = ("A" if body[0] != "A" else "B") + body[1:]
-    bob.cookies.set("consentry_session", tampered + "." + mac)
+    bob.cookies.set(name, tampered + "." + mac)
     assert bob.get("/me").status_code == 401
     # A well-formed cookie for a session the store never issued is no session either.
-    bob.cookies.set("consentry_session", cookie)
+    bob.cookies.set(name, cookie)
     assert bob.get("/me").status_code == 200
     with api.store.ledger.engine.begin() as conn:
         conn.execute(schema.web_sessions.delete())
@@ -112,9 +137,8 @@ def test_sign_out(api: Api) -> None:
     token = csrf(bob.get("/me").text)
     r = bob.post("/logout", data={"csrf": token})
     assert r.status_code == 200 and "signed out" in r.text
-    assert (
-        'consentry_session=""' in r.headers["set-cookie"] or "Max-Age=0" in r.headers["set-cookie"]
-    )
+    cleared = r.headers["set-cookie"]
+    assert f'{cookie_name(api)}=""' in cleared or "Max-Age=0" in cleared
     assert bob.get("/me").status_code == 401
 
 

@@ -290,12 +290,24 @@ class Sessions:
     """
 
     def __init__(
-        self, secret: bytes, max_age_s: int, store: Store, cookie: str = "consentry_session"
+        self, secret: bytes, max_age_s: int, store: Store, cookie: str | None = None
     ) -> None:
         self._secret = secret
         self.max_age_s = max_age_s
         self.store = store
-        self.cookie = cookie
+        #: The cookie's name: the one configured, else one of this store's own
+        #: (:meth:`default_cookie`).
+        self.cookie = cookie or self.default_cookie()
+
+    def default_cookie(self) -> str:
+        """``consentry_session_`` and 8 hex digits derived from this store's session key.
+
+        Cookies do not keep to a port: two services on one host (the demo's two, or two
+        ``consentry serve`` on ports 8000 and 8001) would overwrite each other's cookie if
+        they shared a name, and signing in to one would sign the person out of the other.
+        Every worker of one service shares the store's key, so they agree on the name; the
+        MAC of a fixed label reveals nothing of the key."""
+        return f"consentry_session_{self._mac(b'cookie-name').hex()[:8]}"
 
     def _mac(self, data: bytes) -> bytes:
         return hmac.new(self._secret, data, hashlib.sha256).digest()

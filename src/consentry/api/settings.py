@@ -12,6 +12,7 @@ environment, so one set of variables configures the whole service::
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,9 @@ from ..errors import InvalidInput
 from ..store import database_url
 
 LANGUAGES = ("en", "id", "fr")
+
+#: A cookie name (RFC 6265's token), kept to the characters no browser or proxy trips on.
+_COOKIE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def _bool(value: str, name: str) -> bool:
@@ -57,8 +61,10 @@ class Settings:
     jwt_leeway_s: int = 30
     #: How long a preference-centre session lasts after ``/login?token=…`` (seconds).
     session_max_age_s: int = 8 * 3600
-    #: The session cookie's name (give each service its own when several share a host).
-    session_cookie: str = "consentry_session"
+    #: The session cookie's name. ``None``: ``consentry_session_`` and 8 hex digits derived
+    #: from the store's session key, so each service (each store) has its own and two on one
+    #: host do not sign each other's people out; every worker of a service agrees on it.
+    session_cookie: str | None = None
     #: Send the session cookie only over HTTPS. ``None``: when the request came over HTTPS.
     cookie_secure: bool | None = None
     #: Decisions answer from this worker's in-memory snapshot, caught up with the ledger at most
@@ -146,6 +152,15 @@ class Settings:
         values.update(overrides)
         return cls(**values)
 
+    def __post_init__(self) -> None:
+        if self.session_cookie is not None and not _COOKIE_NAME.fullmatch(self.session_cookie):
+            raise InvalidInput(
+                f"CONSENTRY_SESSION_COOKIE: {self.session_cookie!r} is not a cookie name",
+                hint="use letters, digits, '_' and '-', e.g. consentry_session_meetings; "
+                "or leave it unset for a name of the store's own",
+                field="CONSENTRY_SESSION_COOKIE",
+            )
+
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
@@ -156,7 +171,6 @@ class Settings:
             "CONSENTRY_JWT_AUDIENCE": self.jwt_audience,
             "CONSENTRY_JWT_LEEWAY_S": str(self.jwt_leeway_s),
             "CONSENTRY_SESSION_MAX_AGE_S": str(self.session_max_age_s),
-            "CONSENTRY_SESSION_COOKIE": self.session_cookie,
             "CONSENTRY_DECISION_MAX_STALENESS_MS": str(self.decision_max_staleness_ms),
             "CONSENTRY_BATCH_MAX_ITEMS": str(self.batch_max_items),
             "CONSENTRY_API_KEY_CACHE_S": str(self.api_key_cache_s),
@@ -170,6 +184,7 @@ class Settings:
             "CONSENTRY_JWT_ISSUER": self.jwt_issuer,
             "CONSENTRY_DATA_DIR": self.data_dir,
             "CONSENTRY_PUBLIC_URL": self.public_url,
+            "CONSENTRY_SESSION_COOKIE": self.session_cookie,
         }
         env.update({k: v for k, v in optional.items() if v is not None})
         if self.cookie_secure is not None:
