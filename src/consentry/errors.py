@@ -124,6 +124,12 @@ class Unauthorized(ConsentryError):
     title = "Unauthorized"
 
 
+class TokenExpired(Unauthorized):
+    """A bearer token (or a sign-in link's token) that was valid and has expired: the same
+    problem as any :class:`Unauthorized` to an API client, told apart on the sign-in page
+    ("this link has expired", rather than "is not valid")."""
+
+
 def suggest(name: str, known: Iterable[str]) -> str | None:
     """The nearest known name to ``name``, for "did you mean" hints."""
     matches = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)

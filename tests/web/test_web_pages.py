@@ -87,32 +87,85 @@ def test_secure_cookie_when_configured(make_api: Callable[..., Api]) -> None:
 # Tokens are signed when the test runs, never when it is collected: one signed at collection
 # had expired by the time a loaded machine reached the test.
 @pytest.mark.parametrize(
-    ("make_token", "status", "text"),
+    ("make_token", "status", "text", "french", "technical"),
     [
-        (lambda: None, 401, "has no token"),
-        (lambda: "garbage", 401, "not a JWT"),
-        (lambda: sign("svc", "service"), 403, "cannot sign in"),
-        (lambda: sign("bob", "subject", exp=1), 401, "expired"),
+        (lambda: None, 401, "This sign-in link is not valid", "n’est pas valide", "has no token"),
+        (lambda: "garbage", 401, "This sign-in link is not valid", "n’est pas valide", "not a JWT"),
+        (
+            lambda: sign("bob", "subject", secret="another-secret-" + "y" * 32),
+            401,
+            "This sign-in link is not valid",
+            "n’est pas valide",
+            "Signature verification failed",
+        ),
+        (
+            lambda: sign("svc", "service"),
+            403,
+            "This link is not for these pages",
+            "n’est pas pour ces pages",
+            "role cannot sign in",
+        ),
+        (
+            lambda: sign("bob", "subject", exp=1),
+            401,
+            "This sign-in link has expired",
+            "Ce lien de connexion a expiré",
+            "the bearer token has expired",
+        ),
     ],
-    ids=["none", "garbage", "service", "expired"],
+    ids=["none", "garbage", "badly-signed", "service", "expired"],
 )
 def test_bad_sign_in_links_explain_themselves(
-    api: Api, make_token: Callable[[], str | None], status: int, text: str
+    api: Api,
+    make_token: Callable[[], str | None],
+    status: int,
+    text: str,
+    french: str,
+    technical: str,
 ) -> None:
+    """A person is told in plain words, in their language, what happened and what to do; a
+    program gets the technical detail."""
     token = make_token()
     params = {"token": token} if token else {}
     r = api.client.get("/login", params=params, headers={"Accept": "text/html"})
     assert r.status_code == status
     assert r.headers["content-type"].startswith("text/html")
-    assert text in r.text
+    assert f"<h1>{text}</h1>" in r.text and "What to do" in r.text
+    assert "new sign-in link" in r.text
+    assert technical not in r.text and "Bearer" not in r.text and "JWT" not in r.text
+    r = api.client.get(
+        "/login", params=params, headers={"Accept": "text/html", "Accept-Language": "fr"}
+    )
+    assert r.status_code == status and '<html lang="fr">' in r.text
+    assert french in r.text.replace("&#39;", "’").replace("'", "’")
+    # A program (no HTML asked for) gets the problem with its technical detail.
+    r = api.client.get("/login", params=params)
+    assert r.status_code == status and r.headers["content-type"] == "application/problem+json"
+    assert technical in r.json()["detail"]
+
+
+def test_a_former_administrator_is_told_why(api: Api) -> None:
+    api.store.remove_member("alice", "acme")
+    token = sign("alice", "account_admin", "acme")
+    r = api.client.get(
+        "/login", params={"token": token, "lang": "id"}, headers={"Accept": "text/html"}
+    )
+    assert r.status_code == 403 and "acme" in r.text and '<html lang="id">' in r.text
+    r = api.client.get(
+        "/login", params={"token": token, "lang": "en"}, headers={"Accept": "text/html"}
+    )
+    assert "You no longer administer acme" in r.text
+    assert "ask another administrator of acme to invite you again" in r.text
 
 
 def test_pages_need_a_session(api: Api) -> None:
     r = api.client.get("/me", headers={"Accept": "text/html"})
-    assert r.status_code == 401 and "not signed in" in r.text
+    assert r.status_code == 401 and "You are not signed in" in r.text
+    r = api.client.get("/me?lang=fr", headers={"Accept": "text/html"})
+    assert r.status_code == 401 and "Vous n’êtes pas connecté" in r.text.replace("&#39;", "’")
     bob = signed_in(api, "bob")
     r = bob.get("/admin", headers={"Accept": "text/html"})
-    assert r.status_code == 403 and "not for the subject role" in r.text
+    assert r.status_code == 403 and "for an organisation&#39;s administrators" in r.text
 
 
 def test_a_tampered_session_is_no_session(api: Api) -> None:
@@ -148,7 +201,7 @@ def test_forms_need_the_csrf_token(api: Api) -> None:
     r = bob.post(
         "/me/choices", data={"csrf": "wrong", "rule": "train-on-content", "action": "give"}
     )
-    assert r.status_code == 403 and "security token" in r.text
+    assert r.status_code == 403 and "This form is out of date" in r.text
     r = bob.post("/me/choices", data={"rule": "train-on-content", "action": "give"})
     assert r.status_code == 422
     token = csrf(bob.get("/me").text)
@@ -175,7 +228,13 @@ def test_me_explains_each_use_and_its_basis(api: Api) -> None:
     ):
         assert badge in html
     assert "What never happens" in html and "third-party AI models" in html
-    assert "never used for: Artificial intelligence, Improving our products" in html
+    assert (
+        "Your education records and health information are never used for artificial "
+        "intelligence or improving our products." in html
+    )
+    french = signed_in(api, "bob").get("/me?lang=fr").text.replace("&#39;", "’")
+    assert "Vos dossiers scolaires et informations de santé ne servent jamais à ces fins" in french
+    assert "intelligence artificielle ou améliorer nos produits" in french
     assert "Member of acme" in html
     assert "<script" not in html
 
@@ -190,10 +249,19 @@ def test_toggle_opt_in_and_withdraw_with_receipts(api: Api) -> None:
         follow_redirects=False,
     )
     assert r.status_code == 303
-    assert r.headers["location"].endswith("saved=train-on-content#rule-train-on-content")
+    # No #fragment: it would cancel the focus the page puts back on the switch.
+    assert r.headers["location"].endswith("saved=train-on-content")
     assert api.store.check("bob", "ai.training", "content.audio").allowed
     html = bob.get(r.headers["location"]).text
-    assert "Your choice is saved" in html
+    # The confirmation is beside the switch, which has the focus and reads it out.
+    rule = html[html.index('id="rule-train-on-content"') :]
+    rule = rule[: rule.index("</article>")]
+    assert 'role="status" id="saved-train-on-content">Saved.' in rule
+    assert "autofocus" in switch(html, "train-on-content")
+    assert 'aria-describedby="status-train-on-content saved-train-on-content"' in switch(
+        html, "train-on-content"
+    )
+    assert html.count("autofocus") == 1 and 'role="status"' not in html[: html.index("<article")]
     assert 'aria-checked="true"' in switch(html, "train-on-content")
     assert 'value="withdraw"' in switch(html, "train-on-content")
     receipt = re.search(r'href="(/me/receipts/[^"]+)" download', html)
@@ -249,6 +317,89 @@ def test_admin_cap_disables_the_members_toggle(api: Api) -> None:
     button = switch(html, "train-on-content")
     assert "disabled" in button
     assert "switched this off for all members" in html and "Set by: acme." in html
+
+
+def setting_form(html: str, purpose: str) -> str:
+    form = html[html.index(f'id="setting-{purpose}"') :]
+    return form[: form.index("</form>")]
+
+
+def test_a_purpose_capped_by_the_one_above_says_so(api: Api) -> None:
+    """ "Training AI models" off for every member turns off "Training the models behind our
+    own features" too: the console shows that, says where it comes from, offers no choice
+    that cannot apply, and the members' pages agree."""
+    alice = signed_in(api, "alice", "account_admin", "acme")
+    html = alice.get("/admin").text
+    child = setting_form(html, "ai.training.feature")
+    assert 'value="members_choose" checked' in child and "Follows" not in child
+    r = alice.post(
+        "/admin/settings",
+        data={"csrf": csrf(html), "purpose": "ai.training", "setting": "off"},
+        follow_redirects=False,
+    )
+    html = alice.get(r.headers["location"]).text
+    parent = setting_form(html, "ai.training")
+    assert 'value="off" checked' in parent
+    # The confirmation is beside the Save button, which has the focus and reads it out.
+    assert 'autofocus aria-describedby="saved-ai.training"' in parent
+    assert 'role="status" id="saved-ai.training">Saved.' in parent
+    assert "This also applies to: Training the models behind our own features." in parent
+    child = setting_form(html, "ai.training.feature")
+    assert 'type="radio"' not in child and "<button" not in child
+    assert "Off for every member</strong>:" in child
+    assert "set on Training AI models, which covers this use." in child
+    assert 'href="#setting-ai.training"' in child
+    assert 'aria-describedby="from-ai.training.feature"' in child
+    # What the members get agrees with what the console shows.
+    assert api.store.check("bob", "ai.training.feature", "content.audio").reason == "account_off"
+    # Back to "each member chooses": the child follows, and may be set on its own.
+    html = alice.get("/admin").text
+    alice.post(
+        "/admin/settings",
+        data={"csrf": csrf(html), "purpose": "ai.training", "setting": "members_choose"},
+    )
+    child = setting_form(alice.get("/admin").text, "ai.training.feature")
+    assert "Follows Training AI models: Each member chooses." in child
+    assert 'value="members_choose" checked' in child and 'value="off"' in child
+    # A setting of its own under a different one above says which one it replaces.
+    api.store.set_account("acme", "ai.training.feature", "members_choose")
+    api.store.set_account("acme", "ai.training", "off")
+    child = setting_form(alice.get("/admin").text, "ai.training.feature")
+    assert 'value="members_choose" checked' in child
+    assert "Set here, in place of the setting of Training AI models (Off for every member)." in (
+        child
+    )
+    html = alice.get("/admin?lang=fr").text
+    assert "Enregistrer" in setting_form(html, "ai.training.feature")
+
+
+def test_a_person_in_no_organisation_is_told_what_applies(api: Api) -> None:
+    html = signed_in(api, "erin").get("/me").text
+    assert "your organisation has not switched this on" not in html
+    assert "Your organisation decides" not in html
+    summary = html[html.index('id="rule-meeting-summary"') :]
+    summary = summary[: summary.index("</article>")]
+    assert "For members of an organisation" in summary
+    assert "only an organisation can switch this on, for its members" in summary
+    # A member still reads about their organisation.
+    html = signed_in(api, "bob").get("/me").text
+    assert "Off: your organisation has not switched this on." in html
+    html = signed_in(api, "erin").get("/me?lang=fr").text
+    assert "Pour les membres d" in html
+
+
+def test_history_times_say_their_time_zone(api: Api) -> None:
+    api.store.give_consent("bob", "ai.training", ["content"])
+    html = signed_in(api, "bob").get("/me").text
+    history = html[html.index('id="history-title"') :]
+    when = re.search(r'<time datetime="([^"]+)">([^<]+)</time>', history)
+    assert when and when.group(1).endswith("+00:00") and when.group(2).endswith(" UTC")
+    alice = signed_in(api, "alice", "account_admin", "acme")
+    api.store.set_account("acme", "ai.training", "off", actor="alice")
+    trail = alice.get("/admin").text
+    trail = trail[trail.index('id="trail-title"') :]
+    when = re.search(r'<time datetime="([^"]+)">([^<]+)</time>', trail)
+    assert when and when.group(1).endswith("Z") and when.group(2).endswith(" UTC")
 
 
 def test_wrong_choices_are_refused(api: Api) -> None:
@@ -346,11 +497,11 @@ def test_admin_invites_and_removes_a_member(api: Api) -> None:
     assert "Members: 3" in html and "Invited, not yet accepted" in html
     assert '<span class="member">dave</span>' in html
     # The audit trail names the admin who invited them.
-    assert re.search(r"<td>alice</td>\s*<td>Invited to an organisation:\s*dave</td>", html)
+    assert re.search(r'"Who">alice</td>\s*<td[^>]*>\s*Invited dave\s*</td>', html)
     api.store.accept_invitation("dave", "acme")
     html = alice.get("/admin").text
     assert "Members: 4" in html
-    assert re.search(r"<td>dave</td>\s*<td>Accepted an invitation:\s*dave</td>", html)
+    assert re.search(r'"Who">dave</td>\s*<td[^>]*>\s*dave accepted the invitation\s*</td>', html)
 
     # Removing asks first, on a page of its own; opening that page changes nothing.
     confirm = alice.get("/admin/members/remove", params={"subject": "dave"})
@@ -370,6 +521,11 @@ def test_admin_invites_and_removes_a_member(api: Api) -> None:
     assert removed["actor"] == "alice"
     html = alice.get(r.headers["location"]).text
     assert "Removed dave from acme." in html and '<span class="member">dave</span>' not in html
+    assert re.search(r'"Who">alice</td>\s*<td[^>]*>\s*Removed dave\s*</td>', html)
+    # dave's own page says who removed him, in his language.
+    dave = signed_in(api, "dave")
+    assert "Removed from acme by its administrator" in dave.get("/me").text
+    assert "Dikeluarkan dari acme oleh administratornya" in dave.get("/me?lang=id").text
     # A made-up confirmation link says nothing untrue.
     assert "Added dave" not in alice.get("/admin?added=dave").text
 
@@ -440,9 +596,9 @@ def test_membership_forms_are_refused_as_elsewhere(api: Api) -> None:
         r = bob.post(
             path, data={"csrf": token, "account": "acme", "subject": "carol"}, headers=html
         )
-        assert r.status_code == 403 and "not for the subject role" in r.text
+        assert r.status_code == 403 and "for an organisation&#39;s administrators" in r.text
     r = bob.get("/admin/members/remove", params={"subject": "carol"}, headers=html)
-    assert r.status_code == 403 and "not for the subject role" in r.text
+    assert r.status_code == 403 and "for an organisation&#39;s administrators" in r.text
     # Another account's admin: the API's refusal, word for word.
     zed = signed_in(api, "zed", "account_admin", "globex")
     token = csrf(zed.get("/admin").text)
@@ -461,7 +617,7 @@ def test_membership_forms_are_refused_as_elsewhere(api: Api) -> None:
     token = csrf(alice.get("/admin").text)
     form = {"account": "acme", "subject": "dave"}
     r = alice.post("/admin/members", data={**form, "csrf": "wrong"}, headers=html)
-    assert r.status_code == 403 and "security token" in r.text
+    assert r.status_code == 403 and "This form is out of date" in r.text
     assert alice.post("/admin/members", data=form).status_code == 422
     r = alice.post(
         "/admin/members/remove",

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from .. import sessions
-from ..errors import Forbidden, InvalidInput, Unauthorized
+from ..errors import Forbidden, InvalidInput, TokenExpired, Unauthorized
 from .keys import ApiKeys, looks_like_key
 from .settings import Settings
 
@@ -145,7 +145,7 @@ class TokenVerifier:
                 options={"require": ["exp", "sub", "aud"]},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthorized(
+            raise TokenExpired(
                 "the bearer token has expired", hint="ask the platform for a fresh token"
             ) from None
         except jwt.InvalidAudienceError:

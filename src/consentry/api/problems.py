@@ -147,7 +147,7 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, Unauthorized):
             headers = {"WWW-Authenticate": 'Bearer realm="consentry"'}
         html = getattr(request.app.state, "html_error", None)
-        if html is not None and _wants_html(request):
+        if html is not None and wants_html(request):
             problem = from_error(exc, roots=_roots(request))
             return html(request, exc.status, problem)  # type: ignore[no-any-return]
         return problem_response(from_error(exc, request.url.path, _roots(request)), headers)
@@ -156,7 +156,7 @@ def install(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         problem = validation_problem(exc.errors(), request.url.path)
         html = getattr(request.app.state, "html_error", None)
-        if html is not None and _wants_html(request):
+        if html is not None and wants_html(request):
             return html(request, 422, problem)  # type: ignore[no-any-return]
         return problem_response(problem)
 
@@ -175,7 +175,7 @@ def install(app: FastAPI) -> None:
         if hint:
             problem["hint"] = hint
         html = getattr(request.app.state, "html_error", None)
-        if html is not None and _wants_html(request):
+        if html is not None and wants_html(request):
             return html(request, exc.status_code, problem)  # type: ignore[no-any-return]
         return problem_response(problem, dict(exc.headers or {}) or None)
 
@@ -190,7 +190,9 @@ def install(app: FastAPI) -> None:
         return problem_response(problem)
 
 
-def _wants_html(request: Request) -> bool:
+def wants_html(request: Request) -> bool:
+    """Whether to answer a browser with an HTML page (not the API's paths: they answer
+    problem JSON whatever the client accepts)."""
     path = request.url.path
     if path.startswith(("/v1", "/metrics", "/healthz", "/readyz", "/openapi")):
         return False

@@ -10,11 +10,13 @@ import gettext
 import io
 import threading
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from babel import Locale
 from babel.dates import format_datetime
+from babel.lists import format_list
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from markupsafe import Markup, escape
@@ -22,6 +24,9 @@ from markupsafe import Markup, escape
 TRANSLATIONS = Path(__file__).parent / "translations"
 DOMAIN = "messages"
 DEFAULT = "en"
+
+#: How a list is joined: "a, b and c" or "a, b or c".
+ListStyle = Literal["standard", "or"]
 
 _lock = threading.Lock()
 _cache: dict[str, gettext.NullTranslations] = {}
@@ -113,5 +118,25 @@ class Translator:
         text = escape(self.gettext(message))
         return text.format(**params) if params else text
 
-    def datetime(self, value: datetime) -> str:
-        return format_datetime(value, format="medium", locale=self.language)
+    def datetime(self, value: datetime) -> Markup:
+        """A moment in UTC, saying so ("2 Dec 2026, 11:40:53 UTC"): the pages have no script
+        to learn the reader's time zone, and a time without one misleads. The markup's
+        ``<time datetime>`` carries the same moment in ISO 8601."""
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        text = format_datetime(value, format="medium", tzinfo=UTC, locale=self.language)
+        return self("{time} UTC", time=text)
+
+    def list(self, items: Iterable[object], style: ListStyle = "standard") -> Markup:
+        """``items`` joined as the language joins a list ("a, b and c"; ``style="or"``:
+        "a, b or c"), each escaped unless it is markup already."""
+        parts = [escape(item) for item in items]
+        if not parts:
+            return Markup("")
+        # Joined around placeholders, so that the pattern is escaped and the items are not
+        # escaped twice.
+        marks = [f"\x00{i}\x00" for i in range(len(parts))]
+        joined = str(escape(format_list(marks, style=style, locale=self.language)))
+        for mark, part in zip(marks, parts, strict=True):
+            joined = joined.replace(mark, str(part))
+        return Markup(joined)

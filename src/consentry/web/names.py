@@ -7,7 +7,11 @@ a name a policy adds and this table does not know is shown from its key (``scree
 
 from __future__ import annotations
 
-from .i18n import N_, Translator
+from collections.abc import Iterable
+
+from markupsafe import Markup, escape
+
+from .i18n import N_, ListStyle, Translator
 
 PURPOSES = {
     "service": N_("Running the service"),
@@ -152,10 +156,99 @@ def group(t: Translator, key: str) -> str:
     return t(GROUPS[key]) if key in GROUPS else purpose(t, key)
 
 
+def purposes(
+    t: Translator, keys: Iterable[str], style: ListStyle = "standard", in_sentence: bool = False
+) -> Markup:
+    """Purpose names joined as the language joins a list (``style="or"``: "a, b or c");
+    ``in_sentence``: as they read inside a sentence (see :func:`inline`)."""
+    found = (purpose(t, k) for k in keys)
+    return t.list((inline(n) for n in found) if in_sentence else found, style)
+
+
+def categories(t: Translator, keys: Iterable[str]) -> Markup:
+    """Data category names joined as the language joins a list."""
+    return t.list(category(t, k) for k in keys)
+
+
+def labels(t: Translator, keys: Iterable[str]) -> Markup:
+    """Label names joined as the language joins a list."""
+    return t.list(label(t, k) for k in keys)
+
+
+def inline(text: object) -> Markup:
+    """A name as it reads inside a sentence: "Training AI models" → "training AI models".
+    The first letter is lowered only before a lower-case one, so that "AI features" stays."""
+    text = str(escape(text))
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        text = text[0].lower() + text[1:]
+    return Markup(text)
+
+
 def lookup(t: Translator, table: dict[str, str], key: str | None) -> str:
     if key is None:
         return ""
     return t(table[key]) if key in table else key
+
+
+#: A feature only an organisation switches on, as a person in none reads it: what applies to
+#: them, not "your organisation has not switched this on" (they have no organisation).
+SOLO_FEATURE = N_("For members of an organisation")
+SOLO_NOT_ENABLED = N_(
+    "Off: only an organisation can switch this on, for its members. You are not a member of "
+    "an organisation."
+)
+
+#: Membership events on the person's own page, by who made the change (see :func:`by_whom`).
+MEMBERSHIP_ME = {
+    ("member.added", "any"): N_("Joined {account}"),
+    ("member.invited", "any"): N_("Invited to {account}"),
+    ("member.accepted", "any"): N_("Accepted the invitation to {account}"),
+    ("member.declined", "any"): N_("Declined the invitation to {account}"),
+    ("member.removed", "self"): N_("Left {account}"),
+    ("member.removed", "admin"): N_("Removed from {account} by its administrator"),
+    ("member.removed", "platform"): N_("Removed from {account} by the platform"),
+    ("member.removed", "any"): N_("Removed from {account}"),
+}
+
+#: Membership events on the administrator's audit trail (the "Who" column names the actor).
+MEMBERSHIP_ADMIN = {
+    ("member.added", "any"): N_("Added {subject}"),
+    ("member.invited", "any"): N_("Invited {subject}"),
+    ("member.accepted", "any"): N_("{subject} accepted the invitation"),
+    ("member.declined", "any"): N_("{subject} declined the invitation"),
+    ("member.removed", "self"): N_("{subject} left"),
+    ("member.removed", "any"): N_("Removed {subject}"),
+}
+
+
+def by_whom(actor: str | None, subject: str | None) -> str:
+    """Who made a membership change, as a page tells it: ``self`` (the person), ``platform``
+    (an API key or a service or operator token: the ledger records those as ``key:…`` or
+    ``role:…``), ``admin`` (another person: only an account's administrator may change
+    someone's membership) or ``any`` (not recorded)."""
+    if not actor:
+        return "any"
+    if actor == subject:
+        return "self"
+    if actor.startswith(("key:", "service:", "platform_admin:")):
+        return "platform"
+    return "admin"
+
+
+def membership(
+    t: Translator,
+    table: dict[tuple[str, str], str],
+    kind: str,
+    subject: str | None,
+    account: str | None,
+    actor: str | None,
+) -> str:
+    """A membership event in words (``table``: :data:`MEMBERSHIP_ME` or
+    :data:`MEMBERSHIP_ADMIN`); "" for an event that is not about membership."""
+    message = table.get((kind, by_whom(actor, subject))) or table.get((kind, "any"))
+    if message is None:
+        return ""
+    return t(message, subject=subject or "", account=account or "")
 
 
 #: Short reason labels for the admin console's counts.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,15 +23,25 @@ from starlette.responses import Response
 
 from ..api.auth import PEOPLE, Principal, Role, Session, require_account_admin
 from ..api.context import Service
+from ..api.problems import wants_html
 from ..api.views import (
     GROUPS,
     account_purposes,
+    check_account_setting,
     kind_of,
     member_summary,
     rule_views,
 )
-from ..errors import ConsentryError, Forbidden, InvalidInput, NotFound, Unauthorized
+from ..errors import (
+    ConsentryError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TokenExpired,
+    Unauthorized,
+)
 from ..policy.model import Policy
+from ..taxonomy import ancestors
 from ..times import from_us
 from . import names
 from .i18n import N_, Translator, available, language_name, negotiate
@@ -151,12 +161,14 @@ def _require(request: Request, *roles: Role) -> Session:
     session = _session(request)
     if session is None:
         raise Unauthorized(
-            "you are not signed in, or your session has ended",
-            hint="open the sign-in link your platform gave you again",
+            N_("You are not signed in, or your session has ended."),
+            hint=N_("Open the sign-in link your platform gives you again."),
         )
     if session.principal.role not in roles:
+        # Sessions are for people: the one page a person may be refused is the console.
         raise Forbidden(
-            f"this page is not for the {session.principal.role.value} role",
+            N_("This page is for an organisation's administrators."),
+            role=session.principal.role.value,
         )
     return session
 
@@ -164,12 +176,12 @@ def _require(request: Request, *roles: Role) -> Session:
 async def _check_csrf(request: Request, session: Session, token: str) -> None:
     if not hmac.compare_digest(token.encode(), session.csrf.encode()):
         raise Forbidden(
-            "the form's security token does not match your session",
-            hint="reload the page and try again",
+            N_("This form is out of date or was not sent from this page, so nothing was changed."),
+            hint=N_("Reload the page and try again."),
         )
     origin = request.headers.get("origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
-        raise Forbidden("the form was sent from another site")
+        raise Forbidden(N_("This form was sent from another site, so nothing was changed."))
 
 
 def _redirect(url: str) -> RedirectResponse:
@@ -191,28 +203,115 @@ def _home_of(principal: Principal) -> str:
     return "/admin" if principal.role is Role.ACCOUNT_ADMIN else "/me"
 
 
+@dataclass(frozen=True)
+class SignInProblem:
+    """Why a sign-in link did not sign the person in, as the page tells them: a title, what
+    happened and what to do, each an English message id translated on the page. The API's
+    technical detail ("the bearer token is not a JWT") is for programs: a client that does not
+    ask for HTML gets it as problem JSON."""
+
+    status: int
+    title: str
+    what: str
+    todo: str
+    account: str = ""
+
+
+ASK_FOR_A_NEW_LINK = N_(
+    "Go back to the platform and open your privacy or account settings there again: it gives "
+    "you a new sign-in link."
+)
+LINK_EXPIRED = SignInProblem(
+    401,
+    N_("This sign-in link has expired"),
+    N_(
+        "Sign-in links work for a short while only, so that an old link left in an email or "
+        "a browser's history cannot open your page."
+    ),
+    ASK_FOR_A_NEW_LINK,
+)
+LINK_INVALID = SignInProblem(
+    401,
+    N_("This sign-in link is not valid"),
+    N_("This service cannot read it: it may have been copied only in part, or changed."),
+    ASK_FOR_A_NEW_LINK,
+)
+LINK_INCOMPLETE = SignInProblem(
+    401,
+    N_("This sign-in link is not valid"),
+    N_("The link has been cut short: the part that signs you in is missing."),
+    ASK_FOR_A_NEW_LINK,
+)
+LINK_NOT_FOR_PEOPLE = SignInProblem(
+    403,
+    N_("This link is not for these pages"),
+    N_("It was made for a program that works with this service, not for a person."),
+    ASK_FOR_A_NEW_LINK,
+)
+NO_LONGER_ADMIN = SignInProblem(
+    403,
+    N_("You no longer administer {account}"),
+    N_("This link opens the administration of {account}, and you are not a member of it now."),
+    N_("If you should be, ask another administrator of {account} to invite you again."),
+)
+SIGN_IN_OFF = SignInProblem(
+    401,
+    N_("Signing in does not work here yet"),
+    N_("This service has not been set up to accept sign-in links."),
+    N_("Please tell the platform that gave you the link."),
+)
+
+
+def _refuse_sign_in(request: Request, problem: SignInProblem, error: ConsentryError) -> Response:
+    """The sign-in problem page for a person; the technical ``error`` for a program."""
+    if not wants_html(request):
+        raise error
+    response = render(request, "signin_error.html", status=problem.status, problem=problem)
+    # The page's links (the language switch) carry the token: keep it from other sites.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login(request: Request, token: str | None = None) -> Response:
     """Exchange the platform's sign-in link (a JWT) for a session cookie."""
     svc = _service(request)
     if not token:
-        raise Unauthorized(
-            "this sign-in link has no token", hint="use the link your platform gave you"
+        return _refuse_sign_in(
+            request,
+            LINK_INCOMPLETE,
+            Unauthorized(
+                "this sign-in link has no token", hint="use the link your platform gave you"
+            ),
         )
-    principal = svc.auth.tokens.verify(token)
+    try:
+        principal = svc.auth.tokens.verify(token)
+    except TokenExpired as exc:
+        return _refuse_sign_in(request, LINK_EXPIRED, exc)
+    except Unauthorized as exc:
+        problem = LINK_INVALID if svc.auth.tokens.configured else SIGN_IN_OFF
+        return _refuse_sign_in(request, problem, exc)
     if principal.role not in PEOPLE:
-        raise Forbidden(
-            f"the {principal.role.value} role cannot sign in to these pages",
-            hint="these pages are for people: sign in with a subject or account_admin token",
+        return _refuse_sign_in(
+            request,
+            LINK_NOT_FOR_PEOPLE,
+            Forbidden(
+                f"the {principal.role.value} role cannot sign in to these pages",
+                hint="these pages are for people: sign in with a subject or account_admin token",
+            ),
         )
     if principal.role is Role.ACCOUNT_ADMIN and principal.account not in (
         svc.store.state().accounts_of(principal.sub)
     ):
-        raise Forbidden(
-            f"{principal.sub!r} is not a member of account {principal.account!r}, so cannot "
-            "administer it here",
-            hint="an administrator's console session lasts while its person is a member of "
-            "the account; ask the platform to add you",
+        return _refuse_sign_in(
+            request,
+            replace(NO_LONGER_ADMIN, account=principal.account or ""),
+            Forbidden(
+                f"{principal.sub!r} is not a member of account {principal.account!r}, so cannot "
+                "administer it here",
+                hint="an administrator's console session lasts while its person is a member "
+                "of the account; ask the platform to add you",
+            ),
         )
     response = _redirect(_home_of(principal))
     response.set_cookie(
@@ -294,6 +393,8 @@ def history(svc: Service, subject: str) -> list[dict[str, Any]]:
                 "purpose": event.purpose,
                 "categories": list(event.categories),
                 "account": event.account,
+                "subject": event.subject,
+                "actor": event.actor,
                 "status": event.status,
                 "method": event.method,
                 "receipt": str(event.kind).startswith("consent."),
@@ -363,7 +464,9 @@ async def me_choice(
     svc = _service(request)
     lang = _language(request)
     await run_in_threadpool(_record_choice, svc, session.principal, rule, action, lang)
-    return _redirect(f"/me?{urlencode({'lang': lang, 'saved': rule})}#rule-{rule}")
+    # No #fragment: the page puts the focus back on the switch (autofocus), which a fragment
+    # would cancel; the focus scrolls it into view.
+    return _redirect(f"/me?{urlencode({'lang': lang, 'saved': rule})}")
 
 
 @router.post("/me/invitations", response_class=HTMLResponse)
@@ -431,7 +534,7 @@ def me_receipt(request: Request, event_id: str) -> Response:
     svc = _service(request)
     event = svc.store.event(event_id)
     if event.subject != session.principal.sub:
-        raise Forbidden("this receipt records someone else's choice")
+        raise Forbidden(N_("This receipt records someone else's choice."))
     receipt = svc.store.receipt(event.id)
     body = json.dumps(receipt, indent=2, ensure_ascii=False).encode("utf-8")
     return Response(
@@ -488,8 +591,15 @@ def _admin_page(
     state = svc.store.account_state(account)
     purposes = account_purposes(policy)
     for entry in purposes:
-        entry["current"] = state["settings"].get(entry["purpose"], "members_choose")
-        entry["enabled"] = state["features"].get(entry["purpose"]) == "enabled"
+        entry.update(_setting_view(policy, state["settings"], entry["purpose"]))
+        entry["enabled"] = _inherited(state["features"], entry["purpose"])[1] == "enabled"
+    for entry in purposes:
+        # The purposes beneath this one that follow its setting (none of their own).
+        entry["followers"] = [
+            e["purpose"]
+            for e in purposes
+            if e["setting"] and e["source"] == entry["purpose"] and e is not entry
+        ]
     summary = member_summary(svc, account, policy)
     trail = list(svc.store.ledger.events(accounts=[account]))
     trail.reverse()
@@ -512,6 +622,45 @@ def _admin_page(
         notice=notice,
         typed=typed,
     )
+
+
+def _inherited(table: dict[str, str], purpose: str) -> tuple[str | None, str | None]:
+    """(the purpose whose entry applies to ``purpose``, its value): its own, else the nearest
+    purpose above it that has one, as the decider reads account settings and features (the
+    most specific wins); ``(None, None)`` when none has."""
+    for key in ancestors(purpose):
+        if key in table:
+            return key, table[key]
+    return None, None
+
+
+def _setting_view(policy: Policy, settings: dict[str, str], purpose: str) -> dict[str, Any]:
+    """What the console shows for an account's setting of ``purpose``.
+
+    ``current`` is the setting that applies (its own, else inherited, else members choose);
+    ``source`` the purpose it comes from when inherited. A purpose beneath one switched off
+    for every member (with no setting of its own) is ``capped``: it is off, and the console
+    offers no choice for it, since turning it back on is a change to the purpose above.
+    A setting of its own beneath a different one above ``overrides`` it.
+    """
+    source, value = _inherited(settings, purpose)
+    own = source == purpose
+    above_source, above = _inherited(settings, purpose.rpartition(".")[0])
+    try:
+        check_account_setting(policy, purpose, "on")
+        on_allowed = True
+    except InvalidInput:
+        on_allowed = False
+    return {
+        "current": value or "members_choose",
+        "own": own,
+        "source": None if own else source,
+        "capped": not own and value == "off",
+        "overrides": above_source if own and above is not None and above != value else None,
+        "overridden": above,
+        # As the Store decides it (a broader rule's account_consent reaches this purpose).
+        "on_allowed": on_allowed,
+    }
 
 
 @router.post("/admin/settings", response_class=HTMLResponse)
