@@ -10,7 +10,7 @@ PG_URL := postgresql://postgres@127.0.0.1:5432/test
 PORT ?= 8000
 MUSIC_PORT ?=
 
-.PHONY: demo test lint bench clean install
+.PHONY: demo test lint bench clean install screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	@$(BIN)/python -m consentry.demo --port $(PORT) $(if $(MUSIC_PORT),--music-port $(MUSIC_PORT))
+
+# The documentation's images (docs/img), made from the demo's data in headless Chromium.
+screenshots: $(STAMP)
+	$(BIN)/python tests/web/screenshots.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

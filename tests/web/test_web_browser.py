@@ -8,6 +8,7 @@ each page are saved under ``test-artifacts/screenshots/``; the documentation's i
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -507,3 +508,32 @@ def test_no_page_scrolls_sideways(
         label = cell.evaluate("el => getComputedStyle(el, '::before').content")
         assert "When" in label, label
         context.close()
+
+
+def test_the_documentation_screenshots_are_made_by_a_script(browser: Any, tmp_path: Path) -> None:
+    """``make screenshots`` (tests/web/screenshots.py) makes every image docs/ shows, from the
+    demo's data, at a desktop's and a phone's width."""
+    import struct
+
+    import screenshots
+
+    written = screenshots.take(tmp_path, browser)
+    widths = {}
+    for path in written:
+        header = path.read_bytes()[:24]
+        assert header[:8] == b"\x89PNG\r\n\x1a\n", path
+        widths[path.name] = struct.unpack(">I", header[16:20])[0]
+    assert widths == {
+        "admin.png": 1280,
+        "me-opted-in.png": 1280,
+        "me-fr.png": 1280,
+        "admin-capped.png": 1280,
+        "me-capped-by-admin.png": 1280,
+        "me-phone.png": 390,
+        "admin-phone.png": 390,
+    }
+    # Every image the documentation shows is one the script makes.
+    shown = set()
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        shown |= set(re.findall(r"img/([\w-]+\.png)", doc.read_text(encoding="utf-8")))
+    assert shown <= set(widths), shown - set(widths)
