@@ -440,6 +440,11 @@ def test_admin_console(api: Api) -> None:
     )
     assert r.status_code == 200
     assert api.store.account_state("acme")["features"] == {"ai.feature.meeting_summary": "enabled"}
+    # The confirmation is beside the switch, which has the focus again.
+    row = r.text[r.text.index('id="feature-row-ai.feature.meeting_summary"') :]
+    row = row[: row.index("</div>")]
+    assert 'autofocus aria-describedby="saved-ai.feature.meeting_summary"' in row
+    assert "Saved: switched on." in row and r.text.count("autofocus") == 1
     html = alice.get("/admin").text
     assert "Audit trail" in html and "Switched a feature" in html
     r = alice.post(
