@@ -57,7 +57,7 @@ def _store(ctx: typer.Context) -> Iterator[Store]:
     root = ctx.find_root()
     url = database_url(root.params.get("db") if root.params else None)
     try:
-        with Store(url) as s:
+        with Store(url, create=False) as s:
             yield s
     except ConsentryError as exc:
         _fail(exc)
@@ -405,9 +405,10 @@ def impact(
     raise typer.Exit(1 if result.affected_datasets else 0)
 
 
-def register(app: typer.Typer) -> None:
-    """Mount the commands on the main ``consentry`` app."""
-    app.add_typer(gate_app, name="gate")
-    app.add_typer(datasets_app, name="datasets")
-    app.add_typer(model_app, name="model")
-    app.command("impact")(impact)
+#: The commands ``consentry`` loads from here (see consentry.cli.LAZY_COMMANDS).
+COMMANDS: dict[str, Any] = {
+    "gate": gate_app,
+    "datasets": datasets_app,
+    "model": model_app,
+    "impact": impact,
+}

@@ -222,3 +222,7 @@ def check(
         f"checked {report.urls} URLs on {report.hosts} hosts in {report.seconds:.1f}s: {counts}"
     )
     typer.echo(f"wrote {report.out}")
+
+
+#: The commands ``consentry`` loads from here (see consentry.cli.LAZY_COMMANDS).
+COMMANDS: dict[str, Any] = {"signals": app}
