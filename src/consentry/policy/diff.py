@@ -40,13 +40,13 @@ PHRASES: dict[str, dict[str | None, str]] = {
         "prohibited": "never",
         "consent": "only with opt-in",
         "legitimate_interest": "yes, unless the person objects",
-        "legitimate_interest_no_objection": "yes; the person cannot object individually",
+        "legitimate_interest_no_objection": "yes, and the person cannot object individually",
         "contract": "always, as part of the service",
         "purposes_added": "now also for {items}",
         "purposes_removed": "no longer for {items}",
         "categories_added": "now also covers {items}",
         "categories_removed": "no longer covers {items}",
-        "basis": "now {after} (before: {before})",
+        "basis": "now: {after} (before: {before})",
         "objection_on": "people can now object individually",
         "objection_off": "people can no longer object individually",
         "account_enable_on": "an account must now switch it on for its members",
@@ -78,14 +78,14 @@ PHRASES: dict[str, dict[str | None, str]] = {
         "prohibited": "tidak pernah",
         "consent": "hanya dengan persetujuan (opt-in)",
         "legitimate_interest": "ya, kecuali orang tersebut keberatan",
-        "legitimate_interest_no_objection": "ya; orang tersebut tidak dapat mengajukan "
-        "keberatan secara perorangan",
+        "legitimate_interest_no_objection": "ya, dan orang tersebut tidak dapat "
+        "mengajukan keberatan secara perorangan",
         "contract": "selalu, sebagai bagian dari layanan",
         "purposes_added": "kini juga untuk {items}",
         "purposes_removed": "tidak lagi untuk {items}",
         "categories_added": "kini juga mencakup {items}",
         "categories_removed": "tidak lagi mencakup {items}",
-        "basis": "kini {after} (sebelumnya: {before})",
+        "basis": "kini: {after} (sebelumnya: {before})",
         "objection_on": "orang kini dapat mengajukan keberatan secara perorangan",
         "objection_off": "orang tidak lagi dapat mengajukan keberatan secara perorangan",
         "account_enable_on": "akun kini harus mengaktifkannya untuk anggotanya",
@@ -117,14 +117,14 @@ PHRASES: dict[str, dict[str | None, str]] = {
         "prohibited": "jamais",
         "consent": "seulement avec un consentement explicite",
         "legitimate_interest": "oui, sauf opposition de la personne",
-        "legitimate_interest_no_objection": "oui ; la personne ne peut pas s'y opposer "
-        "individuellement",
+        "legitimate_interest_no_objection": "oui, et la personne ne peut pas s'y "
+        "opposer individuellement",
         "contract": "toujours, dans le cadre du service",
         "purposes_added": "vaut désormais aussi pour {items}",
         "purposes_removed": "ne vaut plus pour {items}",
         "categories_added": "couvre désormais aussi {items}",
         "categories_removed": "ne couvre plus {items}",
-        "basis": "désormais {after} (avant : {before})",
+        "basis": "désormais : {after} (avant : {before})",
         "objection_on": "chacun peut désormais s'y opposer individuellement",
         "objection_off": "personne ne peut plus s'y opposer individuellement",
         "account_enable_on": "un compte doit désormais l'activer pour ses membres",
@@ -147,8 +147,8 @@ PHRASES: dict[str, dict[str | None, str]] = {
 
 def answer(rule: Rule | None) -> str | None:
     """What a rule gives the uses it decides, as a key of :data:`PHRASES`: its basis, and for
-    legitimate interest whether people may object (``objection: false`` is its own answer:
-    "you cannot object individually")."""
+    legitimate interest whether people may object (``objection: false`` is its own answer,
+    ``legitimate_interest_no_objection``: "you cannot object individually")."""
     if rule is None:
         return None
     if rule.basis is Basis.LEGITIMATE_INTEREST and not rule.objection:
@@ -358,7 +358,7 @@ def _value(name: str, rule: Rule) -> Any:
     if isinstance(value, tuple):
         return sorted(value)
     if name == "basis":
-        return answer(rule)  # with objection: "yes; the person cannot object individually"
+        return answer(rule)  # legitimate_interest_no_objection: people cannot object
     if name == "expires_after":
         return None if value is None else round(value.total_seconds() / 86400, 3)
     if isinstance(value, enum.Enum):
