@@ -11,11 +11,15 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from .decide import Decision, Reason, SubjectDecision
-    from .errors import ConsentryError
-    from .policy import Policy, load_policies, load_policy
-    from .store import Store
+if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly
+    from .decide import Decision as Decision
+    from .decide import Reason as Reason
+    from .decide import SubjectDecision as SubjectDecision
+    from .errors import ConsentryError as ConsentryError
+    from .policy import Policy as Policy
+    from .policy import load_policies as load_policies
+    from .policy import load_policy as load_policy
+    from .store import Store as Store
 
 _WHERE = {
     "ConsentryError": ".errors",

@@ -19,10 +19,9 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
-import click
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from .errors import ConsentryError, InvalidInput, SignatureInvalid
 
@@ -56,20 +55,23 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("consentry.gate.cli", "Models and the datasets they were trained on."),
     "impact": (
         "consentry.gate.cli",
-        "Which datasets and models used SUBJECT's items and must be retrained or unlearned.",
+        "Every dataset and model that used SUBJECT's items, and whether the subject's current "
+        "choices still allow each (no: retrain or unlearn).",
     ),
-    "signals": ("consentry.signals.cli", "Do-not-train signals."),
+    "signals": (
+        "consentry.signals.cli",
+        "Publish do-not-train signals for your content; honour other sites' opt-outs.",
+    ),
 }
 
 
-def load_lazy_command(name: str) -> click.Command:
-    """The click command ``name`` of :data:`LAZY_COMMANDS`, imported now."""
-    module, short_help = LAZY_COMMANDS[name]
-    target = import_module(module).COMMANDS[name]
+def load_lazy_command(name: str) -> Any:
+    """The (click) command ``name`` of :data:`LAZY_COMMANDS`, imported now."""
+    target = import_module(LAZY_COMMANDS[name][0]).COMMANDS[name]
     if isinstance(target, typer.Typer):
         command = typer.main.get_command(target)
     else:
-        holder = typer.Typer()
+        holder = typer.Typer(rich_markup_mode=None)
         holder.command(name)(target)
         command = typer.main.get_command(holder)
     command.name = name
@@ -82,20 +84,20 @@ class LazyGroup(TyperGroup):
 
     _listing = False
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         return [*super().list_commands(ctx), *(n for n in LAZY_COMMANDS if n not in self.commands)]
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         found = super().get_command(ctx, cmd_name)
         if found is not None or cmd_name not in LAZY_COMMANDS:
             return found
         if self._listing:  # the help page needs only the name and the short help
-            return click.Command(cmd_name, short_help=LAZY_COMMANDS[cmd_name][1])
+            return TyperCommand(cmd_name, short_help=LAZY_COMMANDS[cmd_name][1])
         command = load_lazy_command(cmd_name)
         self.commands[cmd_name] = command
         return command
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)
@@ -105,19 +107,33 @@ class LazyGroup(TyperGroup):
 
 app = typer.Typer(
     cls=LazyGroup,
-    rich_markup_mode=None,  # plain click help: the Rich renderer costs more than the rest
+    # Plain click help everywhere: the Rich renderer costs more CPU than the rest of `--help`,
+    # and docs/cli.md is generated from the same text.
+    rich_markup_mode=None,
     help="consentry: use people's data for AI only where they, their organisation and your "
     "terms allow it — and prove it afterwards.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-policy_app = typer.Typer(help="Publish, show and compare policy versions.", no_args_is_help=True)
-consent_app = typer.Typer(help="Record a subject's opt-in choices.", no_args_is_help=True)
-member_app = typer.Typer(help="Account membership.", no_args_is_help=True)
-account_app = typer.Typer(help="Account-level settings and AI features.", no_args_is_help=True)
-ledger_app = typer.Typer(help="The hash-chained event ledger.", no_args_is_help=True)
-receipt_app = typer.Typer(help="Signed consent receipts.", no_args_is_help=True)
-sessions_app = typer.Typer(help="Web sessions (/me, /admin).", no_args_is_help=True)
+policy_app = typer.Typer(
+    rich_markup_mode=None, help="Publish, show and compare policy versions.", no_args_is_help=True
+)
+consent_app = typer.Typer(
+    rich_markup_mode=None, help="Record a subject's opt-in choices.", no_args_is_help=True
+)
+member_app = typer.Typer(rich_markup_mode=None, help="Account membership.", no_args_is_help=True)
+account_app = typer.Typer(
+    rich_markup_mode=None, help="Account-level settings and AI features.", no_args_is_help=True
+)
+ledger_app = typer.Typer(
+    rich_markup_mode=None, help="The hash-chained event ledger.", no_args_is_help=True
+)
+receipt_app = typer.Typer(
+    rich_markup_mode=None, help="Signed consent receipts.", no_args_is_help=True
+)
+sessions_app = typer.Typer(
+    rich_markup_mode=None, help="Web sessions (/me, /admin).", no_args_is_help=True
+)
 app.add_typer(policy_app, name="policy")
 app.add_typer(consent_app, name="consent")
 app.add_typer(member_app, name="member")
@@ -563,7 +579,7 @@ def account_show(account: str, as_json: JsonOpt = False) -> None:
 
 
 AS_OF_HELP = (
-    "Decide as of a past moment: an RFC 3339 time (2024-03-01T12:00:00Z), a time before now "
+    "A past moment: an RFC 3339 time (2024-03-01T12:00:00Z), a time before now "
     "(-30s, -5m, -2h, -1d) or event:N (when event #N was recorded; see `consentry log`)."
 )
 
@@ -662,15 +678,15 @@ def log(
         if not events:
             _plain("no events match")
             return
-        table = [("seq", "time", "kind", "subject", "id")]
+        from .texttable import aligned
+
+        table = [("seq", "time", "kind", "subject/account", "id")]
         table += [
             (str(e.seq), e.at_text, str(e.kind), e.subject or e.account or "-", e.id)
             for e in events
         ]
-        widths = [max(len(row[i]) for row in table) for i in range(4)]
-        for row in table:
-            cells = [row[0].rjust(widths[0])] + [c.ljust(w) for c, w in zip(row[1:4], widths[1:])]
-            _plain("  ".join([*cells, row[4]]))
+        for line in aligned(table, right={0}):
+            _plain(line)
 
     emit(rows, as_json, text)
 

@@ -60,7 +60,7 @@ from .policy.model import Basis, Policy
 from .state import CONSENT_NAMES, State, unpack
 from .taxonomy import DEFAULT_TAXONOMY, Taxonomy, covers
 from .textcheck import refuse_bad_fields, refuse_bad_text
-from .times import Clock, format_time, from_us, parse_as_of, parse_time, to_us, utcnow
+from .times import Clock, format_time, from_us, parse_as_of, to_us, utcnow
 
 if TYPE_CHECKING:
     from .gate import GateResult, VerifyReport
@@ -1479,8 +1479,7 @@ _IGNORED_BECAUSE = {
         "to stop it, withdraw or refuse the consent (`consentry consent withdraw`)",
     ),
     Basis.CONTRACT: (
-        "rule {rule} makes it part of the service the person uses, which an objection "
-        "cannot stop",
+        "rule {rule} makes it part of the service the person uses, which an objection cannot stop",
         "nothing to record (`consentry policy show` shows the rule's notice)",
     ),
     Basis.PROHIBITED: (
@@ -1495,9 +1494,7 @@ def ignored_objection(policy: Policy, purpose: str, category: str | None) -> Obj
     if category is not None:
         rule = policy.rule_for(purpose, category)
     else:
-        rule = next(
-            (r for r in policy.rules if any(covers(p, purpose) for p in r.purposes)), None
-        )
+        rule = next((r for r in policy.rules if any(covers(p, purpose) for p in r.purposes)), None)
     what = f"{purpose} on {category}" if category else purpose
     if rule is None:
         why, hint = "no rule allows it, so it never happens", "nothing to record"

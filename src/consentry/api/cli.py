@@ -24,7 +24,9 @@ from .settings import Settings
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-keys_app = typer.Typer(help="API keys for the platform's backends.", no_args_is_help=True)
+keys_app = typer.Typer(
+    rich_markup_mode=None, help="API keys for the platform's backends.", no_args_is_help=True
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON data instead of text.")]
 

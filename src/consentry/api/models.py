@@ -167,15 +167,27 @@ class PublishOut(BaseModel):
 class DiffShift(BaseModel):
     purpose: str
     category: str
-    before: str | None
-    now: str | None
+    before: str | None = Field(description="The basis before (null: no rule).")
+    now: str | None = Field(description="The basis now (null: no rule).")
     rule: str | None
+    before_answer: str | None = Field(
+        description="What the use got before: the basis, or legitimate_interest_no_objection "
+        "where people could not object individually."
+    )
+    now_answer: str | None = Field(description="What the use gets now (as before_answer).")
+
+
+class DiffField(BaseModel):
+    field: str = Field(description="The rule's field, e.g. basis, parties, purposes.")
+    before: Any
+    after: Any
 
 
 class DiffRule(BaseModel):
     rule: str
     change: str
-    what: list[str]
+    what: list[str] = Field(description="Each change in words, in the diff's language.")
+    fields: list[DiffField] = Field(description="The same changes as data.")
     text: str
 
 

@@ -37,12 +37,19 @@ class _DefaultRun(TyperGroup):
 
 gate_app = typer.Typer(
     cls=_DefaultRun,
+    rich_markup_mode=None,
     help="Keep a training manifest's items whose every subject allows the purpose; record "
     "the lineage. `consentry gate MANIFEST --purpose P --out DIR`, `consentry gate verify DIR`.",
     no_args_is_help=True,
 )
-datasets_app = typer.Typer(help="Datasets the gate built.", no_args_is_help=True)
-model_app = typer.Typer(help="Models and the datasets they were trained on.", no_args_is_help=True)
+datasets_app = typer.Typer(
+    rich_markup_mode=None, help="Datasets the gate built.", no_args_is_help=True
+)
+model_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Models and the datasets they were trained on.",
+    no_args_is_help=True,
+)
 
 
 def _fail(error: ConsentryError) -> NoReturn:
@@ -238,14 +245,21 @@ def datasets_list(
         found = s.datasets(name=name, purpose=purpose, limit=limit)
 
         def text() -> None:
-            table = Table("id", "name", "purpose", "as of", "policy", "items", "subjects", "models")
+            # Plain columns, not a Rich table: an id cut to fit 80 columns could not be told
+            # from the next one. `datasets show ID` has the rest.
+            from ..texttable import aligned
+
+            rows = [("id", "name", "purpose", "as of", "policy", "items", "models")]
             for d in found:
-                table.add_row(
-                    d.id, d.name, d.purpose, d.as_of, d.policy_version or "-",
-                    f"{d.output_items:,}/{d.input_items:,}", f"{d.subjects:,}",
-                    ", ".join(m.name for m in d.models) or "-",
+                rows.append(
+                    (
+                        d.id, d.name, d.purpose, d.as_of, d.policy_version or "-",
+                        f"{d.output_items:,}/{d.input_items:,}",
+                        ", ".join(m.name for m in d.models) or "-",
+                    )
                 )  # fmt: skip
-            out.print(table)
+            for line in aligned(rows, right={5}):
+                out.print(line, markup=False, highlight=False, soft_wrap=True)
 
         _emit([d.to_dict() for d in found], as_json, text)
 

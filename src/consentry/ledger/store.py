@@ -852,7 +852,9 @@ class Ledger:
         with self.engine.connect() as conn:
             row = conn.execute(select(schema.events).where(where)).first()
         if row is None:
-            raise NotFound(f"no event {ref!r} in the ledger", hint="list events with --json")
+            raise NotFound(
+                f"no event {ref!r} in the ledger", hint="`consentry log` lists the events"
+            )
         return _from_row(row._mapping)
 
     def event_ids(self, seqs: Iterable[int]) -> dict[int, str]:

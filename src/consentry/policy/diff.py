@@ -93,7 +93,8 @@ PHRASES: dict[str, dict[str | None, str]] = {
         "account_consent_on": "akun kini dapat memberi persetujuan untuk anggotanya",
         "account_consent_off": "akun tidak lagi dapat memberi persetujuan untuk anggotanya",
         "parties_all": "setiap orang dalam suatu item kini harus setuju, bukan hanya pemiliknya",
-        "parties_owner": "kini hanya pemilik item yang harus setuju, bukan setiap orang di dalamnya",
+        "parties_owner": "kini hanya pemilik item yang harus setuju, bukan setiap orang di "
+        "dalamnya",
         "reconsent_on": "persetujuan yang diberikan di versi sebelumnya tidak berlaku lagi",
         "reconsent_off": "persetujuan yang diberikan di versi sebelumnya berlaku kembali",
         "expires_after": "persetujuan kini berlaku {after} (sebelumnya: {before})",

@@ -14,6 +14,7 @@ from ..errors import ConsentryError, InvalidInput
 from .publish import SignalsConfig, ai_txt, robots_txt, tdmrep_json
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="Publish do-not-train signals for your content; honour other sites' opt-outs.",
     no_args_is_help=True,
 )
