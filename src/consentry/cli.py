@@ -840,7 +840,12 @@ def _read_text(path: Path, what: str) -> str:
 
 @receipt_app.command("show")
 def receipt_show(
-    event_id: str,
+    event_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="EVENT", help="The event's id or its number (`consentry log` lists both)."
+        ),
+    ],
     checkpoint: Annotated[
         Path | None,
         typer.Option(

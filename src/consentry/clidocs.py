@@ -63,9 +63,7 @@ def reference() -> str:
         "",
     ]
     for path, command, ctx in commands():
-        if len(path) == 1:
-            continue
-        level = "###" if len(path) == 2 else "####"
+        level = "###" if len(path) <= 2 else "####"
         parts += [f"{level} `{' '.join(path)}`", "", "```text", _help(command, ctx), "```", ""]
     parts.append(END)
     return "\n".join(parts) + "\n"

@@ -1494,7 +1494,13 @@ def ignored_objection(policy: Policy, purpose: str, category: str | None) -> Obj
     if category is not None:
         rule = policy.rule_for(purpose, category)
     else:
-        rule = next((r for r in policy.rules if any(covers(p, purpose) for p in r.purposes)), None)
+        # The most specific rule for the purpose (as a decision picks it, purpose first).
+        depths = [
+            (max(p.count(".") for p in r.purposes if covers(p, purpose)), i)
+            for i, r in enumerate(policy.rules)
+            if any(covers(p, purpose) for p in r.purposes)
+        ]
+        rule = policy.rules[max(depths)[1]] if depths else None
     what = f"{purpose} on {category}" if category else purpose
     if rule is None:
         why, hint = "no rule allows it, so it never happens", "nothing to record"

@@ -309,7 +309,11 @@ class DecisionIn(BaseModel):
     category: Name = Field(examples=["content.audio"])
     labels: list[Name] = Field(default_factory=list, max_length=50)
     as_of: Annotated[str, Field(max_length=40)] | None = Field(
-        None, description="Decide as of a past time (RFC 3339); replays the ledger."
+        None,
+        description="Decide as of a past moment (replays the ledger): RFC 3339 "
+        "(2023-08-07T00:00:00Z), -5m/-2h/-1d before now, or event:N (when event #N was "
+        "recorded). The future, or before the first policy version took effect, is refused "
+        "(422, as-of-out-of-range).",
     )
     explain: bool = Field(False, description="Add event ids and the rule's notice.")
     min_seq: Annotated[int, Field(ge=0, le=2**62)] | None = Field(
