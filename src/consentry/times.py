@@ -86,14 +86,13 @@ def parse_as_of(
                 field=field,
             )
         return event_time(ref).astimezone(UTC)
-    try:
+    if text[:1].isdigit():  # meant as a timestamp: parse_time says what is wrong with it
         return parse_time(text, field=field)
-    except InvalidInput as exc:
-        raise InvalidInput(
-            f"{field}: {value!r} is not a time consentry understands",
-            hint=f"write {AS_OF_FORMS}",
-            field=field,
-        ) from exc
+    raise InvalidInput(
+        f"{field}: {value!r} is not a time consentry understands",
+        hint=f"write {AS_OF_FORMS}",
+        field=field,
+    )
 
 
 def format_time(dt: datetime) -> str:

@@ -308,7 +308,7 @@ class DecisionIn(BaseModel):
     purpose: Name
     category: Name = Field(examples=["content.audio"])
     labels: list[Name] = Field(default_factory=list, max_length=50)
-    as_of: Annotated[str, Field(max_length=40)] | None = Field(
+    as_of: Annotated[str, Field(max_length=64)] | None = Field(
         None,
         description="Decide as of a past moment (replays the ledger): RFC 3339 "
         "(2023-08-07T00:00:00Z), -5m/-2h/-1d before now, or event:N (when event #N was "
