@@ -138,6 +138,7 @@ class Store:
         self._decider: Decider | None = None
         self._signer: ReceiptSigner | None = None
         self._initialised = False
+        self._first_in_force: tuple[str, int] | None = None  # see _first_policy_in_effect
         self.ledger.on_commit = self._committed
 
     def __repr__(self) -> str:
@@ -801,12 +802,16 @@ class Store:
     def _first_policy_in_effect(self) -> tuple[str, int] | None:
         """The version in force first and from when: a version counts from its
         ``effective`` time or from when it was published, whichever is later (a replay
-        only sees what was published by then)."""
+        only sees what was published by then). Once known it never changes (a version
+        published later is in force at the earliest from then), so it is kept."""
+        if self._first_in_force is not None:
+            return self._first_in_force
         first: tuple[str, int] | None = None
         for event in self.ledger.events(kinds=[Kind.POLICY_PUBLISHED]):
             start = max(int(event.payload["effective_us"]), event.at_us)
             if first is None or start < first[1]:
                 first = (str(event.policy_version), start)
+        self._first_in_force = first
         return first
 
     def state_as_of(self, at: datetime, *, subjects: Sequence[str]) -> State:

@@ -96,7 +96,12 @@ def gate_run(
     purpose: Annotated[str, typer.Option("--purpose", "-p", help="e.g. ai.training.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory (new).")],
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Decide as of this RFC 3339 time (default now).")
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Decide as of a past moment (default now): an RFC 3339 time, -5m/-2h/-1d "
+            "before now, or event:N (when event #N was recorded; see `consentry log`).",
+        ),
     ] = None,
     dataset_name: Annotated[
         str | None, typer.Option("--dataset-name", help="Default: the output directory's name.")
