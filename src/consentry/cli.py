@@ -68,10 +68,12 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 def load_lazy_command(name: str) -> Any:
     """The (click) command ``name`` of :data:`LAZY_COMMANDS`, imported now."""
     target = import_module(LAZY_COMMANDS[name][0]).COMMANDS[name]
+    # Mounted on a holder as on the root (no shell-completion options of its own).
+    holder = typer.Typer(rich_markup_mode=None, add_completion=False)
     if isinstance(target, typer.Typer):
-        command = typer.main.get_command(target)
+        holder.add_typer(target, name=name)
+        command = typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
     else:
-        holder = typer.Typer(rich_markup_mode=None)
         holder.command(name)(target)
         command = typer.main.get_command(holder)
     command.name = name
