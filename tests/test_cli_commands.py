@@ -295,3 +295,14 @@ def test_the_library_refuses_it_with_a_typed_error(make_store) -> None:  # type:
     with pytest.raises(ObjectionIgnored, match="which an objection cannot stop") as refused:
         music.object("bob", "ai.training", ["content.audio"])
     assert refused.value.status == 422 and refused.value.code == "objection-ignored"
+
+
+def test_serve_on_a_busy_port_exits_2_saying_so(db: str) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out = run("serve", "--port", str(port))
+    assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in out and "--port" in out

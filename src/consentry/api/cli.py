@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import ConsentryError, NotInitialised
+from ..errors import ConsentryError, InvalidInput, NotInitialised
 from ..store import Store, database_url
 from .keys import KEY_ROLES, ApiKeys
 from .settings import Settings
@@ -47,6 +47,28 @@ def _open(ctx: typer.Context) -> Store:
             "CONSENTRY_DATABASE_URL) at an existing store",
         )
     return store
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse (exit 2, like any input error) a port another process listens on, before
+    uvicorn starts and fails with exit 1 and a log line."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise InvalidInput(f"cannot listen on {host}: {exc}", hint="pass --host") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise InvalidInput(
+                f"cannot listen on {host}:{port}: {exc.strerror}",
+                hint="another server is using that port: stop it, or pass --port",
+                field="port",
+            ) from None
 
 
 def default_key_name(role: str) -> str:
@@ -84,6 +106,7 @@ def serve(
     import uvicorn
 
     try:
+        _check_port(host, port)  # first: a busy port is the likeliest mistake
         settings = Settings.from_env(database_url=_db(ctx))
         with Store(settings.database_url, create=bool(policy)) as store:
             store.init(policies=policy or [])
