@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from consentry import Reason, Store
-from consentry.errors import InvalidInput, UnknownName
+from consentry.errors import AsOfOutOfRange, InvalidInput, ObjectionIgnored, UnknownName
 from consentry.ledger.events import Draft, Kind
 from support import FakeClock
 
@@ -117,7 +117,12 @@ def test_objection(store: Store) -> None:
 
 
 def test_objection_not_allowed_by_rule(store: Store) -> None:
-    store.object("u1", "service.safety")
+    with pytest.raises(ObjectionIgnored, match="cannot object to this individually"):
+        store.object("u1", "service.safety")  # the rule says objection: false
+    # One recorded all the same (e.g. before the rule changed) is still ignored.
+    store.append(
+        [Draft(kind=Kind.OBJECTION_RAISED, actor="u1", subject="u1", purpose="service.safety")]
+    )
     assert reason(store, "u1", "service.safety", AUDIO) is Reason.LEGITIMATE_INTEREST
 
 
@@ -239,8 +244,9 @@ def test_as_of_replays_the_past(store: Store, clock: FakeClock) -> None:
     assert reason(store, "u1", T, AUDIO) is Reason.WITHDRAWN
     assert reason(store, "u1", T, AUDIO, as_of=between) is Reason.CONSENT
     assert reason(store, "u1", T, AUDIO, as_of=before) is Reason.NO_CONSENT
-    # Before the store published any policy, nothing had a basis.
-    assert reason(store, "u1", T, AUDIO, as_of="2024-02-01T00:00:00Z") is Reason.NO_BASIS
+    # Before the store published any policy there is no decision to replay: refused.
+    with pytest.raises(AsOfOutOfRange, match="before the first policy version took effect"):
+        reason(store, "u1", T, AUDIO, as_of="2024-02-01T00:00:00Z")
 
 
 def test_as_of_uses_the_policy_version_in_effect_then(store: Store, clock: FakeClock) -> None:
@@ -252,8 +258,10 @@ def test_as_of_uses_the_policy_version_in_effect_then(store: Store, clock: FakeC
 
 
 def test_as_of_before_any_policy_was_published(store: Store) -> None:
-    d = store.check("u1", T, AUDIO, as_of="2020-01-01T00:00:00Z")
-    assert d.reason is Reason.NO_BASIS and d.policy_version is None
+    with pytest.raises(AsOfOutOfRange, match="before the first policy version took effect"):
+        store.check("u1", T, AUDIO, as_of="2020-01-01T00:00:00Z")
+    with pytest.raises(AsOfOutOfRange, match="in the future"):
+        store.check("u1", T, AUDIO, as_of="2999-01-01T00:00:00Z")
 
 
 def test_as_of_needs_a_time_zone(store: Store) -> None:

@@ -1,4 +1,12 @@
-"""The ``consentry`` command: each command is one call into :class:`consentry.Store`."""
+"""The ``consentry`` command: each command is one call into :class:`consentry.Store`.
+
+Start-up is kept cheap (``consentry --help`` and ``consentry check`` are run by scripts, often
+in loops): the database layer is imported inside the commands, and the commands that need
+the web framework (``serve``, ``keys``, ``token``) or DuckDB/PyArrow/Spark (``gate``,
+``datasets``, ``model``, ``impact``) and ``signals`` are loaded only when one of them runs
+(:class:`LazyGroup`). ``tests/test_cli_startup.py`` checks that ``consentry --help`` imports
+none of them.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +15,127 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from importlib import import_module
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 from .errors import ConsentryError, InvalidInput, SignatureInvalid
-from .ledger.audit import Divergence
-from .ledger.audit import summary as state_summary
-from .ledger.evidence import load_pins, verify_receipt_offline
-from .ledger.receipts import write_key_file
-from .store import LOG_KEY_FILE_ENV, SIGNING_KEY_FILE_ENV, Store
+
+if TYPE_CHECKING:
+    from .ledger.audit import Divergence
+    from .store import Store
+
+#: Environment variables the key options set (the same names as in consentry.store, which
+#: is not imported here to keep start-up cheap; tests/test_cli_startup.py checks they agree).
+SIGNING_KEY_FILE_ENV = "CONSENTRY_SIGNING_KEY_FILE"
+LOG_KEY_FILE_ENV = "CONSENTRY_LOG_KEY_FILE"
+
+#: Commands defined in other modules, loaded when run: name -> (module, its short help).
+#: Each module has a ``COMMANDS`` mapping of these names to a Typer app or a function.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": (
+        "consentry.api.cli",
+        "Run the HTTP API, the preference centre and the admin console.",
+    ),
+    "token": (
+        "consentry.api.cli",
+        "Sign a token as the platform would (HS256), for development and tests.",
+    ),
+    "keys": ("consentry.api.cli", "API keys for the platform's backends."),
+    "gate": (
+        "consentry.gate.cli",
+        "Keep a training manifest's items whose every subject allows the purpose; record the "
+        "lineage.",
+    ),
+    "datasets": ("consentry.gate.cli", "Datasets the gate built."),
+    "model": ("consentry.gate.cli", "Models and the datasets they were trained on."),
+    "impact": (
+        "consentry.gate.cli",
+        "Every dataset and model that used SUBJECT's items, and whether the subject's current "
+        "choices still allow each (no: retrain or unlearn).",
+    ),
+    "signals": (
+        "consentry.signals.cli",
+        "Publish do-not-train signals for your content; honour other sites' opt-outs.",
+    ),
+}
+
+
+def load_lazy_command(name: str) -> Any:
+    """The (click) command ``name`` of :data:`LAZY_COMMANDS`, imported now."""
+    target = import_module(LAZY_COMMANDS[name][0]).COMMANDS[name]
+    # Mounted on a holder as on the root (no shell-completion options of its own).
+    holder = typer.Typer(rich_markup_mode=None, add_completion=False)
+    if isinstance(target, typer.Typer):
+        holder.add_typer(target, name=name)
+        command = typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
+    else:
+        holder.command(name)(target)
+        command = typer.main.get_command(holder)
+    command.name = name
+    return command
+
+
+class LazyGroup(TyperGroup):
+    """The root group: the commands of :data:`LAZY_COMMANDS` are imported when invoked; the
+    help page lists them with their short help without importing them."""
+
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in LAZY_COMMANDS if n not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None or cmd_name not in LAZY_COMMANDS:
+            return found
+        if self._listing:  # the help page needs only the name and the short help
+            return TyperCommand(cmd_name, short_help=LAZY_COMMANDS[cmd_name][1])
+        command = load_lazy_command(cmd_name)
+        self.commands[cmd_name] = command
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
 
 app = typer.Typer(
+    cls=LazyGroup,
+    # Plain click help everywhere: the Rich renderer costs more CPU than the rest of `--help`,
+    # and docs/cli.md is generated from the same text.
+    rich_markup_mode=None,
     help="consentry: use people's data for AI only where they, their organisation and your "
     "terms allow it — and prove it afterwards.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-policy_app = typer.Typer(help="Publish, show and compare policy versions.", no_args_is_help=True)
-consent_app = typer.Typer(help="Record a subject's opt-in choices.", no_args_is_help=True)
-member_app = typer.Typer(help="Account membership.", no_args_is_help=True)
-account_app = typer.Typer(help="Account-level settings and AI features.", no_args_is_help=True)
-ledger_app = typer.Typer(help="The hash-chained event ledger.", no_args_is_help=True)
-receipt_app = typer.Typer(help="Signed consent receipts.", no_args_is_help=True)
-sessions_app = typer.Typer(help="Web sessions (/me, /admin).", no_args_is_help=True)
+policy_app = typer.Typer(
+    rich_markup_mode=None, help="Publish, show and compare policy versions.", no_args_is_help=True
+)
+consent_app = typer.Typer(
+    rich_markup_mode=None, help="Record a subject's opt-in choices.", no_args_is_help=True
+)
+member_app = typer.Typer(rich_markup_mode=None, help="Account membership.", no_args_is_help=True)
+account_app = typer.Typer(
+    rich_markup_mode=None, help="Account-level settings and AI features.", no_args_is_help=True
+)
+ledger_app = typer.Typer(
+    rich_markup_mode=None, help="The hash-chained event ledger.", no_args_is_help=True
+)
+receipt_app = typer.Typer(
+    rich_markup_mode=None, help="Signed consent receipts.", no_args_is_help=True
+)
+sessions_app = typer.Typer(
+    rich_markup_mode=None, help="Web sessions (/me, /admin).", no_args_is_help=True
+)
 app.add_typer(policy_app, name="policy")
 app.add_typer(consent_app, name="consent")
 app.add_typer(member_app, name="member")
@@ -109,10 +211,15 @@ def fail(error: ConsentryError, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def store() -> Iterator[Store]:
-    """A store for one command; typed errors become a message and exit code 2."""
+def store(*, create: bool = False) -> Iterator[Store]:
+    """A store for one command; typed errors become a message and exit code 2. Only ``init``
+    passes ``create``: any other command pointed at a store that is not there says so."""
     try:
-        with Store(_ctx.db, signing_key_file=_ctx.signing_key, log_key_file=_ctx.log_key) as s:
+        from .store import Store
+
+        with Store(
+            _ctx.db, signing_key_file=_ctx.signing_key, log_key_file=_ctx.log_key, create=create
+        ) as s:
             yield s
     except ConsentryError as exc:
         fail(exc)
@@ -151,7 +258,7 @@ def init(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a store (schema, receipt signing key) and publish the given policies."""
-    with store() as s:
+    with store(create=True) as s:
         results = s.init(policy or [])
         data = {"store": s.url, "published": [r.__dict__ | {"event": None} for r in results]}
 
@@ -237,6 +344,8 @@ def policy_show(
                     out.print(
                         f"[italic]Machine translation; the {policy.language!r} text prevails.[/]"
                     )
+            from rich.table import Table
+
             table = Table("rule", "purposes", "categories", "basis", "in plain language")
             for r in policy.rules:
                 table.add_row(
@@ -453,10 +562,28 @@ def account_show(account: str, as_json: JsonOpt = False) -> None:
     """An account's settings, features and members."""
     with store() as s:
         data = s.account_state(account)
-        emit(data, as_json, lambda: out.print_json(json.dumps(data)))
+
+        def text() -> None:
+            members = data["members"]
+            _plain(f"{account}: {len(members)} member(s){': ' if members else ''}"
+                   f"{', '.join(members)}")  # fmt: skip
+            _plain("settings:" if data["settings"] else "settings: none (members choose)")
+            for purpose, setting in data["settings"].items():
+                _plain(f"  {purpose}: {setting}")
+            _plain("AI features:" if data["features"] else "AI features: none switched")
+            for purpose, status in data["features"].items():
+                _plain(f"  {purpose}: {'on' if status == 'enabled' else 'off'}")
+
+        emit(data, as_json, text)
 
 
 # -- decisions --------------------------------------------------------------------------------
+
+
+AS_OF_HELP = (
+    "A past moment: an RFC 3339 time (2024-03-01T12:00:00Z), a time before now "
+    "(-30s, -5m, -2h, -1d) or event:N (when event #N was recorded; see `consentry log`)."
+)
 
 
 @app.command()
@@ -467,7 +594,7 @@ def check(
         list[str], typer.Option("--subject", "-s", help="Subject (repeat; the first owns it).")
     ],
     label: Annotated[list[str] | None, typer.Option("--label", "-l", help="Item label.")] = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="RFC 3339 time.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Show rule and events.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -501,13 +628,74 @@ def check(
 @app.command("state")
 def subject_state(
     subject: Subject,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="RFC 3339 time.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """A subject's consents, objections and accounts."""
     with store() as s:
         data = s.subject_state(subject, as_of=as_of)
-        emit(data, as_json, lambda: out.print_json(json.dumps(data)))
+        emit(data, as_json, lambda: _print_subject_state(data))
+
+
+def _print_subject_state(data: dict[str, Any]) -> None:
+    say = _plain
+    if not data["known"] and not data["consents"] and not data["objections"]:
+        say(f"{data['subject']}: nothing recorded (ledger at event #{data['ledger_seq']})")
+        return
+    accounts = ", ".join(data["accounts"]) or "none"
+    say(f"{data['subject']} (ledger at event #{data['ledger_seq']})")
+    say(f"accounts: {accounts}")
+    say("consents:" if data["consents"] else "consents: none")
+    for c in data["consents"]:
+        say(f"  {c['purpose']} on {c['category']}: {c['status']} (event #{c['seq']})")
+    say("objections:" if data["objections"] else "objections: none")
+    for o in data["objections"]:
+        category = "every category" if o["category"] == "*" else o["category"]
+        say(f"  {o['purpose']} on {category}: {o['status']} (event #{o['seq']})")
+
+
+# -- the ledger's events ----------------------------------------------------------------------
+
+
+@app.command("log")
+def log(
+    subject: Annotated[
+        str | None, typer.Option("--subject", "-s", help="Only events about this subject.")
+    ] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", "-a", help="Only events about this account.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="How many of the last events.")
+    ] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """The last events, oldest first: number, time, kind, subject and id — to pick an id for
+    `receipt show` or a moment for `--as-of event:N`."""
+    with store() as s:
+        events = s.log(subject=subject, account=account, limit=limit)
+    rows = [{k: v for k, v in e.to_dict().items() if k != "payload"} for e in events]
+
+    def text() -> None:
+        if not events:
+            _plain("no events match")
+            return
+        from .texttable import aligned
+
+        table = [("seq", "time", "kind", "subject/account", "id")]
+        table += [
+            (str(e.seq), e.at_text, str(e.kind), e.subject or e.account or "-", e.id)
+            for e in events
+        ]
+        for line in aligned(table, right={0}):
+            _plain(line)
+
+    emit(rows, as_json, text)
+
+
+def _plain(line: str) -> None:
+    """Print a line as it is: no markup, highlighting or wrapping (ids must stay whole)."""
+    out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 # -- ledger and receipts ----------------------------------------------------------------------
@@ -546,6 +734,8 @@ def ledger_verify(
                         highlight=False,
                     )
             else:
+                from .ledger.audit import summary as state_summary
+
                 if result.problem and result.problem != state_summary(result.divergences):
                     err.print(f"[bold red]ledger broken:[/] {result.problem}", highlight=False)
                 _print_divergences(result.divergences)
@@ -652,7 +842,12 @@ def _read_text(path: Path, what: str) -> str:
 
 @receipt_app.command("show")
 def receipt_show(
-    event_id: str,
+    event_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="EVENT", help="The event's id or its number (`consentry log` lists both)."
+        ),
+    ],
     checkpoint: Annotated[
         Path | None,
         typer.Option(
@@ -699,6 +894,8 @@ def receipt_verify(
     except (OSError, ValueError) as exc:
         fail(InvalidInput(f"cannot read {file}: {exc}", hint="pass a receipt JSON file"))
     note = _read_text(checkpoint, "a checkpoint file") if checkpoint is not None else None
+    from .ledger.evidence import load_pins, verify_receipt_offline
+
     try:
         if public_key:
             receipt_key, log_key = load_pins(public_key)
@@ -720,7 +917,11 @@ def receipt_verify(
                     if s.public_keys()["receipt_public_key"] != receipt_key:
                         fail(SignatureInvalid("the store's receipt key is not the pinned one"), 1)
         else:
-            with Store(_ctx.db, signing_key_file=_ctx.signing_key, log_key_file=_ctx.log_key) as s:
+            from .store import Store
+
+            with Store(
+                _ctx.db, signing_key_file=_ctx.signing_key, log_key_file=_ctx.log_key, create=False
+            ) as s:
                 check = s.verify_receipt(document, checkpoint=note)
     except SignatureInvalid as exc:
         fail(exc, 1)
@@ -741,6 +942,8 @@ def receipt_keygen(file: Path) -> None:
     Then `consentry --signing-key FILE init` (or CONSENTRY_SIGNING_KEY_FILE=FILE) makes a store
     that signs with it and keeps only its public half.
     """
+    from .ledger.receipts import write_key_file
+
     try:
         kid = write_key_file(file)
     except ConsentryError as exc:
@@ -764,32 +967,3 @@ def sessions_revoke(
             as_json,
             lambda: out.print(f"ended {ended} session(s) of {subject}", highlight=False),
         )
-
-
-def _mount_optional() -> None:
-    try:
-        from .signals.cli import app as signals_app  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # the signals package is optional at import time
-        return
-    app.add_typer(signals_app, name="signals", help="Do-not-train signals.")
-
-
-_mount_optional()
-
-
-def _mount_api() -> None:
-    from .api.cli import register
-
-    register(app)  # consentry serve, consentry keys create|list|revoke
-
-
-_mount_api()
-
-
-def _mount_gate() -> None:
-    from .gate.cli import register
-
-    register(app)  # consentry gate [verify], datasets list|show, model register|list|show, impact
-
-
-_mount_gate()

@@ -143,3 +143,19 @@ def unknown(kind: str, name: str, known: Iterable[str], *, where: str = "") -> U
     place = f" in {where}" if where else ""
     hint = f"did you mean {near!r}?" if near else f"known {kind}s: {', '.join(known[:20])}"
     return UnknownName(f"unknown {kind} {name!r}{place}", hint=hint, field=kind, value=name)
+
+
+class AsOfOutOfRange(InvalidInput):
+    """A replay time no decision can be made at: in the future (the ledger can still change
+    before then), or before any policy version took effect (nothing was decided then)."""
+
+    code = "as-of-out-of-range"
+    title = "Time out of range"
+
+
+class ObjectionIgnored(InvalidInput):
+    """An objection the policy in effect would ignore: no rule it could stop lets people
+    object (``objection: false``, or a basis other than legitimate interest)."""
+
+    code = "objection-ignored"
+    title = "Objection has no effect"

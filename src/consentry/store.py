@@ -25,18 +25,20 @@ from sqlalchemy import select
 from .canonical import canonical_json, sha256_hex
 from .decide import Decider, Decision, Reason
 from .errors import (
+    AsOfOutOfRange,
     Conflict,
     InvalidInput,
     LedgerCorrupt,
     NotFound,
     NotInitialised,
+    ObjectionIgnored,
     PolicyConflict,
     SignatureInvalid,
 )
 from .ids import new_id
 from .ledger import audit, schema, verifying
 from .ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier, read_checkpoint
-from .ledger.engine import DEFAULT_URL
+from .ledger.engine import DEFAULT_URL, sqlite_path
 from .ledger.events import CONSENT_KINDS, Draft, Event, Kind
 from .ledger.evidence import (
     ReceiptCheck,
@@ -54,11 +56,11 @@ from .ledger.receipts import (
 from .ledger.store import Ledger, VerifyResult
 from .ledger.transparency import TransparencyLog
 from .policy.loader import load_policies
-from .policy.model import Policy
+from .policy.model import Basis, Policy
 from .state import CONSENT_NAMES, State, unpack
-from .taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from .taxonomy import DEFAULT_TAXONOMY, Taxonomy, covers
 from .textcheck import refuse_bad_fields, refuse_bad_text
-from .times import Clock, format_time, parse_time, to_us, utcnow
+from .times import Clock, format_time, from_us, parse_as_of, to_us, utcnow
 
 if TYPE_CHECKING:
     from .gate import GateResult, VerifyReport
@@ -103,13 +105,25 @@ class Store:
         signing_key_file: str | Path | None = None,
         log_key_file: str | Path | None = None,
         checkpoint_dir: str | Path | None = None,
+        create: bool = True,
     ) -> None:
         """``signing_key_file`` (else ``CONSENTRY_SIGNING_KEY_FILE``): sign receipts with the
         Ed25519 key in that file instead of one kept in the database; ``log_key_file`` (else
         ``CONSENTRY_LOG_KEY_FILE``): the same for the transparency log's key;
         ``checkpoint_dir`` (else ``CONSENTRY_CHECKPOINT_DIR``): the witness location every
-        checkpoint is appended to (see docs/deploying.md)."""
+        checkpoint is appended to (see docs/deploying.md). ``create=False`` refuses a SQLite
+        file that does not exist (:class:`NotInitialised`) instead of creating an empty one:
+        every command but ``init`` opens its store so."""
         self.url = database_url(url)
+        if not create:
+            path = sqlite_path(self.url)
+            if path is not None and not Path(path).exists():
+                raise NotInitialised(
+                    f"there is no store at {self.url}: the file {path} does not exist",
+                    hint="create one with `consentry init --policy FILE`, or point --db (or "
+                    "CONSENTRY_DATABASE_URL) at an existing store",
+                    url=self.url,
+                )
         key_file = signing_key_file or os.environ.get(SIGNING_KEY_FILE_ENV) or None
         self.signing_key_file = Path(key_file) if key_file else None
         log_file = log_key_file or os.environ.get(LOG_KEY_FILE_ENV) or None
@@ -124,6 +138,7 @@ class Store:
         self._decider: Decider | None = None
         self._signer: ReceiptSigner | None = None
         self._initialised = False
+        self._first_in_force: tuple[str, int] | None = None  # see _first_policy_in_effect
         self.ledger.on_commit = self._committed
 
     def __repr__(self) -> str:
@@ -419,6 +434,11 @@ class Store:
         taxonomy = self.taxonomy()
         purpose = taxonomy.purpose(purpose, where="objection")
         cats = tuple(sorted({taxonomy.category(c, where="objection") for c in categories}))
+        if not lift:  # lifting is always allowed: an old objection may outlive its rule
+            policy = self._notice_policy()
+            for category in cats or (None,):
+                if not objection_matters(policy, purpose, category):
+                    raise ignored_objection(policy, purpose, category)
         return self._append1(
             Draft(
                 kind=Kind.OBJECTION_LIFTED if lift else Kind.OBJECTION_RAISED,
@@ -724,7 +744,7 @@ class Store:
             _id(s, "subject")
         if as_of is None:
             return self.decider().check(people, purpose, category, labels, to_us(self.clock()))
-        at = parse_time(as_of, field="as_of")
+        at = self.resolve_as_of(as_of)
         state = self.state_as_of(at, subjects=people)
         return Decider(state, remember=False).check(people, purpose, category, labels, to_us(at))
 
@@ -739,6 +759,60 @@ class Store:
         decider = self.decider()
         now = to_us(self.clock())
         return [decider.reason(s, purpose, category, labels, now) for s in subjects]
+
+    def resolve_as_of(self, value: datetime | str) -> datetime:
+        """The moment an ``as_of`` names (an RFC 3339 time, ``-5m``/``-2h``/``-1d`` before
+        now, or ``event:N``: see :func:`consentry.times.parse_as_of`), refused with
+        :class:`AsOfOutOfRange` when no decision can be made then: in the future (the ledger
+        can still change before it), or before the first policy version took effect (no
+        rule was in force). The CLI, the API and the gate all resolve ``as_of`` here."""
+        self._require_init()
+        now = self.clock()
+
+        def event_time(ref: str) -> datetime:
+            event = self.ledger.event(ref)
+            assert event.at is not None
+            return event.at
+
+        at = parse_as_of(value, now=now, event_time=event_time, field="as_of")
+        if at > now:
+            raise AsOfOutOfRange(
+                f"as_of {format_time(at)} is in the future (now is {format_time(now)}): the "
+                "ledger can still change before then, so no decision can be made for it yet",
+                hint="use now (leave as_of out) or a past time, e.g. -5m or event:N",
+                field="as_of",
+            )
+        first = self._first_policy_in_effect()
+        if first is None:
+            raise NotFound(
+                "no policy has been published", hint="run `consentry policy publish FILE`"
+            )
+        version, start_us = first
+        if to_us(at) < start_us:
+            raise AsOfOutOfRange(
+                f"as_of {format_time(at)} is before the first policy version took effect "
+                f"({version}, in force in this store from {format_time(from_us(start_us))}): "
+                "no rule applied then, so there is no decision to replay",
+                hint=f"use a time from {format_time(from_us(start_us))} on; `consentry log` "
+                "lists the events with their times (e.g. as_of event:N)",
+                field="as_of",
+            )
+        return at
+
+    def _first_policy_in_effect(self) -> tuple[str, int] | None:
+        """The version in force first and from when: a version counts from its
+        ``effective`` time or from when it was published, whichever is later (a replay
+        only sees what was published by then). Once known it never changes (a version
+        published later is in force at the earliest from then), so it is kept."""
+        if self._first_in_force is not None:
+            return self._first_in_force
+        first: tuple[str, int] | None = None
+        for event in self.ledger.events(kinds=[Kind.POLICY_PUBLISHED]):
+            start = max(int(event.payload["effective_us"]), event.at_us)
+            if first is None or start < first[1]:
+                first = (str(event.policy_version), start)
+        self._first_in_force = first
+        return first
 
     def state_as_of(self, at: datetime, *, subjects: Sequence[str]) -> State:
         """The state at ``at`` for these subjects: their events, their accounts' events and the
@@ -782,7 +856,7 @@ class Store:
         if as_of is None:
             state = self.state()
         else:
-            state = self.state_as_of(parse_time(as_of, field="as_of"), subjects=[subject])
+            state = self.state_as_of(self.resolve_as_of(as_of), subjects=[subject])
         names = {pid: key for key, pid in state.pairs.items()}
         consents = []
         for pid, value in sorted(state.consents.get(subject, {}).items()):
@@ -1125,6 +1199,20 @@ class Store:
         self._require_init()
         return self.ledger.event(ref)
 
+    def log(
+        self, *, subject: str | None = None, account: str | None = None, limit: int = 50
+    ) -> list[Event]:
+        """The last ``limit`` events, oldest first; ``subject`` and ``account`` keep the
+        events about that subject, that account (both given: about both)."""
+        self._require_init()
+        if subject is not None:
+            subject = _id(subject, "subject")
+        if account is not None:
+            account = _id(account, "account")
+        if not isinstance(limit, int) or limit < 1:
+            raise InvalidInput(f"limit: expected a positive number, got {limit!r}", field="limit")
+        return self.ledger.recent(limit=limit, subject=subject, account=account)
+
     def public_key_b64(self) -> str:
         """The public half of this store's receipt key (all a verifier needs)."""
         self._require_init()
@@ -1355,6 +1443,82 @@ def load_state(ledger: Ledger) -> State:
                     state.set_account(target, r.account, r.purpose, r.status, r.seq, r.at_us)
             state.seq, state.at_us = head.seq, head.at_us
     return state
+
+
+def objection_matters(policy: Policy, purpose: str, category: str | None) -> bool:
+    """Whether an objection to ``purpose`` on ``category`` (None: every category) can stop
+    anything under ``policy``: some (purpose, category) it covers is decided by a
+    legitimate-interest rule that lets people object."""
+    for rule in policy.rules:
+        if rule.basis is not Basis.LEGITIMATE_INTEREST or not rule.objection:
+            continue
+        for p in rule.purposes:
+            if not (covers(purpose, p) or covers(p, purpose)):
+                continue
+            narrower_p = p if covers(purpose, p) else purpose
+            for c in rule.categories:
+                if category is not None and not (covers(category, c) or covers(c, category)):
+                    continue
+                narrower_c = c if category is None or covers(category, c) else category
+                # A more specific rule may decide the pair (and ignore objections).
+                governing = policy.rule_for(narrower_p, narrower_c)
+                if (
+                    governing is not None
+                    and governing.basis is Basis.LEGITIMATE_INTEREST
+                    and governing.objection
+                ):
+                    return True
+    return False
+
+
+#: Why an objection changes nothing, per basis of the rule that decides the use.
+_IGNORED_BECAUSE = {
+    Basis.LEGITIMATE_INTEREST: (
+        "rule {rule} uses it on the platform's legitimate interest with `objection: false`: "
+        "you cannot object to this individually",
+        "nothing to record; an account administrator may be able to switch it off for the "
+        "account (`consentry policy show` shows the rule's notice)",
+    ),
+    Basis.CONSENT: (
+        "rule {rule} allows it only with opt-in consent, so there is nothing to object to",
+        "to stop it, withdraw or refuse the consent (`consentry consent withdraw`)",
+    ),
+    Basis.CONTRACT: (
+        "rule {rule} makes it part of the service the person uses, which an objection cannot stop",
+        "nothing to record (`consentry policy show` shows the rule's notice)",
+    ),
+    Basis.PROHIBITED: (
+        "rule {rule} prohibits it whatever anyone chose: it never happens",
+        "nothing to record",
+    ),
+}
+
+
+def ignored_objection(policy: Policy, purpose: str, category: str | None) -> ObjectionIgnored:
+    """The typed refusal of an objection that ``policy`` would ignore, saying why."""
+    if category is not None:
+        rule = policy.rule_for(purpose, category)
+    else:
+        # The most specific rule for the purpose (as a decision picks it, purpose first).
+        depths = [
+            (max(p.count(".") for p in r.purposes if covers(p, purpose)), i)
+            for i, r in enumerate(policy.rules)
+            if any(covers(p, purpose) for p in r.purposes)
+        ]
+        rule = policy.rules[max(depths)[1]] if depths else None
+    what = f"{purpose} on {category}" if category else purpose
+    if rule is None:
+        why, hint = "no rule allows it, so it never happens", "nothing to record"
+    else:
+        why, hint = _IGNORED_BECAUSE[rule.basis]
+        why = why.format(rule=rule.id)
+    return ObjectionIgnored(
+        f"an objection to {what} would change nothing under policy {policy.version}: {why}",
+        hint=hint,
+        field="purpose" if category is None else "categories",
+        rule=rule.id if rule else None,
+        policy_version=policy.version,
+    )
 
 
 def _id(value: Any, field: str) -> str:

@@ -114,10 +114,12 @@ ENDPOINTS = [
         "/v1/subjects/bob/objections",
         frozenset({"bob"}),
         201,
-        {"purpose": "improvement", "categories": ["service_data"]},
+        # A lift: meetings.yaml 2023-08 lets nobody raise an objection (that is refused).
+        {"purpose": "improvement", "categories": ["service_data"], "lift": True},
     ),
     Endpoint("GET", "/v1/subjects/bob", frozenset({"bob", "alice"})),
-    Endpoint("GET", "/v1/subjects/bob?as_of=2024-01-01T00:00:00Z", frozenset({"bob", "alice"})),
+    # The store is made at the test clock's 2024-03-01: as_of before that has no answer (422).
+    Endpoint("GET", "/v1/subjects/bob?as_of=2024-03-01T00:00:00Z", frozenset({"bob", "alice"})),
     Endpoint("GET", "/v1/subjects/bob/events", frozenset({"bob", "alice"})),
     Endpoint(
         "GET",

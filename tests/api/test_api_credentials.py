@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jwt
 import pytest
-from api_support import Api, bearer
+from api_support import MEETINGS, Api, bearer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from fastapi.testclient import TestClient
@@ -107,6 +107,11 @@ def test_account_admin_keys(api: Api) -> None:
 def test_keys_cli(tmp_path: Path) -> None:
     runner = CliRunner()
     db = f"sqlite:///{tmp_path}/cli.db"
+    # No store there yet: refused, and none is made (a key in a new store would be useless).
+    r = runner.invoke(cli, ["--db", db, "keys", "create", "--name", "ml", "--role", "service"])
+    assert r.exit_code == 2 and "there is no store" in r.output
+    assert not (tmp_path / "cli.db").exists()
+    assert runner.invoke(cli, ["--db", db, "init", "--policy", str(MEETINGS)]).exit_code == 0
     r = runner.invoke(
         cli, ["--db", db, "keys", "create", "--name", "ml", "--role", "service", "--json"]
     )

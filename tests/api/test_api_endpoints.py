@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from api_support import Api, bearer
+from api_support import MUSIC, Api, bearer
 
 GIVE = {"action": "give", "purpose": "ai.training", "categories": ["content"]}
 WITHDRAW = {"action": "withdraw", "purpose": "ai.training", "categories": ["content"]}
@@ -84,8 +84,9 @@ def test_history_lists_the_subjects_events(api: Api) -> None:
     assert events[0]["receipt_url"] is None and events[1]["receipt_url"]
 
 
-def test_objection(api: Api) -> None:
-    body = {"purpose": "improvement", "categories": ["content"]}
+def test_objection(make_api: Callable[..., Api]) -> None:
+    api = make_api(policy=MUSIC)  # improve-product: legitimate interest, objection: true
+    body = {"purpose": "improvement", "categories": ["service_data"]}
     r = api.client.post("/v1/subjects/bob/objections", json=body, headers=api.bob)
     assert r.status_code == 201 and r.json()["kind"] == "objection.raised"
     lift = api.client.post(

@@ -19,7 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consentry import Reason, Store
+from consentry.errors import ObjectionIgnored
 from consentry.gate.duck import decide_rows
+from consentry.ledger.events import Draft, Kind
 from consentry.times import format_time
 
 ITEM_LEVEL = {Reason.PROTECTED_LABEL, Reason.NO_BASIS, Reason.PROHIBITED}
@@ -217,7 +219,13 @@ def build(root: Path, history: list[Any]) -> tuple[Store, list[datetime]]:
                     "withdraw": store.withdraw_consent}[kind]  # fmt: skip
             call(a, b, cats)
         elif kind == "object":
-            store.object(a, b, cats)
+            try:
+                store.object(a, b, cats)
+            except ObjectionIgnored:  # refused now; a ledger may still hold one: decide it
+                store.append(
+                    [Draft(kind=Kind.OBJECTION_RAISED, actor=a, subject=a, purpose=b,
+                           categories=tuple(sorted(set(cats))))]
+                )  # fmt: skip
         elif kind == "member":
             store.add_member(a, b)
         elif kind == "account":

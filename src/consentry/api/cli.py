@@ -1,18 +1,22 @@
-"""``consentry serve`` and ``consentry keys create|list|revoke``."""
+"""``consentry serve``, ``consentry token`` and ``consentry keys create|list|revoke``.
+
+Loaded by ``consentry`` only when one of these runs (see :class:`consentry.cli.LazyGroup`).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import ConsentryError
+from ..errors import ConsentryError, InvalidInput, NotInitialised
 from ..store import Store, database_url
 from .keys import KEY_ROLES, ApiKeys
 from .settings import Settings
@@ -20,7 +24,9 @@ from .settings import Settings
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-keys_app = typer.Typer(help="API keys for the platform's backends.", no_args_is_help=True)
+keys_app = typer.Typer(
+    rich_markup_mode=None, help="API keys for the platform's backends.", no_args_is_help=True
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON data instead of text.")]
 
@@ -28,6 +34,46 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON data instead o
 def _db(ctx: typer.Context) -> str:
     root = ctx.find_root()
     return database_url(root.params.get("db") if root.params else None)
+
+
+def _open(ctx: typer.Context) -> Store:
+    """The command's store; one that does not exist is refused, never created."""
+    store = Store(_db(ctx), create=False)
+    if not store.ledger.is_initialised():
+        store.close()
+        raise NotInitialised(
+            f"{store.url} is not a consentry store yet",
+            hint="create it with `consentry init --policy FILE`, or point --db (or "
+            "CONSENTRY_DATABASE_URL) at an existing store",
+        )
+    return store
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse (exit 2, like any input error) a port another process listens on, before
+    uvicorn starts and fails with exit 1 and a log line."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise InvalidInput(f"cannot listen on {host}: {exc}", hint="pass --host") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise InvalidInput(
+                f"cannot listen on {host}:{port}: {exc.strerror}",
+                hint="another server is using that port: stop it, or pass --port",
+                field="port",
+            ) from None
+
+
+def default_key_name(role: str) -> str:
+    """A name for a key created without ``--name``: its role and a short random suffix."""
+    return f"{role}-{secrets.token_hex(3)}"
 
 
 def _fail(error: ConsentryError) -> NoReturn:
@@ -54,13 +100,15 @@ def serve(
 
     Configuration comes from CONSENTRY_* variables (see docs/deploying.md): the JWT secret or
     public key, the session and freshness settings. The store is brought up to date (schema
-    migrations, signing key) once, before the workers start.
+    migrations, signing key) once, before the workers start. Without --policy the store must
+    exist already (`consentry init`).
     """
     import uvicorn
 
     try:
+        _check_port(host, port)  # first: a busy port is the likeliest mistake
         settings = Settings.from_env(database_url=_db(ctx))
-        with Store(settings.database_url) as store:
+        with Store(settings.database_url, create=bool(policy)) as store:
             store.init(policies=policy or [])
             for warning in store.key_warnings():
                 err.print(f"[yellow]Risk:[/] {warning}", highlight=False)
@@ -97,7 +145,14 @@ def serve(
 @keys_app.command("create")
 def keys_create(
     ctx: typer.Context,
-    name: Annotated[str, typer.Option("--name", help="What the key is for, e.g. ml-pipeline.")],
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="What the key is for, e.g. ml-pipeline (default: the role and a random "
+            "suffix, e.g. service-3f9a1c).",
+        ),
+    ] = None,
     role: Annotated[
         str, typer.Option("--role", help=f"One of {', '.join(KEY_ROLES)}.")
     ] = "service",
@@ -109,9 +164,11 @@ def keys_create(
 ) -> None:
     """Create an API key. The key is printed once: store it in the backend's secrets."""
     try:
-        with Store(_db(ctx)) as store:
+        with _open(ctx) as store:
             store.init()  # brings an older store's schema up to date (the key table)
-            new = ApiKeys(store).create(name, role, account=account, created_by=created_by)
+            new = ApiKeys(store).create(
+                name or default_key_name(role), role, account=account, created_by=created_by
+            )
     except ConsentryError as exc:
         _fail(exc)
     if as_json:
@@ -130,7 +187,7 @@ def keys_list(
 ) -> None:
     """List API keys (never their secrets)."""
     try:
-        with Store(_db(ctx)) as store:
+        with _open(ctx) as store:
             keys = ApiKeys(store).list(include_revoked=all_)
     except ConsentryError as exc:
         _fail(exc)
@@ -151,7 +208,7 @@ def keys_revoke(
 ) -> None:
     """Revoke an API key: this worker refuses it at once, every other within seconds."""
     try:
-        with Store(_db(ctx)) as store:
+        with _open(ctx) as store:
             key = ApiKeys(store).revoke(key_id)
     except ConsentryError as exc:
         _fail(exc)
@@ -206,8 +263,5 @@ def token(
     typer.echo(jwt.encode(claims, secret, algorithm="HS256"))
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``serve``, ``keys`` and ``token`` to the ``consentry`` command."""
-    app.command("serve")(serve)
-    app.command("token")(token)
-    app.add_typer(keys_app, name="keys")
+#: The commands ``consentry`` loads from here (see consentry.cli.LAZY_COMMANDS).
+COMMANDS: dict[str, Any] = {"serve": serve, "token": token, "keys": keys_app}

@@ -167,15 +167,27 @@ class PublishOut(BaseModel):
 class DiffShift(BaseModel):
     purpose: str
     category: str
-    before: str | None
-    now: str | None
+    before: str | None = Field(description="The basis before (null: no rule).")
+    now: str | None = Field(description="The basis now (null: no rule).")
     rule: str | None
+    before_answer: str | None = Field(
+        description="What the use got before: the basis, or legitimate_interest_no_objection "
+        "where people could not object individually."
+    )
+    now_answer: str | None = Field(description="What the use gets now (as before_answer).")
+
+
+class DiffField(BaseModel):
+    field: str = Field(description="The rule's field, e.g. basis, parties, purposes.")
+    before: Any
+    after: Any
 
 
 class DiffRule(BaseModel):
     rule: str
     change: str
-    what: list[str]
+    what: list[str] = Field(description="Each change in words, in the diff's language.")
+    fields: list[DiffField] = Field(description="The same changes as data.")
     text: str
 
 
@@ -296,8 +308,12 @@ class DecisionIn(BaseModel):
     purpose: Name
     category: Name = Field(examples=["content.audio"])
     labels: list[Name] = Field(default_factory=list, max_length=50)
-    as_of: Annotated[str, Field(max_length=40)] | None = Field(
-        None, description="Decide as of a past time (RFC 3339); replays the ledger."
+    as_of: Annotated[str, Field(max_length=64)] | None = Field(
+        None,
+        description="Decide as of a past moment (replays the ledger): RFC 3339 "
+        "(2023-08-07T00:00:00Z), -5m/-2h/-1d before now, or event:N (when event #N was "
+        "recorded). The future, or before the first policy version took effect, is refused "
+        "(422, as-of-out-of-range).",
     )
     explain: bool = Field(False, description="Add event ids and the rule's notice.")
     min_seq: Annotated[int, Field(ge=0, le=2**62)] | None = Field(

@@ -37,12 +37,19 @@ class _DefaultRun(TyperGroup):
 
 gate_app = typer.Typer(
     cls=_DefaultRun,
+    rich_markup_mode=None,
     help="Keep a training manifest's items whose every subject allows the purpose; record "
     "the lineage. `consentry gate MANIFEST --purpose P --out DIR`, `consentry gate verify DIR`.",
     no_args_is_help=True,
 )
-datasets_app = typer.Typer(help="Datasets the gate built.", no_args_is_help=True)
-model_app = typer.Typer(help="Models and the datasets they were trained on.", no_args_is_help=True)
+datasets_app = typer.Typer(
+    rich_markup_mode=None, help="Datasets the gate built.", no_args_is_help=True
+)
+model_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Models and the datasets they were trained on.",
+    no_args_is_help=True,
+)
 
 
 def _fail(error: ConsentryError) -> NoReturn:
@@ -57,7 +64,7 @@ def _store(ctx: typer.Context) -> Iterator[Store]:
     root = ctx.find_root()
     url = database_url(root.params.get("db") if root.params else None)
     try:
-        with Store(url) as s:
+        with Store(url, create=False) as s:
             yield s
     except ConsentryError as exc:
         _fail(exc)
@@ -89,7 +96,12 @@ def gate_run(
     purpose: Annotated[str, typer.Option("--purpose", "-p", help="e.g. ai.training.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory (new).")],
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Decide as of this RFC 3339 time (default now).")
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Decide as of a past moment (default now): an RFC 3339 time, -5m/-2h/-1d "
+            "before now, or event:N (when event #N was recorded; see `consentry log`).",
+        ),
     ] = None,
     dataset_name: Annotated[
         str | None, typer.Option("--dataset-name", help="Default: the output directory's name.")
@@ -238,14 +250,21 @@ def datasets_list(
         found = s.datasets(name=name, purpose=purpose, limit=limit)
 
         def text() -> None:
-            table = Table("id", "name", "purpose", "as of", "policy", "items", "subjects", "models")
+            # Plain columns, not a Rich table: an id cut to fit 80 columns could not be told
+            # from the next one. `datasets show ID` has the rest.
+            from ..texttable import aligned
+
+            rows = [("id", "name", "purpose", "as of", "policy", "items", "models")]
             for d in found:
-                table.add_row(
-                    d.id, d.name, d.purpose, d.as_of, d.policy_version or "-",
-                    f"{d.output_items:,}/{d.input_items:,}", f"{d.subjects:,}",
-                    ", ".join(m.name for m in d.models) or "-",
+                rows.append(
+                    (
+                        d.id, d.name, d.purpose, d.as_of, d.policy_version or "-",
+                        f"{d.output_items:,}/{d.input_items:,}",
+                        ", ".join(m.name for m in d.models) or "-",
+                    )
                 )  # fmt: skip
-            out.print(table)
+            for line in aligned(rows, right={5}):
+                out.print(line, markup=False, highlight=False, soft_wrap=True)
 
         _emit([d.to_dict() for d in found], as_json, text)
 
@@ -405,9 +424,10 @@ def impact(
     raise typer.Exit(1 if result.affected_datasets else 0)
 
 
-def register(app: typer.Typer) -> None:
-    """Mount the commands on the main ``consentry`` app."""
-    app.add_typer(gate_app, name="gate")
-    app.add_typer(datasets_app, name="datasets")
-    app.add_typer(model_app, name="model")
-    app.command("impact")(impact)
+#: The commands ``consentry`` loads from here (see consentry.cli.LAZY_COMMANDS).
+COMMANDS: dict[str, Any] = {
+    "gate": gate_app,
+    "datasets": datasets_app,
+    "model": model_app,
+    "impact": impact,
+}

@@ -26,7 +26,7 @@ from ..errors import InvalidInput, UnknownName
 from ..ledger.events import GENESIS_HASH
 from ..policy.model import Policy
 from ..state import State
-from ..times import format_time, from_us, parse_time, to_us
+from ..times import format_time, from_us, to_us
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -98,20 +98,13 @@ def take_snapshot(store: Store, purpose: str, as_of: datetime | str | None) -> S
     """
     if not isinstance(purpose, str) or not purpose:
         raise InvalidInput("the gate needs a purpose, e.g. ai.training", field="purpose")
-    now = store.clock()
     if as_of is None:
         live = True
-        at = now
+        at = store.clock()
         state = store.state()
     else:
         live = False
-        at = parse_time(as_of, field="as_of")
-        if at > now:
-            raise InvalidInput(
-                f"as_of {format_time(at)} is in the future",
-                hint="the ledger can still change before then; gate as of now or a past time",
-                field="as_of",
-            )
+        at = store.resolve_as_of(as_of)  # refuses the future and times before any policy
         store.ledger.fence(store.clock, at)
         state = replay_state(store, at)
     now_us = to_us(at)

@@ -24,6 +24,20 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file a SQLite URL names (None for another database or an in-memory one)."""
+    url = normalise_url(url)
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None  # make_engine says what is wrong with it
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    if str(parsed.database).startswith("file:"):
+        return None  # a SQLite URI (mode=memory, …): left to SQLite
+    return str(parsed.database)
+
+
 def make_engine(url: str = DEFAULT_URL) -> Engine:
     """An engine for ``url`` with the settings the ledger relies on."""
     url = normalise_url(url)

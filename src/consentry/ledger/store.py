@@ -48,7 +48,6 @@ from .events import (
     json_string,
     state_changes,
 )
-from .migrate import upgrade
 
 
 class _Pending:
@@ -182,6 +181,8 @@ class Ledger:
 
     def migrate(self) -> None:
         """Create or upgrade the schema and the chain head (idempotent)."""
+        from .migrate import upgrade  # Alembic: only the commands that migrate pay for it
+
         upgrade(self.engine)
         with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             if conn.execute(select(schema.ledger_head.c.id)).first() is None:
@@ -828,6 +829,21 @@ class Ledger:
             for row in result:
                 yield _from_row(row._mapping)
 
+    def recent(
+        self, *, limit: int, subject: str | None = None, account: str | None = None
+    ) -> list[Event]:
+        """The last ``limit`` events matching both filters (a None filter matches all),
+        oldest first."""
+        e = schema.events.c
+        query = select(schema.events).order_by(e.seq.desc()).limit(limit)
+        if subject is not None:
+            query = query.where(e.subject == subject)
+        if account is not None:
+            query = query.where(e.account == account)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [_from_row(row._mapping) for row in reversed(rows)]
+
     def event(self, ref: str | int) -> Event:
         """One event by id (UUID) or by ``seq``."""
         refuse_bad_text(str(ref), "event")
@@ -836,7 +852,9 @@ class Ledger:
         with self.engine.connect() as conn:
             row = conn.execute(select(schema.events).where(where)).first()
         if row is None:
-            raise NotFound(f"no event {ref!r} in the ledger", hint="list events with --json")
+            raise NotFound(
+                f"no event {ref!r} in the ledger", hint="`consentry log` lists the events"
+            )
         return _from_row(row._mapping)
 
     def event_ids(self, seqs: Iterable[int]) -> dict[int, str]:

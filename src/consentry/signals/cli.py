@@ -14,6 +14,7 @@ from ..errors import ConsentryError, InvalidInput
 from .publish import SignalsConfig, ai_txt, robots_txt, tdmrep_json
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="Publish do-not-train signals for your content; honour other sites' opt-outs.",
     no_args_is_help=True,
 )
@@ -222,3 +223,7 @@ def check(
         f"checked {report.urls} URLs on {report.hosts} hosts in {report.seconds:.1f}s: {counts}"
     )
     typer.echo(f"wrote {report.out}")
+
+
+#: The commands ``consentry`` loads from here (see consentry.cli.LAZY_COMMANDS).
+COMMANDS: dict[str, Any] = {"signals": app}

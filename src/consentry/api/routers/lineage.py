@@ -43,8 +43,10 @@ class GateIn(BaseModel):
         description="Output directory relative to the data directory (default: "
         "datasets/<name>/<UTC time>); it must not exist yet.",
     )
-    as_of: Annotated[str, Field(max_length=40)] | None = Field(
-        None, description="Decide as of a past time (RFC 3339) instead of now."
+    as_of: Annotated[str, Field(max_length=64)] | None = Field(
+        None,
+        description="Decide as of a past moment instead of now: RFC 3339, -5m/-2h/-1d before "
+        "now, or event:N; the future or before the first policy is refused (422).",
     )
     format: str | None = Field(None, max_length=20, description="parquet, csv, jsonl, arrow")
 

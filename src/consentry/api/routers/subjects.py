@@ -135,7 +135,12 @@ def subject_state(
     svc: Svc,
     caller: Caller,
     as_of: Annotated[
-        str | None, Query(max_length=40, description="RFC 3339 time, e.g. 2023-08-07T00:00:00Z")
+        str | None,
+        Query(
+            max_length=64,  # event:<event id> is 42
+            description="A past moment: RFC 3339 (2023-08-07T00:00:00Z), -5m/-2h/-1d before "
+            "now, or event:N; the future or before the first policy is refused (422).",
+        ),
     ] = None,
 ) -> Response:
     admin_of = require_reader(svc, caller, subject, action="reading a subject's state")
