@@ -190,7 +190,7 @@ def callgrind(sources: Sequence[Path], rounds: int, subjects: int, out: Path) ->
         subprocess.run(command, env=env, check=True, capture_output=True, timeout=3600)
         # Part 1 is everything before the first marker; then warm-up and phase alternate.
         parts = [_instructions(Path(f"{prefix}.{i}")) for i in range(2, 2 + 2 * len(PHASES))]
-        table[str(src)] = {phase: parts[2 * i + 1] / answers for i, phase in enumerate(PHASES)}
+        table[str(src)] = {phase: parts[2 * i + 1] / per[phase] for i, phase in enumerate(PHASES)}
     names = list(table)
     print("phase".ljust(12) + "".join(f"{n[-30:]:>32}" for n in names))
     for phase in PHASES:
