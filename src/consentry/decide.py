@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .decision_table import UNBOUNDED_US, steps_on
+from .decision_table import STEPS, UNBOUNDED_US, steps_on
 from .errors import InvalidInput, unknown
 from .item_order import ITEM_ORDER, ItemStep
 from .kernels import Codes, Decide, Timeless, make_kernels
@@ -155,13 +155,13 @@ class Plan:
         self.base_evidence = (self.policy_seq,) if self.policy_seq else ()
         self.expiring = self.expires_us != UNBOUNDED_US
         steps = steps_on(self)
-        first = steps[0]
+        first = STEPS[steps[0]]
         self.fixed = first.answers[0].reason if first.fixed else -1
         alone = len(steps) == 1 and not first.reads
         self.answer_for_all = first.answers[-1].reason if alone else -1
         self.cacheable = self.answer_for_all < 0
         # Not fields: functions, written for this plan from the decision table.
-        kernels = make_kernels(self)
+        kernels = make_kernels(self, steps)
         #: (reason index, deciding seq or 0) for one subject at a time.
         self.decide: Decide = kernels.decide
         #: The reason index of each subject, one byte each (the batch kernel).
@@ -446,10 +446,8 @@ class Decider:
                 idx, seq = decide(state, subject, now)
             else:
                 idx, seq = cache.answer(state.subject_index.get(subject, -1), subject, now)
-            allowed = idx in ALLOW_IDX
-            answer = _tuple_new(
-                SubjectDecision, (subject, allowed, _REASONS[idx], (seq,) if seq else ())
-            )
+            allowed, reason = _OUTCOMES[idx]
+            answer = _tuple_new(SubjectDecision, (subject, allowed, reason, (seq,) if seq else ()))
             answers.append(answer)
             if not allowed and blocking is None:
                 blocking = answer

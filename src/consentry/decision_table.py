@@ -235,12 +235,13 @@ EXPIRING_REASONS = frozenset(
 )
 
 
-def steps_on(plan: Plan) -> tuple[Step, ...]:
-    """The steps on for ``plan``, up to the first that always answers."""
+def steps_on(plan: Plan) -> tuple[int, ...]:
+    """Which steps (their indexes in :data:`STEPS`) are on for ``plan``, up to the first that
+    always answers."""
     out = []
-    for step in STEPS:
+    for i, step in enumerate(STEPS):
         if step.on(plan):
-            out.append(step)
+            out.append(i)
             if always_answers(step):
                 return tuple(out)
     raise AssertionError(f"no step always answers for plan {plan.purpose} {plan.category}")

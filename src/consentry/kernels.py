@@ -61,9 +61,9 @@ class _Shape(NamedTuple):
     keys: int
 
 
-def make_kernels(plan: Plan) -> Kernels:
-    """The deciding functions for ``plan``."""
-    shape = _shape(plan)
+def make_kernels(plan: Plan, steps: tuple[int, ...]) -> Kernels:
+    """The deciding functions for ``plan``, whose steps on are ``steps`` (``steps_on``)."""
+    shape = _shape(plan, steps)
     factory, names = _factory(shape)
     values = [_value(plan, name) for name in names]
     decide, codes, timeless = factory(*values)
@@ -72,14 +72,12 @@ def make_kernels(plan: Plan) -> Kernels:
 
 def source(plan: Plan) -> str:
     """The Python source of ``plan``'s functions (to read; what ``make_kernels`` runs)."""
-    return _source(_shape(plan))[0]
+    return _source(_shape(plan, steps_on(plan)))[0]
 
 
-def _shape(plan: Plan) -> _Shape:
-    steps = []
-    for step in steps_on(plan):
-        steps.append((STEPS.index(step), answers_on(step, plan)))
-    return _Shape(tuple(steps), plan.expiring, len(plan.pair_ids))
+def _shape(plan: Plan, steps: tuple[int, ...]) -> _Shape:
+    on = tuple((i, answers_on(STEPS[i], plan)) for i in steps)
+    return _Shape(on, plan.expiring, len(plan.pair_ids))
 
 
 def _value(plan: Plan, name: str) -> Any:
