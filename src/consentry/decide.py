@@ -332,11 +332,8 @@ class Decider:
         plan = self._plans.get((purpose, category))  # self._plan(), inline: the hot path
         if plan is None or plan.generation != self.state.generation or now >= plan.valid_until_us:
             plan = self.plan(purpose, category, now)
-        if labels:
-            wanted = _labels(labels)
-            self._check_labels(plan, wanted)
-            if not plan.protected.isdisjoint(wanted):
-                return Reason.PROTECTED_LABEL
+        if labels and self._protects(plan, labels):
+            return Reason.PROTECTED_LABEL
         cache = plan.cache
         if cache is None:
             return _REASONS[plan.decide(self.state, subject, now)[0]]
@@ -401,11 +398,7 @@ class Decider:
         self, plan: Plan, people: tuple[str, ...], labels: Iterable[str], now: int
     ) -> Decision | None:
         """ItemStep.PROTECTED_LABEL: the item carries a label the policy protects for p."""
-        if not labels:
-            return None
-        wanted = _labels(labels)
-        self._check_labels(plan, wanted)
-        if plan.protected.isdisjoint(wanted):
+        if not labels or not self._protects(plan, labels):
             return None
         return _tuple_new(
             Decision,
@@ -472,11 +465,8 @@ class Decider:
         named several times is decided once. The batch form of :meth:`reason`."""
         now = self.now_us() if now_us is None else now_us
         plan = self._plan(purpose, category, now)
-        if labels:
-            wanted = _labels(labels)
-            self._check_labels(plan, wanted)
-            if not plan.protected.isdisjoint(wanted):
-                return bytes([R_PROTECTED]) * len(subjects)
+        if labels and self._protects(plan, labels):
+            return bytes([R_PROTECTED]) * len(subjects)
         if plan.answer_for_all >= 0:
             return bytes([plan.answer_for_all]) * len(subjects)
         cache = plan.cache
@@ -503,11 +493,15 @@ class Decider:
         return [_REASONS[c] for c in self.codes(subjects, purpose, category, labels, now_us)]
 
     @staticmethod
-    def _check_labels(plan: Plan, labels: frozenset[str]) -> None:
+    def _protects(plan: Plan, labels: Iterable[str]) -> bool:
+        """Whether the policy protects one of ``labels`` for the plan's purpose (each label
+        must be one the policy knows)."""
+        wanted = _labels(labels)
         if plan.policy is not None:
-            for label in labels:
+            for label in wanted:
                 if label not in plan.policy.taxonomy.labels:
                     raise unknown("label", label, plan.policy.taxonomy.labels, where="check")
+        return not plan.protected.isdisjoint(wanted)
 
 
 _ItemStepOfCheck = Callable[[Decider, Plan, tuple[str, ...], Iterable[str], int], "Decision | None"]

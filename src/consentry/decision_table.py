@@ -98,6 +98,18 @@ class Step:
     fixed: bool = False
 
 
+def first_account(condition: str) -> tuple[str, ...]:
+    """Lines that find ``blocker``: the subject's first account for which ``condition`` holds
+    (None: none does)."""
+    return (
+        "blocker = None",
+        "for account in accounts:",
+        f"    if {condition}:",
+        "        blocker = account",
+        "        break",
+    )
+
+
 def consent_in_force(allowed: int, seq: str, given_at: str) -> tuple[Answer, ...]:
     """A consent that was given (by the subject, or by an account's ``on``): stale if given
     before the latest re-consent, ``expired`` once its time is up, else ``allowed``."""
@@ -129,13 +141,7 @@ STEPS: tuple[Step, ...] = (
         "subject is in no account, or in one that has not enabled it",
         on=lambda plan: plan.account_enable,
         reads=("accounts",),
-        find=(
-            "blocker = None",
-            "for account in accounts:",
-            "    if account not in enabled:",
-            "        blocker = account",
-            "        break",
-        ),
+        find=first_account("account not in enabled"),
         found="not accounts or blocker is not None",
         # disabled.get(None, 0) is 0: in no account, no event decided.
         answers=(Answer(R_NOT_ENABLED, seq="disabled.get(blocker, 0)"),),
@@ -145,13 +151,7 @@ STEPS: tuple[Step, ...] = (
         "an account of the subject set the purpose off (admins cap members; not for contract)",
         on=lambda plan: plan.basis is not Basis.CONTRACT and bool(plan.off),
         reads=("accounts",),
-        find=(
-            "blocker = None",
-            "for account in accounts:",
-            "    if account in off:",
-            "        blocker = account",
-            "        break",
-        ),
+        find=first_account("account in off"),
         found="blocker is not None",
         answers=(Answer(R_ACCOUNT_OFF, seq="off[blocker]"),),
     ),
