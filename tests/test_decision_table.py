@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consentry.decide import Plan
-from consentry.decision_table import STEPS, UNBOUNDED_US
+from consentry.decision_table import REASONS_WITH_EVENT, STEPS, UNBOUNDED_US
 from consentry.kernels import source
 from consentry.policy.model import Basis
 from consentry.reasons import R_NO_BASIS, R_PROHIBITED, REASONS, Reason
@@ -96,6 +96,7 @@ def check_against_reference(rng: random.Random) -> set[int]:
         assert got == expected, source(plan)
         assert plan.codes(state, ASKED, now) == reference_codes(plan, state, ASKED, now)
         seen |= {code for code, _ in got}
+        assert all(seq == 0 for code, seq in got if code not in REASONS_WITH_EVENT)
     if plan.expiring:
         assert plan.timeless is not None
         for s in ASKED:

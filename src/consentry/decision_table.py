@@ -228,6 +228,11 @@ PLAN_VALUES: dict[str, Callable[[Plan], Any]] = {
 #: Where a step's ``reads`` come from in the state.
 READS = {"accounts": "memberships", "consent": "consents", "objection": "objections"}
 
+#: Reasons that name the event that decided (the others come from the rule alone).
+REASONS_WITH_EVENT = frozenset(
+    {R_EXPIRED} | {a.reason for s in STEPS for a in s.answers if a.seq != "0"}
+)
+
 #: Reasons a consent that expires can give: the allowing ones, and ``expired``. The reason
 #: cache keeps these with the instant they turn (see ``Plan.timeless``).
 EXPIRING_REASONS = frozenset(
