@@ -11,6 +11,7 @@ Every kernel is compared with tests/decide_reference.py: ``plan.decide``, the ba
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,7 +20,14 @@ from consentry.decide import Plan
 from consentry.decision_table import REASONS_WITH_EVENT, STEPS, UNBOUNDED_US
 from consentry.kernels import source
 from consentry.policy.model import Basis
-from consentry.reasons import R_NO_BASIS, R_PROHIBITED, REASONS, Reason
+from consentry.reasons import (
+    R_ACCOUNT_OFF,
+    R_NO_BASIS,
+    R_NO_CONSENT,
+    R_PROHIBITED,
+    REASONS,
+    Reason,
+)
 from consentry.state import CONSENT_CODES, OBJECTION_CODES, State, pack
 from decide_reference import reference_codes, reference_decide, reference_timeless
 
@@ -54,21 +62,26 @@ def random_state(rng: random.Random) -> State:
     return state
 
 
+def make_plan(**fields: Any) -> Plan:
+    """A plan made by hand: consent, looked up under record key 0, no switch, no expiry,
+    unless ``fields`` say otherwise."""
+    defaults: dict[str, Any] = {
+        "purpose": "p", "category": "c", "policy": None, "policy_seq": 0, "rule": None,
+        "protected": frozenset(), "basis": Basis.CONSENT, "parties_all": False,
+        "account_enable": False, "account_consent": False, "objection": False, "pair_ids": (0,),
+        "valid_from_us": 0, "expires_us": UNBOUNDED_US, "off": {}, "on": {}, "enabled": {},
+        "disabled": {}, "valid_until_us": UNBOUNDED_US, "generation": 0,
+    }  # fmt: skip
+    return Plan(**(defaults | fields))
+
+
 def random_plan(rng: random.Random) -> Plan:
-    basis = rng.choice([None, *Basis])
+    def accounts() -> list[str]:
+        return [a for a in ACCOUNTS if rng.random() < 0.3]
 
-    def accounts(value: object) -> dict[str, object]:
-        return {a: value for a in ACCOUNTS if rng.random() < 0.3}
-
-    on = {a: (rng.randint(1, 99), T0 + rng.randint(-8, 8) * GRID) for a in accounts(None)}
-    return Plan(
-        purpose="p",
-        category="c",
-        policy=None,
+    return make_plan(
+        basis=rng.choice([None, *Basis]),
         policy_seq=rng.choice([0, 7]),
-        rule=None,
-        protected=frozenset(),
-        basis=basis,
         parties_all=rng.random() < 0.5,
         account_enable=rng.random() < 0.3,
         account_consent=rng.random() < 0.5,
@@ -76,12 +89,10 @@ def random_plan(rng: random.Random) -> Plan:
         pair_ids=tuple(rng.sample(range(KEYS), rng.randint(0, KEYS))),
         valid_from_us=rng.choice([0, T0 - 10 * DAY, T0]),
         expires_us=rng.choice([UNBOUNDED_US, 30 * DAY, 5 * DAY]),
-        off={a: rng.randint(1, 99) for a in accounts(None)},
-        on=on,
-        enabled={a: rng.randint(1, 99) for a in accounts(None)},
-        disabled={a: rng.randint(1, 99) for a in accounts(None)},
-        valid_until_us=UNBOUNDED_US,
-        generation=0,
+        off={a: rng.randint(1, 99) for a in accounts()},
+        on={a: (rng.randint(1, 99), T0 + rng.randint(-8, 8) * GRID) for a in accounts()},
+        enabled={a: rng.randint(1, 99) for a in accounts()},
+        disabled={a: rng.randint(1, 99) for a in accounts()},
     )
 
 
@@ -134,3 +145,15 @@ def test_every_step_of_the_table_is_written_for_some_plan() -> None:
     for _ in range(500):
         written |= {step.name for step in STEPS if f"# {step.name}:" in source(random_plan(rng))}
     assert written == {step.name for step in STEPS}
+
+
+def test_an_account_switched_off_outweighs_the_subjects_consent() -> None:
+    """One step by hand (``account_off``): what the random plans check in bulk."""
+    state = State()
+    state.memberships["s0"] = ("a0",)
+    state.consents["s0"] = {0: pack(T0, 101, CONSENT_CODES["given"])}
+    state.consents["s1"] = {0: pack(T0, 103, CONSENT_CODES["given"])}
+    plan = make_plan(off={"a0": 102})
+    assert plan.decide(state, "s0", T0) == (R_ACCOUNT_OFF, 102)
+    assert plan.decide(state, "s2", T0) == (R_NO_CONSENT, 0)
+    assert plan.codes(state, ["s0", "s2"], T0) == bytes([R_ACCOUNT_OFF, R_NO_CONSENT])
