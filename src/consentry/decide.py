@@ -1,31 +1,25 @@
-"""Deciding: the algorithm of DESIGN.md, compiled plans for fast checks, and explanations.
+"""Deciding: compiled plans for fast checks, the :class:`Decider`, and explanations.
 
-For one subject, purpose p, category c, labels L at time t:
+The algorithm for one subject (DESIGN.md's "Deciding") is one table,
+:data:`consentry.decision_table.STEPS`; the order in which an item's answer is decided (a
+protected label, an answer for everyone, every party) is :data:`consentry.item_order.ITEM_ORDER`.
 
-1. a label of L the policy protects for p            -> deny ``protected_label``
-2. the most specific rule for (p, c); none           -> deny ``no_basis``
-3. ``prohibited``                                    -> deny ``prohibited``
-4. the rule needs an account to enable p, not done   -> deny ``not_enabled``
-5. an account of the subject set p ``off``           -> deny ``account_off`` (not for contract)
-6. ``contract``                                      -> allow
-7. ``legitimate_interest``                           -> allow unless objected (``objection``)
-8. ``consent``: the subject's most specific record   -> allow, or ``withdrawn``, ``refused``,
-   ``stale_consent``, ``expired``; no record: an account set p ``on`` and the rule lets accounts
-   consent for members -> allow (``account_consent``), else ``no_consent``. An account's
-   ``on`` is a consent too: it goes stale and expires by the same rule.
-
-Everything that does not depend on the subject is worked out once per (p, c) and policy
-version in a :class:`Plan`; a check is then a handful of dictionary lookups.
+Everything that does not depend on the subject is worked out once per (purpose, category) and
+policy version in a :class:`Plan`, with functions written for it from the table
+(:mod:`consentry.kernels`); a check is then a handful of dictionary lookups.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .decision_table import STEPS, UNBOUNDED_US, steps_on
 from .errors import InvalidInput, unknown
+from .item_order import ITEM_ORDER, ItemStep
+from .kernels import Codes, Decide, Timeless, make_kernels
 from .policy.model import Basis, Parties, Policy, Rule, consent_keys
 from .reason_cache import UNSET, ReasonCache
 from .reasons import (
@@ -33,25 +27,11 @@ from .reasons import (
     ALLOW_IDX,
     ALLOW_REASONS,
     DENY_REASONS,
-    R_ACCOUNT_CONSENT,
-    R_ACCOUNT_OFF,
-    R_CONSENT,
-    R_CONTRACT,
-    R_EXPIRED,
-    R_LI,
-    R_NO_BASIS,
-    R_NO_CONSENT,
-    R_NOT_ENABLED,
-    R_OBJECTION,
-    R_PROHIBITED,
     R_PROTECTED,
-    R_REFUSED,
-    R_STALE,
-    R_WITHDRAWN,
     REASONS,
     Reason,
 )
-from .state import AT_SHIFT, SEQ_MASK, PublishedPolicy, State
+from .state import PublishedPolicy, State
 from .taxonomy import ancestors
 from .times import Clock, to_us
 
@@ -66,9 +46,6 @@ __all__ = [
     "SubjectDecision",
     "compile_plan",
 ]
-
-_NEVER = 1 << 62
-
 
 _tuple_new = tuple.__new__  # NamedTuples built without their Python-level __new__
 _OUTCOMES = tuple((i in ALLOW_IDX, r) for i, r in enumerate(_REASONS))  # code -> (allowed, reason)
@@ -126,7 +103,9 @@ class Decision(NamedTuple):
 
 @dataclass(eq=False)
 class Plan:
-    """Everything about (p, c) under one policy version that does not depend on the subject."""
+    """Everything about (p, c) under one policy version that does not depend on the subject,
+    and the functions that decide under it (``decide``, ``codes``, ``timeless``: see
+    :mod:`consentry.kernels`)."""
 
     purpose: str
     category: str
@@ -134,8 +113,6 @@ class Plan:
     policy_seq: int
     rule: Rule | None
     protected: frozenset[str]
-    #: A subject-independent answer (no_basis, prohibited), or -1.
-    fixed: int
     basis: Basis | None
     parties_all: bool
     account_enable: bool
@@ -160,6 +137,12 @@ class Plan:
     base_evidence: tuple[int, ...] = field(init=False)
     #: Whether the rule's consents expire (``expires_after``): answers then depend on time.
     expiring: bool = field(init=False)
+    #: The rule's own answer, before any subject is looked at (``no_basis``, ``prohibited``),
+    #: or -1.
+    fixed: int = field(init=False)
+    #: The answer every subject gets (``fixed``, or a contract or legitimate interest that no
+    #: account switch or objection can change, ...), or -1: it depends on the subject.
+    answer_for_all: int = field(init=False)
     #: Whether answers are worth remembering per subject (see :mod:`consentry.reason_cache`):
     #: they depend on the subject.
     cacheable: bool = field(init=False)
@@ -170,364 +153,21 @@ class Plan:
         self.rule_id = self.rule.id if self.rule else None
         self.version = self.policy.version if self.policy else None
         self.base_evidence = (self.policy_seq,) if self.policy_seq else ()
-        self.expiring = self.expires_us != _NEVER
-        self.cacheable = self.fixed < 0 and not (
-            self.basis is Basis.CONTRACT and not self.account_enable
-        )
-        # Each plan decides with a function made for it (see _specialise): same answers as
-        # the method below, without the branches and lookups that cannot apply to it.
-        self.decide = _specialise(self)  # type: ignore[method-assign,assignment]
-        self.codes = _specialise_codes(self)  # type: ignore[method-assign,assignment]
-
-    def consented_at(self, state: State, subject: str, seq: int) -> tuple[int, bool]:
-        """When the consent recorded as event ``seq`` that decided for ``subject`` was given,
-        and whether an account gave it (its ``on`` setting) rather than the subject."""
-        records = state.consents.get(subject)
-        if records:
-            for pid in self.pair_ids:
-                value = records.get(pid)
-                if value is not None and (value >> 2) & SEQ_MASK == seq:
-                    return value >> AT_SHIFT, False
-        for account in state.memberships.get(subject, ()):
-            found = self.on.get(account)
-            if found is not None and found[0] == seq:
-                return found[1], True
-        raise LookupError(f"event {seq} is no consent of {subject!r} under plan {self.purpose}")
-
-    def codes(self, state: State, subjects: Collection[str], now_us: int) -> bytearray:
-        """The reason index of each subject, one byte each: the reference version of the
-        batch. Instances carry a specialised equivalent under the same name."""
-        return bytearray(self.decide(state, subject, now_us)[0] for subject in subjects)
-
-    def decide(self, state: State, subject: str, now_us: int) -> tuple[int, int]:
-        """(reason index, deciding seq or 0) for one subject: the reference version of the
-        algorithm. Instances carry a specialised equivalent under the same name."""
-        if self.fixed >= 0:
-            return self.fixed, 0
-        accounts = state.memberships.get(subject, ())
-        if self.account_enable:
-            if not accounts:
-                return R_NOT_ENABLED, 0
-            for account in accounts:
-                if account not in self.enabled:
-                    return R_NOT_ENABLED, self.disabled.get(account, 0)
-        basis = self.basis
-        if basis is not Basis.CONTRACT and accounts and self.off:
-            for account in accounts:
-                seq = self.off.get(account)
-                if seq is not None:
-                    return R_ACCOUNT_OFF, seq
-        if basis is Basis.CONTRACT:
-            return R_CONTRACT, 0
-        if basis is Basis.LEGITIMATE_INTEREST:
-            if self.objection:
-                records = state.objections.get(subject)
-                if records:
-                    for pid in self.pair_ids:
-                        value = records.get(pid)
-                        if value is not None:
-                            if value & 3:
-                                return R_OBJECTION, (value >> 2) & SEQ_MASK
-                            break
-            return R_LI, 0
-        records = state.consents.get(subject)
-        if records:
-            for pid in self.pair_ids:
-                value = records.get(pid)
-                if value is None:
-                    continue
-                code = value & 3
-                seq = (value >> 2) & SEQ_MASK
-                if code == 1:
-                    at = value >> AT_SHIFT
-                    if at < self.valid_from_us:
-                        return R_STALE, seq
-                    if at + self.expires_us <= now_us:
-                        return R_EXPIRED, seq
-                    return R_CONSENT, seq
-                return (R_REFUSED if code == 2 else R_WITHDRAWN), seq
-        if self.account_consent and accounts and self.on:
-            for account in accounts:
-                found = self.on.get(account)
-                if found is not None:
-                    seq, at = found
-                    if at < self.valid_from_us:
-                        return R_STALE, seq
-                    if at + self.expires_us <= now_us:
-                        return R_EXPIRED, seq
-                    return R_ACCOUNT_CONSENT, seq
-        return R_NO_CONSENT, 0
-
-
-_Decide = Callable[[State, str, int], tuple[int, int]]
-
-
-def _specialise(plan: Plan) -> _Decide:
-    """``plan.decide`` made for this plan: the branches that cannot apply to it are left out,
-    and its constants are closure variables instead of attribute lookups. The hot path."""
-    if plan.fixed >= 0:
-        fixed = (plan.fixed, 0)
-        return lambda state, subject, now_us: fixed
-    basis = plan.basis
-    enable = plan.account_enable
-    enabled, disabled = plan.enabled, plan.disabled
-    off = plan.off if basis is not Basis.CONTRACT else {}
-    on = plan.on if plan.account_consent else {}
-    pair_ids = plan.pair_ids
-    valid_from, expires = plan.valid_from_us, plan.expires_us
-    no_account: tuple[str, ...] = ()
-    not_enabled = (R_NOT_ENABLED, 0)
-
-    if basis is Basis.CONTRACT:
-        contract = (R_CONTRACT, 0)
-        if not enable:
-            return lambda state, subject, now_us: contract
-
-        def decide_contract(state: State, subject: str, now_us: int) -> tuple[int, int]:
-            accounts = state.memberships.get(subject)
-            if not accounts:
-                return not_enabled
-            for account in accounts:
-                if account not in enabled:
-                    return R_NOT_ENABLED, disabled.get(account, 0)
-            return contract
-
-        return decide_contract
-
-    if basis is Basis.LEGITIMATE_INTEREST:
-        li = (R_LI, 0)
-        objection = plan.objection and bool(pair_ids)
-
-        def decide_li(state: State, subject: str, now_us: int) -> tuple[int, int]:
-            if enable or off:
-                accounts = state.memberships.get(subject) or no_account
-                if enable:
-                    if not accounts:
-                        return not_enabled
-                    for account in accounts:
-                        if account not in enabled:
-                            return R_NOT_ENABLED, disabled.get(account, 0)
-                if off:
-                    for account in accounts:
-                        seq = off.get(account)
-                        if seq is not None:
-                            return R_ACCOUNT_OFF, seq
-            if objection:
-                records = state.objections.get(subject)
-                if records:
-                    for pid in pair_ids:
-                        value = records.get(pid)
-                        if value is not None:
-                            if value & 3:
-                                return R_OBJECTION, (value >> 2) & SEQ_MASK
-                            break
-            return li
-
-        return decide_li
-
-    no_consent = (R_NO_CONSENT, 0)
-    need_accounts = bool(enable or off or on)
-
-    def decide_consent(state: State, subject: str, now_us: int) -> tuple[int, int]:
-        if need_accounts:
-            accounts = state.memberships.get(subject) or no_account
-            if enable:
-                if not accounts:
-                    return not_enabled
-                for account in accounts:
-                    if account not in enabled:
-                        return R_NOT_ENABLED, disabled.get(account, 0)
-            if off:
-                for account in accounts:
-                    seq = off.get(account)
-                    if seq is not None:
-                        return R_ACCOUNT_OFF, seq
-        if pair_ids:
-            records = state.consents.get(subject)
-            if records:
-                for pid in pair_ids:
-                    value = records.get(pid)
-                    if value is None:
-                        continue
-                    code = value & 3
-                    seq = (value >> 2) & SEQ_MASK
-                    if code == 1:
-                        at = value >> AT_SHIFT
-                        if at < valid_from:
-                            return R_STALE, seq
-                        if at + expires <= now_us:
-                            return R_EXPIRED, seq
-                        return R_CONSENT, seq
-                    return (R_REFUSED if code == 2 else R_WITHDRAWN), seq
-        if on:
-            for account in accounts:
-                found = on.get(account)
-                if found is not None:
-                    seq, at = found
-                    if at < valid_from:
-                        return R_STALE, seq
-                    if at + expires <= now_us:
-                        return R_EXPIRED, seq
-                    return R_ACCOUNT_CONSENT, seq
-        return no_consent
-
-    return decide_consent
-
-
-_Codes = Callable[[State, Collection[str], int], bytearray]
-
-
-def _specialise_codes(plan: Plan) -> _Codes:
-    """``plan.codes`` made for this plan: the algorithm of ``_specialise`` for many subjects
-    in one loop, reason indexes only (no evidence, no tuples, no call per subject), one loop
-    per basis, constants in closure variables."""
-    if plan.fixed >= 0:
-        fixed = bytes([plan.fixed])
-        return lambda state, subjects, now_us: bytearray(fixed * len(subjects))
-    basis = plan.basis
-    enable = plan.account_enable
-    enabled = plan.enabled
-    off = plan.off if basis is not Basis.CONTRACT else {}
-    on = plan.on if plan.account_consent else {}
-    pair_ids = plan.pair_ids
-    valid_from, expires = plan.valid_from_us, plan.expires_us
-    need_accounts = bool(enable or off or on)
-    r_not_enabled, r_off, r_objection = R_NOT_ENABLED, R_ACCOUNT_OFF, R_OBJECTION
-    r_consent, r_account_consent, r_no_consent = R_CONSENT, R_ACCOUNT_CONSENT, R_NO_CONSENT
-    r_stale, r_expired, r_refused, r_withdrawn = R_STALE, R_EXPIRED, R_REFUSED, R_WITHDRAWN
-    shift = AT_SHIFT
-
-    if basis is not Basis.CONSENT:
-        if basis is Basis.CONTRACT and not enable:
-            contract = bytes([R_CONTRACT])
-            return lambda state, subjects, now_us: bytearray(contract * len(subjects))
-        allowed = R_CONTRACT if basis is Basis.CONTRACT else R_LI
-        objection = basis is Basis.LEGITIMATE_INTEREST and plan.objection and bool(pair_ids)
-
-        def codes_allowed(state: State, subjects: Collection[str], now_us: int) -> bytearray:
-            """Contract behind an account switch, or legitimate interest."""
-            memberships = state.memberships.get
-            objections = state.objections.get
-            out = bytearray()
-            put = out.append
-            account: str | None
-            for subject in subjects:
-                if need_accounts:
-                    accounts = memberships(subject)
-                    if accounts:
-                        if enable:
-                            for account in accounts:
-                                if account not in enabled:
-                                    break
-                            else:
-                                account = None
-                            if account is not None:
-                                put(r_not_enabled)
-                                continue
-                        if off:
-                            for account in accounts:
-                                if account in off:
-                                    break
-                            else:
-                                account = None
-                            if account is not None:
-                                put(r_off)
-                                continue
-                    elif enable:
-                        put(r_not_enabled)
-                        continue
-                if objection:
-                    records = objections(subject)
-                    if records:
-                        for pid in pair_ids:
-                            value = records.get(pid)
-                            if value is not None:
-                                break
-                        else:
-                            value = 0
-                        if value & 3:
-                            put(r_objection)
-                            continue
-                put(allowed)
-            return out
-
-        return codes_allowed
-
-    def codes_consent(state: State, subjects: Collection[str], now_us: int) -> bytearray:
-        memberships = state.memberships.get
-        consents = state.consents.get
-        out = bytearray()
-        put = out.append
-        accounts: tuple[str, ...] | None = None
-        account: str | None
-        value: int | None
-        for subject in subjects:
-            if need_accounts:
-                accounts = memberships(subject)
-                if accounts:
-                    if enable:
-                        for account in accounts:
-                            if account not in enabled:
-                                break
-                        else:
-                            account = None
-                        if account is not None:
-                            put(r_not_enabled)
-                            continue
-                    if off:
-                        for account in accounts:
-                            if account in off:
-                                break
-                        else:
-                            account = None
-                        if account is not None:
-                            put(r_off)
-                            continue
-                elif enable:
-                    put(r_not_enabled)
-                    continue
-            records = consents(subject)
-            if records:
-                for pid in pair_ids:  # the most specific record decides
-                    value = records.get(pid)
-                    if value is not None:
-                        code = value & 3
-                        if code == 1:
-                            at = value >> shift
-                            put(
-                                r_stale
-                                if at < valid_from
-                                else r_expired
-                                if at + expires <= now_us
-                                else r_consent
-                            )
-                        else:
-                            put(r_refused if code == 2 else r_withdrawn)
-                        break
-                else:
-                    value = None
-                if value is not None:
-                    continue
-            if accounts and on:
-                for account in accounts:
-                    found = on.get(account)
-                    if found is not None:
-                        at = found[1]
-                        put(
-                            r_stale
-                            if at < valid_from
-                            else r_expired
-                            if at + expires <= now_us
-                            else r_account_consent
-                        )
-                        break
-                else:
-                    put(r_no_consent)
-                continue
-            put(r_no_consent)
-        return out
-
-    return codes_consent
+        self.expiring = self.expires_us != UNBOUNDED_US
+        steps = steps_on(self)
+        first = STEPS[steps[0]]
+        self.fixed = first.answers[0].reason if first.fixed else -1
+        alone = len(steps) == 1 and not first.reads
+        self.answer_for_all = first.answers[-1].reason if alone else -1
+        self.cacheable = self.answer_for_all < 0
+        # Not fields: functions, written for this plan from the decision table.
+        kernels = make_kernels(self, steps)
+        #: (reason index, deciding seq or 0) for one subject at a time.
+        self.decide: Decide = kernels.decide
+        #: The reason index of each subject, one byte each (the batch kernel).
+        self.codes: Codes = kernels.codes
+        #: Under an expiring rule: (reason, seq, instant it turns ``expired``) as kept.
+        self.timeless: Timeless | None = kernels.timeless
 
 
 def compile_plan(state: State, purpose: str, category: str, at_us: int) -> Plan:
@@ -538,11 +178,6 @@ def compile_plan(state: State, purpose: str, category: str, at_us: int) -> Plan:
         policy.taxonomy.purpose(purpose, where="check")
         policy.taxonomy.category(category, where="check")
     rule = policy.rule_for(purpose, category) if policy else None
-    fixed = -1
-    if rule is None:
-        fixed = R_NO_BASIS
-    elif rule.basis is Basis.PROHIBITED:
-        fixed = R_PROHIBITED
     pair_ids = tuple(
         state.pairs[key] for key in consent_keys(purpose, category) if key in state.pairs
     )
@@ -572,7 +207,6 @@ def compile_plan(state: State, purpose: str, category: str, at_us: int) -> Plan:
         policy_seq=entry.seq if entry else 0,
         rule=rule,
         protected=policy.protected_labels(purpose) if policy else frozenset(),
-        fixed=fixed,
         basis=rule.basis if rule else None,
         parties_all=bool(rule and rule.parties is Parties.ALL),
         account_enable=bool(rule and rule.account_enable),
@@ -583,13 +217,13 @@ def compile_plan(state: State, purpose: str, category: str, at_us: int) -> Plan:
         expires_us=(
             int(rule.expires_after.total_seconds() * 1_000_000)
             if rule and rule.expires_after
-            else _NEVER
+            else UNBOUNDED_US
         ),
         off=off,
         on=on,
         enabled=enabled,
         disabled=disabled,
-        valid_until_us=next_us if next_us is not None else _NEVER,
+        valid_until_us=next_us if next_us is not None else UNBOUNDED_US,
         generation=state.generation,
     )
 
@@ -651,7 +285,7 @@ class Decider:
         self._caches = 0
         self._plans: dict[tuple[str, str], Plan] = {}
         self._generation = state.generation
-        self._plans_until = _NEVER
+        self._plans_until = UNBOUNDED_US
 
     def now_us(self) -> int:
         """The current time in microseconds (from the clock the decider was given)."""
@@ -663,7 +297,7 @@ class Decider:
             self._plans.clear()
             self._caches = 0
             self._generation = state.generation
-            self._plans_until = _NEVER
+            self._plans_until = UNBOUNDED_US
         plan = self._plans.get((purpose, category))
         if plan is None:
             plan = compile_plan(state, purpose, category, now_us)
@@ -698,11 +332,8 @@ class Decider:
         plan = self._plans.get((purpose, category))  # self._plan(), inline: the hot path
         if plan is None or plan.generation != self.state.generation or now >= plan.valid_until_us:
             plan = self.plan(purpose, category, now)
-        if labels:
-            wanted = _labels(labels)
-            self._check_labels(plan, wanted)
-            if not plan.protected.isdisjoint(wanted):
-                return Reason.PROTECTED_LABEL
+        if labels and self._protects(plan, labels):
+            return Reason.PROTECTED_LABEL
         cache = plan.cache
         if cache is None:
             return _REASONS[plan.decide(self.state, subject, now)[0]]
@@ -728,14 +359,16 @@ class Decider:
         labels: Iterable[str] = (),
         now_us: int | None = None,
     ) -> Decision:
-        """The full decision for an item with one or more subjects (the first is the owner)."""
+        """The full decision for an item with one or more subjects (the first is the owner),
+        step by step in :data:`~consentry.item_order.ITEM_ORDER`."""
         now = self.now_us() if now_us is None else now_us
         plan = self._plans.get((purpose, category))  # self._plan(), inline: the hot path
         if plan is None or plan.generation != self.state.generation or now >= plan.valid_until_us:
             plan = self.plan(purpose, category, now)
-        version, rule_id, base = plan.version, plan.rule_id, plan.base_evidence
         if not labels and subjects.__class__ is str:
-            # One subject, no labels: the common case, built without the general loop.
+            # One subject, no labels: the common case, built without the general loop (no
+            # label to protect; the answer for all and the one party are the kernel's).
+            version, rule_id, base = plan.version, plan.rule_id, plan.base_evidence
             cache = plan.cache
             if cache is None:
                 idx, seq = plan.decide(self.state, subjects, now)
@@ -755,16 +388,46 @@ class Decider:
         people = (subjects,) if isinstance(subjects, str) else tuple(subjects)
         if not people:
             raise InvalidInput("a check needs at least one subject", field="subjects")
-        if labels:
-            wanted = _labels(labels)
-            self._check_labels(plan, wanted)
-            hit = plan.protected & wanted
-            if hit:
-                return _tuple_new(
-                    Decision,
-                    (False, Reason.PROTECTED_LABEL, purpose, category, rule_id, version,
-                     people[0], base, ()),
-                )  # fmt: skip
+        for step in _CHECK_STEPS:
+            decision = step(self, plan, people, labels, now)
+            if decision is not None:
+                return decision
+        raise AssertionError("the parties step answers every item")  # pragma: no cover
+
+    def _protected_label(
+        self, plan: Plan, people: tuple[str, ...], labels: Iterable[str], now: int
+    ) -> Decision | None:
+        """ItemStep.PROTECTED_LABEL: the item carries a label the policy protects for p."""
+        if not labels or not self._protects(plan, labels):
+            return None
+        return _tuple_new(
+            Decision,
+            (False, Reason.PROTECTED_LABEL, plan.purpose, plan.category, plan.rule_id,
+             plan.version, people[0], plan.base_evidence, ()),
+        )  # fmt: skip
+
+    def _answer_for_all(
+        self, plan: Plan, people: tuple[str, ...], labels: Iterable[str], now: int
+    ) -> Decision | None:
+        """ItemStep.FIXED_ANSWER: the plan answers the same for every subject."""
+        if plan.answer_for_all < 0:
+            return None
+        allowed, reason = _OUTCOMES[plan.answer_for_all]
+        considered = people if plan.parties_all else people[:1]
+        answers = tuple(
+            _tuple_new(SubjectDecision, (subject, allowed, reason, ())) for subject in considered
+        )
+        return _tuple_new(
+            Decision,
+            (allowed, reason, plan.purpose, plan.category, plan.rule_id, plan.version,
+             people[0], plan.base_evidence, answers),
+        )  # fmt: skip
+
+    def _parties(
+        self, plan: Plan, people: tuple[str, ...], labels: Iterable[str], now: int
+    ) -> Decision:
+        """ItemStep.PARTIES: every party the rule considers must be allowed; the first one
+        denied names the reason."""
         considered = people if plan.parties_all else people[:1]
         answers = []
         blocking: SubjectDecision | None = None
@@ -776,18 +439,17 @@ class Decider:
                 idx, seq = decide(state, subject, now)
             else:
                 idx, seq = cache.answer(state.subject_index.get(subject, -1), subject, now)
-            allowed = idx in ALLOW_IDX
-            answer = _tuple_new(
-                SubjectDecision, (subject, allowed, _REASONS[idx], (seq,) if seq else ())
-            )
+            allowed, reason = _OUTCOMES[idx]
+            answer = _tuple_new(SubjectDecision, (subject, allowed, reason, (seq,) if seq else ()))
             answers.append(answer)
             if not allowed and blocking is None:
                 blocking = answer
         decider = blocking or answers[0]
         return _tuple_new(
             Decision,
-            (blocking is None, decider.reason, purpose, category, rule_id, version,
-             decider.subject, base + decider.evidence, tuple(answers)),
+            (blocking is None, decider.reason, plan.purpose, plan.category, plan.rule_id,
+             plan.version, decider.subject, plan.base_evidence + decider.evidence,
+             tuple(answers)),
         )  # fmt: skip
 
     def codes(
@@ -803,13 +465,10 @@ class Decider:
         named several times is decided once. The batch form of :meth:`reason`."""
         now = self.now_us() if now_us is None else now_us
         plan = self._plan(purpose, category, now)
-        if labels:
-            wanted = _labels(labels)
-            self._check_labels(plan, wanted)
-            if not plan.protected.isdisjoint(wanted):
-                return bytes([R_PROTECTED]) * len(subjects)
-        if plan.fixed >= 0:
-            return bytes([plan.fixed]) * len(subjects)
+        if labels and self._protects(plan, labels):
+            return bytes([R_PROTECTED]) * len(subjects)
+        if plan.answer_for_all >= 0:
+            return bytes([plan.answer_for_all]) * len(subjects)
         cache = plan.cache
         if cache is not None:
             if cache.pos != self.state.changes:
@@ -834,8 +493,27 @@ class Decider:
         return [_REASONS[c] for c in self.codes(subjects, purpose, category, labels, now_us)]
 
     @staticmethod
-    def _check_labels(plan: Plan, labels: frozenset[str]) -> None:
+    def _protects(plan: Plan, labels: Iterable[str]) -> bool:
+        """Whether the policy protects one of ``labels`` for the plan's purpose (each label
+        must be one the policy knows)."""
+        wanted = _labels(labels)
         if plan.policy is not None:
-            for label in labels:
+            for label in wanted:
                 if label not in plan.policy.taxonomy.labels:
                     raise unknown("label", label, plan.policy.taxonomy.labels, where="check")
+        return not plan.protected.isdisjoint(wanted)
+
+
+_ItemStepOfCheck = Callable[[Decider, Plan, tuple[str, ...], Iterable[str], int], "Decision | None"]
+#: What :meth:`Decider.check` does at each step of ITEM_ORDER (None: a step it does not take).
+_CHECK_STEP: dict[ItemStep, _ItemStepOfCheck | None] = {
+    ItemStep.SOURCE_OPT_OUT: None,  # only the gate sees an item's source URL
+    ItemStep.PROTECTED_LABEL: Decider._protected_label,
+    ItemStep.FIXED_ANSWER: Decider._answer_for_all,
+    ItemStep.PARTIES: Decider._parties,
+    # Unreachable: the parties step answers every item. A check decides a subject the store
+    # has never seen like any other (no records: the rule's answer without them).
+    ItemStep.UNKNOWN_SUBJECT: None,
+}
+#: Decider.check's steps, in ITEM_ORDER (a KeyError here: a new ItemStep to take or skip).
+_CHECK_STEPS = tuple(step for s in ITEM_ORDER if (step := _CHECK_STEP[s]) is not None)

@@ -30,7 +30,9 @@ from collections.abc import Sequence
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
-from .reasons import R_ACCOUNT_CONSENT, R_CONSENT, R_EXPIRED
+from .decision_table import EXPIRING_REASONS
+from .kernels import NEVER
+from .reasons import R_EXPIRED
 
 if TYPE_CHECKING:
     from .decide import Plan
@@ -40,13 +42,11 @@ if TYPE_CHECKING:
 UNSET = 255
 #: The seq of an answer whose deciding event is not known yet (batches decide codes only).
 NO_SEQ = 0xFFFFFFFF
-#: The flip instant of an answer that never turns.
-NEVER = (1 << 63) - 1
+# NEVER (imported): the flip instant of an answer that never turns.
+__all__ = ["NEVER", "NEVER_SEEN", "NO_SEQ", "UNSET", "ReasonCache"]
 #: Who the never-seen slot is decided for: the store refuses empty subject ids, so the
 #: state can never hold records of this one.
 NEVER_SEEN = ""
-#: Answers that turn into ``expired`` when their consent's time is up.
-_TURNING = frozenset({R_CONSENT, R_ACCOUNT_CONSENT, R_EXPIRED})
 
 
 class ReasonCache:
@@ -138,15 +138,15 @@ class ReasonCache:
 
     def _timeless(self, subject: str, code: int, seq: int) -> tuple[int, int]:
         """The answer to keep for one decided at some time, and when it turns to expired."""
-        if not self.expiring or code not in _TURNING:
+        timeless = self.plan.timeless
+        if timeless is None or code not in EXPIRING_REASONS:
             return code, NEVER
-        try:
-            at, by_account = self.plan.consented_at(self.state, subject, seq)
-        except LookupError:
-            # A write replaced that record since it was decided; the write numbered the
-            # subject's change, so the next sync forgets whatever is kept here.
+        kept, kept_seq, turns = timeless(self.state, subject)
+        if kept_seq != seq:
+            # A write replaced the deciding record since it was decided; the write numbered
+            # the subject's change, so the next sync forgets whatever is kept here.
             return code, NEVER
-        return (R_ACCOUNT_CONSENT if by_account else R_CONSENT), at + self.plan.expires_us
+        return kept, turns
 
     def codes_for(self, subjects: Sequence[str], now_us: int) -> bytes:
         """One reason index per subject: remembered ones gathered, the rest decided (each

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,18 +23,37 @@ SEQ_BITS = 32
 SEQ_MASK = (1 << SEQ_BITS) - 1
 AT_SHIFT = SEQ_BITS + 2
 
+#: A consent record's status, and an objection record's (the low two bits of a record).
 CONSENT_CODES = {"given": 1, "refused": 2, "withdrawn": 3}
 CONSENT_NAMES = {v: k for k, v in CONSENT_CODES.items()}
 OBJECTION_CODES = {"lifted": 0, "raised": 1}
 
+#: How a packed record is read: each field as a Python expression over ``value``. The one
+#: definition of the decode: :func:`unpack` is made from it, and so are the decision kernels
+#: (:mod:`consentry.kernels`), which read records inline.
+RECORD_FIELDS: tuple[tuple[str, str], ...] = (
+    ("at", f"value >> {AT_SHIFT}"),
+    ("seq", f"(value >> 2) & {SEQ_MASK:#x}"),
+    ("status", "value & 3"),
+)
 
-def pack(at_us: int, seq: int, code: int) -> int:
-    return (at_us << AT_SHIFT) | (seq << 2) | code
+
+def pack(at_us: int, seq: int, status: int) -> int:
+    """One record as an int (see :data:`RECORD_FIELDS` for the way back)."""
+    return (at_us << AT_SHIFT) | (seq << 2) | status
 
 
-def unpack(value: int) -> tuple[int, int, int]:
-    """(at_us, seq, code) of a packed record."""
-    return value >> AT_SHIFT, (value >> 2) & SEQ_MASK, value & 3
+def _make_unpack() -> Callable[[int], tuple[int, int, int]]:
+    fields = ", ".join(expression for _, expression in RECORD_FIELDS)
+    namespace: dict[str, Any] = {}
+    exec(f"def unpack(value):\n    return {fields}\n", namespace)
+    made: Callable[[int], tuple[int, int, int]] = namespace["unpack"]
+    made.__doc__ = "(at_us, seq, status) of a packed record."
+    return made
+
+
+#: (at_us, seq, status) of a packed record.
+unpack = _make_unpack()
 
 
 _PARSED: dict[str, Policy] = {}
