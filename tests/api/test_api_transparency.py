@@ -102,7 +102,7 @@ def test_the_service_runs_its_checkpointer(make_api: Callable[..., Api]) -> None
     with api.client:  # runs the lifespan: the checkpointer thread starts and stops with it
         api.client.post("/v1/subjects/bob/consents", json=GIVE, headers=api.bob)
         head = api.store.ledger.head()[0]
-        deadline = time.monotonic() + 30  # the thread looks once a second; a loaded machine
+        deadline = time.monotonic() + 120  # the thread looks once a second; a loaded machine
         while time.monotonic() < deadline:
             latest = api.store.latest_checkpoint()
             if latest is not None and latest.size == head:

@@ -64,7 +64,7 @@ def served(backend_url: str, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120  # a loaded machine starts two workers slowly
+        deadline = time.monotonic() + 300  # a loaded machine starts two workers slowly
         while True:
             try:
                 if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
