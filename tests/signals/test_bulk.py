@@ -358,7 +358,7 @@ def test_cli_check_errors(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 2
-    assert "no aipref usage category" in result.output
+    assert "is not a use any do-not-train signal speaks about" in result.output
     result = runner.invoke(
         app,
         [

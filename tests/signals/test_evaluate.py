@@ -6,22 +6,25 @@ import httpx
 import pytest
 
 from consentry.errors import InvalidInput
-from consentry.signals import Evaluator, RobotsTxt, aipref_label, evaluate, product_token
+from consentry.signals import Evaluator, RobotsTxt, evaluate, product_token, uses_of
 from consentry.signals.c2pa import check_manifest
 from consentry.signals.htmlmeta import parse_html
 
 URL = "https://example.com/media/song.mp3"
 
 
-def test_purposes_map_to_aipref() -> None:
-    assert aipref_label("train-ai") == "train-ai"
-    assert aipref_label("ai.training.generative") == "train-ai"
-    assert aipref_label("ai.training.third_party") == "train-ai"
-    assert aipref_label("ai.training.feature") == "train-ai"  # via ai.training
-    assert aipref_label("ai.feature.summary") == "ai-use"
-    assert aipref_label("search") == "search"
-    with pytest.raises(InvalidInput, match="no aipref usage category"):
-        aipref_label("service.delivery")
+def test_purposes_map_to_uses() -> None:
+    assert uses_of("train-ai") == ("train-genai",)  # as the current aipref draft defines it
+    assert uses_of("ai.training.generative") == ("train-genai",)
+    assert uses_of("ai.training.third_party") == ("train-genai", "train-other")
+    assert uses_of("ai.training.feature") == ("train-other",)  # no longer train-ai
+    assert uses_of("ai.training") == ("train-genai", "train-other")
+    assert uses_of("ai.feature.summary") == ("ai-input",)
+    assert uses_of("ai-use") == ("ai-input",)  # a removed label, accepted from old callers
+    assert uses_of("ai-train") == ("train-genai", "train-other")  # Content-Signal
+    assert uses_of("search") == ("search",)
+    with pytest.raises(InvalidInput, match="not a use any do-not-train signal speaks about"):
+        uses_of("service.delivery")
 
 
 def test_no_signal_is_unset_not_allowed() -> None:
@@ -52,7 +55,8 @@ def test_allow_needs_an_explicit_yes() -> None:
     assert (d.decision, d.signal, d.evidence) == (
         "allow",
         "content-usage",
-        "Content-Usage: train-ai=y",
+        "Content-Usage: train-ai=y (train-genai: train-ai=y as draft-ietf-aipref-vocab-08"
+        " defines it)",
     )
 
 
@@ -65,7 +69,7 @@ def test_several_content_usage_lines_form_one_field() -> None:
         headers=[("Content-Usage", "train-ai=y"), ("content-usage", "train-ai=n")],
     )
     assert d.decision == "deny"
-    assert d.evidence == "Content-Usage: train-ai=y, train-ai=n"
+    assert d.evidence.startswith("Content-Usage: train-ai=y, train-ai=n (")
 
 
 @pytest.mark.parametrize(
@@ -133,7 +137,10 @@ def test_robots_content_usage_without_path_from_older_drafts() -> None:
     robots = "User-Agent: *\nContent-Usage: train-ai=n\n"
     d = evaluate(URL, user_agent="ExampleBot", purpose="train-ai", robots=robots)
     assert (d.decision, d.signal) == ("deny", "robots.txt content-usage")
-    assert d.evidence == "robots.txt line 2: Content-Usage: train-ai=n"
+    assert d.evidence == (
+        "robots.txt line 2: Content-Usage: train-ai=n"
+        " (train-genai: train-ai=n as draft-ietf-aipref-vocab-08 defines it)"
+    )
 
 
 def test_aitxt() -> None:

@@ -14,6 +14,7 @@ from .conftest import ids, load_vectors
 
 RFC9309 = load_vectors("rfc9309.json")
 AIPREF = load_vectors("aipref.json")
+DRAFTS = load_vectors("aipref_drafts.json")
 TDMREP = load_vectors("tdmrep.json")
 ERRATA = load_vectors("datadiligence.json")
 
@@ -48,7 +49,33 @@ def test_aipref_vocab_fields(vector: dict[str, Any]) -> None:
         headers={"Content-Usage": vector["field"]},
     )
     expected = vector["expected"].get("train-ai")
-    assert decision.decision == {None: "unset", True: "allow", False: "deny"}[expected]
+    wanted = (
+        vector.get("train_ai_decision") or {None: "unset", True: "allow", False: "deny"}[expected]
+    )
+    assert decision.decision == wanted
+
+
+@pytest.mark.parametrize("vector", DRAFTS["vectors"], ids=ids(DRAFTS["vectors"]))
+def test_aipref_drafts(vector: dict[str, Any]) -> None:
+    """Each draft's labels, read as that draft defined them, with the draft in the evidence."""
+    for purpose, wanted in vector["decisions"].items():
+        decision = evaluate(
+            "https://example.com/a",
+            user_agent="ExampleBot",
+            purpose=purpose,
+            headers={"Content-Usage": vector["field"]},
+        )
+        assert decision.decision == wanted, (purpose, decision)
+        draft = vector.get("evidence", {}).get(purpose)
+        if draft:
+            assert draft in decision.evidence, decision.evidence
+    # the same statement in robots.txt (attach §3) gives the same answers
+    robots = "User-Agent: *\nContent-Usage: / " + vector["field"] + "\n"
+    for purpose, wanted in vector["decisions"].items():
+        decision = evaluate(
+            "https://example.com/a", user_agent="ExampleBot", purpose=purpose, robots=robots
+        )
+        assert decision.decision == wanted, (purpose, decision)
 
 
 @pytest.mark.parametrize("vector", AIPREF["combining"], ids=ids(AIPREF["combining"]))

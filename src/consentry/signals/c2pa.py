@@ -13,22 +13,16 @@ Reading files needs the optional ``c2pa-python`` package (``pip install consentr
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConsentryError, InvalidInput
 from .model import ALLOW, DENY, UNSET
+from .vocab import CAWG_ENTRIES
 
 ASSERTION_LABELS = ("c2pa.training-mining", "cawg.training-mining")
-
-#: Entry names (without their ``c2pa.``/``cawg.`` prefix) that govern each aipref category.
-ENTRIES: dict[str, tuple[str, ...]] = {
-    "train-ai": ("ai_generative_training", "ai_training", "data_mining"),
-    "ai-use": ("ai_inference", "data_mining"),
-    "search": (),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +37,17 @@ class C2paUnavailable(ConsentryError):
     title = "C2PA support not installed"
 
 
-def check_manifest(store: Mapping[str, Any] | str | None, label: str) -> C2paAnswer:
-    """What a manifest store (``c2pa.Reader.json()``, parsed or not) says for aipref ``label``."""
+def check_manifest(store: Mapping[str, Any] | str | None, uses: Iterable[str] | str) -> C2paAnswer:
+    """What a manifest store (``c2pa.Reader.json()``, parsed or not) says for ``uses``.
+
+    ``uses`` are consentry's uses (:data:`consentry.signals.vocab.USES`) or one purpose; an
+    entry counts when it covers any of them (:data:`~consentry.signals.vocab.CAWG_ENTRIES`).
+    """
+    if isinstance(uses, str):
+        from .vocab import uses_of
+
+        uses = uses_of(uses)
+    wanted_uses = set(uses)
     if store is None:
         return C2paAnswer(UNSET, "no C2PA manifest")
     if isinstance(store, str):
@@ -58,7 +61,8 @@ def check_manifest(store: Mapping[str, Any] | str | None, label: str) -> C2paAns
     manifest = manifests.get(active) if isinstance(active, str) else None
     if not isinstance(manifest, Mapping):
         return C2paAnswer(UNSET, "no active C2PA manifest")
-    wanted = ENTRIES.get(label, ())
+    wanted = {name for name, covered in CAWG_ENTRIES.items() if wanted_uses & set(covered)}
+    label = "/".join(sorted(wanted_uses))
     allowed_evidence = None
     for assertion in manifest.get("assertions") or []:
         if not isinstance(assertion, Mapping) or assertion.get("label") not in ASSERTION_LABELS:

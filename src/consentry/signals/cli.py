@@ -173,8 +173,12 @@ def check(
     ] = "source_url",
     purpose: Annotated[
         str,
-        typer.Option("--purpose", help="train-ai, ai-use, search, or a consentry purpose."),
-    ] = "train-ai",
+        typer.Option(
+            "--purpose",
+            help="A consentry purpose (ai.training, ai.training.generative, ai.feature…) or a"
+            " vocabulary term (train-ai, ai-train, ai-input, search).",
+        ),
+    ] = "ai.training",
     per_host: Annotated[int, typer.Option("--per-host", help="Requests per host at once.")] = 4,
     concurrency: Annotated[
         int, typer.Option("--concurrency", help="Requests in flight at once.")
@@ -187,12 +191,12 @@ def check(
 ) -> None:
     """Check source URLs' opt-outs and write the table `consentry gate --signals` reads."""
     from .bulk import bulk_check, read_column, read_url_list
-    from .model import aipref_label
+    from .vocab import uses_of
 
     def run() -> Any:
         if (urls is None) == (manifest is None):
             raise InvalidInput("give exactly one of --urls FILE or --manifest FILE")
-        aipref_label(purpose)
+        uses_of(purpose)
         todo = read_url_list(urls) if urls is not None else read_column(manifest, column)  # type: ignore[arg-type]
         return bulk_check(
             todo,

@@ -402,8 +402,7 @@ class SignalChecker:
     async def _fetch_host(self, origin: str) -> HostSignals:
         robots = await self._fetch_robots(origin)
         signals = HostSignals(origin, robots)
-        label = self.evaluator.label
-        if robots.status == "unreachable" or label == "search":
+        if robots.status == "unreachable" or not self.evaluator.tdm:
             return signals
         token = self.evaluator.token
         jobs: list[Awaitable[None]] = []
@@ -412,7 +411,7 @@ class SignalChecker:
         allows = robots.robots.can_fetch if robots.robots is not None else None
         if allows is None or allows(tdm_url, token):
             jobs.append(self._fetch_tdmrep(tdm_url, signals))
-        if label == "train-ai" and (allows is None or allows(ai_url, token)):
+        if self.evaluator.training and (allows is None or allows(ai_url, token)):
             jobs.append(self._fetch_aitxt(ai_url, signals))
         await asyncio.gather(*jobs)
         return signals
