@@ -151,3 +151,39 @@ def test_datadiligence_really_answers_these_wrongly(vector: dict[str, Any]) -> N
     assert allowed is vector["datadiligence_allows"]
     consentry_allows_use = vector["expected"] != "deny"  # unset does not forbid use
     assert (allowed != consentry_allows_use) is vector["datadiligence_wrong"]
+
+
+SIGNAL = load_vectors("contentsignal.json")
+
+
+@pytest.mark.parametrize("vector", SIGNAL["vectors"], ids=ids(SIGNAL["vectors"]))
+def test_content_signal(vector: dict[str, Any]) -> None:
+    text = SIGNAL["files"][vector["file"]]
+    decision = evaluate(
+        "https://example.com" + vector["path"],
+        user_agent=vector.get("user_agent", "ExampleBot"),
+        purpose=vector["purpose"],
+        robots=text,
+    )
+    assert decision.decision == vector["decision"], decision
+    if "signal" in vector:
+        assert decision.signal == vector["signal"], decision
+    if decision.signal == "robots.txt content-signal":
+        assert "Content-Signal:" in decision.evidence
+
+
+def test_content_signal_parse_and_serialize() -> None:
+    from consentry.signals import parse_content_signal, serialize_content_signal
+
+    assert parse_content_signal("search=yes, ai-train=no, ai-input=no") == {
+        "search": True,
+        "ai-train": False,
+        "ai-input": False,
+    }
+    assert parse_content_signal("ai-train=no, ai-train=yes") == {"ai-train": True}  # last wins
+    assert parse_content_signal("") == {}
+    value = serialize_content_signal({"ai-train": False, "ai-input": False, "search": True})
+    assert value == "search=yes, ai-input=no, ai-train=no"
+    assert parse_content_signal(value) == {"search": True, "ai-input": False, "ai-train": False}
+    with pytest.raises(ValueError, match="unknown Content-Signal keys"):
+        serialize_content_signal({"train-ai": False})

@@ -226,10 +226,9 @@ def _header_comment(config: SignalsConfig, what: str) -> list[str]:
 
 def _own_terms_comment(config: SignalsConfig) -> list[str]:
     """The robots.txt comment stating, in consentry's terms, what no standard label covers."""
-    lines = [
-        f"# Content-Usage labels follow {vocab.AIPREF_CURRENT};"
-        f" Content-Signal follows {vocab.CONTENT_SIGNAL_SOURCE}.",
-    ]
+    lines = [f"# Content-Usage labels follow {vocab.AIPREF_CURRENT}."]
+    if config.content_signal:
+        lines.append(f"# Content-Signal follows {vocab.CONTENT_SIGNAL_SOURCE}.")
     terms = config.own_terms()
     if terms:
         lines.append(f"# Not covered by {vocab.AIPREF_CURRENT}, in consentry's own terms:")
