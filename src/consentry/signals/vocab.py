@@ -263,6 +263,29 @@ def read_use(preferences: Mapping[str, bool], use: str) -> LabelFinding | None:
     return best
 
 
+def purpose_terms(purpose: str) -> dict[str, str]:
+    """Each do-not-train vocabulary's term(s) for a consentry purpose ({} when none speaks).
+
+    >>> purpose_terms("ai.training")["aipref"], purpose_terms("ai.training")["consentry"]
+    ('train-ai', 'consentry:train-other')
+    """
+    try:
+        uses = uses_of(purpose)
+    except InvalidInput:
+        return {}
+    labels = [label for use in uses if (label := aipref_label_for(use)) is not None]
+    own = [OWN_TERMS[use] for use in uses if aipref_label_for(use) is None]
+    signal = [k for k, covered in CONTENT_SIGNAL_KEYS.items() if set(covered) & set(uses)]
+    out: dict[str, str] = {}
+    if labels:
+        out["aipref"] = ", ".join(dict.fromkeys(labels))
+        out["aipref_draft"] = AIPREF_CURRENT
+    if own:
+        out["consentry"] = ", ".join(own)
+    out["content-signal"] = ", ".join(signal)
+    return out
+
+
 def table_rows() -> list[dict[str, str]]:
     """The table as rows (purpose, uses and each vocabulary's term), for docs and the CLI."""
     rows = []
