@@ -226,3 +226,100 @@ def check(
         f"checked {report.urls} URLs on {report.hosts} hosts in {report.seconds:.1f}s: {counts}"
     )
     typer.echo(f"wrote {report.out}")
+
+
+@app.command()
+def stamp(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A JPEG, PNG, MP4 or WAV file to stamp.")],
+    subject: Annotated[
+        list[str],
+        typer.Option("--subject", help="The item's owner (repeat for every subject of the item)."),
+    ],
+    purpose: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--purpose",
+            help="A purpose whose current decision to write (repeatable; default:"
+            " ai.training.generative, ai.training.feature, ai.feature).",
+        ),
+    ] = None,
+    category: Annotated[
+        str, typer.Option("--category", help="The item's data category.")
+    ] = "content",
+    cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--cert",
+            envvar="CONSENTRY_C2PA_CERT",
+            help="PEM certificate chain that signs (signer first, then its CA).",
+        ),
+    ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", envvar="CONSENTRY_C2PA_KEY", help="The signer's PEM private key."),
+    ] = None,
+    alg: Annotated[
+        str, typer.Option("--alg", envvar="CONSENTRY_C2PA_ALG", help="es256, es384, ps256…")
+    ] = "es256",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write (default: over FILE).")
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", envvar="CONSENTRY_DATABASE_URL", help="The consentry store URL."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Write the owners' current choices into FILE as a signed CAWG training-mining assertion."""
+    from ..store import Store
+    from .stamp import DEFAULT_PURPOSES, StampSigner, owner_choices, training_mining_entries
+    from .stamp import stamp as stamp_file
+
+    root = ctx.find_root()
+    url = db or (root.params.get("db") if root.params else None)
+
+    def run() -> dict[str, Any]:
+        if cert is None or key is None:
+            raise InvalidInput(
+                "stamping needs the signing certificate chain and key",
+                hint="give --cert and --key (or CONSENTRY_C2PA_CERT / CONSENTRY_C2PA_KEY)",
+            )
+        signer = StampSigner.from_files(cert, key, alg=alg)
+        with Store(url) as store:
+            choices = owner_choices(store, subject, category, purpose or DEFAULT_PURPOSES)
+        target = out or file
+        stamp_file(file, choices, signer, out=target)
+        return {
+            "file": str(target),
+            "choices": choices,
+            "entries": training_mining_entries(choices),
+        }
+
+    result = _run(run)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for name, entry in result["entries"].items():
+        info = f" ({entry['constraint_info']})" if "constraint_info" in entry else ""
+        typer.echo(f"{name}: {entry['use']}{info}")
+    typer.echo(f"wrote {result['file']}")
+
+
+@app.command("vocab")
+def vocab_table(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """Print the vocabulary table: purposes, uses and each vocabulary's terms (draft named)."""
+    from .vocab import AIPREF_CURRENT, table_rows
+
+    rows = table_rows()
+    if as_json:
+        typer.echo(json.dumps({"aipref_draft": AIPREF_CURRENT, "rows": rows}))
+        return
+    typer.echo(f"aipref labels as {AIPREF_CURRENT} defines them")
+    for row in rows:
+        typer.echo(
+            f"{row['purpose']:26} {row['use']:12} aipref {row['aipref']:48}"
+            f" Content-Signal {row['content-signal']:9} {row['cawg']}"
+        )
