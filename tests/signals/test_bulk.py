@@ -133,10 +133,12 @@ def cases(server: LoopbackServer) -> list[tuple[str, str, str]]:
     ]
 
 
-@pytest.fixture(params=["httpx", "aiohttp"])
+@pytest.fixture(params=["httpx", "aiohttp", "direct"])
 def engine(request: pytest.FixtureRequest) -> str:
     if request.param == "aiohttp":
         pytest.importorskip("aiohttp", reason="aiohttp not installed")
+    if request.param == "direct":
+        pytest.importorskip("httptools", reason="httptools not installed")
     return str(request.param)
 
 
