@@ -185,7 +185,7 @@ def check(
     ] = 256,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 10.0,
     engine: Annotated[
-        str, typer.Option("--engine", help="HTTP engine: auto, httpx or aiohttp.")
+        str, typer.Option("--engine", help="HTTP engine: auto, direct, aiohttp or httpx.")
     ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
