@@ -259,3 +259,23 @@ def test_rules_before_any_user_agent_apply_to_nobody() -> None:
     robots = RobotsTxt.parse("Disallow: /\nUser-agent: *\nDisallow: /x\n")
     assert robots.can_fetch("https://e.com/y", "bot")
     assert not robots.can_fetch("https://e.com/x", "bot")
+
+
+def test_plain_rules_fast_path_agrees_with_protego() -> None:
+    """Plain prefix rules are decided without Protego; the answer must be Protego's."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from protego import Protego
+
+    segment = st.text(alphabet="ab/.-", min_size=1, max_size=6)
+    rules = st.lists(st.tuples(st.sampled_from(["Allow", "Disallow"]), segment), max_size=6)
+
+    @settings(max_examples=300, deadline=None)
+    @given(rules=rules, path=segment)
+    def check(rules: list[tuple[str, str]], path: str) -> None:
+        text = "User-agent: *\n" + "".join(f"{k}: /{p}\n" for k, p in rules)
+        url = "https://example.com/" + path
+        ours = RobotsTxt.parse(text).check(url, "ExampleBot").allowed
+        assert ours is Protego.parse(text).can_fetch(url, "ExampleBot"), (text, url)
+
+    check()

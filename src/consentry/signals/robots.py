@@ -197,11 +197,14 @@ class UsageAnswer:
 class _Selected:
     """The merged rules of the groups that apply to one product token."""
 
-    __slots__ = ("_protego", "access", "name", "signals", "usage")
+    __slots__ = ("_protego", "access", "name", "plain", "signals", "usage")
 
     def __init__(self, name: str, rules: list[Rule]) -> None:
         self.name = name
         self.access = [r for r in rules if r.kind in ("allow", "disallow")]
+        # every pattern a plain prefix with nothing to decode: then, for a plain path, the
+        # longest match (Allow on ties) is exactly Protego's answer, without its URL parsing
+        self.plain = all(_PLAIN(r.pattern) for r in self.access)
         self.usage = [r for r in rules if r.kind == "content-usage"]
         self.signals = [r for r in rules if r.kind == "content-signal"]
         self._protego: object | None = None
@@ -273,8 +276,10 @@ class RobotsTxt:
         selected = self._select(product_token(user_agent))
         if selected is None:
             return RobotsAnswer(True, None, "")
-        allowed = selected.can_fetch(url if "://" in url else "http://x" + url)
         best = _longest(selected.access, path)
+        if selected.plain and _PLAIN(path):
+            return RobotsAnswer(best is None or best.kind == "allow", best, selected.name)
+        allowed = selected.can_fetch(url if "://" in url else "http://x" + url)
         if best is not None and (best.kind == "allow") != allowed:
             best = None  # Protego decided otherwise; do not quote a line that did not decide
         return RobotsAnswer(allowed, best, selected.name)
