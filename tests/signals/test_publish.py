@@ -285,6 +285,9 @@ async def test_signals_app() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         assert "ai@x.example" in (await c.get("/ai.txt")).text
         assert (await c.get("/nope")).status_code == 404
+        policy = await c.get("/.well-known/consentry-tdm-policy.json")
+        assert policy.headers["content-type"].startswith("application/ld+json")
+        assert policy.json()["vocabulary"]["aipref"] == "draft-ietf-aipref-vocab-08"
 
 
 # -- CLI ---------------------------------------------------------------------------------
