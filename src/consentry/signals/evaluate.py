@@ -108,8 +108,8 @@ def _as_tdmrep(value: TdmRepFile | str | bytes | list[object] | None) -> TdmRepF
 class Evaluator:
     """Evaluates signals for one crawler (user agent) and one purpose.
 
-    Build it once and call :meth:`evaluate` per URL: the product token and the aipref category
-    are worked out here, not on every call.
+    Build it once and call :meth:`evaluate` per URL: the product token and the purpose's uses
+    (:mod:`consentry.signals.vocab`) are worked out here, not on every call.
     """
 
     __slots__ = (
