@@ -437,6 +437,45 @@ def bench_bulk(
     return out
 
 
+def profile_bulk(n_urls: int, n_hosts: int, engine: str, port0: int, out: str) -> int:
+    """One warm-up and one profiled bulk run per engine; CPU time, not wall time.
+
+    The checker shares the machine with the server process (and, on a shared VM, with
+    everything else), so wall time in a profile mostly measures waiting; CPU time shows where
+    the checker's own work goes.
+    """
+    import cProfile
+    import pstats
+
+    from consentry.signals import bulk_check
+
+    urls = url_list(n_urls, n_hosts, port0)
+    options = {"per_host": 4, "concurrency": 400, "timeout": 10.0}
+    with loopback_hosts(n_hosts, port0):
+        for name in [e.strip() for e in engine.split(",")]:
+            bulk_check(urls, user_agent=FULL_UA, purpose="train-ai", engine=name, **options)
+            profiler = cProfile.Profile(time.process_time)
+            cpu, wall = time.process_time(), time.perf_counter()
+            profiler.enable()
+            report = bulk_check(
+                urls, user_agent=FULL_UA, purpose="train-ai", engine=name, **options
+            )
+            profiler.disable()
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            plain_cpu = time.process_time()
+            plain = bulk_check(urls, user_agent=FULL_UA, purpose="train-ai", engine=name, **options)
+            plain_cpu = time.process_time() - plain_cpu
+            print(
+                f"{name}: profiled run {cpu:.2f} s CPU in {wall:.2f} s; unprofiled run"
+                f" {plain.urls_per_second:.0f} URLs/s, {plain_cpu:.2f} s CPU"
+                f" ({plain_cpu / n_urls * 1e6:.0f} µs per URL); requests {report.requests};"
+                f" load average {os.getloadavg()}"
+            )
+            profiler.dump_stats(f"{out}.{name}")
+            pstats.Stats(f"{out}.{name}").sort_stats("tottime").print_stats(25)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--urls", type=int, default=10_000)
@@ -457,7 +496,14 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=5, help="bulk rounds (consentry + a datadiligence slice)"
     )
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="instead: profile one bulk run per engine (CPU time, cProfile) into FILE.<engine>",
+    )
     args = parser.parse_args(argv)
+    if args.profile:
+        return profile_bulk(args.urls, args.hosts, args.engine, args.port, args.profile)
 
     results: dict[str, Any] = {
         "python": platform.python_version(),
