@@ -357,12 +357,15 @@ def bench_bulk(
 ) -> dict[str, Any]:
     """consentry and datadiligence, interleaved so that both see the same machine load.
 
-    Each of ``repeat`` rounds runs consentry over the whole list, then datadiligence over the
-    next slice of it; together the slices cover the list (or its first ``dd_limit`` URLs).
+    Each of ``repeat`` rounds runs consentry over the whole list with each engine of
+    ``engine`` (a comma-separated list; ``both`` is ``aiohttp`` plus one ``httpx`` run at the
+    end, as before), then datadiligence over the next slice of it; together the slices cover
+    the list (or its first ``dd_limit`` URLs). Ratios are per round, so each compares runs
+    that met the same load.
     """
     urls = url_list(n_urls, n_hosts, port0)
     out: dict[str, Any] = {"urls": n_urls, "hosts": n_hosts, "rounds": repeat}
-    fast = "aiohttp" if engine in ("both", "aiohttp") else engine
+    engines = ["aiohttp"] if engine == "both" else [e.strip() for e in engine.split(",")]
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             import datadiligence as dd
@@ -374,10 +377,13 @@ def bench_bulk(
     with loopback_hosts(n_hosts, port0):
         stats_url = f"http://127.0.0.1:{port0}/__stats"
         reset_url = f"http://127.0.0.1:{port0}/__reset"
-        runs: list[dict[str, Any]] = []
+        runs: dict[str, list[dict[str, Any]]] = {e: [] for e in engines}
         dd_rounds: list[dict[str, Any]] = []
+        loads: list[list[float]] = []
         for r in range(repeat):
-            runs.append(_consentry_run(urls, fast, stats_url, reset_url))
+            loads.append([round(x, 2) for x in os.getloadavg()])
+            for name in engines:
+                runs[name].append(_consentry_run(urls, name, stats_url, reset_url))
             if dd is None:
                 continue
             part = sample[r * step : (r + 1) * step]
@@ -393,18 +399,16 @@ def bench_bulk(
             dd_rounds.append(
                 {"urls": len(part), "seconds": seconds, "denied": denied, "errors": errors}
             )
-        ordered = sorted(runs, key=lambda x: x["urls_per_second"])
-        out[fast] = {
-            **ordered[len(ordered) // 2],
-            "runs_urls_per_second": [round(x["urls_per_second"]) for x in runs],
-        }
+        out["load_average_per_round"] = loads
+        for name in engines:
+            ordered = sorted(runs[name], key=lambda x: x["urls_per_second"])
+            out[name] = {
+                **ordered[len(ordered) // 2],
+                "runs_urls_per_second": [round(x["urls_per_second"]) for x in runs[name]],
+            }
         if dd_rounds:
             total = sum(x["seconds"] for x in dd_rounds)
             checked = sum(x["urls"] for x in dd_rounds)
-            ratios = sorted(
-                c["urls_per_second"] / (d["urls"] / d["seconds"])
-                for c, d in zip(runs, dd_rounds, strict=True)
-            )
             out["datadiligence"] = {
                 "urls": checked,
                 "seconds": total,
@@ -413,19 +417,75 @@ def bench_bulk(
                 "denied": sum(x["denied"] for x in dd_rounds),
                 "errors": sum(x["errors"] for x in dd_rounds),
             }
-            out["ratio_per_round"] = [round(x, 1) for x in ratios]
-            out["ratio_median"] = ratios[len(ratios) // 2]
+            out["ratios"] = {}
+            for name in engines:
+                per_round = [
+                    c["urls_per_second"] / (d["urls"] / d["seconds"])
+                    for c, d in zip(runs[name], dd_rounds, strict=True)
+                ]
+                ordered_ratios = sorted(per_round)
+                out["ratios"][name] = {
+                    "per_round": [round(x, 1) for x in per_round],
+                    "median": ordered_ratios[len(ordered_ratios) // 2],
+                }
+            first = engines[0]
+            out["ratio_per_round"] = out["ratios"][first]["per_round"]
+            out["ratio_median"] = out["ratios"][first]["median"]
         if engine == "both":
             out["httpx"] = _consentry_run(urls, "httpx", stats_url, reset_url)
             out["httpx"]["runs_urls_per_second"] = [round(out["httpx"]["urls_per_second"])]
     return out
 
 
+def profile_bulk(n_urls: int, n_hosts: int, engine: str, port0: int, out: str) -> int:
+    """One warm-up and one profiled bulk run per engine; CPU time, not wall time.
+
+    The checker shares the machine with the server process (and, on a shared VM, with
+    everything else), so wall time in a profile mostly measures waiting; CPU time shows where
+    the checker's own work goes.
+    """
+    import cProfile
+    import pstats
+
+    from consentry.signals import bulk_check
+
+    urls = url_list(n_urls, n_hosts, port0)
+    options = {"per_host": 4, "concurrency": 400, "timeout": 10.0}
+    with loopback_hosts(n_hosts, port0):
+        for name in [e.strip() for e in engine.split(",")]:
+            bulk_check(urls, user_agent=FULL_UA, purpose="train-ai", engine=name, **options)
+            profiler = cProfile.Profile(time.process_time)
+            cpu, wall = time.process_time(), time.perf_counter()
+            profiler.enable()
+            report = bulk_check(
+                urls, user_agent=FULL_UA, purpose="train-ai", engine=name, **options
+            )
+            profiler.disable()
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            plain_cpu = time.process_time()
+            plain = bulk_check(urls, user_agent=FULL_UA, purpose="train-ai", engine=name, **options)
+            plain_cpu = time.process_time() - plain_cpu
+            print(
+                f"{name}: profiled run {cpu:.2f} s CPU in {wall:.2f} s; unprofiled run"
+                f" {plain.urls_per_second:.0f} URLs/s, {plain_cpu:.2f} s CPU"
+                f" ({plain_cpu / n_urls * 1e6:.0f} µs per URL); requests {report.requests};"
+                f" load average {os.getloadavg()}"
+            )
+            profiler.dump_stats(f"{out}.{name}")
+            pstats.Stats(f"{out}.{name}").sort_stats("tottime").print_stats(25)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--urls", type=int, default=10_000)
     parser.add_argument("--hosts", type=int, default=100)
-    parser.add_argument("--engine", default="both", help="auto, httpx, aiohttp or both")
+    parser.add_argument(
+        "--engine",
+        default="direct,aiohttp",
+        help="engines to run each round, comma-separated (direct, aiohttp, httpx, auto),"
+        " or both (aiohttp each round, httpx once)",
+    )
     parser.add_argument("--port", type=int, default=24100, help="first loopback port")
     parser.add_argument("--header-sets", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=20)
@@ -436,7 +496,14 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=5, help="bulk rounds (consentry + a datadiligence slice)"
     )
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="instead: profile one bulk run per engine (CPU time, cProfile) into FILE.<engine>",
+    )
     args = parser.parse_args(argv)
+    if args.profile:
+        return profile_bulk(args.urls, args.hosts, args.engine, args.port, args.profile)
 
     results: dict[str, Any] = {
         "python": platform.python_version(),
@@ -471,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     results["bulk"] = bulk
     dd_rate = bulk["datadiligence"]["urls_per_second"] if bulk.get("datadiligence") else None
     print(f"bulk: {bulk['urls']} URLs over {bulk['hosts']} loopback hosts")
-    for name in ("aiohttp", "httpx", "auto"):
+    for name in ("direct", "aiohttp", "httpx", "auto"):
         if name in bulk:
             r = bulk[name]
             extra = f" = {r['urls_per_second'] / dd_rate:.1f}x datadiligence" if dd_rate else ""
@@ -488,10 +555,12 @@ def main(argv: list[str] | None = None) -> int:
             f"  datadiligence     {dd_rate:8.0f} URLs/s ({d['seconds']:.2f}s for {d['urls']} URLs,"
             f" denied {d['denied']}, errors {d['errors']}); rounds {d['rounds_urls_per_second']}"
         )
-        print(
-            f"  ratio per round (same load): {bulk['ratio_per_round']},"
-            f" median {bulk['ratio_median']:.1f}x"
-        )
+        for name, ratio in bulk["ratios"].items():
+            print(
+                f"  consentry[{name}] / datadiligence per round (same load):"
+                f" {ratio['per_round']}, median {ratio['median']:.1f}x"
+            )
+        print(f"  load average at each round's start: {bulk['load_average_per_round']}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=2, default=str)

@@ -51,7 +51,9 @@ BUILTIN_LABELS: tuple[str, ...] = (
     "precise_location",
 )
 
-#: Public vocabularies each built-in purpose maps to (aipref, W3C DPV, fideslang).
+#: Public vocabularies each built-in purpose maps to (W3C DPV, fideslang). The do-not-train
+#: vocabularies (IETF aipref by draft, Content-Signal, CAWG) are in one table of their own,
+#: ``consentry.signals.vocab`` (see :func:`consentry.signals.vocab.purpose_terms`).
 PURPOSE_VOCABULARY: dict[str, dict[str, str]] = {
     "service.delivery": {"dpv": "dpv:ServiceProvision", "fideslang": "essential.service"},
     "service.safety": {
@@ -62,20 +64,10 @@ PURPOSE_VOCABULARY: dict[str, dict[str, str]] = {
         "dpv": "dpv:ImproveExistingProductsAndServices",
         "fideslang": "functional.service.improve",
     },
-    "ai.feature": {"aipref": "ai-use"},
-    "ai.training": {
-        "aipref": "train-ai",
-        "dpv": "ai:ModelTraining",
-        "fideslang": "train_ai_system",
-    },
+    "ai.training": {"dpv": "ai:ModelTraining", "fideslang": "train_ai_system"},
     "ai.training.feature": {"dpv": "ai:ModelTraining", "fideslang": "train_ai_system"},
-    "ai.training.generative": {
-        "aipref": "train-ai",
-        "dpv": "ai:ModelTraining",
-        "fideslang": "train_ai_system",
-    },
+    "ai.training.generative": {"dpv": "ai:ModelTraining", "fideslang": "train_ai_system"},
     "ai.training.third_party": {
-        "aipref": "train-ai",
         "dpv": "dpv:SellDataToThirdParties",
         "fideslang": "train_ai_system",
     },

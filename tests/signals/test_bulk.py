@@ -133,10 +133,12 @@ def cases(server: LoopbackServer) -> list[tuple[str, str, str]]:
     ]
 
 
-@pytest.fixture(params=["httpx", "aiohttp"])
+@pytest.fixture(params=["httpx", "aiohttp", "direct"])
 def engine(request: pytest.FixtureRequest) -> str:
     if request.param == "aiohttp":
         pytest.importorskip("aiohttp", reason="aiohttp not installed")
+    if request.param == "direct":
+        pytest.importorskip("httptools", reason="httptools not installed")
     return str(request.param)
 
 
@@ -358,7 +360,7 @@ def test_cli_check_errors(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 2
-    assert "no aipref usage category" in result.output
+    assert "is not a use any do-not-train signal speaks about" in result.output
     result = runner.invoke(
         app,
         [

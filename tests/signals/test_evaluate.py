@@ -6,22 +6,25 @@ import httpx
 import pytest
 
 from consentry.errors import InvalidInput
-from consentry.signals import Evaluator, RobotsTxt, aipref_label, evaluate, product_token
+from consentry.signals import Evaluator, RobotsTxt, evaluate, product_token, uses_of
 from consentry.signals.c2pa import check_manifest
 from consentry.signals.htmlmeta import parse_html
 
 URL = "https://example.com/media/song.mp3"
 
 
-def test_purposes_map_to_aipref() -> None:
-    assert aipref_label("train-ai") == "train-ai"
-    assert aipref_label("ai.training.generative") == "train-ai"
-    assert aipref_label("ai.training.third_party") == "train-ai"
-    assert aipref_label("ai.training.feature") == "train-ai"  # via ai.training
-    assert aipref_label("ai.feature.summary") == "ai-use"
-    assert aipref_label("search") == "search"
-    with pytest.raises(InvalidInput, match="no aipref usage category"):
-        aipref_label("service.delivery")
+def test_purposes_map_to_uses() -> None:
+    assert uses_of("train-ai") == ("train-genai",)  # as the current aipref draft defines it
+    assert uses_of("ai.training.generative") == ("train-genai",)
+    assert uses_of("ai.training.third_party") == ("train-genai", "train-other")
+    assert uses_of("ai.training.feature") == ("train-other",)  # no longer train-ai
+    assert uses_of("ai.training") == ("train-genai", "train-other")
+    assert uses_of("ai.feature.summary") == ("ai-input",)
+    assert uses_of("ai-use") == ("ai-input",)  # a removed label, accepted from old callers
+    assert uses_of("ai-train") == ("train-genai", "train-other")  # Content-Signal
+    assert uses_of("search") == ("search",)
+    with pytest.raises(InvalidInput, match="not a use any do-not-train signal speaks about"):
+        uses_of("service.delivery")
 
 
 def test_no_signal_is_unset_not_allowed() -> None:
@@ -52,7 +55,8 @@ def test_allow_needs_an_explicit_yes() -> None:
     assert (d.decision, d.signal, d.evidence) == (
         "allow",
         "content-usage",
-        "Content-Usage: train-ai=y",
+        "Content-Usage: train-ai=y (train-genai: train-ai=y as draft-ietf-aipref-vocab-08"
+        " defines it)",
     )
 
 
@@ -65,7 +69,7 @@ def test_several_content_usage_lines_form_one_field() -> None:
         headers=[("Content-Usage", "train-ai=y"), ("content-usage", "train-ai=n")],
     )
     assert d.decision == "deny"
-    assert d.evidence == "Content-Usage: train-ai=y, train-ai=n"
+    assert d.evidence.startswith("Content-Usage: train-ai=y, train-ai=n (")
 
 
 @pytest.mark.parametrize(
@@ -133,7 +137,10 @@ def test_robots_content_usage_without_path_from_older_drafts() -> None:
     robots = "User-Agent: *\nContent-Usage: train-ai=n\n"
     d = evaluate(URL, user_agent="ExampleBot", purpose="train-ai", robots=robots)
     assert (d.decision, d.signal) == ("deny", "robots.txt content-usage")
-    assert d.evidence == "robots.txt line 2: Content-Usage: train-ai=n"
+    assert d.evidence == (
+        "robots.txt line 2: Content-Usage: train-ai=n"
+        " (train-genai: train-ai=n as draft-ietf-aipref-vocab-08 defines it)"
+    )
 
 
 def test_aitxt() -> None:
@@ -252,3 +259,23 @@ def test_rules_before_any_user_agent_apply_to_nobody() -> None:
     robots = RobotsTxt.parse("Disallow: /\nUser-agent: *\nDisallow: /x\n")
     assert robots.can_fetch("https://e.com/y", "bot")
     assert not robots.can_fetch("https://e.com/x", "bot")
+
+
+def test_plain_rules_fast_path_agrees_with_protego() -> None:
+    """Plain prefix rules are decided without Protego; the answer must be Protego's."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from protego import Protego
+
+    segment = st.text(alphabet="ab/.-", min_size=1, max_size=6)
+    rules = st.lists(st.tuples(st.sampled_from(["Allow", "Disallow"]), segment), max_size=6)
+
+    @settings(max_examples=300, deadline=None)
+    @given(rules=rules, path=segment)
+    def check(rules: list[tuple[str, str]], path: str) -> None:
+        text = "User-agent: *\n" + "".join(f"{k}: /{p}\n" for k, p in rules)
+        url = "https://example.com/" + path
+        ours = RobotsTxt.parse(text).check(url, "ExampleBot").allowed
+        assert ours is Protego.parse(text).can_fetch(url, "ExampleBot"), (text, url)
+
+    check()

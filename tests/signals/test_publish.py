@@ -28,6 +28,7 @@ from consentry.signals import (
 )
 from consentry.signals.cli import app as cli_app
 from consentry.signals.crawlers import parse_crawler_list
+from consentry.signals.publish import tdm_policy_json
 
 SITE = "https://music.example"
 REQUIRED = [
@@ -284,6 +285,9 @@ async def test_signals_app() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         assert "ai@x.example" in (await c.get("/ai.txt")).text
         assert (await c.get("/nope")).status_code == 404
+        policy = await c.get("/.well-known/consentry-tdm-policy.json")
+        assert policy.headers["content-type"].startswith("application/ld+json")
+        assert policy.json()["vocabulary"]["aipref"] == "draft-ietf-aipref-vocab-08"
 
 
 # -- CLI ---------------------------------------------------------------------------------
@@ -311,3 +315,81 @@ def test_cli_prints_files(tmp_path: Path) -> None:
     bad.write_text('{"tdm_polcy": "x"}')
     result = runner.invoke(cli_app, ["robots", "--config", str(bad)])
     assert result.exit_code == 2 and "did you mean 'tdm_policy'" in result.output
+
+
+def test_robots_txt_names_the_draft_publishes_only_current_labels_and_own_terms() -> None:
+    from consentry.signals.aipref import serialize
+
+    text = robots_txt(SignalsConfig(base_url=SITE, ai_input_allowed=False, search_allowed=True))
+    assert "draft-ietf-aipref-vocab-08" in text
+    assert "Content-Usage: / train-ai=n, search=y" in text
+    assert "Content-Signal: search=yes, ai-input=no, ai-train=no" in text
+    # no label the current draft does not define
+    usage_lines = [line for line in text.splitlines() if line.startswith("Content-Usage:")]
+    assert all("ai-use" not in line and "train-genai" not in line for line in usage_lines)
+    # what no current label covers is stated in consentry's own terms, in a comment
+    assert "#   consentry:train-other=n" in text
+    assert "#   consentry:ai-input=n" in text
+    with pytest.raises(ValueError, match="not defined by draft-ietf-aipref-vocab-08"):
+        serialize({"ai-use": False})
+    # the file says what the platform meant, to a reader of either vocabulary
+    for purpose, expected in (
+        ("ai.training.generative", "deny"),
+        ("ai.training.feature", "deny"),
+        ("ai.feature.summary", "deny"),
+        ("search", "allow"),
+    ):
+        d = evaluate(SITE + "/t/1", user_agent="SomeBot", purpose=purpose, robots=text)
+        assert d.decision == expected, (purpose, d)
+
+
+def test_content_signal_can_be_switched_off_and_open_paths_open_it() -> None:
+    assert "Content-Signal:" not in robots_txt(SignalsConfig(content_signal=False))
+    cfg = SignalsConfig(third_party_training_allowed=True, open_paths=("/open/",))
+    text = robots_txt(cfg)
+    assert "Content-Signal: /open/ ai-train=yes" in text
+    opened, closed = SITE + "/open/a", SITE + "/b"
+    assert evaluate(opened, user_agent="X", purpose="ai-train", robots=text).allowed
+    assert evaluate(closed, user_agent="X", purpose="ai-train", robots=text).denied
+
+
+def test_old_setting_name_ai_use_allowed_is_read_as_ai_input() -> None:
+    cfg = SignalsConfig.from_mapping({"ai_use_allowed": False})
+    assert cfg.ai_input_allowed is False
+    assert "ai-use" not in response_headers(cfg)["Content-Usage"]
+
+
+def test_config_from_policy() -> None:
+    from consentry.policy.loader import load_policies
+
+    policy = load_policies(Path(__file__).parents[1] / "data" / "decisions.yaml")[0]
+    cfg = SignalsConfig.from_policy(policy, base_url=SITE)
+    # ai.training.third_party is prohibited on content: no third-party training at all
+    assert cfg.third_party_training_allowed is False
+    assert cfg.ai_input_allowed is None and cfg.search_allowed is None
+    cfg = SignalsConfig.from_policy(
+        policy,
+        purposes={"ai-train": "ai.training", "ai-input": "ai.feature.summary"},
+        category="content.audio",
+    )
+    # ai.training has a consent basis: owners may consent item by item
+    assert cfg.third_party_training_allowed is True
+    # ai.feature.summary's basis: the test policy says consent → no site-wide yes
+    rule = policy.rule_for("ai.feature.summary", "content.audio")
+    assert rule is not None
+    assert cfg.ai_input_allowed is (str(rule.basis) in ("contract", "legitimate_interest"))
+    with pytest.raises(InvalidInput, match="unknown Content-Signal key"):
+        SignalsConfig.from_policy(policy, purposes={"ai-use": "ai.feature"})
+
+
+def test_tdm_policy_in_own_terms() -> None:
+    cfg = SignalsConfig(base_url=SITE, search_allowed=True)
+    rules = json.loads(tdmrep_json(cfg))
+    assert rules[-1]["tdm-policy"] == SITE + "/.well-known/consentry-tdm-policy.json"
+    doc = json.loads(tdm_policy_json(cfg))
+    assert doc["profile"] == "http://www.w3.org/ns/tdmrep"
+    assert doc["vocabulary"]["aipref"] == "draft-ietf-aipref-vocab-08"
+    prohibited = {c["rightOperand"] for r in doc["prohibition"] for c in r["constraint"]}
+    permitted = {c["rightOperand"] for r in doc["permission"] for c in r["constraint"]}
+    assert prohibited == {"consentry:train-genai", "consentry:train-other"}
+    assert permitted == {"consentry:search"}

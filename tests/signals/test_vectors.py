@@ -14,6 +14,7 @@ from .conftest import ids, load_vectors
 
 RFC9309 = load_vectors("rfc9309.json")
 AIPREF = load_vectors("aipref.json")
+DRAFTS = load_vectors("aipref_drafts.json")
 TDMREP = load_vectors("tdmrep.json")
 ERRATA = load_vectors("datadiligence.json")
 
@@ -48,7 +49,33 @@ def test_aipref_vocab_fields(vector: dict[str, Any]) -> None:
         headers={"Content-Usage": vector["field"]},
     )
     expected = vector["expected"].get("train-ai")
-    assert decision.decision == {None: "unset", True: "allow", False: "deny"}[expected]
+    wanted = (
+        vector.get("train_ai_decision") or {None: "unset", True: "allow", False: "deny"}[expected]
+    )
+    assert decision.decision == wanted
+
+
+@pytest.mark.parametrize("vector", DRAFTS["vectors"], ids=ids(DRAFTS["vectors"]))
+def test_aipref_drafts(vector: dict[str, Any]) -> None:
+    """Each draft's labels, read as that draft defined them, with the draft in the evidence."""
+    for purpose, wanted in vector["decisions"].items():
+        decision = evaluate(
+            "https://example.com/a",
+            user_agent="ExampleBot",
+            purpose=purpose,
+            headers={"Content-Usage": vector["field"]},
+        )
+        assert decision.decision == wanted, (purpose, decision)
+        draft = vector.get("evidence", {}).get(purpose)
+        if draft:
+            assert draft in decision.evidence, decision.evidence
+    # the same statement in robots.txt (attach §3) gives the same answers
+    robots = "User-Agent: *\nContent-Usage: / " + vector["field"] + "\n"
+    for purpose, wanted in vector["decisions"].items():
+        decision = evaluate(
+            "https://example.com/a", user_agent="ExampleBot", purpose=purpose, robots=robots
+        )
+        assert decision.decision == wanted, (purpose, decision)
 
 
 @pytest.mark.parametrize("vector", AIPREF["combining"], ids=ids(AIPREF["combining"]))
@@ -124,3 +151,39 @@ def test_datadiligence_really_answers_these_wrongly(vector: dict[str, Any]) -> N
     assert allowed is vector["datadiligence_allows"]
     consentry_allows_use = vector["expected"] != "deny"  # unset does not forbid use
     assert (allowed != consentry_allows_use) is vector["datadiligence_wrong"]
+
+
+SIGNAL = load_vectors("contentsignal.json")
+
+
+@pytest.mark.parametrize("vector", SIGNAL["vectors"], ids=ids(SIGNAL["vectors"]))
+def test_content_signal(vector: dict[str, Any]) -> None:
+    text = SIGNAL["files"][vector["file"]]
+    decision = evaluate(
+        "https://example.com" + vector["path"],
+        user_agent=vector.get("user_agent", "ExampleBot"),
+        purpose=vector["purpose"],
+        robots=text,
+    )
+    assert decision.decision == vector["decision"], decision
+    if "signal" in vector:
+        assert decision.signal == vector["signal"], decision
+    if decision.signal == "robots.txt content-signal":
+        assert "Content-Signal:" in decision.evidence
+
+
+def test_content_signal_parse_and_serialize() -> None:
+    from consentry.signals import parse_content_signal, serialize_content_signal
+
+    assert parse_content_signal("search=yes, ai-train=no, ai-input=no") == {
+        "search": True,
+        "ai-train": False,
+        "ai-input": False,
+    }
+    assert parse_content_signal("ai-train=no, ai-train=yes") == {"ai-train": True}  # last wins
+    assert parse_content_signal("") == {}
+    value = serialize_content_signal({"ai-train": False, "ai-input": False, "search": True})
+    assert value == "search=yes, ai-input=no, ai-train=no"
+    assert parse_content_signal(value) == {"search": True, "ai-input": False, "ai-train": False}
+    with pytest.raises(ValueError, match="unknown Content-Signal keys"):
+        serialize_content_signal({"train-ai": False})

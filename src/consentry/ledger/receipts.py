@@ -163,6 +163,10 @@ def build_receipt(event: Event, controller: Mapping[str, str]) -> dict[str, Any]
     vocab: dict[str, str] = {}
     for key in reversed(ancestors(purpose)):
         vocab.update(PURPOSE_VOCABULARY.get(key, {}))
+    # the do-not-train vocabularies come from their one, draft-versioned table
+    from ..signals.vocab import purpose_terms
+
+    vocab.update(purpose_terms(purpose))
     status = CONSENT_STATUS[event.kind]
     return {
         "schema": RECEIPT_SCHEMA,

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from .aipref import combine_preferences, parse_content_usage
 from .bulk import BulkReport, abulk_check, bulk_check, load_opt_outs, read_table, write_table
+from .contentsignal import parse_content_signal, serialize_content_signal
 from .crawlers import Crawler, CrawlerList, load_crawlers
 from .evaluate import Evaluator, evaluate
 from .fetch import SignalChecker, acheck_url, acheck_urls, check_url, check_urls
 from .middleware import DoNotTrainMiddleware, ItemOwners, signals_app
-from .model import ALLOW, DENY, UNSET, Decision, Finding, aipref_label
+from .model import ALLOW, DENY, UNSET, Decision, Finding
 from .publish import (
     SignalsConfig,
     ai_txt,
@@ -33,11 +34,14 @@ from .publish import (
 )
 from .robots import RobotsTxt, product_token
 from .tdmrep import TdmRepFile
+from .vocab import AIPREF_CURRENT, USES, uses_of
 
 __all__ = [
+    "AIPREF_CURRENT",
     "ALLOW",
     "DENY",
     "UNSET",
+    "USES",
     "BulkReport",
     "Crawler",
     "CrawlerList",
@@ -54,7 +58,6 @@ __all__ = [
     "acheck_url",
     "acheck_urls",
     "ai_txt",
-    "aipref_label",
     "bulk_check",
     "check_url",
     "check_urls",
@@ -63,12 +66,15 @@ __all__ = [
     "html_meta",
     "load_crawlers",
     "load_opt_outs",
+    "parse_content_signal",
     "parse_content_usage",
     "product_token",
     "read_table",
     "response_headers",
     "robots_txt",
+    "serialize_content_signal",
     "signals_app",
     "tdmrep_json",
+    "uses_of",
     "write_table",
 ]

@@ -1,9 +1,12 @@
 """IETF aipref usage preferences: the ``Content-Usage`` dictionary (draft-ietf-aipref-vocab).
 
-A statement of preference is an RFC 9651 Dictionary whose keys are usage categories
-(``train-ai``, ``ai-use``, ``search``) and whose values are the Tokens ``y`` (allow) or ``n``
-(disallow). Anything else — a missing key, a String ``"n"``, a Boolean, a Token other than
-``y``/``n``, an unknown key — leaves that category unknown. A field that does not parse as a
+A statement of preference is an RFC 9651 Dictionary whose keys are usage category labels and
+whose values are the Tokens ``y`` (allow) or ``n`` (disallow). Labels are read as the draft
+that defined them defined them (:mod:`consentry.signals.vocab`: ``train-ai`` and ``search``
+of the current draft, and ``train-genai``, ``ai-use``, ``all``, ``bots``… of earlier ones);
+only the current draft's labels are written. Anything else — a missing key, a String
+``"n"``, a Boolean, a Token other than ``y``/``n``, a label no draft defined — leaves that
+category unknown. A field that does not parse as a
 Dictionary (for example because a key has upper-case letters) leaves every category unknown.
 Parameters are ignored. Several statements combine most-restrictively: any ``n`` wins, then
 any ``y``, else unknown.
@@ -14,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from .model import AIPREF_LABELS
+from .vocab import AIPREF_CURRENT, AIPREF_KNOWN, AIPREF_PUBLISHED
 
 # A dictionary whose members are all ``key=token`` with no parameters — what nearly every
 # real Content-Usage field looks like. For such input this is exactly RFC 9651's parse (last
@@ -31,7 +34,8 @@ _CACHE_MAX = 4096
 def parse_content_usage(value: str | bytes) -> dict[str, bool]:
     """The explicit preferences of one Content-Usage field value: label → allowed.
 
-    Only the vocabulary's labels are returned; a category that is absent is unknown.
+    Only labels some draft of the vocabulary defined are returned; a category that is absent
+    is unknown.
 
     >>> parse_content_usage("train-ai=n, search=y")
     {'train-ai': False, 'search': True}
@@ -65,8 +69,9 @@ def _parse(value: str) -> dict[str, bool]:
             return {}
         raw = parsed
     out: dict[str, bool] = {}
-    for label in AIPREF_LABELS:
-        token = raw.get(label)
+    for label, token in raw.items():
+        if label not in AIPREF_KNOWN:
+            continue
         if token == "y":
             out[label] = True
         elif token == "n":
@@ -103,14 +108,19 @@ def combine_preferences(statements: Iterable[Mapping[str, bool]]) -> dict[str, b
 def serialize(preferences: Mapping[str, bool]) -> str:
     """A Content-Usage field value for ``preferences``, in vocabulary order.
 
+    Only labels of the current draft may be written: an earlier draft's label would be read
+    by nobody who follows the current one, or read wrongly.
+
     >>> serialize({"train-ai": False})
     'train-ai=n'
     """
-    unknown = set(preferences) - set(AIPREF_LABELS)
+    unknown = set(preferences) - set(AIPREF_PUBLISHED)
     if unknown:
-        raise ValueError(f"unknown aipref labels: {', '.join(sorted(unknown))}")
+        raise ValueError(
+            f"aipref labels not defined by {AIPREF_CURRENT}: {', '.join(sorted(unknown))}"
+        )
     return ", ".join(
         f"{label}={'y' if preferences[label] else 'n'}"
-        for label in AIPREF_LABELS
+        for label in AIPREF_PUBLISHED
         if label in preferences
     )

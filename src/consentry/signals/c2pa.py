@@ -1,10 +1,15 @@
 """C2PA / CAWG ``training-mining`` assertions in media files.
 
 A Content Credentials manifest may carry a ``c2pa.training-mining`` (C2PA 1.x) or
-``cawg.training-mining`` (CAWG) assertion whose entries say, per use, ``allowed``,
-``notAllowed`` or ``constrained``. consentry reads the active manifest: ``notAllowed`` and
-``constrained`` deny (a constraint is a condition consentry cannot check), ``allowed`` allows,
-and a file with no manifest or no such assertion is **unset** — not "allowed".
+``cawg.training-mining`` (CAWG 1.0) assertion whose entries say, per use, ``allowed``,
+``notAllowed`` or ``constrained``. consentry reads the active manifest, use by use
+(:data:`consentry.signals.vocab.CAWG_ENTRIES`: ``ai_training`` covers both kinds of training,
+``data_mining`` every use): ``notAllowed`` denies, ``allowed`` allows, ``constrained`` denies
+(a constraint is a condition consentry cannot check) unless its ``constraint_info`` states the
+use in consentry's own terms (``consentry:train-other=allowed``, as :mod:`.stamp` writes it).
+Entries that cover a use combine most-restrictively; a purpose covering several uses is
+allowed only when every use is. A file with no manifest or no such entry is **unset** — not
+"allowed".
 
 Reading files needs the optional ``c2pa-python`` package (``pip install consentry[c2pa]``);
 :func:`check_manifest` works on an already-read manifest store without it.
@@ -13,22 +18,16 @@ Reading files needs the optional ``c2pa-python`` package (``pip install consentr
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConsentryError, InvalidInput
 from .model import ALLOW, DENY, UNSET
+from .vocab import CAWG_ENTRIES
 
 ASSERTION_LABELS = ("c2pa.training-mining", "cawg.training-mining")
-
-#: Entry names (without their ``c2pa.``/``cawg.`` prefix) that govern each aipref category.
-ENTRIES: dict[str, tuple[str, ...]] = {
-    "train-ai": ("ai_generative_training", "ai_training", "data_mining"),
-    "ai-use": ("ai_inference", "data_mining"),
-    "search": (),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +42,17 @@ class C2paUnavailable(ConsentryError):
     title = "C2PA support not installed"
 
 
-def check_manifest(store: Mapping[str, Any] | str | None, label: str) -> C2paAnswer:
-    """What a manifest store (``c2pa.Reader.json()``, parsed or not) says for aipref ``label``."""
+def check_manifest(store: Mapping[str, Any] | str | None, uses: Iterable[str] | str) -> C2paAnswer:
+    """What a manifest store (``c2pa.Reader.json()``, parsed or not) says for ``uses``.
+
+    ``uses`` are consentry's uses (:data:`consentry.signals.vocab.USES`) or one purpose; an
+    entry counts when it covers any of them (:data:`~consentry.signals.vocab.CAWG_ENTRIES`).
+    """
+    if isinstance(uses, str):
+        from .vocab import uses_of
+
+        uses = uses_of(uses)
+    wanted_uses = set(uses)
     if store is None:
         return C2paAnswer(UNSET, "no C2PA manifest")
     if isinstance(store, str):
@@ -58,26 +66,60 @@ def check_manifest(store: Mapping[str, Any] | str | None, label: str) -> C2paAns
     manifest = manifests.get(active) if isinstance(active, str) else None
     if not isinstance(manifest, Mapping):
         return C2paAnswer(UNSET, "no active C2PA manifest")
-    wanted = ENTRIES.get(label, ())
-    allowed_evidence = None
+    # per use: every entry that covers it, most restrictive first (any no wins)
+    said: dict[str, tuple[bool, str]] = {}
     for assertion in manifest.get("assertions") or []:
         if not isinstance(assertion, Mapping) or assertion.get("label") not in ASSERTION_LABELS:
             continue
         entries = (assertion.get("data") or {}).get("entries") or {}
+        if not isinstance(entries, Mapping):
+            continue
         for name, entry in entries.items():
             short = name.split(".", 1)[1] if "." in name else name
-            if short not in wanted or not isinstance(entry, Mapping):
+            covered = wanted_uses & set(CAWG_ENTRIES.get(short, ()))
+            if not covered or not isinstance(entry, Mapping):
                 continue
-            use = entry.get("use")
-            evidence = f"{assertion['label']} {name}: use={use}"
-            if use in ("notAllowed", "constrained"):
-                info = entry.get("constraint_info")
-                return C2paAnswer(DENY, evidence + (f" ({info})" if info else ""))
-            if use == "allowed" and allowed_evidence is None:
-                allowed_evidence = evidence
-    if allowed_evidence is not None:
-        return C2paAnswer(ALLOW, allowed_evidence)
+            value = entry.get("use")
+            info = entry.get("constraint_info")
+            evidence = f"{assertion['label']} {name}: use={value}" + (f" ({info})" if info else "")
+            for use in covered:
+                if value == "allowed":
+                    allowed: bool | None = True
+                elif value == "notAllowed":
+                    allowed = False
+                elif value == "constrained":
+                    # a constraint consentry cannot check denies; its own terms it can read
+                    allowed = own_terms(info).get(use, False)
+                else:
+                    allowed = None
+                if allowed is None:
+                    continue
+                if use not in said or (said[use][0] and not allowed):
+                    said[use] = (allowed, evidence)
+    denied = [said[u][1] for u in sorted(wanted_uses) if u in said and not said[u][0]]
+    if denied:
+        return C2paAnswer(DENY, "; ".join(dict.fromkeys(denied)))
+    if wanted_uses and all(u in said for u in wanted_uses):
+        return C2paAnswer(ALLOW, "; ".join(dict.fromkeys(said[u][1] for u in sorted(wanted_uses))))
+    label = "/".join(sorted(wanted_uses))
     return C2paAnswer(UNSET, "C2PA manifest has no training-mining entry for " + label)
+
+
+def own_terms(info: object) -> dict[str, bool]:
+    """consentry's own terms in a ``constraint_info`` (``consentry:train-other=allowed, …``)."""
+    out: dict[str, bool] = {}
+    if not isinstance(info, str):
+        return out
+    for piece in info.split(","):
+        term, _, value = piece.strip().partition("=")
+        if term.startswith("consentry:") and value in ("allowed", "notAllowed"):
+            use = term.split(":", 1)[1]
+            if use in CAWG_USES:
+                out[use] = value == "allowed"
+    return out
+
+
+CAWG_USES = frozenset(u for covered in CAWG_ENTRIES.values() for u in covered)
 
 
 def read_manifest(

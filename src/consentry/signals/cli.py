@@ -174,26 +174,30 @@ def check(
     ] = "source_url",
     purpose: Annotated[
         str,
-        typer.Option("--purpose", help="train-ai, ai-use, search, or a consentry purpose."),
-    ] = "train-ai",
+        typer.Option(
+            "--purpose",
+            help="A consentry purpose (ai.training, ai.training.generative, ai.feature…) or a"
+            " vocabulary term (train-ai, ai-train, ai-input, search).",
+        ),
+    ] = "ai.training",
     per_host: Annotated[int, typer.Option("--per-host", help="Requests per host at once.")] = 4,
     concurrency: Annotated[
         int, typer.Option("--concurrency", help="Requests in flight at once.")
     ] = 256,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 10.0,
     engine: Annotated[
-        str, typer.Option("--engine", help="HTTP engine: auto, httpx or aiohttp.")
+        str, typer.Option("--engine", help="HTTP engine: auto, direct, aiohttp or httpx.")
     ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Check source URLs' opt-outs and write the table `consentry gate --signals` reads."""
     from .bulk import bulk_check, read_column, read_url_list
-    from .model import aipref_label
+    from .vocab import uses_of
 
     def run() -> Any:
         if (urls is None) == (manifest is None):
             raise InvalidInput("give exactly one of --urls FILE or --manifest FILE")
-        aipref_label(purpose)
+        uses_of(purpose)
         todo = read_url_list(urls) if urls is not None else read_column(manifest, column)  # type: ignore[arg-type]
         return bulk_check(
             todo,
@@ -223,6 +227,103 @@ def check(
         f"checked {report.urls} URLs on {report.hosts} hosts in {report.seconds:.1f}s: {counts}"
     )
     typer.echo(f"wrote {report.out}")
+
+
+@app.command()
+def stamp(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A JPEG, PNG, MP4 or WAV file to stamp.")],
+    subject: Annotated[
+        list[str],
+        typer.Option("--subject", help="The item's owner (repeat for every subject of the item)."),
+    ],
+    purpose: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--purpose",
+            help="A purpose whose current decision to write (repeatable; default:"
+            " ai.training.generative, ai.training.feature, ai.feature).",
+        ),
+    ] = None,
+    category: Annotated[
+        str, typer.Option("--category", help="The item's data category.")
+    ] = "content",
+    cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--cert",
+            envvar="CONSENTRY_C2PA_CERT",
+            help="PEM certificate chain that signs (signer first, then its CA).",
+        ),
+    ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", envvar="CONSENTRY_C2PA_KEY", help="The signer's PEM private key."),
+    ] = None,
+    alg: Annotated[
+        str, typer.Option("--alg", envvar="CONSENTRY_C2PA_ALG", help="es256, es384, ps256…")
+    ] = "es256",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write (default: over FILE).")
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", envvar="CONSENTRY_DATABASE_URL", help="The consentry store URL."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Write the owners' current choices into FILE as a signed CAWG training-mining assertion."""
+    from ..store import Store
+    from .stamp import DEFAULT_PURPOSES, StampSigner, owner_choices, training_mining_entries
+    from .stamp import stamp as stamp_file
+
+    root = ctx.find_root()
+    url = db or (root.params.get("db") if root.params else None)
+
+    def run() -> dict[str, Any]:
+        if cert is None or key is None:
+            raise InvalidInput(
+                "stamping needs the signing certificate chain and key",
+                hint="give --cert and --key (or CONSENTRY_C2PA_CERT / CONSENTRY_C2PA_KEY)",
+            )
+        signer = StampSigner.from_files(cert, key, alg=alg)
+        with Store(url, create=False) as store:
+            choices = owner_choices(store, subject, category, purpose or DEFAULT_PURPOSES)
+        target = out or file
+        stamp_file(file, choices, signer, out=target)
+        return {
+            "file": str(target),
+            "choices": choices,
+            "entries": training_mining_entries(choices),
+        }
+
+    result = _run(run)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for name, entry in result["entries"].items():
+        info = f" ({entry['constraint_info']})" if "constraint_info" in entry else ""
+        typer.echo(f"{name}: {entry['use']}{info}")
+    typer.echo(f"wrote {result['file']}")
+
+
+@app.command("vocab")
+def vocab_table(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """Print the vocabulary table: purposes, uses and each vocabulary's terms (draft named)."""
+    from .vocab import AIPREF_CURRENT, table_rows
+
+    rows = table_rows()
+    if as_json:
+        typer.echo(json.dumps({"aipref_draft": AIPREF_CURRENT, "rows": rows}))
+        return
+    typer.echo(f"aipref labels as {AIPREF_CURRENT} defines them")
+    for row in rows:
+        typer.echo(
+            f"{row['purpose']:26} {row['use']:12} aipref {row['aipref']:48}"
+            f" Content-Signal {row['content-signal']:9} {row['cawg']}"
+        )
 
 
 #: The commands ``consentry`` loads from here (see consentry.cli.LAZY_COMMANDS).

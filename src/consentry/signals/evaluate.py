@@ -5,19 +5,24 @@ aipref vocabulary's rule for combining statements): any deny → deny, else any 
 else unset. Within TDMRep its own precedence applies first (HTML meta over header over
 ``tdmrep.json``). A robots.txt that forbids the crawler to fetch the URL denies every purpose.
 
-Which signals count for which aipref category:
+A purpose covers one or more of consentry's uses (:mod:`consentry.signals.vocab`). Which
+signals count for which use:
 
-=====================  ==========  ==========  ==========
-signal                 train-ai    ai-use      search
-=====================  ==========  ==========  ==========
-robots.txt Disallow    deny        deny        deny
-Content-Usage          train-ai    ai-use      search
-TDMRep                 yes         yes         —
-X-Robots-Tag / meta    noai,       noai,       noindex,
-                       noimageai   noimageai   none
-ai.txt                 yes         —           —
-C2PA training-mining   yes         yes         —
-=====================  ==========  ==========  ==========
+=====================  ===========  ===========  ===========  ==========
+signal                 train-genai  train-other  ai-input     search
+=====================  ===========  ===========  ===========  ==========
+robots.txt Disallow    deny         deny         deny         deny
+Content-Usage          per label, as the draft that defined it (vocab.AIPREF_LABELS)
+Content-Signal         ai-train     ai-train     ai-input     search
+TDMRep                 yes          yes          yes          —
+X-Robots-Tag / meta    noai,        noai,        noai,        noindex,
+                       noimageai    noimageai    noimageai    none
+ai.txt                 yes          yes          —            —
+C2PA training-mining   per entry (vocab.CAWG_ENTRIES)                   —
+=====================  ===========  ===========  ===========  ==========
+
+For a purpose that covers several uses (``ai.training`` covers both kinds of training), a
+vocabulary's statement denies when it denies any of them and allows only when it allows all.
 """
 
 from __future__ import annotations
@@ -27,15 +32,15 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from . import model
+from . import model, vocab
 from .aipref import parse_content_usage
 from .aitxt import check_aitxt
 from .c2pa import check_manifest
 from .htmlmeta import HtmlMeta, parse_html
-from .model import ALLOW, DENY, UNSET, Decision, Finding, aipref_label, combine
+from .model import ALLOW, DENY, UNSET, Decision, Finding, combine
 from .robots import RobotsTxt, product_token
 from .tdmrep import TdmDeclaration, TdmRepFile, header_declaration, resolve
-from .xrobots import first_denying, parse_value
+from .xrobots import denying_for, first_denying, parse_value
 
 HeadersLike = Mapping[str, str] | Iterable[tuple[str, str]] | Any
 
@@ -103,18 +108,67 @@ def _as_tdmrep(value: TdmRepFile | str | bytes | list[object] | None) -> TdmRepF
 class Evaluator:
     """Evaluates signals for one crawler (user agent) and one purpose.
 
-    Build it once and call :meth:`evaluate` per URL: the product token and the aipref category
-    are worked out here, not on every call.
+    Build it once and call :meth:`evaluate` per URL: the product token and the purpose's uses
+    (:mod:`consentry.signals.vocab`) are worked out here, not on every call.
     """
 
-    __slots__ = ("_cache", "label", "purpose", "token", "user_agent")
+    __slots__ = (
+        "_cache",
+        "denying",
+        "label",
+        "purpose",
+        "tdm",
+        "token",
+        "training",
+        "user_agent",
+        "uses",
+    )
 
     def __init__(self, *, user_agent: str, purpose: str) -> None:
         self.user_agent = user_agent
         self.token = product_token(user_agent)
         self.purpose = purpose
-        self.label = aipref_label(purpose)
+        #: consentry's uses this purpose covers (vocab.USES)
+        self.uses = vocab.uses_of(purpose)
+        #: what decisions name as their purpose: the caller's purpose as given
+        self.label = purpose
+        #: whether any use is training (ai.txt speaks only about training)
+        self.training = any(u in vocab.TRAINING_USES for u in self.uses)
+        #: whether TDMRep speaks about it (it reserves mining rights: not search)
+        self.tdm = any(u != vocab.SEARCH for u in self.uses)
+        #: X-Robots-Tag / robots meta directives that deny it
+        self.denying = denying_for(self.uses)
         self._cache: dict[tuple[str | None, ...], tuple[str, str, str, tuple[Finding, ...]]] = {}
+
+    # -- vocabularies ----------------------------------------------------------------------
+
+    def aipref_answer(self, preferences: dict[str, bool]) -> tuple[str, str] | None:
+        """(decision, note) of aipref ``preferences`` for this purpose's uses, or None.
+
+        The note names each label that decided and the draft whose definition was applied.
+        """
+        rows: list[tuple[str, bool | None, str]] = []
+        for use in self.uses:
+            hit = vocab.read_use(preferences, use)
+            if hit is None:
+                rows.append((use, None, ""))
+            else:
+                said = f"{hit.label}={'y' if hit.allowed else 'n'}"
+                rows.append((use, hit.allowed, f"{use}: {said} as {hit.drafts} defines it"))
+        return _combine_uses(rows)
+
+    def signal_answer(self, signals: dict[str, bool]) -> tuple[str, str] | None:
+        """(decision, note) of Content-Signal ``signals`` (key → allowed) for this purpose."""
+        rows = []
+        for use in self.uses:
+            said = None
+            note = ""
+            for key, covered in vocab.CONTENT_SIGNAL_KEYS.items():
+                if use in covered and key in signals:
+                    said = signals[key]
+                    note = f"{use}: {key}={'yes' if said else 'no'}"
+            rows.append((use, said, note))
+        return _combine_uses(rows)
 
     # -- the pieces ------------------------------------------------------------------------
 
@@ -123,24 +177,21 @@ class Evaluator:
     ) -> tuple[list[Finding], TdmDeclaration | None]:
         """Findings of Content-Usage and X-Robots-Tag, and the TDMRep header declaration."""
         out: list[Finding] = []
-        label = self.label
         if headers.content_usage:
             # several field lines form one field (RFC 9110 §5.3), parsed as one Dictionary
             shown = ", ".join(headers.content_usage)
-            allowed = parse_content_usage(shown).get(label)
-            if allowed is not None:
+            answer = self.aipref_answer(parse_content_usage(shown))
+            if answer is not None:
                 out.append(
-                    Finding(
-                        model.CONTENT_USAGE, ALLOW if allowed else DENY, "Content-Usage: " + shown
-                    )
+                    Finding(model.CONTENT_USAGE, answer[0], f"Content-Usage: {shown} ({answer[1]})")
                 )
         for value in headers.x_robots_tag:
-            hit = first_denying(parse_value(value), self.token, label)
+            hit = first_denying(parse_value(value), self.token, self.denying)
             if hit is not None:
                 out.append(Finding(model.X_ROBOTS_TAG, DENY, "X-Robots-Tag: " + hit.source))
                 break
         declaration = None
-        if headers.tdm_reservation is not None and label != "search":
+        if headers.tdm_reservation is not None and self.tdm:
             declaration = header_declaration(headers.tdm_reservation, headers.tdm_policy)
         return out, declaration
 
@@ -149,18 +200,24 @@ class Evaluator:
         answer = robots.check(url, self.token)
         if not answer.allowed:
             return [Finding(model.ROBOTS, DENY, "robots.txt " + answer.evidence)], False
+        out: list[Finding] = []
         usage = robots.content_usage(url, self.token)
-        allowed = usage.preferences.get(self.label)
-        if allowed is None:
-            return [], True
-        evidence = "robots.txt " + "; ".join(r.evidence for r in usage.rules)
-        return [Finding(model.ROBOTS_CONTENT_USAGE, ALLOW if allowed else DENY, evidence)], True
+        said = self.aipref_answer(usage.preferences) if usage.preferences else None
+        if said is not None:
+            evidence = "robots.txt " + "; ".join(r.evidence for r in usage.rules)
+            out.append(Finding(model.ROBOTS_CONTENT_USAGE, said[0], f"{evidence} ({said[1]})"))
+        signal = robots.content_signal(url, self.token)
+        said = self.signal_answer(signal.preferences) if signal.preferences else None
+        if said is not None:
+            evidence = "robots.txt " + "; ".join(r.evidence for r in signal.rules)
+            out.append(Finding(model.ROBOTS_CONTENT_SIGNAL, said[0], f"{evidence} ({said[1]})"))
+        return out, True
 
     def html_findings(self, meta: HtmlMeta) -> list[Finding]:
         out: list[Finding] = []
         for name, content in meta.robots(self.token):
             agent = None if name == "robots" else name
-            hit = first_denying(parse_value(content, default_agent=agent), self.token, self.label)
+            hit = first_denying(parse_value(content, default_agent=agent), self.token, self.denying)
             if hit is not None:
                 out.append(
                     Finding(model.HTML_META, DENY, f'<meta name="{name}" content="{content}">')
@@ -211,6 +268,7 @@ class Evaluator:
             return self.evaluate_headers(url, headers)
         label = self.label
         findings: list[Finding] = list(extra)
+        tdm = self.tdm
         robots_txt = _as_robots(robots)
         if robots_txt is not None:
             found, fetchable = self.robots_findings(url, robots_txt)
@@ -218,7 +276,7 @@ class Evaluator:
             if not fetchable:
                 return combine(url, self.token, label, findings, error)
         tdm_file = None
-        if label != "search":
+        if tdm:
             tdm_rules = _as_tdmrep(tdmrep)
             tdm_file = tdm_rules.lookup(url) if tdm_rules is not None else None
         tdm_header = None
@@ -229,7 +287,7 @@ class Evaluator:
         if html is not None:
             meta = html if isinstance(html, HtmlMeta) else parse_html(html)
             findings.extend(self.html_findings(meta))
-            if meta.tdm_reservation is not None and label != "search":
+            if meta.tdm_reservation is not None and tdm:
                 tdm_html = TdmDeclaration(
                     _reservation(meta.tdm_reservation),
                     meta.tdm_policy,
@@ -237,12 +295,12 @@ class Evaluator:
                     f'<meta name="tdm-reservation" content="{meta.tdm_reservation}">',
                 )
         findings.extend(self.tdm_finding(resolve(tdm_file, tdm_header, tdm_html)))
-        if aitxt is not None and label == "train-ai":
+        if aitxt is not None and self.training:
             answer = check_aitxt(_as_robots(aitxt) or RobotsTxt([]), url, self.token)
             if answer.decision != UNSET:
                 findings.append(Finding(model.AI_TXT, answer.decision, answer.evidence))
-        if c2pa is not None and label != "search":
-            c2pa_answer = check_manifest(c2pa, label)
+        if c2pa is not None and tdm:
+            c2pa_answer = check_manifest(c2pa, self.uses)
             findings.append(Finding(model.C2PA, c2pa_answer.decision, c2pa_answer.evidence))
         order = _ORDER
         findings.sort(key=lambda f: order.get(f.signal, 99))
@@ -323,6 +381,16 @@ def _text(value: Any) -> str:
 
 
 _ORDER = {name: i for i, name in enumerate((model.FETCH, *model.SIGNALS))}
+
+
+def _combine_uses(rows: list[tuple[str, bool | None, str]]) -> tuple[str, str] | None:
+    """One vocabulary's answer over several uses: any no denies; all yes allows; else None."""
+    notes = [note for _use, said, note in rows if said is not None]
+    if any(said is False for _use, said, _note in rows):
+        return DENY, "; ".join(n for (_u, said, n) in rows if said is False)
+    if rows and all(said is True for _use, said, _note in rows):
+        return ALLOW, "; ".join(notes)
+    return None
 
 
 def _reservation(value: str) -> int | None:

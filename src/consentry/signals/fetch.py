@@ -9,8 +9,10 @@ so everything may be crawled; a 5xx answer, a timeout or a network error means c
 disallow; more than 5 redirects counts as "no robots.txt". Only the first 500 KiB are read.
 ``429 Too Many Requests`` is treated like a 5xx (the server is overloaded, not saying "none").
 
-Two HTTP engines: ``httpx`` (always available) and ``aiohttp`` (faster, used when installed
-and ``engine="auto"``). Both speak HTTP/1.1 with keep-alive and give the same answers.
+Three HTTP engines give the same answers: ``direct`` (:mod:`.direct`: asyncio protocols and
+the ``httptools`` parser, the fastest, used by ``engine="auto"`` unless proxies are wanted),
+``aiohttp`` (when installed) and ``httpx`` (always available). All speak HTTP/1.1 with
+keep-alive.
 """
 
 from __future__ import annotations
@@ -196,14 +198,26 @@ class AiohttpEngine:
 def make_engine(
     engine: str, *, user_agent: str, timeout: float, per_host: int, trust_env: bool = False
 ) -> Engine:
-    """An engine by name: ``httpx``, ``aiohttp`` or ``auto`` (aiohttp when installed)."""
+    """An engine by name: ``direct``, ``aiohttp``, ``httpx`` or ``auto``.
+
+    ``auto`` is ``direct`` when ``httptools`` is installed and no proxy settings are to be
+    honoured (``trust_env``), else ``aiohttp`` when installed, else ``httpx``.
+    """
     if engine == "auto":
+        engine = "httpx"
         try:
             import aiohttp  # noqa: F401
         except ImportError:
-            engine = "httpx"
+            pass
         else:
             engine = "aiohttp"
+        if not trust_env:
+            try:
+                import httptools  # noqa: F401
+            except ImportError:
+                pass
+            else:
+                engine = "direct"
     options: dict[str, Any] = {
         "user_agent": user_agent,
         "timeout": timeout,
@@ -212,6 +226,15 @@ def make_engine(
     }
     if engine == "httpx":
         return HttpxEngine(**options)
+    if engine == "direct":
+        try:
+            from .direct import DirectEngine
+
+            return DirectEngine(**options)
+        except ImportError as exc:
+            raise InvalidInput(
+                "the direct engine needs the httptools package", hint="pip install httptools"
+            ) from exc
     if engine == "aiohttp":
         try:
             return AiohttpEngine(**options)
@@ -219,7 +242,7 @@ def make_engine(
             raise InvalidInput(
                 "the aiohttp engine needs the aiohttp package", hint="pip install aiohttp"
             ) from exc
-    raise InvalidInput(f"unknown engine {engine!r}", hint="use auto, httpx or aiohttp")
+    raise InvalidInput(f"unknown engine {engine!r}", hint="use auto, direct, aiohttp or httpx")
 
 
 _ORIGIN = re.compile(r"(https?)://([a-z0-9.-]+)(:[0-9]{1,5})?(?:[/?#]|$)")
@@ -402,8 +425,7 @@ class SignalChecker:
     async def _fetch_host(self, origin: str) -> HostSignals:
         robots = await self._fetch_robots(origin)
         signals = HostSignals(origin, robots)
-        label = self.evaluator.label
-        if robots.status == "unreachable" or label == "search":
+        if robots.status == "unreachable" or not self.evaluator.tdm:
             return signals
         token = self.evaluator.token
         jobs: list[Awaitable[None]] = []
@@ -412,7 +434,7 @@ class SignalChecker:
         allows = robots.robots.can_fetch if robots.robots is not None else None
         if allows is None or allows(tdm_url, token):
             jobs.append(self._fetch_tdmrep(tdm_url, signals))
-        if label == "train-ai" and (allows is None or allows(ai_url, token)):
+        if self.evaluator.training and (allows is None or allows(ai_url, token)):
             jobs.append(self._fetch_aitxt(ai_url, signals))
         await asyncio.gather(*jobs)
         return signals

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-from .. import taxonomy
-from ..errors import InvalidInput
-
 ALLOW: Final = "allow"
 DENY: Final = "deny"
 UNSET: Final = "unset"
 
-#: The aipref usage categories consentry evaluates (draft-ietf-aipref-vocab).
-AIPREF_LABELS: tuple[str, ...] = ("train-ai", "ai-use", "search")
-
 # Signal names, in the order their findings are reported.
 ROBOTS: Final = "robots.txt"
 ROBOTS_CONTENT_USAGE: Final = "robots.txt content-usage"
+ROBOTS_CONTENT_SIGNAL: Final = "robots.txt content-signal"
 CONTENT_USAGE: Final = "content-usage"
 TDMREP: Final = "tdmrep"
 X_ROBOTS_TAG: Final = "x-robots-tag"
@@ -29,6 +24,7 @@ SIGNALS: tuple[str, ...] = (
     ROBOTS,
     CONTENT_USAGE,
     ROBOTS_CONTENT_USAGE,
+    ROBOTS_CONTENT_SIGNAL,
     TDMREP,
     X_ROBOTS_TAG,
     HTML_META,
@@ -114,25 +110,3 @@ def combine(
         )
     evidence = "no signal states a preference" if not error else f"not checked: {error}"
     return Decision(url, user_agent, purpose, UNSET, "", evidence, tuple(findings), error)
-
-
-def aipref_label(purpose: str) -> str:
-    """The aipref usage category of ``purpose``.
-
-    ``purpose`` is either an aipref label (``train-ai``, ``ai-use``, ``search``) or a consentry
-    purpose, mapped through :data:`consentry.taxonomy.PURPOSE_VOCABULARY` (the most specific
-    ancestor with an aipref mapping: ``ai.training.generative`` → ``train-ai``,
-    ``ai.feature.summary`` → ``ai-use``).
-    """
-    if purpose in AIPREF_LABELS:
-        return purpose
-    for key in taxonomy.ancestors(purpose):
-        label = taxonomy.PURPOSE_VOCABULARY.get(key, {}).get("aipref")
-        if label:
-            return label
-    raise InvalidInput(
-        f"purpose {purpose!r} has no aipref usage category",
-        hint="use train-ai, ai-use or search, or a purpose under ai.training or ai.feature",
-        field="purpose",
-        value=purpose,
-    )

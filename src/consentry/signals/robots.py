@@ -9,6 +9,11 @@
 - ``Content-Usage: <path> <preferences>`` rules (draft-ietf-aipref-attach §3) use the same path
   matching: the longest matching path decides, and rules with equally long paths combine
   most-restrictively. They apply only to paths the group lets the crawler fetch.
+- ``Content-Signal: <signals>`` lines (contentsignals.org, draft-romm-aipref-contentsignals-00:
+  ``search``, ``ai-input``, ``ai-train``, each ``yes`` or ``no``) belong to their group like
+  Content-Usage rules. The published form has no path; a leading ``/path`` is accepted and
+  scopes the line as a Content-Usage path would. Unknown keys (Cloudflare's ``use=``) and
+  values other than yes/no are ignored.
 - Only the first 500 KiB are read (RFC 9309 §2.5).
 """
 
@@ -20,6 +25,7 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from .aipref import combine_preferences, parse_content_usage
+from .contentsignal import parse_content_signal
 
 #: RFC 9309 §2.5: crawlers must parse at least the first 500 KiB; consentry reads exactly that.
 MAX_ROBOTS_BYTES = 500 * 1024
@@ -143,7 +149,7 @@ def pattern_matches(pattern: str, path: str) -> bool:
 class Rule:
     """One Allow, Disallow or Content-Usage line of a group."""
 
-    kind: str  # "allow" | "disallow" | "content-usage"
+    kind: str  # "allow" | "disallow" | "content-usage" | "content-signal"
     pattern: str  # normalised path pattern
     line_no: int
     line: str  # the line as written (without its comment)
@@ -191,12 +197,16 @@ class UsageAnswer:
 class _Selected:
     """The merged rules of the groups that apply to one product token."""
 
-    __slots__ = ("_protego", "access", "name", "usage")
+    __slots__ = ("_protego", "access", "name", "plain", "signals", "usage")
 
     def __init__(self, name: str, rules: list[Rule]) -> None:
         self.name = name
-        self.access = [r for r in rules if r.kind != "content-usage"]
+        self.access = [r for r in rules if r.kind in ("allow", "disallow")]
+        # every pattern a plain prefix with nothing to decode: then, for a plain path, the
+        # longest match (Allow on ties) is exactly Protego's answer, without its URL parsing
+        self.plain = all(_PLAIN(r.pattern) for r in self.access)
         self.usage = [r for r in rules if r.kind == "content-usage"]
+        self.signals = [r for r in rules if r.kind == "content-signal"]
         self._protego: object | None = None
 
     def can_fetch(self, url: str) -> bool:
@@ -266,8 +276,10 @@ class RobotsTxt:
         selected = self._select(product_token(user_agent))
         if selected is None:
             return RobotsAnswer(True, None, "")
-        allowed = selected.can_fetch(url if "://" in url else "http://x" + url)
         best = _longest(selected.access, path)
+        if selected.plain and _PLAIN(path):
+            return RobotsAnswer(best is None or best.kind == "allow", best, selected.name)
+        allowed = selected.can_fetch(url if "://" in url else "http://x" + url)
         if best is not None and (best.kind == "allow") != allowed:
             best = None  # Protego decided otherwise; do not quote a line that did not decide
         return RobotsAnswer(allowed, best, selected.name)
@@ -289,10 +301,25 @@ class RobotsTxt:
         selected = self._select(product_token(user_agent))
         if selected is None or not selected.usage:
             return UsageAnswer({}, ())
+        return self._path_rules(selected.usage, url, user_agent)
+
+    def content_signal(self, url: str, user_agent: str) -> UsageAnswer:
+        """The Content-Signal preferences (key → allowed) of the applicable group for ``url``.
+
+        Chosen like :meth:`content_usage`: the group of the crawler's token (else ``*``), the
+        longest matching path (a line without a path is ``/``), equal paths combined
+        most-restrictively, nothing for a path the crawler may not fetch.
+        """
+        selected = self._select(product_token(user_agent))
+        if selected is None or not selected.signals:
+            return UsageAnswer({}, ())
+        return self._path_rules(selected.signals, url, user_agent)
+
+    def _path_rules(self, rules: list[Rule], url: str, user_agent: str) -> UsageAnswer:
         path = url_path(url)
         longest = -1
         best: list[Rule] = []
-        for rule in selected.usage:
+        for rule in rules:
             if not pattern_matches(rule.pattern, path):
                 continue
             size = len(rule.pattern)
@@ -366,6 +393,20 @@ def _parse_cached(text: str | bytes) -> RobotsTxt:
         if key in ("allow", "disallow"):
             if value:
                 current.rules.append(Rule(key, normalize_path(value, pattern=True), line_no, shown))
+        elif key == "content-signal":
+            path, signals = "/", value
+            if value.startswith("/"):
+                pieces = _WS.split(value, maxsplit=1)
+                path, signals = pieces[0], pieces[1] if len(pieces) > 1 else ""
+            current.rules.append(
+                Rule(
+                    "content-signal",
+                    normalize_path(path, pattern=True),
+                    line_no,
+                    shown,
+                    tuple(parse_content_signal(signals).items()),
+                )
+            )
         elif key == "content-usage":
             pieces = _WS.split(value, maxsplit=1)
             path, prefs = pieces[0], pieces[1] if len(pieces) > 1 else ""

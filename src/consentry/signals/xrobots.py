@@ -19,10 +19,13 @@ from dataclasses import dataclass
 _VALUED = frozenset({"unavailable_after", "max-snippet", "max-image-preview", "max-video-preview"})
 _PREFIX = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*:\s*(.*)$", re.DOTALL)
 
-#: Directives that disallow each aipref usage category.
+_NOAI = frozenset({"noai", "noimageai"})
+
+#: Directives that disallow each of consentry's uses (vocab.USES).
 DENYING: dict[str, frozenset[str]] = {
-    "train-ai": frozenset({"noai", "noimageai"}),
-    "ai-use": frozenset({"noai", "noimageai"}),
+    "train-genai": _NOAI,
+    "train-other": _NOAI,
+    "ai-input": _NOAI,
     "search": frozenset({"noindex", "none"}),
 }
 
@@ -73,9 +76,15 @@ def applicable(directives: Iterable[Directive], token: str) -> list[Directive]:
     return [d for d in directives if d.agent is None or d.agent == low]
 
 
-def first_denying(directives: Iterable[Directive], token: str, label: str) -> Directive | None:
-    """The first directive binding ``token`` that disallows usage ``label``, or None."""
-    denying = DENYING.get(label, frozenset())
+def denying_for(uses: Iterable[str]) -> frozenset[str]:
+    """The directives that disallow any of ``uses``."""
+    return frozenset().union(*(DENYING.get(u, frozenset()) for u in uses))
+
+
+def first_denying(
+    directives: Iterable[Directive], token: str, denying: frozenset[str]
+) -> Directive | None:
+    """The first directive binding ``token`` that is one of ``denying``, or None."""
     low = token.lower()
     for d in directives:
         if d.name in denying and (d.agent is None or d.agent == low):
