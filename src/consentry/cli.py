@@ -793,3 +793,4 @@ def _mount_gate() -> None:
 
 
 _mount_gate()
+__import__("consentry.outbound.cli").outbound.cli.register(app)  # webhooks, deliver

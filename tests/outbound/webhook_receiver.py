@@ -33,6 +33,9 @@ class Receiver:
         self.status: int | Callable[[int], int] = 204
         self.down = False
         self.delay_s = 0.0
+        #: While cleared, every request waits for it (at most 30 s): an endpoint that hangs.
+        self.gate = threading.Event()
+        self.gate.set()
         self.attempts = 0
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -52,6 +55,7 @@ class Receiver:
                     n = receiver.attempts
                     down, delay = receiver.down, receiver.delay_s
                     status = receiver.status
+                receiver.gate.wait(30)
                 if delay:
                     time.sleep(delay)
                 if down:
@@ -62,7 +66,9 @@ class Receiver:
                 if 200 <= code < 300:
                     with receiver._cond:
                         receiver.received.append(
-                            Received({k.lower(): v for k, v in self.headers.items()}, body, time.time())
+                            Received(
+                                {k.lower(): v for k, v in self.headers.items()}, body, time.time()
+                            )
                         )
                         receiver._cond.notify_all()
                 self.send_response(code)
@@ -90,5 +96,6 @@ class Receiver:
             return list(self.received)
 
     def close(self) -> None:
+        self.gate.set()
         self.server.shutdown()
         self.server.server_close()

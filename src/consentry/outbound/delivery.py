@@ -164,6 +164,19 @@ class DeliveryConfig:
         return cls(**values)
 
 
+def delivery_enabled(environ: dict[str, str] | None = None) -> bool:
+    """Whether ``serve`` runs a delivery worker (``CONSENTRY_DELIVER``, default true)."""
+    env = os.environ if environ is None else environ
+    value = (env.get("CONSENTRY_DELIVER") or "true").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(
+        f"CONSENTRY_DELIVER: expected true or false, got {value!r}", field="CONSENTRY_DELIVER"
+    )
+
+
 @dataclass
 class _Claimed:
     sub: subscriptions.Subscription
@@ -190,6 +203,7 @@ class Deliverer:
         self._key: bytes | None = None
         self._nats_id: str | None = None
         self.backend = store.ledger.engine.dialect.name
+        self._ready = False
         #: The last round's error (a failing round does not stop the worker).
         self.error: str | None = None
         #: Outcomes this worker saw, per subscription: delivered, retried, failed.
@@ -274,6 +288,10 @@ class Deliverer:
     def run_once(self) -> int:
         """One round: claim for each subscription with work that is not already in flight
         here, and hand the claims to the pool; how many messages were claimed."""
+        if not self._ready:
+            if not self.store.ledger.is_initialised():
+                return 0  # nothing to deliver until `consentry init`
+            self._ready = True
         self._prepare()
         claimed = 0
         for sub_id in self._with_work():
@@ -616,4 +634,4 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-__all__ = ["Deliverer", "DeliveryConfig", "RetrySchedule"]
+__all__ = ["Deliverer", "DeliveryConfig", "RetrySchedule", "delivery_enabled"]
