@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from consentry import Store
 from consentry.errors import IdempotencyConflict
@@ -21,7 +21,10 @@ from support import MEETINGS
 def _outbox(store: Store) -> list[tuple[int, str, str]]:
     o = schema.outbox
     with store.ledger.engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(select(o.c.seq, o.c.event_id, o.c.kind).order_by(o.c.seq))]  # type: ignore[misc]
+        return [
+            tuple(r)
+            for r in conn.execute(select(o.c.seq, o.c.event_id, o.c.kind).order_by(o.c.seq))
+        ]  # type: ignore[misc]
 
 
 def _events(store: Store) -> list[tuple[int, str, str]]:
@@ -71,7 +74,7 @@ def test_group_commits_write_one_outbox_row_per_event(any_store: Store) -> None:
 
 def test_the_service_role_may_write_the_outbox_but_never_change_events() -> None:
     statements = grants("consentry_app")
-    assert "GRANT SELECT, INSERT, UPDATE, DELETE ON outbox TO \"consentry_app\"" in statements
+    assert 'GRANT SELECT, INSERT, UPDATE, DELETE ON outbox TO "consentry_app"' in statements
     assert 'GRANT SELECT, INSERT ON events TO "consentry_app"' in statements
     derived = next(g for g in statements if "webhook_deliveries" in g)
     assert "webhook_subscriptions" in derived and "UPDATE" in derived
@@ -80,9 +83,8 @@ def test_the_service_role_may_write_the_outbox_but_never_change_events() -> None
 def test_the_events_triggers_still_refuse_updates(any_store: Store) -> None:
     from sqlalchemy import text
 
-    with pytest.raises(Exception, match="append-only"):
-        with any_store.ledger.engine.begin() as conn:
-            conn.execute(text("UPDATE events SET method = 'x' WHERE seq = 1"))
+    with pytest.raises(Exception, match="append-only"), any_store.ledger.engine.begin() as conn:
+        conn.execute(text("UPDATE events SET method = 'x' WHERE seq = 1"))
 
 
 def test_a_message_is_a_cloudevent_with_the_event_as_data(store: Store) -> None:
@@ -108,9 +110,7 @@ def test_an_account_event_names_the_account(store: Store) -> None:
     assert ce.get_subject() == "acme" and ce.get_type() == "org.consentry.account.setting"
 
 
-def test_a_withdrawal_message_carries_its_impact(
-    make_store, tmp_path: Path, receiver
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_withdrawal_message_carries_its_impact(make_store, tmp_path: Path, receiver) -> None:  # type: ignore[no-untyped-def]
     from gate_support_outbound import gate_one
     from outbound_support import deliverer, pump
 

@@ -50,6 +50,9 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request: nothing was delivered
+                    self.close_connection = True
+                    return
                 with receiver._lock:
                     receiver.attempts += 1
                     n = receiver.attempts
@@ -89,8 +92,7 @@ class Receiver:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise AssertionError(
-                        f"the receiver got {len(self.received)} of {count} messages "
-                        f"in {timeout_s}s"
+                        f"the receiver got {len(self.received)} of {count} messages in {timeout_s}s"
                     )
                 self._cond.wait(remaining)
             return list(self.received)
