@@ -20,11 +20,9 @@ from support import MEETINGS
 
 def _outbox(store: Store) -> list[tuple[int, str, str]]:
     o = schema.outbox
+    query = select(o.c.seq, o.c.event_id, o.c.kind).order_by(o.c.seq)
     with store.ledger.engine.connect() as conn:
-        return [
-            tuple(r)
-            for r in conn.execute(select(o.c.seq, o.c.event_id, o.c.kind).order_by(o.c.seq))
-        ]  # type: ignore[misc]
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in conn.execute(query)]
 
 
 def _events(store: Store) -> list[tuple[int, str, str]]:
