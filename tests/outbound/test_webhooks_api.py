@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 from webhook_receiver import Receiver
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from api_support import Api, make_api  # noqa: E402
+from api_support import Api, make_api
 
-from consentry.cli import app as cli  # noqa: E402
-from consentry.outbound import subscriptions  # noqa: E402
+from consentry.cli import app as cli
+from consentry.outbound import subscriptions
 
 __all__ = ["make_api"]
 

@@ -458,7 +458,8 @@ class Deliverer:
             return cached[1]
         sink: Sink
         if sub.url.startswith("nats://"):
-            sink = NatsSink(sub.url, self.config.nats_stream, timeout_s=sub.timeout_s)
+            stream = sub.id.removeprefix("nats_")  # the sink's subscription is named for it
+            sink = NatsSink(sub.url, stream, timeout_s=sub.timeout_s)
         else:
             if not sub.secret:
                 raise InvalidInput(f"webhook {sub.id} has no secret", hint="remove and add it")
