@@ -232,3 +232,16 @@ def test_two_worker_processes_do_not_send_a_message_twice(
 
 def test_fast_retry_is_what_the_tests_use() -> None:
     assert FAST_RETRY.first_s < 1
+
+
+def test_delivered_records_are_pruned_after_the_keeping_time(
+    store: Store, receiver: Receiver
+) -> None:
+    sub = subscriptions.create(store, receiver.url)
+    ids = _write(store, 1, 3)
+    d = deliverer(store, keep_delivered_s=3600)
+    pump(d, settled(store, sub.id, len(ids)))
+    assert d.prune() == 0  # delivered just now: kept
+    d = deliverer(store, keep_delivered_s=0)
+    assert d.prune() == len(ids)
+    assert statuses(store, sub.id) == {}

@@ -37,7 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, text, update
+from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import ConsentryError, InvalidInput
@@ -114,6 +114,9 @@ class DeliveryConfig:
     #: A NATS JetStream sink, on top of the webhooks: server URL and stream.
     nats_url: str | None = None
     nats_stream: str = "CONSENTRY"
+    #: Delivered messages' records are kept this long (``webhooks deliveries``), then deleted
+    #: (a replay makes them again); failed ones are kept until replayed or removed.
+    keep_delivered_s: float = 7 * 86_400.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> DeliveryConfig:
@@ -153,6 +156,7 @@ class DeliveryConfig:
             ("WEBHOOK_BATCH", "batch", int),
             ("WEBHOOK_LEASE_S", "lease_s", float),
             ("WEBHOOK_POLL_S", "poll_s", float),
+            ("WEBHOOK_KEEP_DELIVERED_S", "keep_delivered_s", float),
         ):
             if (n := number(name, kind)) is not None:
                 values[key] = n
@@ -204,6 +208,7 @@ class Deliverer:
         self._nats_id: str | None = None
         self.backend = store.ledger.engine.dialect.name
         self._ready = False
+        self._pruned = 0.0
         #: The last round's error (a failing round does not stop the worker).
         self.error: str | None = None
         #: Outcomes this worker saw, per subscription: delivered, retried, failed.
@@ -293,6 +298,9 @@ class Deliverer:
                 return 0  # nothing to deliver until `consentry init`
             self._ready = True
         self._prepare()
+        if time.monotonic() - self._pruned > 60:
+            self._pruned = time.monotonic()
+            self.prune()
         claimed = 0
         for sub_id in self._with_work():
             with self._busy_lock:
@@ -304,6 +312,16 @@ class Deliverer:
             claimed += len(claim.messages)
             self._dispatch(claim)
         return claimed
+
+    def prune(self) -> int:
+        """Delete the records of messages delivered more than ``keep_delivered_s`` ago."""
+        d = schema.webhook_deliveries
+        before = _now_us() - int(self.config.keep_delivered_s * 1_000_000)
+        with self.store.ledger.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            done = conn.execute(
+                delete(d).where(d.c.status == "delivered", d.c.delivered_at_us < before)
+            )
+        return int(done.rowcount or 0)
 
     # -- claiming -------------------------------------------------------------------------
 
