@@ -245,3 +245,23 @@ def test_delivered_records_are_pruned_after_the_keeping_time(
     d = deliverer(store, keep_delivered_s=0)
     assert d.prune() == len(ids)
     assert statuses(store, sub.id) == {}
+
+
+def test_a_slow_endpoint_never_outlives_the_claim(store: Store, receiver: Receiver) -> None:
+    """Sending one subject's six messages to this endpoint takes longer than the lease: the
+    lane gives the rest back at half the lease instead of letting the lease lapse (when
+    another worker would send them again)."""
+    sub = subscriptions.create(store, receiver.url, timeout_s=5)
+    receiver.delay_s = 0.5
+    ids = _write(store, 1, 6)
+    first, second = (deliverer(store, lease_s=3.0, lanes=1) for _ in range(2))
+    first.start()
+    second.start()
+    try:
+        receiver.wait_for(len(ids), timeout_s=60)
+        _wait(settled(store, sub.id, len(ids)), 30, "every message settled")
+    finally:
+        first.stop()
+        second.stop()
+    got = [r.headers["webhook-id"] for r in receiver.received]
+    assert got == ids  # in order, each once

@@ -334,7 +334,7 @@ Index(
     "ix_webhook_deliveries_due",
     webhook_deliveries.c.subscription_id,
     webhook_deliveries.c.status,
-    webhook_deliveries.c.seq,
+    webhook_deliveries.c.next_at_us,
 )
 Index(
     "ix_webhook_deliveries_order",

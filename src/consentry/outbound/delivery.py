@@ -53,6 +53,8 @@ from .sinks import Message, NatsSink, Outcome, Sink, WebhookSink
 log = logging.getLogger("consentry.delivery")
 
 ORDER_KEY_META = "outbox_order_key"
+#: The most messages a lane hands its sink at a time (between chunks it checks its lease).
+LANE_CHUNK = 50
 
 
 @dataclass(frozen=True)
@@ -508,12 +510,37 @@ class Deliverer:
                 self._busy.pop(sub_id, None)
 
     def _send_lane(self, sub: subscriptions.Subscription, sink: Sink, lane: list[Message]) -> None:
-        try:
-            outcomes = sink.send(lane)
-        except Exception as exc:  # a sink bug must not lose the claim: every message retries
-            log.warning("sending to %s failed: %s", sub.id, exc)
-            outcomes = [Outcome(False, None, f"{type(exc).__name__}: {exc}", True)]
-        outcomes = list(outcomes) + [None] * (len(lane) - len(outcomes))
+        """Send a lane in chunks, in order, and settle it. Past half the lease, the rest of
+        the lane is released untried (a slow endpoint must not outlive the claim: another
+        worker would then send the same messages); so is the rest of a key after it failed,
+        and everything after an unreachable endpoint."""
+        deadline = time.monotonic() + self.config.lease_s / 2
+        # A chunk's messages could each take up to the timeout (more with connect and read):
+        # keep a chunk well inside the half lease that is left once it starts.
+        size = max(1, min(LANE_CHUNK, int(self.config.lease_s / (4 * sub.timeout_s))))
+        outcomes: list[Outcome | None] = []
+        blocked: set[str] = set()
+        stopped = False
+        for start in range(0, len(lane), size):
+            chunk = lane[start : start + size]
+            todo = [m for m in chunk if m.order_key not in blocked]
+            sent: list[Outcome | None] = []
+            if todo and not stopped and time.monotonic() < deadline:
+                try:
+                    sent = list(sink.send(todo))
+                except Exception as exc:  # a sink bug must not lose the claim: all retry
+                    log.warning("sending to %s failed: %s", sub.id, exc)
+                    sent = [Outcome(False, None, f"{type(exc).__name__}: {exc}", True)]
+            answers = dict(zip((m.seq for m in todo), sent, strict=False))
+            for message in chunk:
+                outcome = answers.get(message.seq)
+                outcomes.append(outcome)
+                if outcome is None or not outcome.ok:
+                    blocked.add(message.order_key)
+                if outcome is not None and outcome.unreachable:
+                    stopped = True
+            if len(sent) < len(todo):
+                stopped = True  # the sink stopped early: the endpoint is in trouble
         self._settle(sub.id, lane, outcomes)
 
     def _settle(

@@ -65,7 +65,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_webhook_deliveries_due",
         "webhook_deliveries",
-        ["subscription_id", "status", "seq"],
+        ["subscription_id", "status", "next_at_us"],
         unique=False,
     )
     op.create_index(
