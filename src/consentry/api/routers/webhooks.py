@@ -58,7 +58,9 @@ class WebhookOut(BaseModel):
 
 class ReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    from_seq: int = Field(ge=1, description="Send every matching message from this seq again.")
+    from_seq: int = Field(
+        ge=1, le=2**62, description="Send every matching message from this seq again."
+    )
 
 
 class DeliveryOut(BaseModel):
