@@ -159,3 +159,44 @@ def test_the_webhooks_cli(api: Api, receiver: Receiver) -> None:
     assert removed.exit_code == 0
     missing = runner.invoke(cli, [*db, "webhooks", "remove", hook["id"]])
     assert missing.exit_code == 2 and "no webhook subscription" in missing.output
+
+
+def test_the_service_delivers_while_it_runs_and_stops_cleanly(
+    make_api: Callable[..., Api], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from consentry.api import create_app
+
+    monkeypatch.setenv("CONSENTRY_WEBHOOK_POLL_S", "0.01")
+    api = make_api()
+    sub = subscriptions.create(api.store, receiver.url)
+    with TestClient(create_app(api.settings, store=api.store)) as client:
+        assert any(t.name == "consentry-deliverer" for t in threading.enumerate())
+        answer = client.put(
+            "/v1/accounts/acme/settings/ai.training",
+            json={"setting": "off"},
+            headers=api.alice,
+        )
+        assert answer.status_code == 200, answer.text
+        (got,) = receiver.wait_for(1, timeout_s=30)
+        assert got.headers["webhook-id"] == answer.json()["id"]
+    assert not any(t.name == "consentry-deliverer" for t in threading.enumerate())
+    assert settled(api.store, sub.id, 1)()
+
+
+def test_serve_can_leave_delivery_to_deliver_processes(
+    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from consentry.api import create_app
+
+    monkeypatch.setenv("CONSENTRY_DELIVER", "false")
+    api = make_api()
+    with TestClient(create_app(api.settings, store=api.store)):
+        assert not any(t.name == "consentry-deliverer" for t in threading.enumerate())
