@@ -121,7 +121,12 @@ def test_delivery_metrics(api: Api, receiver: Receiver) -> None:
     d.stop()
     text = api.client.get("/metrics").text
     assert f'consentry_webhook_messages{{state="queued",subscription="{hook.id}"}} 1.0' in text
-    assert f'consentry_webhook_retries{{subscription="{hook.id}"}}' in text
+    retries = next(
+        line
+        for line in text.splitlines()
+        if line.startswith(f'consentry_webhook_retries{{subscription="{hook.id}"}}')
+    )
+    assert float(retries.split()[-1]) >= 2  # every failed attempt so far is to be retried
     assert f'consentry_webhook_oldest_undelivered_seconds{{subscription="{hook.id}"}}' in text
 
 

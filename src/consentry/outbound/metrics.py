@@ -71,13 +71,20 @@ class DeliveryCollector(Collector):
                     d.c.subscription_id,
                     state,
                     func.count(),
-                    func.sum(case((d.c.attempts > 1, d.c.attempts - 1), else_=0)),
-                    func.sum(case((d.c.status == "pending", d.c.attempts), else_=0)),
+                    # A failed attempt is a retry when another followed it (delivered or
+                    # failed for good: all but the last) or is scheduled (pending: all).
+                    func.sum(
+                        case(
+                            (d.c.status == "pending", d.c.attempts),
+                            (d.c.attempts > 1, d.c.attempts - 1),
+                            else_=0,
+                        )
+                    ),
                 ).group_by(d.c.subscription_id, state)
             )
-            for sub, name, n, extra, pending_tries in rows:
+            for sub, name, n, retried_attempts in rows:
                 counts[(sub, name)] = int(n)
-                retries[sub] = retries.get(sub, 0) + int(extra or 0) + int(pending_tries or 0)
+                retries[sub] = retries.get(sub, 0) + int(retried_attempts or 0)
             first_pending = conn.execute(
                 select(d.c.subscription_id, func.min(o.c.at_us))
                 .join(o, o.c.seq == d.c.seq)
