@@ -37,12 +37,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, event, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import ConsentryError, InvalidInput
 from ..ledger import schema
-from ..ledger.engine import WRITE
+from ..ledger.engine import WRITE, make_engine
 from ..ledger.events import Event
 from ..ledger.store import _from_row as event_from_row
 from ..store import LOG_ORIGIN, Store
@@ -183,6 +183,27 @@ def delivery_enabled(environ: dict[str, str] | None = None) -> bool:
     )
 
 
+class _Batch:
+    """The lanes of one claim: the last to finish gets every lane's outcomes."""
+
+    def __init__(self, lanes: int) -> None:
+        self._left = lanes
+        self._lock = threading.Lock()
+        self._messages: list[Message] = []
+        self._outcomes: list[Outcome | None] = []
+
+    def add(
+        self, lane: Sequence[Message], outcomes: Sequence[Outcome | None]
+    ) -> tuple[list[Message], list[Outcome | None]] | None:
+        with self._lock:
+            self._messages.extend(lane)
+            self._outcomes.extend(outcomes)
+            self._left -= 1
+            if self._left:
+                return None
+            return self._messages, self._outcomes
+
+
 @dataclass
 class _Claimed:
     sub: subscriptions.Subscription
@@ -209,6 +230,7 @@ class Deliverer:
         self._key: bytes | None = None
         self._nats_id: str | None = None
         self.backend = store.ledger.engine.dialect.name
+        self.engine = self._own_engine()
         self._ready = False
         self._pruned = 0.0
         #: The last round's error (a failing round does not stop the worker).
@@ -218,6 +240,18 @@ class Deliverer:
         self._counts_lock = threading.Lock()
 
     # -- set-up ---------------------------------------------------------------------------
+
+    def _own_engine(self) -> Engine:
+        """The engine the worker's own bookkeeping runs on. SQLite file: a separate one whose
+        commits do not wait for the disk (``synchronous=NORMAL``; the ledger's own stay
+        ``FULL``): a delivery record lost to a power cut only means a message is sent again,
+        and a claim or a settlement is then one flush fewer. Otherwise the store's."""
+        engine = self.store.ledger.engine
+        if self.backend != "sqlite" or engine.url.database in (None, "", ":memory:"):
+            return engine
+        own = make_engine(self.store.url)
+        event.listen(own, "connect", _sqlite_normal_sync)
+        return own
 
     @property
     def source(self) -> str:
@@ -276,6 +310,8 @@ class Deliverer:
             with contextlib.suppress(Exception):  # best effort: we are shutting down
                 sink.close()
         self._sinks.clear()
+        if self.engine is not self.store.ledger.engine:
+            self.engine.dispose()
 
     def drain(self, timeout_s: float = 30.0) -> bool:
         """Wait for the lanes in flight; whether they all finished in time."""
@@ -319,7 +355,7 @@ class Deliverer:
         """Delete the records of messages delivered more than ``keep_delivered_s`` ago."""
         d = schema.webhook_deliveries
         before = _now_us() - int(self.config.keep_delivered_s * 1_000_000)
-        with self.store.ledger.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             done = conn.execute(
                 delete(d).where(d.c.status == "delivered", d.c.delivered_at_us < before)
             )
@@ -343,12 +379,12 @@ class Deliverer:
         )
         head = select(func.coalesce(func.max(o.c.seq), 0)).scalar_subquery()
         query = select(s.c.id).where((s.c.cursor_seq < head) | due).order_by(s.c.id)
-        with self.store.ledger.engine.connect() as conn:
+        with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(query)]
 
     def _claim(self, sub_id: str) -> _Claimed | None:
         s = schema.webhook_subscriptions
-        with self.store.ledger.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             query = select(s).where(s.c.id == sub_id)
             if self.backend == "postgresql":
                 # Another worker holding this subscription is claiming it now: take others.
@@ -493,11 +529,12 @@ class Deliverer:
         split: list[list[Message]] = [[] for _ in range(lanes)]
         for message in claim.messages:  # one key, one lane: its messages stay in order
             split[int(message.order_key[:8], 16) % lanes].append(message)
+        split = [lane for lane in split if lane]
+        batch = _Batch(len(split))
         futures = []
         with self._busy_lock:
             for lane in split:
-                if lane:
-                    futures.append(self._pool.submit(self._send_lane, claim.sub, sink, lane))
+                futures.append(self._pool.submit(self._send_lane, claim.sub, sink, lane, batch))
             self._busy[claim.sub.id] = futures
         done = functools.partial(self._lane_done, claim.sub.id)
         for future in futures:
@@ -509,11 +546,18 @@ class Deliverer:
             if all(f.done() for f in futures):
                 self._busy.pop(sub_id, None)
 
-    def _send_lane(self, sub: subscriptions.Subscription, sink: Sink, lane: list[Message]) -> None:
-        """Send a lane in chunks, in order, and settle it. Past half the lease, the rest of
-        the lane is released untried (a slow endpoint must not outlive the claim: another
-        worker would then send the same messages); so is the rest of a key after it failed,
-        and everything after an unreachable endpoint."""
+    def _send_lane(
+        self,
+        sub: subscriptions.Subscription,
+        sink: Sink,
+        lane: list[Message],
+        batch: _Batch,
+    ) -> None:
+        """Send a lane in chunks, in order; the claim's last lane to finish settles them all
+        (one transaction per claim). Past half the lease, the rest of the lane is released
+        untried (a slow endpoint must not outlive the claim: another worker would then send
+        the same messages); so is the rest of a key after it failed, and everything after an
+        unreachable endpoint."""
         deadline = time.monotonic() + self.config.lease_s / 2
         # A chunk's messages could each take up to the timeout (more with connect and read):
         # keep a chunk well inside the half lease that is left once it starts.
@@ -541,7 +585,13 @@ class Deliverer:
                     stopped = True
             if len(sent) < len(todo):
                 stopped = True  # the sink stopped early: the endpoint is in trouble
-        self._settle(sub.id, lane, outcomes)
+        finished = batch.add(lane, outcomes)
+        if finished is not None:
+            try:
+                self._settle(sub.id, *finished)
+            except Exception as exc:  # the leases lapse and the messages go again
+                log.warning("recording deliveries to %s failed: %s", sub.id, exc)
+                raise
 
     def _settle(
         self, sub_id: str, lane: Sequence[Message], outcomes: Sequence[Outcome | None]
@@ -553,7 +603,7 @@ class Deliverer:
         release: list[dict[str, Any]] = []
         pause_until: int | None = None
         d = schema.webhook_deliveries
-        with self.store.ledger.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             attempts = dict(
                 conn.execute(
                     select(d.c.seq, d.c.attempts).where(
@@ -674,6 +724,12 @@ ORDER BY d.seq
 LIMIT :limit
 """
 )
+
+
+def _sqlite_normal_sync(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def _now_us() -> int:
