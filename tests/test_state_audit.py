@@ -326,6 +326,7 @@ def fresh_stores(backend_url: str) -> Iterator[Callable[[], Store]]:
             with store.ledger.engine.begin() as conn:
                 allow_tampering(conn)
                 conn.execute(text(f"DELETE FROM events WHERE seq > {base}"))
+                conn.execute(text(f"DELETE FROM outbox WHERE seq > {base}"))  # their messages
                 for name in schema.STATE_TABLES:
                     if name != "policies":
                         conn.execute(text(f"DELETE FROM {name}"))

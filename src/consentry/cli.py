@@ -62,6 +62,14 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "consentry.signals.cli",
         "Publish do-not-train signals for your content; honour other sites' opt-outs.",
     ),
+    "webhooks": (
+        "consentry.outbound.cli",
+        "Webhook subscriptions: every ledger event, signed, to your endpoints.",
+    ),
+    "deliver": (
+        "consentry.outbound.cli",
+        "Deliver the outbox's messages to the webhook subscriptions (and NATS JetStream).",
+    ),
 }
 
 

@@ -50,6 +50,8 @@ class Endpoint:
             path = path.format(dataset=_dataset_id(api))
         if "{model}" in path:
             path = path.format(model=_model_id(api))
+        if "{webhook}" in path:
+            path = path.format(webhook=_webhook_id(api))
         body = self.body(api) if callable(self.body) else self.body
         return api.client.request(self.method, path, json=body, headers=credentials(api, caller))
 
@@ -248,8 +250,42 @@ LINEAGE_ENDPOINTS: list[Endpoint] = [
 ]
 
 
+def _webhook_id(api: Api) -> str:
+    """A platform-wide subscription (account administrators cannot see it: 404)."""
+    from consentry.outbound import subscriptions
+
+    found = [s for s in subscriptions.list_all(api.store) if s.account is None]
+    if found:
+        return found[0].id
+    return subscriptions.create(api.store, "https://hooks.example.com/consentry").id
+
+
+ADMINS = frozenset({"alice", "zed"})
+WEBHOOK_ENDPOINTS: list[Endpoint] = [
+    Endpoint(
+        "POST",
+        "/v1/webhooks",
+        frozenset({"alice", "zed", "platform"}),
+        201,
+        {"url": "https://hooks.example.com/consentry"},
+    ),
+    Endpoint("GET", "/v1/webhooks", frozenset({"alice", "zed", "platform"})),
+    Endpoint("GET", "/v1/webhooks/{webhook}", frozenset({"platform"}), hidden=ADMINS),
+    Endpoint("GET", "/v1/webhooks/{webhook}/deliveries", frozenset({"platform"}), hidden=ADMINS),
+    Endpoint(
+        "POST",
+        "/v1/webhooks/{webhook}/replay",
+        frozenset({"platform"}),
+        202,
+        {"from_seq": 1},
+        hidden=ADMINS,
+    ),
+    Endpoint("DELETE", "/v1/webhooks/{webhook}", frozenset({"platform"}), 204, hidden=ADMINS),
+]
+
+
 def all_endpoints() -> list[Endpoint]:
-    return ENDPOINTS + LINEAGE_ENDPOINTS
+    return ENDPOINTS + LINEAGE_ENDPOINTS + WEBHOOK_ENDPOINTS
 
 
 @pytest.fixture

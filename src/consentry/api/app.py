@@ -16,7 +16,16 @@ from .deps import RAW_BODIES
 from .fastpath import PATH, DecisionFastPath
 from .metrics import MetricsMiddleware
 from .models import Problem
-from .routers import accounts, decisions, health, ledger, policies, receipts, subjects
+from .routers import (
+    accounts,
+    decisions,
+    health,
+    ledger,
+    policies,
+    receipts,
+    subjects,
+    webhooks,
+)
 from .settings import Settings
 
 DESCRIPTION = """\
@@ -40,12 +49,18 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     settings = settings or Settings.from_env()
     service = Service(settings, store)
 
+    deliverer = _deliverer(service)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.checkpointer.start()
+        if deliverer is not None:
+            deliverer.start()
         try:
             yield
         finally:
+            if deliverer is not None:
+                deliverer.stop()
             service.checkpointer.stop()
             if store is None:
                 service.close()
@@ -66,13 +81,14 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             {"name": "policies", "description": "Policy versions, notices and diffs"},
             {"name": "lineage", "description": "Datasets, models and the impact on a person"},
             {"name": "ledger", "description": "The hash-chained event ledger"},
+            {"name": "webhooks", "description": "Every change pushed to your endpoints"},
             {"name": "health", "description": "Liveness, readiness, metrics"},
         ],
     )
     app.state.service = service
     problems.install(app)
     # Routes match in order: the hot decision endpoints first, then the probes.
-    for module in (decisions, health, subjects, receipts, accounts, policies, ledger):
+    for module in (decisions, health, subjects, receipts, accounts, policies, ledger, webhooks):
         app.include_router(module.router)
     _mount_lineage(app)
     _mount_web(app)
@@ -127,6 +143,18 @@ def _describe_problems(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _deliverer(service: Service) -> Any:
+    """The delivery worker this process runs (``CONSENTRY_DELIVER``, on by default), and the
+    delivery metrics on /metrics either way."""
+    from ..outbound.delivery import Deliverer, DeliveryConfig, delivery_enabled
+    from ..outbound.metrics import DeliveryCollector
+
+    service.metrics.add_collector(DeliveryCollector(service.store))
+    if not delivery_enabled():
+        return None
+    return Deliverer(service.store, DeliveryConfig.from_env())
 
 
 def _mount_lineage(app: FastAPI) -> None:

@@ -72,6 +72,7 @@ class Metrics:
         )
         self._ledger = _Ledger(ledger_head, snapshot_seq)
         self.registry.register(self._ledger)
+        self._collectors: list[Collector] = [self._ledger]
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self._latency_children: dict[tuple[str, str], Any] = {}
         self._decision_children: dict[str, Any] = {}
@@ -96,13 +97,19 @@ class Metrics:
             )
         child.inc(count)
 
+    def add_collector(self, collector: Collector) -> None:
+        """Expose ``collector`` too (it reads what it reports when scraped)."""
+        self.registry.register(collector)
+        self._collectors.append(collector)
+
     def exposition(self) -> bytes:
         if self.multiprocess:
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            registry.register(self._ledger)
+            for collector in self._collectors:
+                registry.register(collector)
             return generate_latest(registry)
         return generate_latest(self.registry)
 

@@ -21,6 +21,10 @@ PRIVILEGES = {
     # written, is never changed (a rewrite is what they exist to expose).
     "tlog_nodes": "SELECT, INSERT",
     "checkpoints": "SELECT, INSERT",
+    # The outbox: a row per event, inserted with it; the delivery workers fill in a narrowing
+    # event's impact (UPDATE), and pruning or an erasure may remove rows (DELETE). Its rows
+    # carry no personal data (see schema.outbox), so none of this touches the ledger's proof.
+    "outbox": "SELECT, INSERT, UPDATE, DELETE",
 }
 DERIVED = "SELECT, INSERT, UPDATE, DELETE"
 

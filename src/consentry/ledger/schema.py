@@ -273,3 +273,72 @@ model_datasets = Table(
     Column("dataset_id", String(36), ForeignKey("datasets.id"), primary_key=True),
 )
 Index("ix_model_datasets_dataset", model_datasets.c.dataset_id)
+
+# The transactional outbox (issue 15): one row per event, inserted by the append in the same
+# transaction as the event, so that a message can neither be lost nor announce an event that did
+# not commit. The row holds no personal data: the message is rendered from the event row when it
+# is sent (see consentry.outbound.messages), so erasing an event's personal fields also erases
+# them from every message not yet sent. ``impact`` is filled once, when a narrowing event is
+# first handed to a subscription (the datasets and models it touches, as ``consentry impact``
+# computes them), and every delivery of the message then carries the same impact.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
+    Column("event_id", String(36), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("impact", Text),  # canonical JSON, narrowing events only, once rendered
+)
+
+# Where outbound messages go: a webhook endpoint (http/https) or a broker stream (nats://).
+# ``cursor_seq``: the outbox rows up to it have been matched against the subscription (a
+# delivery row made for each that matches); a new subscription starts at the ledger's head.
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "wh_…", or "nats_<stream>" for a broker sink
+    Column("url", Text, nullable=False),
+    Column("secret", Text),  # whsec_<base64>: the receiver verifies with it, so it is kept
+    Column("types", Text, nullable=False),  # JSON list of type patterns; [] = every type
+    Column("account", Text),  # only this account's events (account administrators' hooks)
+    Column("timeout_s", Integer, nullable=False),
+    Column("cursor_seq", BigInteger, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("created_by", Text),
+)
+
+# One row per (subscription, message) that matched: its delivery state. ``order_key`` is a
+# keyed hash of the message's subject (or account): messages with one key are sent in ``seq``
+# order, one after the other, and never while an earlier one is waiting for a retry.
+# ``lease_until_us``: claimed by ``lease_owner`` until then (a worker that died lets it lapse).
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("subscription_id", String(40), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("order_key", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_at_us", BigInteger, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until_us", BigInteger),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("delivered_at_us", BigInteger),
+    Column("last_status", Integer),  # the endpoint's last HTTP status (None: no answer)
+    Column("last_error", Text),
+)
+Index(
+    "ix_webhook_deliveries_due",
+    webhook_deliveries.c.subscription_id,
+    webhook_deliveries.c.status,
+    webhook_deliveries.c.next_at_us,
+)
+Index(
+    "ix_webhook_deliveries_order",
+    webhook_deliveries.c.subscription_id,
+    webhook_deliveries.c.order_key,
+    webhook_deliveries.c.seq,
+)

@@ -124,6 +124,15 @@ def _events_insert(names: tuple[str, ...]) -> Any:
     return insert(schema.events).values({n: bindparam(n) for n in names})
 
 
+def _outbox_insert() -> Any:
+    return insert(schema.outbox).values(
+        seq=bindparam("seq"),
+        event_id=bindparam("id"),
+        kind=bindparam("kind"),
+        at_us=bindparam("at_us"),
+    )
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     """The outcome of recomputing the chain (and, from ``Store.verify``, the current state:
@@ -672,6 +681,9 @@ class Ledger:
         if rows:
             insert_sql = self._compiled(("events", tuple(rows[0])), _events_insert, tuple(rows[0]))
             cur.executemany(insert_sql.sql, [insert_sql.params(r) for r in rows])
+            # The transactional outbox (issue 15): one message per event, committed with it.
+            outbox_sql = self._compiled("outbox", _outbox_insert)
+            cur.executemany(outbox_sql.sql, [outbox_sql.params(r) for r in rows])
             self._apply(cur, changes)
             update_sql = self._compiled("head_update", _head_update)
             cur.execute(

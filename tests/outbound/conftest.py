@@ -1,0 +1,27 @@
+"""Fixtures for the events-out tests: loopback webhook receivers and a fast retry schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from webhook_receiver import Receiver
+
+
+@pytest.fixture
+def make_receiver() -> Iterator[Callable[[], Receiver]]:
+    made: list[Receiver] = []
+
+    def make() -> Receiver:
+        receiver = Receiver()
+        made.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in made:
+        receiver.close()
+
+
+@pytest.fixture
+def receiver(make_receiver: Callable[[], Receiver]) -> Receiver:
+    return make_receiver()
