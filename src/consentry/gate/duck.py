@@ -28,7 +28,7 @@ import os
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ConsentryError, InvalidInput
 from . import manifest as mf
@@ -94,8 +94,8 @@ def _is_duckdb_error(exc: BaseException) -> bool:
 class DuckEngine:
     """The DuckDB engine (see the module docstring)."""
 
-    NAME = "duckdb"
-    FORMATS = mf.FORMATS
+    NAME: ClassVar[str] = "duckdb"
+    FORMATS: ClassVar[tuple[str, ...]] = mf.FORMATS
 
     def __init__(
         self,

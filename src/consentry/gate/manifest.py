@@ -12,8 +12,8 @@ Every other column passes through untouched. In CSV, list columns hold JSON arra
 (``["u1","u2"]``); in JSON Lines they are arrays.
 
 This module resolves a manifest into a :class:`Source` the engines query with DuckDB: every
-source exposes its own columns plus ``__file_index`` (which file) and ``__row_index`` (row within it) so
-that an error can name the first bad row and multi-subject items can be put back together.
+source exposes its own columns plus ``__file_index`` (which file) and ``__row_index`` (row
+within it) so that an error can name the first bad row.
 """
 
 from __future__ import annotations
@@ -634,7 +634,7 @@ def _open_text(path: Path) -> Any:
         return bz2.open(path, "rt", newline="", encoding="utf-8", errors="replace")
     if name.endswith(".zst"):
         return None  # no reader in the standard library: the engine's own error stands
-    return open(path, newline="", encoding="utf-8", errors="replace")  # noqa: SIM115
+    return open(path, newline="", encoding="utf-8", errors="replace")
 
 
 def csv_header(path: Path) -> list[str] | None:
@@ -673,7 +673,7 @@ def csv_width_error(path: Path) -> InvalidInput | None:
                     f"{path}: line {reader.line_num} (row {row}) has {len(record)} fields, "
                     f"but the header has {len(header)}",
                     hint="give every row one field per column (quote a field that holds "
-                    "a comma, e.g. \"a, b\"; leave a field empty, not out)",
+                    'a comma, e.g. "a, b"; leave a field empty, not out)',
                     field="manifest",
                     file=str(path),
                     row=row,

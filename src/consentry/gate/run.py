@@ -373,9 +373,12 @@ class GateRun:
             folder.write_report(record)
             folder.commit(
                 lambda move: lineage.save_dataset(
-                    self.store, record, measured.index, idempotency_key=o.idempotency_key,
+                    self.store,
+                    record,
+                    measured.index,
+                    idempotency_key=o.idempotency_key,
                     before_commit=move,
-                )  # fmt: skip
+                )
             )
             self._lap("commit")
         except BaseException:

@@ -35,6 +35,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..item_order import ITEM_ORDER, ItemStep
+from .checks import Predicate, RowCheck
 from .decisions import (
     ALLOW_CODES,
     OPT_OUT_CODE,
@@ -43,8 +45,6 @@ from .decisions import (
     UNKNOWN_CODE,
     DecisionTable,
 )
-from ..item_order import ITEM_ORDER, ItemStep
-from .checks import Predicate, RowCheck
 from .manifest import Shape
 from .result import MASK64, multiset_digest
 
