@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidInput, UnknownName, unknown
 
 if TYPE_CHECKING:
-    from .decisions import Snapshot
+    from .decisions import LedgerSnapshot
     from .manifest import Shape
 
 
@@ -116,7 +116,7 @@ def category_checks(known: Iterable[str]) -> tuple[RowCheck, ...]:
 
 
 def split_categories(
-    found: Iterable[str | None], snapshot: Snapshot
+    found: Iterable[str | None], snapshot: LedgerSnapshot
 ) -> tuple[list[str], bool, dict[str, str | None]]:
     """A manifest's distinct categories checked against the policy in effect: (the known
     ones in order, whether one is null, the unknown ones with their hints)."""

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import ConsentryError, InvalidInput
 from . import manifest as mf
 from .checks import Located, Predicate, RowCheck, row_checks
-from .decisions import CODES, REASONS, DecisionTable, Snapshot, build_table, take_snapshot
+from .decisions import CODES, REASONS, DecisionTable, LedgerSnapshot, build_table, take_snapshot
 from .manifest import FILE_COL, ROW_COL, Shape, Source, ident, sql_str
 from .measure import V_SQL, Measured, index_digest, output_digests
 from .options import GateOptions
@@ -130,7 +130,7 @@ class DuckEngine:
         rel = self._source.relation()
         return [r[0] for r in self.con.execute(f"SELECT DISTINCT category FROM {rel}").fetchall()]
 
-    def table_subjects(self, snapshot: Snapshot) -> list[str] | None:
+    def table_subjects(self, snapshot: LedgerSnapshot) -> list[str] | None:
         """The manifest's subjects when it names far fewer than the store knows (then the
         decision table only needs those)."""
         state = snapshot.state

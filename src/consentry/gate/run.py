@@ -43,7 +43,7 @@ from ..ids import new_id
 from ..times import format_time
 from . import manifest as mf
 from .checks import Located, RowCheck, bad_row_error, category_checks, split_categories
-from .decisions import DecisionTable, Snapshot, build_table, take_snapshot
+from .decisions import DecisionTable, LedgerSnapshot, build_table, take_snapshot
 from .manifest import Shape
 from .measure import Measured
 from .options import GateOptions
@@ -83,7 +83,7 @@ class Opened:
 class Job:
     """What an engine's pass needs: the decision table and how to check, write and count."""
 
-    snapshot: Snapshot
+    snapshot: LedgerSnapshot
     table: DecisionTable
     #: Opted-out source URLs (None: no signals).
     opt_outs: set[str] | None
@@ -117,7 +117,7 @@ class GateEngine(Protocol):
         """The manifest's distinct categories (null included)."""
         ...
 
-    def table_subjects(self, snapshot: Snapshot) -> Sequence[str] | None:
+    def table_subjects(self, snapshot: LedgerSnapshot) -> Sequence[str] | None:
         """The subjects the decision table needs (None: every subject the store knows)."""
         ...
 
@@ -204,7 +204,7 @@ def bad_row(
     return bad_row_error(check, at, hints=hints)
 
 
-def check_categories(engine: GateEngine, opened: Opened, snapshot: Snapshot) -> list[str]:
+def check_categories(engine: GateEngine, opened: Opened, snapshot: LedgerSnapshot) -> list[str]:
     """The manifest's categories, each one the policy in effect knows (else the first row
     with an empty or unknown one is reported)."""
     good, null, hints = split_categories(engine.categories(), snapshot)
@@ -218,7 +218,7 @@ def lineage_record(
     dataset_id: str,
     name: str,
     engine: str,
-    snapshot: Snapshot,
+    snapshot: LedgerSnapshot,
     table: DecisionTable,
     measured: Measured,
     method: str,
@@ -397,7 +397,7 @@ class GateRun:
     def _gate(
         self,
         folder: OutputFolder,
-        snapshot: Snapshot,
+        snapshot: LedgerSnapshot,
         opt_outs: set[str] | None,
         signals_info: dict[str, Any] | None,
     ) -> tuple[LineageRecord, Measured]:

@@ -48,7 +48,7 @@ from .decisions import (
     REASONS,
     UNKNOWN_CODE,
     DecisionTable,
-    Snapshot,
+    LedgerSnapshot,
     build_table,
     take_snapshot,
 )
@@ -609,7 +609,7 @@ class SparkEngine:
         rows = self._action(lambda: self.df.select("category").distinct().collect())
         return [r["category"] for r in rows]
 
-    def table_subjects(self, snapshot: Snapshot) -> None:
+    def table_subjects(self, snapshot: LedgerSnapshot) -> None:
         return None  # every subject: the table is joined, and broadcast when small
 
     def first_bad_row(self, checks: Sequence[RowCheck]) -> tuple[RowCheck, Located] | None:
@@ -719,7 +719,7 @@ def _decided(
     purpose: str,
     as_of: Any,
     opt_outs: set[str] | None,
-) -> tuple[Snapshot, Opened, DecidedFrame]:
+) -> tuple[LedgerSnapshot, Opened, DecidedFrame]:
     """Open ``df``, check it, build the decision table and decide every item (lazily)."""
     snapshot = take_snapshot(store, purpose, as_of)
     opened = engine.open(df, None)
