@@ -168,3 +168,21 @@ def test_a_csv_row_of_the_wrong_width_is_named_by_its_line(
     assert f"{path}: line 3 (row 2) has {found} fields, but the header has 4" == message
     assert "columns found" not in message and "no 'item_id'" not in message
     assert info.value.details["row"] == 2 and "one field per column" in (info.value.hint or "")
+
+
+def test_the_cli_refuses_threads_for_spark(
+    mstore: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from consentry.cli import app
+
+    monkeypatch.setenv("CONSENTRY_DATABASE_URL", mstore.url)
+    path = tmp_path / "m.parquet"
+    pq.write_table(manifest(ROWS), path)
+    args = ["gate", str(path), "--purpose", "ai.training", "--out", str(tmp_path / "o")]
+    r = CliRunner().invoke(app, [*args, "--engine", "spark", "--threads", "4"])
+    assert r.exit_code == 2, r.output
+    assert "the spark engine does not take 'threads'" in r.output
+    assert not (tmp_path / "o").exists()
