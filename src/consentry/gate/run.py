@@ -42,7 +42,14 @@ from ..errors import InvalidInput
 from ..ids import new_id
 from ..times import format_time
 from . import manifest as mf
-from .checks import Located, RowCheck, bad_row_error, category_checks, split_categories
+from .checks import (
+    Located,
+    RowCheck,
+    bad_row_error,
+    category_checks,
+    row_checks,
+    split_categories,
+)
 from .decisions import DecisionTable, LedgerSnapshot, build_table, take_snapshot
 from .manifest import Shape
 from .measure import Measured
@@ -415,8 +422,6 @@ class GateRun:
             store=self.store,
             allowed_seqs=False,  # the outputs name the event behind exclusions only
         )
-        from .checks import row_checks
-
         ext = mf.OUTPUT_EXTENSION[o.format]
         job = Job(
             snapshot=snapshot,
