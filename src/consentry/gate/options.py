@@ -24,7 +24,7 @@ Progress = Callable[[str, float], None]
 #: names its method, so ``gate verify`` checks it whichever default made it.
 DEFAULT_DIGEST = "sorted"
 
-#: Options one engine only takes, and that engine (see each engine's ``OPTIONS``).
+#: Options one engine only takes, and that engine.
 ENGINE_ONLY: Mapping[str, str] = {
     "threads": "duckdb",
     "memory_limit": "duckdb",
