@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, func, insert, select
 
 from .canonical import canonical_json
-from .decide import ALLOW_REASONS, Reason, compile_plan
+from .decide import ALLOW_REASONS, Plan, Reason, compile_plan
 from .errors import IdempotencyConflict, InvalidInput, NotFound, UnknownName
 from .gate.result import LineageRecord, record_digest
 from .ids import new_id
+from .item_order import ITEM_ORDER, ItemStep
 from .ledger import schema
 from .ledger.engine import WRITE
 from .state import State
@@ -694,15 +695,39 @@ def impact(store: Store, subject: str) -> Impact:
 def _answer(
     state: State, known: bool, subject: str, purpose: str, category: str, now_us: int
 ) -> tuple[int, int]:
-    """The subject's answer now, as the gate would give it (``unknown_subject`` for a subject
-    the store no longer knows; ``no_basis`` for a category the policy no longer has)."""
-    if not known:
-        return _REASONS.index(Reason.UNKNOWN_SUBJECT), 0
+    """The subject's answer now, as the gate would give it: the steps of
+    :data:`~consentry.item_order.ITEM_ORDER` in order, the first that answers deciding
+    (``no_basis`` for a category the policy no longer has)."""
     try:
         plan = compile_plan(state, purpose, category, now_us)
     except UnknownName:
-        return _REASONS.index(Reason.NO_BASIS), 0
-    return plan.decide(state, subject, now_us)
+        return _NO_BASIS, 0
+    for step in ITEM_ORDER:
+        answer = _STEPS[step](plan, state, known, subject, now_us)
+        if answer is not None:
+            return answer
+    raise AssertionError("ITEM_ORDER ends with a step that always answers")  # pragma: no cover
+
+
+_NO_BASIS = _REASONS.index(Reason.NO_BASIS)
+_UNKNOWN = _REASONS.index(Reason.UNKNOWN_SUBJECT)
+_Step = Callable[[Plan, State, bool, str, int], "tuple[int, int] | None"]
+
+#: One translation per step of ITEM_ORDER, for one subject of a recorded dataset: None where
+#: the step does not answer. The subject index keeps neither source URLs nor labels, so the
+#: item-level steps before the fixed answer have nothing to look at (the gate applied them
+#: when it built the dataset).
+_STEPS: dict[ItemStep, _Step] = {
+    ItemStep.SOURCE_OPT_OUT: lambda plan, state, known, subject, now: None,
+    ItemStep.PROTECTED_LABEL: lambda plan, state, known, subject, now: None,
+    ItemStep.FIXED_ANSWER: lambda plan, state, known, subject, now: (
+        (plan.fixed, 0) if plan.fixed >= 0 else None
+    ),
+    ItemStep.PARTIES: lambda plan, state, known, subject, now: (
+        plan.decide(state, subject, now) if known else None
+    ),
+    ItemStep.UNKNOWN_SUBJECT: lambda plan, state, known, subject, now: (_UNKNOWN, 0),
+}
 
 
 def count_datasets(store: Store) -> int:

@@ -305,7 +305,9 @@ def test_a_failure_leaves_nothing(
     elif where == "measure":
         monkeypatch.setattr(duck, "index_digest", boom)
     elif where == "report":
-        monkeypatch.setattr(duck._Run, "_write_report", boom)
+        from consentry.gate.run import OutputFolder
+
+        monkeypatch.setattr(OutputFolder, "write_report", boom)
     else:
         real = lineage.save_dataset
 

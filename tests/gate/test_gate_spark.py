@@ -179,3 +179,41 @@ def test_spark_submit_runs_the_gate_as_a_spark_application(mstore: Store, tmp_pa
     assert result["lineage"]["counts"]["input"] == 120
     assert mstore.verify_dataset(out).ok
     assert mstore.dataset(result["dataset_id"]).engine == "spark"
+
+
+def test_one_run_two_engines_with_the_default_digest(
+    mstore: Store, spark: Any, tmp_path: Path
+) -> None:
+    """Both engines default to the sorted digest, give one lineage, and verify."""
+    from pyspark.sql import functions as F
+
+    from consentry.gate.manifest import Shape
+    from consentry.gate.spark import _step_answers
+    from consentry.item_order import ITEM_ORDER
+
+    assert list(_step_answers(Shape("subject_ids", True, True), F.lit(False))) == list(ITEM_ORDER)
+    path = tmp_path / "m.parquet"
+    pq.write_table(random_manifest(150, seed=13), path)
+    records = {}
+    for engine in ("duckdb", "spark"):
+        result = mstore.gate(path, purpose="ai.training", out=tmp_path / engine, engine=engine)
+        records[engine] = result.lineage.data
+        assert mstore.verify_dataset(tmp_path / engine).ok
+    duck, spk = records["duckdb"], records["spark"]
+    assert duck["digests"]["method"] == spk["digests"]["method"] == "sorted-sha256-v1"
+    for key in ("counts", "digests", "subjects", "categories", "ledger", "policy_version"):
+        assert duck[key] == spk[key], key
+
+
+def test_spark_names_a_csv_row_of_the_wrong_width(
+    mstore: Store, spark: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text(
+        "item_id,subject_id,category\nr1,alice,content.audio\nr2,bob,content.audio,x\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InvalidInput) as info:
+        mstore.gate(path, purpose="ai.training", out=tmp_path / "o", engine="spark")
+    assert info.value.message == f"{path}: line 3 (row 2) has 4 fields, but the header has 3"
+    assert not (tmp_path / "o").exists()

@@ -192,9 +192,9 @@ def test_other_subjects_decide_in_list_order() -> None:
     batch = pa.RecordBatch.from_pydict(
         {
             "subject_ids": [["ann", "cid", "ben"], ["ann"], ["ann", "zed"], ["ben", "ann"]],
-            "__ci": pa.array([0, 0, 0, 0], pa.uint16()),
-            "__oi": pa.array([0, 0, 0, 1], pa.uint32()),
-            "__h": [[11, 13, 12], None, [11, 99], [12, 11]],
+            stream.CATEGORY_POS: pa.array([0, 0, 0, 0], pa.uint16()),
+            stream.OWNER_POS: pa.array([0, 0, 0, 1], pa.uint32()),
+            stream.SUBJECT_HASHES: [[11, 13, 12], None, [11, 99], [12, 11]],
         }
     )
     decided = d.decide(batch)

@@ -121,16 +121,19 @@ def gate_run(
         str | None,
         typer.Option(
             "--digest",
-            help="Item-id digest: sorted (SHA-256 of the sorted ids; the DuckDB default) or "
-            "multiset (a one-pass checksum; the Spark engine's only method).",
+            help="Item-id digest: sorted (SHA-256 of the sorted ids; the default) or "
+            "multiset (a one-pass checksum, faster on large manifests).",
         ),
     ] = None,
     input_format: Annotated[
         str | None, typer.Option("--input-format", help="Override the format the name implies.")
     ] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="DuckDB threads.")] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="DuckDB threads (the duckdb engine only).")
+    ] = None,
     memory_limit: Annotated[
-        str | None, typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 3GB.")
+        str | None,
+        typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 3GB (duckdb only)."),
     ] = None,
     idempotency_key: IdemOpt = None,
     as_json: JsonOpt = False,
@@ -145,11 +148,13 @@ def gate_run(
         "signals": signals,
         "input_format": input_format,
         "idempotency_key": idempotency_key,
+        # None: not given. An engine refuses an option it does not take (--threads with
+        # Spark) rather than dropping it.
+        "threads": threads,
+        "memory_limit": memory_limit,
     }
-    if digest is not None:  # else the engine's own default
+    if digest is not None:  # else the default, the same for every engine
         options["digest"] = digest
-    if engine == "duckdb":
-        options.update(threads=threads, memory_limit=memory_limit)
     with _store(ctx) as s:
         progress = Progress(
             TextColumn("[bold]gate[/] {task.description:<9}"),

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..decide import ALLOW_REASONS, Plan, Reason, compile_plan
-from ..errors import InvalidInput, UnknownName
+from ..errors import InvalidInput
 from ..ledger.events import GENESIS_HASH
 from ..policy.model import Policy
 from ..state import State
@@ -41,12 +41,8 @@ PROTECTED_CODE = CODES[str(Reason.PROTECTED_LABEL)]
 OPT_OUT_CODE = CODES[SOURCE_OPT_OUT]
 
 
-def is_allowed(code: int) -> bool:
-    return code in ALLOW_CODES
-
-
 @dataclass
-class Snapshot:
+class LedgerSnapshot:
     """The state a gate run decides over: the ledger up to one position, at one time."""
 
     state: State
@@ -87,7 +83,7 @@ def replay_state(store: Store, at: datetime) -> State:
     return state
 
 
-def take_snapshot(store: Store, purpose: str, as_of: datetime | str | None) -> Snapshot:
+def take_snapshot(store: Store, purpose: str, as_of: datetime | str | None) -> LedgerSnapshot:
     """Check the purpose and pin the state and time to decide at.
 
     ``as_of`` given: the ledger is fenced at that time first (``Ledger.fence``: no event
@@ -114,7 +110,7 @@ def take_snapshot(store: Store, purpose: str, as_of: datetime | str | None) -> S
     purpose = taxonomy.purpose(purpose, where="gate")
     seq = state.seq
     ledger_hash = store.ledger.event(seq).hash if seq else GENESIS_HASH
-    return Snapshot(state, purpose, from_us(now_us), now_us, seq, ledger_hash, policy, live)
+    return LedgerSnapshot(state, purpose, from_us(now_us), now_us, seq, ledger_hash, policy, live)
 
 
 @dataclass(frozen=True)
@@ -184,7 +180,7 @@ def known_subjects(state: State) -> list[str]:
 
 
 def plan_categories(
-    snapshot: Snapshot, categories: Iterable[str]
+    snapshot: LedgerSnapshot, categories: Iterable[str]
 ) -> tuple[dict[str, CategoryPlan], list[Plan]]:
     """Compile one plan per category and group identical ones."""
     plans: dict[str, CategoryPlan] = {}
@@ -211,7 +207,7 @@ def plan_categories(
     return plans, groups
 
 
-def pin_live(snapshot: Snapshot, store: Store, categories: Iterable[str]) -> None:
+def pin_live(snapshot: LedgerSnapshot, store: Store, categories: Iterable[str]) -> None:
     """Pin a live snapshot's time and ledger position together (hold ``store.lock``).
 
     The ledger is fenced (``Ledger.fence``): under the chain head's lock, the clock is read
@@ -248,7 +244,7 @@ def pin_live(snapshot: Snapshot, store: Store, categories: Iterable[str]) -> Non
 
 
 def build_table(
-    snapshot: Snapshot,
+    snapshot: LedgerSnapshot,
     categories: Iterable[str],
     subjects: Sequence[str] | None = None,
     *,
@@ -358,16 +354,3 @@ def _np_from(buffer: Any, dtype: str) -> Any:
     import numpy as np
 
     return np.frombuffer(bytes(buffer), dtype=dtype) if len(buffer) else np.array([], dtype=dtype)
-
-
-def reason_list_sql() -> str:
-    """A SQL list literal of the reason names, indexed by code + 1."""
-    return "[" + ", ".join(f"'{r}'" for r in REASONS) + "]"
-
-
-def allow_list_sql() -> str:
-    return "(" + ", ".join(str(c) for c in ALLOW_CODES) + ")"
-
-
-def unknown_name_hint(exc: UnknownName) -> str | None:
-    return exc.hint

@@ -12,8 +12,8 @@ Every other column passes through untouched. In CSV, list columns hold JSON arra
 (``["u1","u2"]``); in JSON Lines they are arrays.
 
 This module resolves a manifest into a :class:`Source` the engines query with DuckDB: every
-source exposes its own columns plus ``__cf`` (which file) and ``__cr`` (row within it) so
-that an error can name the first bad row and multi-subject items can be put back together.
+source exposes its own columns plus ``__file_index`` (which file) and ``__row_index`` (row
+within it) so that an error can name the first bad row.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,9 @@ OUTPUT_EXTENSION = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl", "ar
 LIST_COLUMNS = ("subject_ids", "labels")
 STRING_COLUMNS = ("item_id", "subject_id", "category", "source_url")
 KNOWN_COLUMNS = ("item_id", "subject_id", "subject_ids", "category", "labels", "source_url")
-FILE_COL, ROW_COL = "__cf", "__cr"
+#: The file (position in ``Source.files``) and row (within it) of each manifest row, as every
+#: source exposes them: an error names the first bad row by them.
+FILE_COL, ROW_COL = "__file_index", "__row_index"
 RESERVED = (FILE_COL, ROW_COL)
 
 
@@ -63,13 +65,13 @@ class Source:
     description: str
     #: ``parquet`` (files queried in place) or ``arrow`` (an in-memory table).
     kind: str
-    #: The files rows come from, in ``__cf`` order (display names).
+    #: The files rows come from, in ``FILE_COL`` order (display names).
     files: list[str]
     #: Their format as given (parquet, csv, jsonl, arrow, memory).
     format: str
     #: Parquet files to query (the originals, or CSV/JSON converted into the work directory).
     parquet_files: list[str] = field(default_factory=list)
-    table: Any = None  # a pyarrow.Table with __cf/__cr, for kind == "arrow"
+    table: Any = None  # a pyarrow.Table with FILE_COL and ROW_COL, for kind == "arrow"
     #: (name, DuckDB type) of the manifest's own columns, in order.
     columns: list[tuple[str, str]] = field(default_factory=list)
     rows_estimate: int | None = None
@@ -81,7 +83,7 @@ class Source:
     casts: dict[str, str] = field(default_factory=dict)
 
     def relation(self) -> str:
-        """A SQL table expression with the manifest's columns plus ``__cf`` and ``__cr``."""
+        """A SQL table expression with the manifest's columns plus ``FILE_COL`` and ``ROW_COL``."""
         if self.kind == "arrow":
             return self.view
         files = ", ".join(_sql_str(f) for f in self.parquet_files)
@@ -399,7 +401,9 @@ def _convert_text(con: Any, files: list[Path], fmt: str, workdir: Path, descript
                 "(FORMAT parquet)"
             )
         except Exception as exc:
-            problem = _first_bad_text_row(con, f, fmt, [c[0] for c in cols])
+            problem = (csv_width_error(f) if fmt == "csv" else None) or _first_bad_text_row(
+                con, f, fmt, [c[0] for c in cols]
+            )
             if problem is not None:
                 raise problem from None
             raise _parse_error(f, fmt, exc) from None
@@ -422,6 +426,11 @@ def _text_reader(con: Any, path: Path, fmt: str) -> str:
         except Exception as exc:
             raise _parse_error(path, fmt, exc) from None
         names = [row[0] for row in header]
+        if names != csv_header(path):
+            # DuckDB guessed another header: a longer row, say, taken for it.
+            problem = csv_width_error(path)
+            if problem is not None:
+                raise problem
         types = {n: "VARCHAR" for n in names if n in KNOWN_COLUMNS}
         spec = ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in types.items())
         return f"read_csv({_sql_str(str(path))}, header=true, types={{{spec}}})"
@@ -488,6 +497,10 @@ def _first_bad_text_row(con: Any, path: Path, fmt: str, names: list[str]) -> Inv
 
 
 def _parse_error(path: Path, fmt: str, exc: Exception) -> InvalidInput:
+    if fmt == "csv":
+        problem = csv_width_error(path)
+        if problem is not None:
+            return problem
     label = {"csv": "CSV", "jsonl": "JSON Lines"}.get(fmt, fmt)
     return bad(
         f"cannot parse {path} as {label}: {_short(exc)}",
@@ -544,20 +557,30 @@ class Shape:
         return f"{alias}.subject_ids[1]" if self.is_list else f"{alias}.subject_id"
 
 
-def check_shape(source: Source) -> Shape:
-    """Required columns present and typed right, or one error naming the column."""
-    where = source.description
+#: What a column must hold, in words, by kind.
+_KIND_WORDS = {"string": "a string", "list": "a list of strings"}
+#: DuckDB's type names for the two kinds of known column.
+DUCKDB_KINDS = {"VARCHAR": "string", "VARCHAR[]": "list"}
 
-    def need(name: str, expected: tuple[str, ...], what: str) -> None:
-        typ = source.type_of(name)
+
+def shape_of(columns: Mapping[str, str], where: str, kind: Callable[[str], str | None]) -> Shape:
+    """Required columns present and typed right, or one error naming the column.
+
+    ``columns`` maps each column to its type in the engine's words (DuckDB's ``VARCHAR[]``,
+    Spark's ``array<string>``); ``kind`` says which of those is a ``string`` or a ``list``
+    (of strings). Both engines check a manifest with this one function."""
+
+    def need(name: str, wanted: str) -> None:
+        typ = columns.get(name)
         if typ is None:
             raise bad(
                 f"manifest {where} has no {name!r} column",
-                hint=f"columns found: {', '.join(source.column_names()) or 'none'}",
+                hint=f"columns found: {', '.join(columns) or 'none'}",
                 field=name,
                 file=where,
             )
-        if typ not in expected:
+        if kind(typ) != wanted:
+            what = _KIND_WORDS[wanted]
             raise bad(
                 f"column {name!r} of manifest {where} is {typ}, not {what}",
                 hint=f"store {name} as {what}",
@@ -565,10 +588,9 @@ def check_shape(source: Source) -> Shape:
                 file=where,
             )
 
-    need("item_id", ("VARCHAR",), "a string")
-    need("category", ("VARCHAR",), "a string")
-    has_one = source.type_of("subject_id") is not None
-    has_list = source.type_of("subject_ids") is not None
+    need("item_id", "string")
+    need("category", "string")
+    has_one, has_list = "subject_id" in columns, "subject_ids" in columns
     if has_one and has_list:
         raise bad(
             f"manifest {where} has both 'subject_id' and 'subject_ids'",
@@ -579,21 +601,84 @@ def check_shape(source: Source) -> Shape:
     if not has_one and not has_list:
         raise bad(
             f"manifest {where} has no 'subject_id' or 'subject_ids' column",
-            hint=f"columns found: {', '.join(source.column_names()) or 'none'}",
+            hint=f"columns found: {', '.join(columns) or 'none'}",
             field="subject_id",
             file=where,
         )
-    if has_one:
-        need("subject_id", ("VARCHAR",), "a string")
-    else:
-        need("subject_ids", ("VARCHAR[]",), "a list of strings")
-    labels = source.type_of("labels") is not None
-    if labels:
-        need("labels", ("VARCHAR[]",), "a list of strings")
-    url = source.type_of("source_url") is not None
-    if url:
-        need("source_url", ("VARCHAR",), "a string")
-    return Shape("subject_ids" if has_list else "subject_id", labels, url)
+    need("subject_ids" if has_list else "subject_id", "list" if has_list else "string")
+    for optional, wanted in (("labels", "list"), ("source_url", "string")):
+        if optional in columns:
+            need(optional, wanted)
+    return Shape(
+        "subject_ids" if has_list else "subject_id", "labels" in columns, "source_url" in columns
+    )
+
+
+def check_shape(source: Source) -> Shape:
+    """A DuckDB source's shape (:func:`shape_of`)."""
+    return shape_of(dict(source.columns), source.description, DUCKDB_KINDS.get)
+
+
+# -- CSV rows of the wrong width ----------------------------------------------------------------
+
+
+def _open_text(path: Path) -> Any:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        import gzip
+
+        return gzip.open(path, "rt", newline="", encoding="utf-8", errors="replace")
+    if name.endswith(".bz2"):
+        import bz2
+
+        return bz2.open(path, "rt", newline="", encoding="utf-8", errors="replace")
+    if name.endswith(".zst"):
+        return None  # no reader in the standard library: the engine's own error stands
+    return open(path, newline="", encoding="utf-8", errors="replace")
+
+
+def csv_header(path: Path) -> list[str] | None:
+    """The first record of a CSV file (its header), or None when it cannot be read here."""
+    import csv
+
+    f = _open_text(path)
+    if f is None:
+        return None
+    with f:
+        return next(csv.reader(f), None)
+
+
+def csv_width_error(path: Path) -> InvalidInput | None:
+    """The first CSV record with more or fewer fields than the header, as an error naming
+    its line and both counts; None when every record has the header's width (or the file
+    cannot be read here). Both engines call it when a CSV manifest does not parse: a reader
+    left to guess would take a longer row for the header and report columns that are not."""
+    import csv
+
+    f = _open_text(path)
+    if f is None:
+        return None
+    with f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            return None
+        row = 0
+        for record in reader:
+            if not record:  # a blank line
+                continue
+            row += 1
+            if len(record) != len(header):
+                return bad(
+                    f"{path}: line {reader.line_num} (row {row}) has {len(record)} fields, "
+                    f"but the header has {len(header)}",
+                    hint="give every row one field per column (quote a field that holds "
+                    'a comma, e.g. "a, b"; leave a field empty, not out)',
+                    field="manifest",
+                    file=str(path),
+                    row=row,
+                )
+    return None
 
 
 # -- writing ----------------------------------------------------------------------------------

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidInput
-from .manifest import ROW_COL, Shape, Source, ident, sql_str
+from .manifest import Shape, Source, sql_str
 from .result import MASK64, MULTISET, SORTED, multiset_digest
 
 #: SQL for ``v(x)`` of the multiset digest (see :mod:`consentry.gate.result`).
@@ -35,8 +36,11 @@ class Measured:
     excluded_sha256: str
     subjects: int = 0
     subjects_sha256: str = ""
-    #: pyarrow.Table (subject, items, categories) when the index was asked for.
+    #: The subject index when it was asked for: a pyarrow.Table (subject, items, categories),
+    #: or (Spark) an iterator of such rows, as ``lineage.save_dataset`` takes it.
     index: Any = None
+    #: Allowed items per allow reason (a gate run knows it; ``gate verify`` does not).
+    allowed_by_reason: dict[str, int] = field(default_factory=dict)
 
     @property
     def input_items(self) -> int:
@@ -214,5 +218,15 @@ def _data(lines: Any) -> memoryview | bytes:
     return memoryview(lines.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
 
 
-def first_row_order() -> str:
-    return f"ORDER BY __cf, {ident(ROW_COL)}"
+def output_digests(
+    con: Any, folder: Path, files: dict[str, str], fmt: str, shape: Shape, method: str
+) -> Measured:
+    """Counts and digests of a gate's two output files in ``folder`` (no subject index):
+    how the ``sorted`` digest is computed after a pass, for either engine, by the code
+    ``gate verify`` runs."""
+    from . import manifest as mf
+
+    work = folder / ".work" / "measure"
+    allowed = mf.open_source(con, folder / files["allowed"], work / "a", input_format=fmt)
+    excluded = mf.open_source(con, folder / files["excluded"], work / "e", input_format=fmt)
+    return measure(con, allowed, excluded, shape, [], method, with_index=False)

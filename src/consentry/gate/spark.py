@@ -8,32 +8,39 @@
     result.allowed.write.parquet("s3://bucket/datasets/run-42/allowed")
     result.lineage.to_dict()
 
-The per-subject decision table is computed once on the driver with ``Plan.decide`` (exactly as
-the DuckDB engine does, :mod:`consentry.gate.decisions`) and joined to the manifest: broadcast
-when it is small, a shuffle join otherwise. Items with several subjects under a rule that needs
+``consentry gate --engine spark`` (``Store.gate(..., engine="spark")``) is a
+:class:`~consentry.gate.run.GateRun` with :class:`SparkEngine`: the run is the DuckDB
+engine's (options, snapshot, checks, decision table, lineage record, output folder); only
+reading, deciding, writing and measuring are Spark's.
+
+The per-subject decision table is computed once on the driver (exactly as for the DuckDB
+engine, :mod:`consentry.gate.decisions`) and joined to the manifest: broadcast when it is
+small, a shuffle join otherwise. Each item's answer is one ``CASE`` folded over
+:data:`~consentry.item_order.ITEM_ORDER`. Items with several subjects under a rule that needs
 every party are exploded, joined and reduced to their first denying subject by a key
-(``monotonically_increasing_id``) — so the input DataFrame must be deterministic (re-reading it
-gives the same rows in the same partitions, as a file scan does; ``cache()`` it otherwise).
-Nothing collects the manifest to the driver: only the distinct categories, aggregates and the
-subject index come back.
+(``monotonically_increasing_id``) — so the input DataFrame must be deterministic (re-reading
+it gives the same rows in the same partitions, as a file scan does; ``cache()`` it
+otherwise). Nothing collects the manifest to the driver: only the distinct categories,
+aggregates and the subject index come back.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import InvalidInput, UnknownName
+from ..errors import InvalidInput
 from ..ids import new_id
+from ..item_order import ITEM_ORDER, ItemStep
 from ..times import format_time
 from . import manifest as mf
+from .checks import NAMES_A_VALUE, Located, Predicate, RowCheck, row_checks
 from .decisions import (
     ALLOW_CODES,
     OPT_OUT_CODE,
@@ -41,20 +48,24 @@ from .decisions import (
     REASONS,
     UNKNOWN_CODE,
     DecisionTable,
-    Snapshot,
+    LedgerSnapshot,
     build_table,
     take_snapshot,
 )
 from .manifest import Shape
-from .result import (
-    MASK64,
-    MULTISET,
-    RECORD_VERSION,
-    REPORT_NAME,
-    GateResult,
-    LineageRecord,
-    digest_method,
-    multiset_digest,
+from .measure import Measured, output_digests
+from .options import GateOptions
+from .result import MASK64, MULTISET, GateResult, LineageRecord, digest_method, multiset_digest
+from .run import (
+    BadRowFound,
+    GateRun,
+    Job,
+    Opened,
+    bad_row,
+    check_categories,
+    lineage_record,
+    load_signals,
+    require_source_url,
 )
 
 if TYPE_CHECKING:
@@ -111,64 +122,25 @@ def untyped_to_strings(df: Any) -> Any:
     return df
 
 
-def spark_shape(df: Any, where: str) -> Shape:
-    """Check a DataFrame's columns like :func:`consentry.gate.manifest.check_shape`."""
-    from pyspark.sql.types import ArrayType, StringType
+#: Spark's type names for the two kinds of known column (see ``manifest.shape_of``).
+SPARK_KINDS = {"string": "string", "array<string>": "list"}
 
-    fields = {f.name: f.dataType for f in df.schema.fields}
-    for reserved in fields:
+
+def spark_shape(df: Any, where: str) -> Shape:
+    """Check a DataFrame's columns with :func:`consentry.gate.manifest.shape_of`."""
+    columns = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    for reserved in columns:
         if reserved.startswith("__"):
             raise InvalidInput(f"column {reserved!r} is reserved", hint="rename it", field=reserved)
-
-    def is_str(t: Any) -> bool:
-        return isinstance(t, StringType)
-
-    def is_list(t: Any) -> bool:
-        return isinstance(t, ArrayType) and isinstance(t.elementType, StringType)
-
-    def need(name: str, ok: Any, what: str) -> None:
-        if name not in fields:
-            raise InvalidInput(
-                f"manifest {where} has no {name!r} column",
-                hint=f"columns found: {', '.join(fields) or 'none'}",
-                field=name,
-            )
-        if not ok(fields[name]):
-            raise InvalidInput(
-                f"column {name!r} of manifest {where} is {fields[name].simpleString()}, not {what}",
-                hint=f"store {name} as {what}",
-                field=name,
-            )
-
-    need("item_id", is_str, "a string")
-    need("category", is_str, "a string")
-    if "subject_id" in fields and "subject_ids" in fields:
-        raise InvalidInput(
-            f"manifest {where} has both 'subject_id' and 'subject_ids'",
-            hint="keep one: subject_id for one subject per item, subject_ids for several",
-            field="subject_ids",
-        )
-    if "subject_ids" in fields:
-        need("subject_ids", is_list, "a list of strings")
-    else:
-        need("subject_id", is_str, "a string")
-    if "labels" in fields:
-        need("labels", is_list, "a list of strings")
-    if "source_url" in fields:
-        need("source_url", is_str, "a string")
-    return Shape(
-        "subject_ids" if "subject_ids" in fields else "subject_id",
-        "labels" in fields,
-        "source_url" in fields,
-    )
+    return mf.shape_of(columns, where, SPARK_KINDS.get)
 
 
 # -- reading ----------------------------------------------------------------------------------
 
 
-def read_manifest(spark: Any, manifest: Any, input_format: str | None = None) -> tuple[Any, str]:
-    """A manifest as a Spark DataFrame: a DataFrame as is; a path, directory or glob read by
-    Spark (Arrow IPC and in-memory tables through PyArrow)."""
+def read_frame(spark: Any, manifest: Any, input_format: str | None = None) -> tuple[Any, str]:
+    """A manifest as a Spark DataFrame, and its description: a DataFrame as is; a path,
+    directory or glob read by Spark (Arrow IPC and in-memory tables through PyArrow)."""
     from pyspark.sql import DataFrame
 
     if isinstance(manifest, DataFrame) or (
@@ -190,7 +162,12 @@ def read_manifest(spark: Any, manifest: Any, input_format: str | None = None) ->
     elif fmt == "jsonl":
         df = spark.read.json(paths)
     elif fmt == "csv":
-        df = spark.read.option("header", True).option("inferSchema", False).csv(paths)
+        # FAILFAST: a row of the wrong width fails the read (Spark would pad or cut it);
+        # SparkEngine then names its line (manifest.csv_width_error).
+        df = (
+            spark.read.option("header", True).option("inferSchema", False)
+            .option("mode", "FAILFAST").csv(paths)
+        )  # fmt: skip
         df = _parse_csv_lists(df)
     else:  # arrow IPC: Spark has no reader; small files only
         from .manifest import _arrow_source, _read_ipc_files
@@ -217,186 +194,62 @@ def _parse_csv_lists(df: Any) -> Any:
     return df
 
 
+# -- checking ---------------------------------------------------------------------------------
+
+
+def check_column(check: RowCheck) -> Any:
+    """A check (:mod:`consentry.gate.checks`) as a Spark condition on a manifest row."""
+    from pyspark.sql import functions as F
+
+    col = F.col(check.column)
+    p = check.predicate
+    if p is Predicate.NULL:
+        return col.isNull()
+    if p is Predicate.EMPTY:
+        return F.size(col) == 0 if check.column in mf.LIST_COLUMNS else col == ""
+    if p is Predicate.NULL_ITEM:
+        return col.isNotNull() & F.exists(col, lambda x: x.isNull())
+    if p is Predicate.EMPTY_ITEM:
+        return F.array_contains(col, "")
+    values = sorted(check.values)
+    if p is Predicate.ITEM_NOT_IN:
+        known = F.array(*[F.lit(x) for x in values]) if values else F.array().cast("array<string>")
+        return col.isNotNull() & (F.size(F.array_except(col, known)) > 0)
+    return col.isNotNull() & ~col.isin(values)
+
+
+def any_fails(checks: Sequence[RowCheck]) -> Any:
+    """True where a row fails one of ``checks``."""
+    from pyspark.sql import functions as F
+
+    cond = F.lit(False)
+    for check in checks:
+        cond = cond | F.coalesce(check_column(check), F.lit(False))
+    return cond
+
+
 # -- deciding ---------------------------------------------------------------------------------
+
+#: Columns the decision adds to a manifest row (the manifest may use none starting ``__``).
+ROW_KEY = "__row_key"
+GROUP, FIXED, PARTIES_ALL, PROTECTED_LABELS = "__group", "__fixed", "__parties_all", "__protected"
+OWNER_CODE, OWNER_SEQ = "__owner_code", "__owner_seq"
+OTHER_CODE, OTHER_SUBJECT, OTHER_SEQ = "__other_code", "__other_subject", "__other_seq"
+OPTED_OUT_URL = "__opted_out_url"
+#: What :class:`DecidedFrame` adds to the manifest's columns.
+REASON_CODE, BLOCKING, EVENT_SEQ = "__reason_code", "__blocking_subject", "__event_seq"
 
 
 @dataclass
-class Decided:
+class DecidedFrame:
     """A DataFrame with every item's answer, and what it was decided over."""
 
-    frame: Any  # original columns + __code, __blocker, __seq
+    frame: Any  # the manifest's columns + REASON_CODE, BLOCKING, EVENT_SEQ
     columns: list[str]
     shape: Shape
-    snapshot: Snapshot
     table: DecisionTable
     decisions: Any  # the decision table as a Spark DataFrame
-    categories: Any  # the category table as a Spark DataFrame
-    description: str
-
-
-def _bad_condition(shape: Shape, known_labels: frozenset[str] | None) -> tuple[Any, list[Any]]:
-    """(any-bad condition, [(condition, column, problem)]) on a manifest DataFrame."""
-    from pyspark.sql import functions as F
-
-    checks: list[Any] = [
-        (F.col("item_id").isNull(), "item_id", "'item_id' is empty (null)"),
-        (F.col("item_id") == "", "item_id", "'item_id' is an empty string"),
-    ]
-    if shape.is_list:
-        s = F.col("subject_ids")
-        checks += [
-            (s.isNull(), "subject_ids", "'subject_ids' is empty (null)"),
-            (F.size(s) == 0, "subject_ids", "'subject_ids' is an empty list"),
-            (
-                F.exists(s, lambda x: x.isNull()),
-                "subject_ids",
-                "'subject_ids' holds a null subject",
-            ),
-            (F.array_contains(s, ""), "subject_ids", "'subject_ids' holds an empty subject id"),
-        ]
-    else:
-        s = F.col("subject_id")
-        checks += [
-            (s.isNull(), "subject_id", "'subject_id' is empty (null)"),
-            (s == "", "subject_id", "'subject_id' is an empty string"),
-        ]
-    if shape.labels:
-        lab = F.col("labels")
-        checks.append(
-            (
-                lab.isNotNull() & F.exists(lab, lambda x: x.isNull()),
-                "labels",
-                "'labels' holds a null label",
-            )
-        )
-        if known_labels is not None:
-            known = F.array(*[F.lit(x) for x in sorted(known_labels)])
-            checks.append(
-                (
-                    lab.isNotNull() & (F.size(F.array_except(lab, known)) > 0),
-                    "labels",
-                    "unknown label",
-                )
-            )
-    cond = None
-    for c, _, _ in checks:
-        c = F.coalesce(c, F.lit(False))
-        cond = c if cond is None else (cond | c)
-    return cond, checks
-
-
-def decide_frame(
-    store: Store,
-    df: Any,
-    *,
-    purpose: str,
-    as_of: Any = None,
-    signals: Iterable[str] | None = None,
-    description: str = "spark.DataFrame",
-    broadcast_rows: int | None = None,
-) -> Decided:
-    """Every item of ``df`` with its reason code, blocking subject and deciding event."""
-    from pyspark.sql import functions as F
-
-    spark = df.sparkSession
-    df = untyped_to_strings(df)
-    shape = spark_shape(df, description)
-    snapshot = take_snapshot(store, purpose, as_of)
-    opt = {str(u) for u in signals} if signals is not None else None
-    if opt is not None and not shape.source_url:
-        raise InvalidInput(
-            f"manifest {description} has no 'source_url' column to check signals on",
-            hint="add source_url, or leave out --signals",
-            field="source_url",
-        )
-    categories = _check_categories(df, snapshot, description)
-    table = build_table(
-        snapshot, categories, None, lock=store.lock if snapshot.live else None, store=store
-    )
-    decisions = spark.createDataFrame(_signed(table.table))
-    cats = spark.createDataFrame(_signed(table.category_table()))
-    limit = BROADCAST_ROWS if broadcast_rows is None else broadcast_rows
-    d_join = F.broadcast(decisions) if table.table.num_rows <= limit else decisions
-    columns = list(df.columns)
-    owner = F.col("subject_ids")[0] if shape.is_list else F.col("subject_id")
-    bad, _ = _bad_condition(shape, snapshot.known_labels())
-
-    keyed = df.withColumn("__k", F.monotonically_increasing_id())
-    m = keyed.join(F.broadcast(cats.alias("c")), on="category", how="left")
-    d1 = d_join.select(
-        F.col("g").alias("__g1"), F.col("subject").alias("__s1"),
-        F.col("code").alias("__dc"), F.col("seq").alias("__dq"),
-    )  # fmt: skip
-    m = m.join(d1, on=(F.col("g") == F.col("__g1")) & (owner == F.col("__s1")), how="left")
-    has_x = shape.is_list and any(
-        p.parties_all and p.fixed is None for p in table.categories.values()
-    )
-    if has_x:
-        multi = keyed.join(F.broadcast(cats), on="category").where(
-            F.col("parties_all") & F.col("fixed").isNull() & (F.size("subject_ids") > 1)
-        )
-        units = multi.select("__k", "g", F.posexplode("subject_ids").alias("pos", "s"))
-        units = units.join(
-            d_join.select(F.col("g").alias("__ug"), F.col("subject").alias("__us"), "code", "seq"),
-            on=(F.col("g") == F.col("__ug")) & (F.col("s") == F.col("__us")),
-            how="left",
-        ).withColumn("code", F.coalesce(F.col("code"), F.lit(UNKNOWN_CODE)))
-        denied = units.where(~F.col("code").isin(list(ALLOW_CODES)))
-        x = (
-            denied.groupBy("__k")
-            .agg(F.min(F.struct("pos", "code", "s", "seq")).alias("first"))
-            .select(
-                F.col("__k").alias("__xk"),
-                F.col("first.code").alias("__xc"),
-                F.col("first.s").alias("__xb"),
-                F.col("first.seq").alias("__xs"),
-            )
-        )
-        m = m.join(x, on=F.col("__k") == F.col("__xk"), how="left")
-    else:
-        m = (
-            m.withColumn("__xc", F.lit(None).cast("int"))
-            .withColumn("__xb", F.lit(None).cast("string"))
-            .withColumn("__xs", F.lit(None).cast("long"))
-        )
-    if opt is not None:
-        oo_df = spark.createDataFrame([(u,) for u in sorted(opt)], "url string")
-        m = m.join(F.broadcast(oo_df), on=F.col("source_url") == F.col("url"), how="left")
-        oo = F.col("url").isNotNull()
-    else:
-        oo = F.lit(False)
-    pl = (
-        F.coalesce(F.arrays_overlap(F.col("labels"), F.col("protected")), F.lit(False))
-        if shape.labels
-        else F.lit(False)
-    )
-    item_level = oo | pl | F.col("fixed").isNotNull()
-    code = (
-        F.when(bad | F.col("g").isNull(), F.raise_error(F.lit(BAD_ROW)).cast("int"))
-        .when(oo, F.lit(OPT_OUT_CODE))
-        .when(pl, F.lit(PROTECTED_CODE))
-        .when(F.col("fixed").isNotNull(), F.col("fixed").cast("int"))
-        .when(F.col("__xc").isNotNull(), F.col("__xc").cast("int"))
-        .otherwise(F.coalesce(F.col("__dc").cast("int"), F.lit(UNKNOWN_CODE)))
-    )
-    allowed = code.isin(list(ALLOW_CODES))
-    blocker = (
-        F.when(allowed, F.lit(None).cast("string"))
-        .when(~item_level & F.col("__xc").isNotNull(), F.col("__xb"))
-        .otherwise(owner)
-    )
-    seq = (
-        F.when(item_level, F.lit(None).cast("long"))
-        .when(F.col("__xc").isNotNull(), F.col("__xs"))
-        .otherwise(F.col("__dq"))
-    )
-    frame = m.select(
-        *[F.col(c) for c in columns],
-        code.alias("__code"),
-        blocker.alias("__blocker"),
-        seq.cast("long").alias("__seq"),
-    )
-    return Decided(frame, columns, shape, snapshot, table, decisions, cats, description)
+    categories: Any  # the category table as a Spark DataFrame (GROUP, FIXED, ...)
 
 
 def _signed(table: Any) -> Any:
@@ -410,71 +263,136 @@ def _signed(table: Any) -> Any:
     return table.cast(pa.schema(fields))
 
 
-def _check_categories(df: Any, snapshot: Snapshot, where: str) -> list[str]:
+def _category_frame(spark: Any, table: DecisionTable) -> Any:
     from pyspark.sql import functions as F
 
-    found = []
-    for row in df.groupBy("category").count().collect():
-        category = row["category"]
-        if category is None:
-            item = df.where(F.col("category").isNull()).select("item_id").first()
-            raise InvalidInput(
-                f"manifest {where}: 'category' is empty (item {item[0]!r})",
-                hint="every item needs a data category, e.g. content.audio",
-                field="category",
-            )
-        try:
-            snapshot.check_category(category)
-        except UnknownName as exc:
-            item = df.where(F.col("category") == category).select("item_id").first()
-            raise InvalidInput(
-                f"manifest {where}: unknown category {category!r} in column 'category' "
-                f"(item {item[0]!r})",
-                hint=exc.hint,
-                field="category",
-                value=category,
-            ) from None
-        found.append(category)
-    return sorted(found)
+    cats = spark.createDataFrame(_signed(table.category_table()))
+    return cats.select(
+        "category", F.col("g").alias(GROUP), F.col("fixed").alias(FIXED),
+        F.col("parties_all").alias(PARTIES_ALL), F.col("protected").alias(PROTECTED_LABELS),
+    )  # fmt: skip
 
 
-def _diagnose(decided: Decided, df: Any) -> InvalidInput:
-    """Name one bad row (Spark has no row order: the error names the item)."""
+def _others(keyed: Any, cats: Any, d_join: Any) -> Any:
+    """Per multi-subject item whose rule needs every party: its first denying subject (in
+    list order, the owner included), that subject's answer and event."""
     from pyspark.sql import functions as F
 
-    from ..errors import unknown
-
-    _, checks = _bad_condition(decided.shape, decided.snapshot.known_labels())
-    for cond, column, problem in checks:
-        row = df.where(F.coalesce(cond, F.lit(False))).limit(1).collect()
-        if not row:
-            continue
-        item = row[0]["item_id"]
-        label = f" (item {item!r})" if item else ""
-        if problem == "unknown label":
-            known = decided.snapshot.known_labels() or frozenset()
-            bad = [x for x in (row[0]["labels"] or []) if x not in known]
-            exc = unknown("label", str(bad[0]), known)
-            return InvalidInput(
-                f"manifest {decided.description}{label}: unknown label {bad[0]!r} in column "
-                "'labels'",
-                hint=exc.hint,
-                field="labels",
-                value=bad[0],
-            )
-        return InvalidInput(
-            f"manifest {decided.description}{label}: {problem}", field=column, value=item
+    multi = keyed.join(F.broadcast(cats), on="category").where(
+        F.col(PARTIES_ALL) & F.col(FIXED).isNull() & (F.size("subject_ids") > 1)
+    )
+    units = multi.select(ROW_KEY, GROUP, F.posexplode("subject_ids").alias("pos", "s"))
+    units = units.join(
+        d_join.select(F.col("g").alias("__party_group"), F.col("subject").alias("__party"),
+                      "code", "seq"),
+        on=(F.col(GROUP) == F.col("__party_group")) & (F.col("s") == F.col("__party")),
+        how="left",
+    ).withColumn("code", F.coalesce(F.col("code"), F.lit(UNKNOWN_CODE)))  # fmt: skip
+    denied = units.where(~F.col("code").isin(list(ALLOW_CODES)))
+    return (
+        denied.groupBy(ROW_KEY)
+        .agg(F.min(F.struct("pos", "code", "s", "seq")).alias("first"))
+        .select(
+            F.col(ROW_KEY).alias("__other_key"),
+            F.col("first.code").alias(OTHER_CODE),
+            F.col("first.s").alias(OTHER_SUBJECT),
+            F.col("first.seq").alias(OTHER_SEQ),
         )
-    return InvalidInput(f"manifest {decided.description} has a bad row", field="manifest")
+    )
 
 
-def _run_action(decided: Decided, df: Any, action: Any) -> Any:
-    try:
-        return action()
-    except Exception as exc:
-        if BAD_ROW in str(exc):
-            raise _diagnose(decided, df) from None
-        raise
+def _step_answers(shape: Shape, opted_out: Any) -> dict[ItemStep, tuple[Any, Any]]:
+    """Each step of ITEM_ORDER as (where it answers, its answer) on a joined row."""
+    from pyspark.sql import functions as F
+
+    protected = (
+        F.coalesce(F.arrays_overlap(F.col("labels"), F.col(PROTECTED_LABELS)), F.lit(False))
+        if shape.labels
+        else F.lit(False)
+    )
+    other, owner = F.col(OTHER_CODE).cast("int"), F.col(OWNER_CODE).cast("int")
+    return {
+        ItemStep.SOURCE_OPT_OUT: (opted_out, F.lit(OPT_OUT_CODE)),
+        ItemStep.PROTECTED_LABEL: (protected, F.lit(PROTECTED_CODE)),
+        ItemStep.FIXED_ANSWER: (F.col(FIXED).isNotNull(), F.col(FIXED).cast("int")),
+        ItemStep.PARTIES: (other.isNotNull() | owner.isNotNull(), F.coalesce(other, owner)),
+        # A party the decision table lacks (the join found no row): never seen.
+        ItemStep.UNKNOWN_SUBJECT: (F.lit(True), F.lit(UNKNOWN_CODE)),
+    }
+
+
+def decide(
+    df: Any,
+    shape: Shape,
+    table: DecisionTable,
+    opt_outs: set[str] | None,
+    checks: Sequence[RowCheck],
+    broadcast_rows: int | None = None,
+) -> DecidedFrame:
+    """Every item of ``df`` with its reason code, blocking subject and deciding event: one
+    ``CASE`` folded over ITEM_ORDER (a row failing a check raises :data:`BAD_ROW`)."""
+    from pyspark.sql import functions as F
+
+    spark = df.sparkSession
+    decisions = spark.createDataFrame(_signed(table.table))
+    cats = _category_frame(spark, table)
+    limit = BROADCAST_ROWS if broadcast_rows is None else broadcast_rows
+    d_join = F.broadcast(decisions) if table.table.num_rows <= limit else decisions
+    columns = list(df.columns)
+    owner = F.col("subject_ids")[0] if shape.is_list else F.col("subject_id")
+
+    keyed = df.withColumn(ROW_KEY, F.monotonically_increasing_id())
+    m = keyed.join(F.broadcast(cats), on="category", how="left")
+    owners = d_join.select(
+        F.col("g").alias("__owner_group"), F.col("subject").alias("__owner"),
+        F.col("code").alias(OWNER_CODE), F.col("seq").alias(OWNER_SEQ),
+    )  # fmt: skip
+    m = m.join(
+        owners, on=(F.col(GROUP) == F.col("__owner_group")) & (owner == F.col("__owner")),
+        how="left",
+    )  # fmt: skip
+    if shape.is_list and any(p.parties_all and p.fixed is None for p in table.categories.values()):
+        m = m.join(_others(keyed, cats, d_join), on=F.col(ROW_KEY) == F.col("__other_key"),
+                   how="left")  # fmt: skip
+    else:
+        m = (
+            m.withColumn(OTHER_CODE, F.lit(None).cast("int"))
+            .withColumn(OTHER_SUBJECT, F.lit(None).cast("string"))
+            .withColumn(OTHER_SEQ, F.lit(None).cast("long"))
+        )
+    opted_out = F.lit(False)
+    if opt_outs is not None:
+        urls = spark.createDataFrame([(u,) for u in sorted(opt_outs)], f"{OPTED_OUT_URL} string")
+        m = m.join(F.broadcast(urls), on=F.col("source_url") == F.col(OPTED_OUT_URL), how="left")
+        opted_out = F.col(OPTED_OUT_URL).isNotNull()
+
+    answers = _step_answers(shape, opted_out)
+    code = F.when(any_fails(checks), F.raise_error(F.lit(BAD_ROW)).cast("int"))
+    for step in ITEM_ORDER:  # the first step that answers decides
+        where, answer = answers[step]
+        code = code.when(where, answer)
+    before_parties = ITEM_ORDER[: ITEM_ORDER.index(ItemStep.PARTIES)]
+    item_level = F.lit(False)
+    for step in before_parties:
+        item_level = item_level | answers[step][0]
+    other_blocks = ~item_level & F.col(OTHER_CODE).isNotNull()
+    blocker = (
+        F.when(code.isin(list(ALLOW_CODES)), F.lit(None).cast("string"))
+        .when(other_blocks, F.col(OTHER_SUBJECT))
+        .otherwise(owner)
+    )
+    seq = (
+        F.when(item_level, F.lit(None).cast("long"))
+        .when(F.col(OTHER_CODE).isNotNull(), F.col(OTHER_SEQ))
+        .otherwise(F.col(OWNER_SEQ))
+    )
+    frame = m.select(
+        *[F.col(c) for c in columns],
+        code.alias(REASON_CODE),
+        blocker.alias(BLOCKING),
+        seq.cast("long").alias(EVENT_SEQ),
+    )
+    return DecidedFrame(frame, columns, shape, table, decisions, cats)
 
 
 # -- measuring --------------------------------------------------------------------------------
@@ -494,21 +412,6 @@ def _sum_int(value: Any) -> int:
     if value is None:
         return 0
     return int(Decimal(value))
-
-
-@dataclass
-class SparkMeasured:
-    by_code: dict[int, int]
-    allowed: int
-    excluded: int
-    excluded_by_reason: dict[str, int]
-    allowed_by_reason: dict[str, int]
-    input_sha256: str
-    output_sha256: str
-    excluded_sha256: str
-    subjects: int
-    subjects_sha256: str
-    index: Any  # DataFrame (subject, items, categories)
 
 
 def subject_index_frame(allowed: Any, shape: Shape, parties_all: Iterable[str]) -> Any:
@@ -559,11 +462,9 @@ def measure_frames(
     excluded: Any,
     shape: Shape,
     parties_all: Iterable[str],
-    *,
-    by_code: dict[int, int] | None = None,
-    sums: tuple[int, int] | None = None,
-) -> SparkMeasured:
-    """Counts, digests and subject index of allowed rows and exclusions (output frames)."""
+) -> Measured:
+    """Counts, multiset digests and subject index (a DataFrame) of allowed rows and
+    exclusions."""
     from pyspark.sql import functions as F
 
     a = allowed.agg(F.count(F.lit(1)).alias("n"), F.sum(v_column(F.col("item_id"))).alias("s"))
@@ -581,12 +482,10 @@ def measure_frames(
     index = subject_index_frame(allowed, shape, parties_all)
     line = F.concat_ws("\t", "subject", F.col("items").cast("string"), "categories")
     (ri,) = index.agg(F.count(F.lit(1)).alias("n"), F.sum(v_column(line)).alias("s")).collect()
-    return SparkMeasured(
-        by_code=by_code or {},
+    return Measured(
         allowed=n_a,
         excluded=n_e,
         excluded_by_reason=dict(sorted(by_reason.items())),
-        allowed_by_reason={},
         input_sha256=multiset_digest(n_a + n_e, (s_a + s_e) & MASK64),
         output_sha256=multiset_digest(n_a, s_a),
         excluded_sha256=multiset_digest(n_e, s_e),
@@ -601,7 +500,206 @@ def _index_rows(index: Any) -> Iterator[tuple[str, int, str]]:
         yield (row["subject"], int(row["items"]), row["categories"])
 
 
-# -- running ----------------------------------------------------------------------------------
+def _split(decided: DecidedFrame) -> tuple[Any, Any]:
+    from pyspark.sql import functions as F
+
+    reasons = F.array(*[F.lit(r) for r in REASONS])
+    frame = decided.frame
+    is_allowed = F.col(REASON_CODE).isin(list(ALLOW_CODES))
+    allowed = frame.where(is_allowed).select(*[F.col(c) for c in decided.columns])
+    excluded = frame.where(~is_allowed).select(
+        "item_id",
+        F.element_at(reasons, F.col(REASON_CODE) + 1).alias("reason"),
+        F.col(BLOCKING).alias("blocking_subject"),
+        F.col(EVENT_SEQ).alias("event_seq"),
+    )
+    return allowed, excluded
+
+
+def _allowed_by_reason(decided: DecidedFrame, allowed: Any) -> dict[str, int]:
+    from pyspark.sql import functions as F
+
+    owner = F.col("subject_ids")[0] if decided.shape.is_list else F.col("subject_id")
+    rows = (
+        allowed.join(F.broadcast(decided.categories), on="category")
+        .join(
+            decided.decisions.select(
+                F.col("g").alias("__owner_group"), F.col("subject").alias("__owner"), "code"
+            ),
+            on=(F.col(GROUP) == F.col("__owner_group")) & (owner == F.col("__owner")),
+            how="left",
+        )
+        .groupBy(F.coalesce(F.col("code").cast("int"), F.lit(UNKNOWN_CODE)).alias("c"))
+        .count()
+        .collect()
+    )
+    return {REASONS[int(r["c"])]: int(r["count"]) for r in sorted(rows, key=lambda r: r["c"])}
+
+
+def _nested(dtype: Any) -> bool:
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    return isinstance(dtype, (ArrayType, MapType, StructType))
+
+
+def _write(frame: Any, path: Path, fmt: str) -> None:
+    from pyspark.sql import functions as F
+
+    if fmt == "csv":  # nested columns as JSON text, as the DuckDB engine writes them
+        frame = frame.select(
+            *[
+                F.to_json(F.col(c)).alias(c) if _nested(frame.schema[c].dataType) else F.col(c)
+                for c in frame.columns
+            ]
+        )
+    writer = frame.write.mode("error").format({"jsonl": "json"}.get(fmt, fmt))
+    if fmt == "csv":
+        writer = writer.option("header", True)
+    writer.save(str(path))
+
+
+# -- the engine -------------------------------------------------------------------------------
+
+
+class SparkEngine:
+    """The Spark engine for a :class:`~consentry.gate.run.GateRun` (see the module
+    docstring); also the reading and checking behind :func:`gate_dataframe`."""
+
+    NAME: ClassVar[str] = "spark"
+    FORMATS: ClassVar[tuple[str, ...]] = ("parquet", "csv", "jsonl")
+
+    def __init__(
+        self,
+        *,
+        spark: Any = None,
+        master: str | None = None,
+        broadcast_rows: int | None = None,
+        input_format: str | None = None,
+    ) -> None:
+        self.spark, self.master = spark, master
+        self.broadcast_rows, self.input_format = broadcast_rows, input_format
+        self.df: Any = None
+        self.shape: Shape | None = None
+        self.description = ""
+        self.files: list[Path] = []
+        self.work: Path | None = None
+        #: The checks the last ``decide`` applied (to name a bad row it met).
+        self.checks: tuple[RowCheck, ...] = ()
+
+    @classmethod
+    def from_options(cls, o: GateOptions) -> SparkEngine:
+        return cls(
+            spark=o.spark, master=o.master, broadcast_rows=o.broadcast_rows,
+            input_format=o.input_format,
+        )  # fmt: skip
+
+    def open(self, manifest: Any, work: Path | None) -> Opened:
+        self.work = work
+        self.spark = self.spark or get_spark(self.master)
+        df, self.description = read_frame(self.spark, manifest, self.input_format)
+        if isinstance(manifest, (str, os.PathLike)) and "://" not in str(manifest):
+            self.files, _ = mf.resolve_files(Path(manifest), self.input_format)
+        self.df = untyped_to_strings(df)
+        self.shape = spark_shape(self.df, self.description)
+        source = {"manifest": self.description, "format": self.input_format or "spark",
+                  "files": []}  # fmt: skip
+        return Opened(self.shape, self.description, source)
+
+    def categories(self) -> list[str | None]:
+        rows = self._action(lambda: self.df.select("category").distinct().collect())
+        return [r["category"] for r in rows]
+
+    def table_subjects(self, snapshot: LedgerSnapshot) -> None:
+        return None  # every subject: the table is joined, and broadcast when small
+
+    def first_bad_row(self, checks: Sequence[RowCheck]) -> tuple[RowCheck, Located] | None:
+        """Spark has no row order: the first check that some row fails, and such a row."""
+        from pyspark.sql import functions as F
+
+        for check in checks:
+            cond = F.coalesce(check_column(check), F.lit(False))
+            rows = self._action(lambda c=cond: self.df.where(c).limit(1).collect())
+            if rows:
+                row = rows[0]
+                value = None
+                if check.predicate is Predicate.ITEM_NOT_IN:
+                    value = next(x for x in row[check.column] if x not in check.values)
+                elif check.predicate in NAMES_A_VALUE:
+                    value = row[check.column]
+                return check, Located(f"manifest {self.description}", row["item_id"], value)
+        return None
+
+    def decide(
+        self, table: DecisionTable, opt_outs: set[str] | None, checks: Sequence[RowCheck]
+    ) -> DecidedFrame:
+        assert self.shape is not None, "open() first"
+        self.checks = tuple(checks)
+        return decide(self.df, self.shape, table, opt_outs, checks, self.broadcast_rows)
+
+    def decide_and_write(self, job: Job) -> DecidedFrame:
+        decided = self.decide(job.table, job.opt_outs, job.checks)
+        allowed, excluded = _split(decided)
+        self._action(lambda: _write(allowed, job.folder / job.files["allowed"], job.format))
+        job.progress(0.55)
+        self._action(lambda: _write(excluded, job.folder / job.files["excluded"], job.format))
+        job.progress(1.0)
+        for marker in job.folder.rglob("*"):
+            if marker.name.startswith((".", "_")) and marker.is_file():
+                marker.unlink()  # Spark's _SUCCESS and .crc files
+        return decided
+
+    def measure(self, job: Job, decided: DecidedFrame) -> Measured:
+        """Counts, the multiset digests and the subject index from the outputs read back
+        with Spark; the sorted digests from the files, as ``gate verify`` computes them."""
+        a_df, _ = read_frame(self.spark, job.folder / job.files["allowed"], job.format)
+        e_df, _ = read_frame(self.spark, job.folder / job.files["excluded"], job.format)
+        m = measure_frames(a_df, e_df, decided.shape, job.parties_all)
+        m.allowed_by_reason = _allowed_by_reason(decided, a_df)
+        if job.method != MULTISET:
+            from .duck import connect
+
+            con = connect(None, None, job.folder / ".work" / "spill")
+            try:
+                files = output_digests(con, job.folder, job.files, job.format, decided.shape,
+                                       job.method)  # fmt: skip
+            finally:
+                con.close()
+            m.input_sha256, m.output_sha256 = files.input_sha256, files.output_sha256
+            m.excluded_sha256 = files.excluded_sha256
+        m.index = _index_rows(m.index)
+        return m
+
+    def close(self) -> None:
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def _action(self, action: Any) -> Any:
+        """Run a Spark action; a bad row it met becomes :class:`BadRowFound`, and a CSV row
+        of the wrong width an error naming its line."""
+        try:
+            return action()
+        except Exception as exc:
+            text = str(exc)
+            if BAD_ROW in text:
+                raise BadRowFound from None
+            if "MALFORMED_CSV_RECORD" in text or "Malformed CSV record" in text:
+                raise self._malformed_csv(text) from None
+            raise
+
+    def _malformed_csv(self, text: str) -> InvalidInput:
+        for path in self.files:
+            problem = mf.csv_width_error(path)
+            if problem is not None:
+                return problem
+        line = next((x for x in text.splitlines() if "Malformed CSV record" in x), text[:300])
+        return InvalidInput(
+            f"cannot parse manifest {self.description} as CSV: {line.strip()}",
+            hint="give every row one field per column (quote a field that holds a comma)",
+            field="manifest",
+        )
+
+
+# -- entry points -----------------------------------------------------------------------------
 
 
 @dataclass
@@ -614,99 +712,39 @@ class SparkGateResult:
     result: GateResult
 
 
-def _split(decided: Decided) -> tuple[Any, Any]:
-    from pyspark.sql import functions as F
-
-    reasons = F.array(*[F.lit(r) for r in REASONS])
-    frame = decided.frame
-    is_allowed = F.col("__code").isin(list(ALLOW_CODES))
-    allowed = frame.where(is_allowed).select(*[F.col(c) for c in decided.columns])
-    excluded = frame.where(~is_allowed).select(
-        "item_id",
-        F.element_at(reasons, F.col("__code") + 1).alias("reason"),
-        F.col("__blocker").alias("blocking_subject"),
-        F.col("__seq").alias("event_seq"),
+def _decided(
+    store: Store,
+    engine: SparkEngine,
+    df: Any,
+    purpose: str,
+    as_of: Any,
+    opt_outs: set[str] | None,
+) -> tuple[LedgerSnapshot, Opened, DecidedFrame]:
+    """Open ``df``, check it, build the decision table and decide every item (lazily)."""
+    snapshot = take_snapshot(store, purpose, as_of)
+    opened = engine.open(df, None)
+    require_source_url(opt_outs, opened)
+    categories = check_categories(engine, opened, snapshot)
+    table = build_table(
+        snapshot, categories, None, lock=store.lock if snapshot.live else None, store=store
     )
-    return allowed, excluded
+    checks = row_checks(opened.shape, snapshot.known_labels(), categories)
+    return snapshot, opened, engine.decide(table, opt_outs, checks)
 
 
-def _allowed_by_reason(decided: Decided, allowed: Any) -> dict[str, int]:
-    from pyspark.sql import functions as F
-
-    owner = F.col("subject_ids")[0] if decided.shape.is_list else F.col("subject_id")
-    rows = (
-        allowed.join(F.broadcast(decided.categories), on="category")
-        .join(
-            decided.decisions.select(
-                F.col("g").alias("__g1"), F.col("subject").alias("__s1"), "code"
-            ),
-            on=(F.col("g") == F.col("__g1")) & (owner == F.col("__s1")),
-            how="left",
-        )
-        .groupBy(F.coalesce(F.col("code").cast("int"), F.lit(UNKNOWN_CODE)).alias("c"))
-        .count()
-        .collect()
-    )
-    return {REASONS[int(r["c"])]: int(r["count"]) for r in sorted(rows, key=lambda r: r["c"])}
-
-
-def _record(
-    dataset_id: str,
-    name: str,
-    decided: Decided,
-    m: SparkMeasured,
-    outputs: dict[str, Any] | None,
-    signals_info: dict[str, Any] | None,
-    created: str,
-    source: dict[str, Any],
-) -> LineageRecord:
-    snap = decided.snapshot
-    return LineageRecord.make(
-        {
-            "version": RECORD_VERSION,
-            "dataset_id": dataset_id,
-            "name": name,
-            "purpose": snap.purpose,
-            "as_of": snap.as_of,
-            "as_of_us": snap.now_us,
-            "policy_version": snap.policy_version,
-            "ledger": {"seq": snap.ledger_seq, "hash": snap.ledger_hash},
-            "engine": "spark",
-            "source": source,
-            "signals": signals_info,
-            "categories": {c: p.to_dict() for c, p in sorted(decided.table.categories.items())},
-            "counts": {
-                "input": m.allowed + m.excluded,
-                "allowed": m.allowed,
-                "excluded": m.excluded,
-                "allowed_by_reason": m.allowed_by_reason,
-                "excluded_by_reason": m.excluded_by_reason,
-            },
-            "digests": {
-                "method": MULTISET,
-                "input_sha256": m.input_sha256,
-                "output_sha256": m.output_sha256,
-                "excluded_sha256": m.excluded_sha256,
-            },
-            "subjects": {"count": m.subjects, "index_sha256": m.subjects_sha256},
-            "outputs": outputs,
-            "created_at": created,
-        }
-    )
-
-
-def _signals(signals: Any) -> tuple[set[str] | None, dict[str, Any] | None]:
-    if signals is None:
-        return None, None
-    if isinstance(signals, (str, os.PathLike)):
-        from ..signals import load_opt_outs
-
-        if not Path(signals).exists():
-            raise InvalidInput(f"signals file {signals} does not exist", field="signals")
-        urls = set(load_opt_outs(Path(signals)))
-        return urls, {"file": str(signals), "opted_out_urls": len(urls)}
-    urls = {str(u) for u in signals}
-    return urls, {"file": None, "opted_out_urls": len(urls)}
+def decide_frame(
+    store: Store,
+    df: Any,
+    *,
+    purpose: str,
+    as_of: Any = None,
+    signals: Iterable[str] | None = None,
+    broadcast_rows: int | None = None,
+) -> DecidedFrame:
+    """Every item of ``df`` with its reason code, blocking subject and deciding event."""
+    engine = SparkEngine(broadcast_rows=broadcast_rows)
+    opt = {str(u) for u in signals} if signals is not None else None
+    return _decided(store, engine, df, purpose, as_of, opt)[2]
 
 
 def gate_dataframe(
@@ -723,27 +761,33 @@ def gate_dataframe(
 ) -> SparkGateResult:
     """The gate over a Spark DataFrame: allowed rows and exclusions as DataFrames, and the
     lineage record (kept in the store). The frames are lazy: writing them recomputes the
-    same rows, so the input must be deterministic (see the module docstring)."""
+    same rows, so the input must be deterministic (see the module docstring).
+
+    With no files to sort, it computes the multiset digest only (a gate run into a folder,
+    ``Store.gate(..., engine="spark")``, computes either)."""
     from .. import lineage
 
     if digest_method(digest) != MULTISET:
-        raise InvalidInput("the Spark engine computes the multiset digest only", field="digest")
+        raise InvalidInput(
+            "gate_dataframe computes the multiset digest only",
+            hint="pass digest='multiset', or gate into a folder with Store.gate(engine='spark')",
+            field="digest",
+        )
     started = time.perf_counter()
-    opt, signals_info = _signals(signals)
-    decided = decide_frame(
-        store, df, purpose=purpose, as_of=as_of, signals=opt, broadcast_rows=broadcast_rows
-    )
+    opt, signals_info = load_signals(signals)
+    engine = SparkEngine(broadcast_rows=broadcast_rows)
+    snapshot, opened, decided = _decided(store, engine, df, purpose, as_of, opt)
     allowed, excluded = _split(decided)
     parties_all = [c for c, p in decided.table.categories.items() if p.parties_all]
-    m = _run_action(
-        decided, df, lambda: measure_frames(allowed, excluded, decided.shape, parties_all)
-    )
+    try:
+        m = engine._action(lambda: measure_frames(allowed, excluded, decided.shape, parties_all))
+    except BadRowFound:
+        raise bad_row(engine, opened, engine.checks) from None
     m.allowed_by_reason = _allowed_by_reason(decided, allowed)
-    dataset_id = new_id()
-    source = {"manifest": decided.description, "format": "spark", "files": []}
-    record = _record(
-        dataset_id, dataset_name, decided, m, None, signals_info,
-        format_time(store.clock()), source,
+    record = lineage_record(
+        dataset_id=new_id(), name=dataset_name, engine=SparkEngine.NAME, snapshot=snapshot,
+        table=decided.table, measured=m, method=MULTISET, source=opened.source, outputs=None,
+        signals=signals_info, created=format_time(store.clock()),
     )  # fmt: skip
     lineage.save_dataset(store, record, _index_rows(m.index), idempotency_key=idempotency_key)
     result = GateResult.from_record(record, None)
@@ -751,156 +795,11 @@ def gate_dataframe(
     return SparkGateResult(allowed, excluded, record, result)
 
 
-def gate_to_directory(
-    store: Store,
-    manifest: Any,
-    *,
-    purpose: str,
-    out: Path,
-    as_of: Any = None,
-    dataset_name: str | None = None,
-    format: str = "parquet",
-    overwrite: bool = False,
-    signals: Any = None,
-    digest: str = "multiset",
-    input_format: str | None = None,
-    idempotency_key: str | None = None,
-    progress: Any = None,
-    spark: Any = None,
-    master: str | None = None,
-    broadcast_rows: int | None = None,
-    **_ignored: Any,
-) -> GateResult:
-    """``consentry gate --engine spark``: read the manifest with Spark, write the allowed rows
-    and exclusions (one directory of part files each) and ``report.json`` into ``out``
-    (written under a temporary name and renamed), and record the lineage."""
-    import json
-
-    from .. import lineage
-
-    started = time.perf_counter()
-    fmt = mf.output_format(format)
-    if fmt == "arrow":
-        raise InvalidInput("the Spark engine writes parquet, csv or jsonl", field="format")
-    if digest_method(digest) != MULTISET:
-        raise InvalidInput("the Spark engine computes the multiset digest only", field="digest")
-    out = Path(out)
-    if idempotency_key is not None:
-        found = lineage.dataset_by_key(store, idempotency_key)
-        if found is not None:
-            return GateResult.from_record(found.record, None, replayed=True)
-    if out.exists() and not overwrite:
-        raise InvalidInput(
-            f"output directory {out} already exists",
-            hint="pass --overwrite (overwrite=True) to replace it, or choose another --out",
-            field="out",
-        )
-
-    def step(stage: str, fraction: float) -> None:
-        if progress is not None:
-            progress(stage, fraction)
-
-    step("read", 0.0)
-    spark = spark or get_spark(master)
-    opt, signals_info = _signals(signals)
-    df, description = read_manifest(spark, manifest, input_format)
-    decided = decide_frame(
-        store, df, purpose=purpose, as_of=as_of, signals=opt, description=description,
-        broadcast_rows=broadcast_rows,
-    )  # fmt: skip
-    step("decide", 0.15)
-    allowed, excluded = _split(decided)
-    dataset_id = new_id()
-    tmp = out.parent / f".{out.name}.tmp-{dataset_id}"
-    created: list[Path] = []
-    parent = out.parent
-    while not parent.exists():
-        created.append(parent)
-        parent = parent.parent
-    for d in reversed(created):
-        d.mkdir()
-    ext = mf.OUTPUT_EXTENSION[fmt]
-    files = {"allowed": f"allowed{ext}", "excluded": f"excluded{ext}"}
-    try:
-        writer_fmt = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}[fmt]
-
-        def write(frame: Any, path: Path) -> None:
-            if fmt == "csv":
-                from pyspark.sql import functions as F
-
-                frame = frame.select(
-                    *[
-                        F.to_json(F.col(c)).alias(c)
-                        if _nested(frame.schema[c].dataType)
-                        else F.col(c)
-                        for c in frame.columns
-                    ]
-                )
-            w = frame.write.mode("error").format(writer_fmt)
-            if fmt == "csv":
-                w = w.option("header", True)
-            w.save(str(path))
-
-        _run_action(decided, df, lambda: write(allowed, tmp / files["allowed"]))
-        step("allowed", 0.55)
-        _run_action(decided, df, lambda: write(excluded, tmp / files["excluded"]))
-        step("excluded", 0.8)
-        a_df, _ = read_manifest(spark, tmp / files["allowed"], fmt)
-        e_df, _ = read_manifest(spark, tmp / files["excluded"], fmt)
-        parties_all = [c for c, p in decided.table.categories.items() if p.parties_all]
-        m = measure_frames(a_df, e_df, decided.shape, parties_all)
-        m.allowed_by_reason = _allowed_by_reason(decided, a_df)
-        source = {"manifest": description, "format": input_format or "spark", "files": []}
-        record = _record(
-            dataset_id, dataset_name or out.name, decided, m,
-            {"format": fmt, "files": files, "dir": str(out.resolve())}, signals_info,
-            format_time(store.clock()), source,
-        )  # fmt: skip
-        for marker in tmp.rglob("*"):
-            if marker.name.startswith((".", "_")) and marker.is_file():
-                marker.unlink()  # Spark's _SUCCESS and .crc files
-        (tmp / REPORT_NAME).write_text(
-            json.dumps(record.to_dict(), indent=2, sort_keys=True) + "\n"
-        )
-        old = out.parent / f".{out.name}.old-{dataset_id}"
-        moved = replaced = False
-
-        def move() -> None:
-            nonlocal moved, replaced
-            if out.exists():
-                os.rename(out, old)
-                replaced = True
-            os.rename(tmp, out)
-            moved = True
-
-        try:
-            lineage.save_dataset(
-                store, record, _index_rows(m.index), idempotency_key=idempotency_key,
-                before_commit=move,
-            )  # fmt: skip
-        except BaseException:
-            if moved:
-                os.rename(out, tmp)
-            if replaced:
-                os.rename(old, out)
-            raise
-        if replaced:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for d in created:  # deepest first
-            with contextlib.suppress(OSError):
-                d.rmdir()
-        raise
-    step("lineage", 1.0)
-    result = GateResult.from_record(record, out)
-    return GateResult(**{**result.__dict__, "seconds": time.perf_counter() - started})
-
-
-def _nested(dtype: Any) -> bool:
-    from pyspark.sql.types import ArrayType, MapType, StructType
-
-    return isinstance(dtype, (ArrayType, MapType, StructType))
+def gate_to_directory(store: Store, manifest: Any, **options: Any) -> GateResult:
+    """``consentry gate --engine spark``: a :class:`~consentry.gate.run.GateRun` with this
+    engine (read the manifest with Spark, write the allowed rows and exclusions as
+    directories of part files and ``report.json`` into ``out``, record the lineage)."""
+    return GateRun(store, manifest, "spark", **options).run()
 
 
 def decide_rows(
@@ -923,19 +822,20 @@ def decide_rows(
     reasons = F.array(*[F.lit(r) for r in REASONS])
     return decided.frame.select(
         "item_id",
-        F.col("__code").isin(list(ALLOW_CODES)).alias("allowed"),
-        F.element_at(reasons, F.col("__code") + 1).alias("reason"),
-        F.col("__blocker").alias("blocking_subject"),
-        F.col("__seq").alias("event_seq"),
+        F.col(REASON_CODE).isin(list(ALLOW_CODES)).alias("allowed"),
+        F.element_at(reasons, F.col(REASON_CODE) + 1).alias("reason"),
+        F.col(BLOCKING).alias("blocking_subject"),
+        F.col(EVENT_SEQ).alias("event_seq"),
     )
 
 
 __all__ = [
+    "SparkEngine",
     "SparkGateResult",
     "decide_frame",
     "decide_rows",
     "gate_dataframe",
     "gate_to_directory",
     "get_spark",
-    "read_manifest",
+    "read_frame",
 ]

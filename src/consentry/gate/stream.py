@@ -29,12 +29,14 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..item_order import ITEM_ORDER, ItemStep
+from .checks import Predicate, RowCheck
 from .decisions import (
     ALLOW_CODES,
     OPT_OUT_CODE,
@@ -54,6 +56,20 @@ QUEUE_DEPTH = 3
 #: Rows sampled from the first batch to decide which Parquet columns get a dictionary.
 DICTIONARY_SAMPLE = 1 << 16
 
+#: The columns the stream query adds to each manifest row (see ``duck.StreamQuery``).
+#: The category's position in ``BatchDecider.categories`` (null: a category the table lacks).
+CATEGORY_POS = "__category_pos"
+#: The owner's position in the decision table (``BatchDecider.unknown``: never seen).
+OWNER_POS = "__owner_pos"
+#: ``v(item_id)`` of the multiset digest (0 when the run computes the sorted digest).
+ID_VALUE = "__id_value"
+#: The engine's hash of each subject of a multi-subject item (null for one subject).
+SUBJECT_HASHES = "__subject_hashes"
+#: The item carries a label the rule protects.
+PROTECTED = "__protected_label"
+#: The item's source URL opted out of AI training.
+OPTED_OUT = "__source_opted_out"
+
 ALLOW = np.zeros(256, dtype=bool)
 ALLOW[list(ALLOW_CODES)] = True
 EXCLUDED_SCHEMA = pa.schema(
@@ -69,38 +85,42 @@ EXCLUDED_SCHEMA = pa.schema(
 # -- checking ----------------------------------------------------------------------------------
 
 
-def has_bad_rows(batch: Any, shape: Shape, known_labels: Any) -> bool:
-    """True when a row of the batch is one :func:`consentry.gate.duck.diagnose` reports (the
-    same conditions as ``ItemSql.bad_checks``, as whole-column tests: a few passes over
-    offsets and null counts instead of an expression per row in the scan)."""
-    if batch.column("__ci").null_count:  # a category the policy does not know
-        return True
-    if _null_or_empty(batch.column("item_id")):
-        return True
-    if shape.is_list:
-        lists = batch.column("subject_ids")
-        if lists.null_count:
-            return True
-        if (np.diff(lists.offsets.to_numpy()) == 0).any():  # an empty list
-            return True
-        if _null_or_empty(pc.list_flatten(lists)):
-            return True
-    elif _null_or_empty(batch.column("subject_id")):
-        return True
-    if shape.labels:
-        labels = pc.list_flatten(batch.column("labels"))
-        if labels.null_count:
-            return True
-        if known_labels is not None and len(labels):
-            known = pa.array(sorted(known_labels), pa.string())
-            if not pc.all(pc.is_in(labels, value_set=known)).as_py():
-                return True
-    return False
+def has_bad_rows(batch: Any, checks: Sequence[RowCheck]) -> bool:
+    """True when a row of the batch fails one of ``checks`` (:mod:`consentry.gate.checks`),
+    each translated into whole-column tests: a few passes over offsets and null counts
+    instead of an expression per row in the scan. The engine then names the first one."""
+    flat: dict[str, Any] = {}  # each list column's values, flattened once
+    return any(_fails(batch, check, flat) for check in checks)
 
 
-def _null_or_empty(strings: Any) -> bool:
-    if strings.null_count:
-        return True
+def _fails(batch: Any, check: RowCheck, flat: dict[str, Any]) -> bool:
+    if check.column == "category":
+        # The query's join leaves the position null for a null category and for one the
+        # decision table lacks: both category checks are that null count.
+        return bool(batch.column(CATEGORY_POS).null_count)
+    column = batch.column(check.column)
+    p = check.predicate
+    if p is Predicate.NULL:
+        return bool(column.null_count)
+    listed = pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
+    if p is Predicate.EMPTY:
+        if listed:  # an empty list (a null one has no values either; NULL reports it first)
+            return bool((np.diff(column.offsets.to_numpy()) == 0).any())
+        return _any_empty(column)
+    values = flat.get(check.column)
+    if values is None:
+        values = flat[check.column] = pc.list_flatten(column)
+    if p is Predicate.NULL_ITEM:
+        return bool(values.null_count)
+    if p is Predicate.EMPTY_ITEM:
+        return _any_empty(values)
+    if not len(values):  # ITEM_NOT_IN
+        return False
+    known = pa.array(sorted(check.values), pa.string())
+    return not pc.all(pc.is_in(values, value_set=known)).as_py()
+
+
+def _any_empty(strings: Any) -> bool:
     return bool(len(strings)) and bool(pc.any(pc.equal(pc.binary_length(strings), 0)).as_py())
 
 
@@ -108,23 +128,26 @@ def _null_or_empty(strings: Any) -> bool:
 
 
 @dataclass
-class Decided:
+class BatchAnswers:
     """One batch's answers, row for row."""
 
     #: The reason code (an index into ``REASONS``).
     code: Any  # numpy uint8
-    #: Decided by the item itself (source opt-out, protected label, a fixed answer).
+    #: Answered by the item itself, before its parties (source opt-out, protected label, a
+    #: fixed answer).
     item: Any  # numpy bool
     #: The ledger seq of the event behind the answer; 0 for none.
     seq: Any  # numpy int64
     #: The owner's position in the decision table's subjects (``len(subjects)``: unknown).
     owner: Any  # numpy int64
     #: The category's position in :attr:`BatchDecider.categories`.
-    ci: Any  # numpy uint16
+    category: Any  # numpy uint16
+    #: The category's decision group (the decision table's rows answering for it).
+    group: Any = None  # numpy int64
     #: Where each row's subject list starts in the list column's values, and its length
     #: (list manifests; else None).
-    starts: Any
-    lengths: Any
+    starts: Any = None
+    lengths: Any = None
     #: Rows blocked by a subject other than the owner (ascending), and where that subject
     #: is in the list column's values.
     blocked: Any = None
@@ -134,15 +157,22 @@ class Decided:
     def allowed(self) -> Any:
         return ALLOW[self.code]
 
+    def answer(self, rows: Any, code: Any) -> None:
+        """``rows`` (numpy bool) not answered yet take ``code`` (a number, or one per row):
+        an item-level step."""
+        rows = rows & ~self.item
+        if rows.any():
+            self.code[rows] = code if np.isscalar(code) else code[rows]
+            self.item |= rows
+
 
 class BatchDecider:
     """Per-row reason codes from the columns the stream query adds.
 
-    ``__ci`` (category position), ``__oi`` (owner position in the decision table; the
-    sentinel :attr:`unknown` for a subject the store has never seen), ``__h`` (hashes of a
-    multi-subject item's subjects) and, when they apply, ``__oo`` (source opted out) and
-    ``__pl`` (protected label). The order of precedence is the one documented in
-    :mod:`consentry.gate.duck`.
+    :data:`CATEGORY_POS`, :data:`OWNER_POS` (the sentinel :attr:`unknown` for a subject the
+    store has never seen), :data:`SUBJECT_HASHES` and, when they apply, :data:`OPTED_OUT` and
+    :data:`PROTECTED`, in the order of :data:`~consentry.item_order.ITEM_ORDER`: one
+    translation of each step in :attr:`STEPS`.
     """
 
     def __init__(self, table: DecisionTable, shape: Shape, *, opt_outs: bool, labels: bool):
@@ -248,40 +278,69 @@ class BatchDecider:
                 found[r] = self._by_name.get(subjects[r].as_py(), self.unknown)
         return found
 
-    def decide(self, batch: Any) -> Decided:
-        ci = batch.column("__ci").to_numpy(zero_copy_only=False)
-        owner = batch.column("__oi").to_numpy(zero_copy_only=False).astype(np.int64)
-        g = self.cat_group[ci]
+    def decide(self, batch: Any) -> BatchAnswers:
+        """Every row's answer: the steps of :data:`~consentry.item_order.ITEM_ORDER` in
+        order, each answering the rows no earlier step answered (:attr:`STEPS`)."""
+        category = batch.column(CATEGORY_POS).to_numpy(zero_copy_only=False)
+        owner = batch.column(OWNER_POS).to_numpy(zero_copy_only=False).astype(np.int64)
+        n = len(owner)
+        d = BatchAnswers(
+            np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=bool), None, owner, category,
+            self.cat_group[category],
+        )  # fmt: skip
+        for step in ITEM_ORDER:
+            self.STEPS[step](self, batch, d)
+        return d
+
+    # One translation per step of ITEM_ORDER (see STEPS below the class).
+
+    def _source_opt_out(self, batch: Any, d: BatchAnswers) -> None:
+        if self.opt_outs:
+            d.answer(batch.column(OPTED_OUT).to_numpy(zero_copy_only=False), OPT_OUT_CODE)
+
+    def _protected_label(self, batch: Any, d: BatchAnswers) -> None:
+        if self.labels:
+            d.answer(batch.column(PROTECTED).to_numpy(zero_copy_only=False), PROTECTED_CODE)
+
+    def _fixed_answer(self, batch: Any, d: BatchAnswers) -> None:
+        fixed = self.cat_fixed[d.category]
+        d.answer(fixed >= 0, fixed)
+
+    def _parties(self, batch: Any, d: BatchAnswers) -> None:
+        """The owner's answer from the decision table, then, where the rule needs every
+        party and the owner allows, the first other subject that denies."""
         if len(self.codes) == 1:  # one decision group (the common case): a plain take
-            code = np.take(self.codes[0], owner)
-            seq = np.take(self.seqs[0], owner)
+            code = np.take(self.codes[0], d.owner)
+            seq = np.take(self.seqs[0], d.owner)
         else:
-            at = g * self.codes.shape[1] + owner
+            at = d.group * self.codes.shape[1] + d.owner
             code = np.take(self.codes.ravel(), at)
             seq = np.take(self.seqs.ravel(), at)
-        fixed = self.cat_fixed[ci]
-        item = fixed >= 0
-        if item.any():
-            code = np.where(item, fixed, code).astype(np.uint8)
-        if self.labels:
-            protected = batch.column("__pl").to_numpy(zero_copy_only=False)
-            code[protected] = PROTECTED_CODE
-            item |= protected
-        if self.opt_outs:
-            opted_out = batch.column("__oo").to_numpy(zero_copy_only=False)
-            code[opted_out] = OPT_OUT_CODE
-            item |= opted_out
-        seq[item] = 0
-        d = Decided(code, item, seq, owner, ci, None, None)
+        if d.item.any():  # the item-level answers stand, with no event behind them
+            code = np.where(d.item, d.code, code)
+            seq[d.item] = 0
+        d.code, d.seq = code, seq
         if self.shape.is_list:
             # Offsets, not list kernels: rows' subjects are then plain takes from the values.
             offsets = batch.column("subject_ids").offsets.to_numpy().astype(np.int64)
             d.starts, d.lengths = offsets[:-1], np.diff(offsets)
         if self.has_x:
-            self._others(batch, g, d)
-        return d
+            self._others(batch, d)
 
-    def others(self, batch: Any, d: Decided, rows: Any) -> tuple[Any, Any, Any, Any]:
+    def _unknown_subject(self, batch: Any, d: BatchAnswers) -> None:
+        """Nothing is left to answer here: a party the decision table lacks was answered
+        ``unknown_subject`` in its place, by the table's sentinel column (see ``__init__``),
+        so that a lookup needs no branch."""
+
+    STEPS: ClassVar[dict[ItemStep, Callable[[BatchDecider, Any, BatchAnswers], None]]] = {
+        ItemStep.SOURCE_OPT_OUT: _source_opt_out,
+        ItemStep.PROTECTED_LABEL: _protected_label,
+        ItemStep.FIXED_ANSWER: _fixed_answer,
+        ItemStep.PARTIES: _parties,
+        ItemStep.UNKNOWN_SUBJECT: _unknown_subject,
+    }
+
+    def others(self, batch: Any, d: BatchAnswers, rows: Any) -> tuple[Any, Any, Any, Any]:
         """The subjects after the owner of some (multi-subject) rows, in list order:
         (index into ``rows``, index into the list column's values, names, positions in the
         decision table)."""
@@ -292,21 +351,21 @@ class BatchDecider:
         parents, pos = parent[others], pos[others]
         at = d.starts[rows][parents] + pos
         subjects = batch.column("subject_ids").values.take(pa.array(at))
-        h = batch.column("__h")
+        h = batch.column(SUBJECT_HASHES)
         h_starts = h.offsets.to_numpy().astype(np.int64)[:-1]
         hashes = h.values.to_numpy()[h_starts[rows][parents] + pos]
         return parents, at, subjects, self.positions(subjects, hashes)
 
-    def _others(self, batch: Any, g: Any, d: Decided) -> None:
+    def _others(self, batch: Any, d: BatchAnswers) -> None:
         """Where the rule needs every party and the owner allows, the first other subject (in
         list order) whose answer denies decides; an owner who denies decides alone."""
         code = d.code
-        rows = np.flatnonzero((d.lengths > 1) & self.cat_x[d.ci] & ~d.item & ALLOW[code])
+        rows = np.flatnonzero((d.lengths > 1) & self.cat_x[d.category] & ~d.item & ALLOW[code])
         if not rows.size:
             return
         # The owner's answer is already in ``code``: only the others are looked up.
         parents, at, _, where = self.others(batch, d, rows)
-        groups = g[rows][parents]
+        groups = d.group[rows][parents]
         answers = self.codes[groups, where]
         deny = np.flatnonzero(~ALLOW[answers])
         if not deny.size:
@@ -319,7 +378,7 @@ class BatchDecider:
         d.seq[target] = self.seqs[groups[pick], where[pick]]
         d.blocked, d.blocked_at = target, at[pick]
 
-    def blocking(self, batch: Any, d: Decided, mask: Any) -> Any:
+    def blocking(self, batch: Any, d: BatchAnswers, mask: Any) -> Any:
         """``blocking_subject`` of the rows in ``mask`` (numpy bool): the owner, or the other
         subject that denied."""
         if not self.shape.is_list:
@@ -331,7 +390,7 @@ class BatchDecider:
 
 
 def excluded_batch(
-    decider: BatchDecider, batch: Any, d: Decided, mask: Any, *, dictionary: bool
+    decider: BatchDecider, batch: Any, d: BatchAnswers, mask: Any, *, dictionary: bool
 ) -> Any:
     """The ``excluded`` rows (``mask``, numpy bool) of a batch: item_id, reason,
     blocking_subject, event_seq."""
@@ -384,22 +443,22 @@ class Tally:
         #: Subjects the store has never seen, by name: their positions after the table's.
         self.extras: dict[str, int] = {}
 
-    def add(self, batch: Any, d: Decided, allowed: Any) -> None:
+    def add(self, batch: Any, d: BatchAnswers, allowed: Any) -> None:
         self.by_code += np.bincount(d.code, minlength=len(REASONS))[: len(REASONS)]
-        v = batch.column("__v").to_numpy(zero_copy_only=False)
+        v = batch.column(ID_VALUE).to_numpy(zero_copy_only=False)
         # uint64 sums wrap modulo 2**64, which is what the digest wants.
         total = int(v.sum(dtype=np.uint64))
         kept = int(v[allowed].sum(dtype=np.uint64))
         self.sum_allowed = (self.sum_allowed + kept) & MASK64
         self.sum_excluded = (self.sum_excluded + total - kept) & MASK64
         # An allowed item's owner is always in the table (only a known subject allows).
-        self.owner_keys.append(d.owner[allowed] * self.ncat + d.ci[allowed])
+        self.owner_keys.append(d.owner[allowed] * self.ncat + d.category[allowed])
         if d.lengths is not None:
             multi = allowed & (d.lengths > 1)
             if multi.any():
                 self._add_others(batch, d, np.flatnonzero(multi))
 
-    def _add_others(self, batch: Any, d: Decided, rows: Any) -> None:
+    def _add_others(self, batch: Any, d: BatchAnswers, rows: Any) -> None:
         decider = self.decider
         parents, _, subjects, where = decider.others(batch, d, rows)
         unknown = np.flatnonzero(where == decider.unknown)
@@ -408,7 +467,7 @@ class Tally:
             for i, name in zip(unknown.tolist(), subjects.take(pa.array(unknown)).to_pylist(),
                                strict=True):  # fmt: skip
                 where[i] = self.extras.setdefault(name, first + len(self.extras))
-        ci = d.ci[rows][parents].astype(np.int64)
+        ci = d.category[rows][parents].astype(np.int64)
         keys = where * self.ncat + ci
         self.other_keys.append(keys)
         self.other_decided.append(keys[decider.cat_parties_all[ci]])
@@ -717,3 +776,101 @@ def _repetitive(column: Any) -> bool:
 def output_columns(schema: Any, names: Sequence[str]) -> list[int]:
     """Positions of a manifest's own columns in a stream batch's schema."""
     return [schema.get_field_index(n) for n in names]
+
+
+# -- the pass -------------------------------------------------------------------------------------
+
+
+class Pass:
+    """One scan of the stream query: check and decide each batch, queue its allowed rows and
+    exclusions to the two writers (:class:`Sink`), and count it (:class:`Tally`).
+
+    Parquet and Arrow outputs are written as they come; CSV and JSON Lines are spooled as
+    Arrow IPC streams in ``work`` and converted by DuckDB at the end
+    (:meth:`convert_spools`; nested columns as JSON text, as ``write_manifest`` does).
+    """
+
+    def __init__(
+        self,
+        decider: BatchDecider,
+        checks: Sequence[RowCheck],
+        fmt: str,
+        folder: Path,
+        files: dict[str, str],
+        work: Path,
+    ) -> None:
+        self.decider, self.checks, self.fmt = decider, checks, fmt
+        self.spooled = fmt in ("csv", "jsonl")
+        self.targets = {key: folder / name for key, name in files.items()}
+        if self.spooled:
+            work.mkdir(parents=True, exist_ok=True)
+            self.paths = {key: work / f"{key}.arrows" for key in files}
+        else:
+            self.paths = dict(self.targets)
+
+    def run(
+        self, con: Any, query: str, names: list[str], total: int, progress: Callable[[float], None]
+    ) -> Tally:
+        """Run ``query`` (the stream query) and return the tally; ``names`` are the manifest's
+        own columns (the allowed output's), ``total`` the rows expected (for ``progress``).
+        Raises ``run.BadRowFound`` on a batch holding a row that fails a check."""
+        from .run import BadRowFound
+
+        tally = Tally(self.decider)
+        done = 0
+        sinks: list[Sink] = []
+        reader = batches = None
+        try:
+            reader = con.sql(query).to_arrow_reader(BATCH_ROWS)
+            keep = output_columns(reader.schema, names)
+            sinks = self._sinks(pa.schema([reader.schema.field(i) for i in keep]))
+            allowed_sink, excluded_sink = sinks
+            batches = Prefetch(reader)
+            dictionary = self.fmt == "parquet"
+            for batch in batches:
+                if has_bad_rows(batch, self.checks):
+                    raise BadRowFound
+                d = self.decider.decide(batch)
+                allowed = d.allowed
+                allowed_sink.put(batch.select(keep).filter(pa.array(allowed)))
+                excluded_sink.put(
+                    excluded_batch(self.decider, batch, d, ~allowed, dictionary=dictionary)
+                )
+                tally.add(batch, d, allowed)
+                done += batch.num_rows
+                if total:
+                    progress(min(done / total, 1.0))
+            for sink in sinks:
+                sink.close()
+            sinks = []
+        finally:
+            for sink in sinks:
+                sink.abort()
+            if batches is not None:
+                batches.close()
+            if reader is not None:
+                reader.close()  # frees the connection (to name a bad row)
+        return tally
+
+    def _sinks(self, allowed_schema: Any) -> list[Sink]:
+        allowed, excluded = self.paths["allowed"], self.paths["excluded"]
+        if self.fmt == "parquet":
+            open_a = parquet_opener(allowed)
+            # Written without the Arrow schema: ``reason`` is dictionary-encoded in the
+            # batches and reads back as plain strings.
+            open_e = parquet_opener(excluded, store_schema=False)
+        else:
+            open_a = ipc_opener(allowed, stream=self.spooled)
+            open_e = ipc_opener(excluded, stream=self.spooled)
+        return [Sink(open_a, allowed_schema, "allowed"), Sink(open_e, EXCLUDED_SCHEMA, "excluded")]
+
+    def convert_spools(
+        self, con: Any, columns: Sequence[tuple[str, str]], excluded: Sequence[tuple[str, str]]
+    ) -> None:
+        """Write the spooled outputs as CSV or JSON Lines (``columns``: the manifest's, with
+        their DuckDB types; ``excluded``: the exclusions')."""
+        from . import manifest as mf
+
+        for key, cols in (("allowed", columns), ("excluded", excluded)):
+            mf.write_ipc_stream(con, self.paths[key], self.targets[key], self.fmt, cols)
+            self.paths[key].unlink()
