@@ -68,7 +68,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "deliver": (
         "consentry.outbound.cli",
-        "Deliver the outbox's messages to the webhook subscriptions (and NATS JetStream).",
+        "Deliver the outbox to the webhooks (and NATS JetStream) until stopped.",
     ),
 }
 
