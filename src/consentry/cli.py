@@ -793,3 +793,12 @@ def _mount_gate() -> None:
 
 
 _mount_gate()
+
+
+def _mount_rights() -> None:
+    from .rights_cli import register
+
+    register(app)  # consentry subject export, consentry import
+
+
+_mount_rights()

@@ -62,6 +62,7 @@ from .times import Clock, format_time, parse_time, to_us, utcnow
 
 if TYPE_CHECKING:
     from .gate import GateResult, VerifyReport
+    from .imports import ImportReport
     from .lineage import DatasetInfo, Impact, ModelInfo
 
 ACCOUNT_SETTINGS = ("off", "members_choose", "on")
@@ -671,6 +672,15 @@ class Store:
                 state.apply_all(events)
         finally:
             self._lock.release()
+
+    def import_consents(self, path: str | Path, **options: Any) -> ImportReport:
+        """Import consents collected by another system from a CSV or JSON Lines file, each
+        keeping the moment it was given (``captured_at``); idempotent per ``source_id``; a
+        file with any row in error writes nothing. Options: ``fmt``, ``source``, ``actor``,
+        ``batch_size``, ``dry_run``, ``progress`` (see :func:`consentry.imports.import_consents`)."""
+        from .imports import import_consents
+
+        return import_consents(self, path, **options)
 
     # -- decisions ------------------------------------------------------------------------
 
@@ -1309,6 +1319,15 @@ class Store:
         from . import lineage
 
         return lineage.get_model(self, ref)
+
+    def export_subject(self, subject: str, *, language: str | None = None) -> bytes:
+        """Everything the store holds about a person, as one ZIP archive (a right-of-access
+        answer): their events (JSON and CSV), each consent receipt with its inclusion proof,
+        their memberships, the datasets and models their data went into, and a README in
+        their language. Raises :class:`NotFound` for a subject the ledger never named."""
+        from .export import export_subject
+
+        return export_subject(self, subject, language=language)
 
     def impact(self, subject: str) -> Impact:
         """Every dataset and model that used ``subject``'s items, and whether the subject's
