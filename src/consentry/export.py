@@ -74,11 +74,7 @@ def export_subject(store: Store, subject: str, *, language: str | None = None) -
     events = [e for e in events if e.subject == subject]
     impact = store.impact(subject)
     if not events and not impact.datasets:
-        raise NotFound(
-            f"no subject {subject!r}: the ledger holds nothing about them",
-            hint="check the id; a person is known once a choice or membership is recorded",
-            subject=subject,
-        )
+        raise no_such_subject(subject)
     generated = format_time(store.clock())
     files: dict[str, bytes] = {}
     files["events.json"] = _json([_event_data(e) for e in events])
@@ -111,6 +107,21 @@ def export_subject(store: Store, subject: str, *, language: str | None = None) -
         datasets=len(impact.datasets),
     ).encode("utf-8")
     return _zip(files, generated)
+
+
+def no_such_subject(subject: str) -> NotFound:
+    """The answer for a subject the ledger does not know, and (at the HTTP edge) for a caller
+    who may not export this subject: the same words, so it says nothing of who exists."""
+    return NotFound(
+        f"no subject {subject!r}: the ledger holds nothing about them",
+        hint="check the id; a person is known once a choice or membership is recorded",
+    )
+
+
+def archive_name(subject: str) -> str:
+    """A file name for the archive that is safe in a header and on any file system."""
+    kept = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in subject)
+    return f"{kept.strip('.')[:80] or 'subject'}-data.zip"
 
 
 def _latest_checkpoint(store: Store, seq: int) -> str:

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .errors import ConsentryError, InvalidInput
+from .export import archive_name
 from .imports import DEFAULT_BATCH, ImportRefused
 from .store import Store, database_url
 
@@ -67,7 +68,7 @@ def subject_export(
     if out_file is not None and str(out_file) == "-":
         sys.stdout.buffer.write(data)
         return
-    target = out_file or Path(f"{_safe(subject)}-data.zip")
+    target = out_file or Path(archive_name(subject))
     try:
         # Owner-only from the start: the archive is personal data.
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -76,11 +77,6 @@ def subject_export(
     except OSError as exc:
         _fail(InvalidInput(f"cannot write {target}: {exc.strerror}", field="out"))
     out.print(f"wrote {target} ({len(data):,} bytes)", highlight=False)
-
-
-def _safe(subject: str) -> str:
-    kept = "".join(c if c.isalnum() or c in "-_." else "_" for c in subject)
-    return kept.strip(".")[:80] or "subject"
 
 
 def import_command(

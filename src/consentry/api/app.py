@@ -16,7 +16,7 @@ from .deps import RAW_BODIES
 from .fastpath import PATH, DecisionFastPath
 from .metrics import MetricsMiddleware
 from .models import Problem
-from .routers import accounts, decisions, health, ledger, policies, receipts, subjects
+from .routers import accounts, decisions, health, ledger, policies, receipts, rights, subjects
 from .settings import Settings
 
 DESCRIPTION = """\
@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.service = service
     problems.install(app)
     # Routes match in order: the hot decision endpoints first, then the probes.
-    for module in (decisions, health, subjects, receipts, accounts, policies, ledger):
+    for module in (decisions, health, subjects, receipts, accounts, policies, ledger, rights):
         app.include_router(module.router)
     _mount_lineage(app)
     _mount_web(app)
