@@ -96,7 +96,7 @@ def export_subject(store: Store, subject: str, *, language: str | None = None) -
         }
     )
     files["datasets.json"] = _json(_datasets(impact))
-    lang = language or _person_language(events) or _policy_language(store)
+    lang = language or _person_language(events) or _policy_language(store) or "en"
     from .web.export_text import readme
 
     files["README.txt"] = readme(

@@ -81,8 +81,8 @@ MAX_ERRORS = 1_000
 _LIMITS = {"subject": 512, "source_id": 200, "method": 100, "notice_version": 200, "language": 35}
 
 
-@dataclass(frozen=True)
-class RowError:
+@dataclass
+class RowError(Exception):
     """One problem in an import file."""
 
     line: int
@@ -166,12 +166,11 @@ class _Row:
     language: str | None
     source_id: str
 
-    def asked(self, source: str | None) -> dict[str, Any]:
-        """What the row asks for, as idempotent re-imports compare it (not the policy version
-        in effect, which may have changed between two runs)."""
+    def asked(self) -> dict[str, Any]:
+        """What the row asks for, as idempotent re-imports compare it: the choice, not the
+        policy version in effect nor the ``--source`` label, which may differ between runs."""
         return {
             "import": 1,
-            "source": source,
             "subject": self.subject,
             "purpose": self.purpose,
             "categories": list(self.categories),
@@ -245,7 +244,7 @@ def _records(text: str, fmt: str, errors: list[RowError]) -> Iterator[tuple[int,
         if not isinstance(data, dict):
             errors.append(RowError(number, "*", "each line must be one JSON object"))
             continue
-        fields = {ALIASES.get(k, k): v for k, v in data.items()}
+        fields: dict[str, Any] = {ALIASES.get(str(k), str(k)): v for k, v in data.items()}
         unknown = [k for k in fields if k not in COLUMNS]
         if unknown:
             for name in unknown:
@@ -302,13 +301,13 @@ class _Checker:
             try:
                 purpose = self.taxonomy.purpose(purpose_name)
             except UnknownName as exc:
-                raise RowError(line, "purpose", exc.message) from None
+                raise RowError(line, "purpose", _said(exc)) from None
             self.purposes[purpose_name] = purpose
         categories = self._categories(fields.get("categories"), line)
         try:
             moment = parse_time(captured, field="captured_at")
         except InvalidInput as exc:
-            raise RowError(line, "captured_at", f"{exc.message} ({exc.hint})") from None
+            raise RowError(line, "captured_at", _said(exc)) from None
         if moment < EPOCH:
             raise RowError(line, "captured_at", "before 1970")
         captured_us = to_us(moment)
@@ -349,11 +348,15 @@ class _Checker:
             try:
                 out.append(self.taxonomy.category(name))
             except UnknownName as exc:
-                raise RowError(line, "categories", exc.message) from None
+                raise RowError(line, "categories", _said(exc)) from None
         cats = tuple(sorted(set(out)))
         if key is not None:
             self.categories[key] = cats
         return cats
+
+
+def _said(error: InvalidInput) -> str:
+    return f"{error.message} ({error.hint})" if error.hint else error.message
 
 
 def _fmt(us: int) -> str:
@@ -469,13 +472,11 @@ def _already_imported(
         for start in range(0, len(keys), 5_000):
             chunk = keys[start : start + 5_000]
             found = conn.execute(
-                select(e.idempotency_key, e.request_hash, e.id).where(
-                    e.idempotency_key.in_(chunk)
-                )
+                select(e.idempotency_key, e.request_hash, e.id).where(e.idempotency_key.in_(chunk))
             ).all()
             for key, request_hash, event_id in found:
                 row = by_key[key]
-                if request_hash != sha256_hex(canonical_json(row.asked(source))):
+                if request_hash != sha256_hex(canonical_json(row.asked())):
                     errors.append(
                         RowError(
                             row.line,
@@ -537,7 +538,7 @@ def _drafts(
                     method=row.method,
                     payload=payload,
                     idempotency_key=KEY_PREFIX + row.source_id,
-                    asked=row.asked(source),
+                    asked=row.asked(),
                 )
             )
     return drafts

@@ -677,7 +677,7 @@ class Store:
         """Import consents collected by another system from a CSV or JSON Lines file, each
         keeping the moment it was given (``captured_at``); idempotent per ``source_id``; a
         file with any row in error writes nothing. Options: ``fmt``, ``source``, ``actor``,
-        ``batch_size``, ``dry_run``, ``progress`` (see :func:`consentry.imports.import_consents`)."""
+        ``batch_size``, ``dry_run``, ``progress`` (:func:`consentry.imports.import_consents`)."""
         from .imports import import_consents
 
         return import_consents(self, path, **options)

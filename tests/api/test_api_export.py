@@ -93,9 +93,10 @@ def test_the_person_downloads_everything_about_them(api: Api, tmp_path: Path) ->
     for name, content in files.items():
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_bytes(content)
-    assert json.loads(files["public-keys.json"]) == api.client.get(
-        "/v1/ledger/public-keys"
-    ).json() or json.loads(files["public-keys.json"]) == api.store.public_keys()
+    assert (
+        json.loads(files["public-keys.json"]) == api.client.get("/v1/ledger/public-keys").json()
+        or json.loads(files["public-keys.json"]) == api.store.public_keys()
+    )
     runner = CliRunner()
     for name in receipts:
         result = runner.invoke(
@@ -120,9 +121,9 @@ def test_the_person_downloads_everything_about_them(api: Api, tmp_path: Path) ->
 def test_the_readme_is_in_the_persons_language(api: Api) -> None:
     english = archive(api.client.get("/v1/subjects/bob/export", headers=api.bob).content)
     assert english["README.txt"].decode().startswith("Your data in consentry")
-    french = archive(
-        api.client.get("/v1/subjects/bob/export?lang=fr", headers=api.bob).content
-    )["README.txt"].decode()
+    french = archive(api.client.get("/v1/subjects/bob/export?lang=fr", headers=api.bob).content)[
+        "README.txt"
+    ].decode()
     assert french.startswith("Vos données chez consentry")
     assert "events.csv :" in french and "receipts/ :" in french
     indonesian = archive(

@@ -19,7 +19,7 @@ EVENTS_JSON = N_(
 )
 EVENTS_CSV = N_(
     "events.csv: the same events as a table, one per line, to open in a spreadsheet. "
-    "\"captured_at\" is when a choice was first made, when it was brought in from another "
+    '"captured_at" is when a choice was first made, when it was brought in from another '
     "system."
 )
 STATE = N_("state.json: your choices as they stand now, per use and kind of data.")
@@ -44,9 +44,7 @@ VERIFY = N_("To check a receipt yourself")
 NO_DATASETS = N_("Your data has not been used in any dataset.")
 
 
-def readme(
-    language: str, *, service: str, subject: str, generated_at: str, datasets: int
-) -> str:
+def readme(language: str, *, service: str, subject: str, generated_at: str, datasets: int) -> str:
     """The README text in ``language`` (English when there is no catalog for it)."""
     lang = language if language in available([language]) else DEFAULT
     gettext = translations(lang).gettext

@@ -446,8 +446,8 @@ def me_receipt(request: Request, event_id: str) -> Response:
 
 @router.get("/me/export")
 def me_export(request: Request) -> Response:
-    """"Download my data": the person's archive (see :mod:`consentry.export`), its README in
-    the page's language."""
+    """The signed-in person's "Download my data" archive (see :mod:`consentry.export`), its
+    README in the page's language."""
     session = _require(request, *PEOPLE)
     subject = session.principal.sub
     data = _service(request).store.export_subject(subject, language=_language(request))
