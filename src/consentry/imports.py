@@ -365,15 +365,20 @@ def _fmt(us: int) -> str:
     return format_time(from_us(us))
 
 
-def read_rows(store: Store, text: str, fmt: str, now_us: int) -> tuple[list[_Row], list[RowError]]:
-    """Every row of the file, checked; and every error (rows in error are left out)."""
+def read_rows(
+    store: Store, text: str, fmt: str, now_us: int
+) -> tuple[list[_Row], list[RowError], int]:
+    """Every row of the file, checked; every error (rows in error are left out); and how
+    many rows the file has."""
     errors: list[RowError] = []
     rows: list[_Row] = []
     checker = _Checker(store, now_us)
     lines_of: dict[str, int] = {}
+    seen = 0
     for line, fields in _records(text, fmt, errors):
+        seen += 1
         if len(errors) >= MAX_ERRORS:
-            break
+            continue  # (counted, not checked: the file is refused anyway)
         try:
             row = checker.row(line, fields)
         except RowError as exc:
@@ -384,7 +389,8 @@ def read_rows(store: Store, text: str, fmt: str, now_us: int) -> tuple[list[_Row
             errors.append(RowError(line, "source_id", f"repeats line {first}'s source_id"))
             continue
         rows.append(row)
-    return rows, errors
+    unreadable = {e.line for e in errors if e.field == "*"}  # rows _records could not read
+    return rows, errors, seen + len(unreadable)
 
 
 def import_consents(
@@ -420,8 +426,8 @@ def import_consents(
         raise InvalidInput("source: expected a short name such as onetrust", field="source")
     store._require_init()
     now_us = to_us(store.clock())
-    rows, errors = read_rows(store, text, kind, now_us)
-    report = ImportReport(str(file), kind, rows=len(rows) + len(errors), dry_run=dry_run)
+    rows, errors, seen = read_rows(store, text, kind, now_us)
+    report = ImportReport(str(file), kind, rows=seen, dry_run=dry_run)
     known = _already_imported(store, rows, source, errors)
     if errors:
         errors.sort(key=lambda e: e.line)
