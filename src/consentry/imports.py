@@ -278,9 +278,10 @@ class _Checker:
             return None
         if len(value) > _LIMITS.get(name, 200):
             raise RowError(line, name, f"longer than {_LIMITS.get(name, 200)} characters")
-        problem = text_problem(value)
-        if problem is not None:
-            raise RowError(line, name, problem)
+        if "\x00" in value or not value.isascii():
+            problem = text_problem(value)
+            if problem is not None:
+                raise RowError(line, name, problem)
         return value
 
     def row(self, line: int, fields: dict[str, Any]) -> _Row:
@@ -424,6 +425,10 @@ def import_consents(
         raise InvalidInput(f"cannot read {file}: {exc}", hint="pass a UTF-8 file") from None
     if source is not None and (not source.strip() or len(source) > 100 or text_problem(source)):
         raise InvalidInput("source: expected a short name such as onetrust", field="source")
+    if not actor.strip() or len(actor) > 512 or text_problem(actor):
+        raise InvalidInput(
+            "actor: expected a non-empty name of at most 512 characters", field="actor"
+        )
     store._require_init()
     now_us = to_us(store.clock())
     rows, errors, seen = read_rows(store, text, kind, now_us)
@@ -449,7 +454,8 @@ def import_consents(
         progress(done, report.rows)
     for start in range(0, len(drafts), batch_size):
         head = store.ledger.head()[0]
-        events = store.append(drafts[start : start + batch_size])
+        # (Every text field was checked as its row was read: the actor and source above.)
+        events = store.append(drafts[start : start + batch_size], text_checked=True)
         # (A row another import recorded meanwhile comes back as its first event.)
         new = [e for e in events if e.seq > head]
         report.recorded += len(new)

@@ -636,17 +636,20 @@ class Store:
             )
         )
 
-    def append(self, drafts: Sequence[Draft]) -> list[Event]:
-        """Append prepared drafts in one transaction (bulk imports, benchmarks)."""
-        return self._append(drafts)
+    def append(self, drafts: Sequence[Draft], *, text_checked: bool = False) -> list[Event]:
+        """Append prepared drafts in one transaction (bulk imports, benchmarks).
+        ``text_checked``: the caller has already refused text the store cannot keep in every
+        field (``consentry.imports`` checks each row as it reads it)."""
+        return self._append(drafts, text_checked=text_checked)
 
     def _append1(self, draft: Draft) -> Event:
         return self._append([draft])[0]
 
-    def _append(self, drafts: Sequence[Draft]) -> list[Event]:
+    def _append(self, drafts: Sequence[Draft], *, text_checked: bool = False) -> list[Event]:
         self._require_init()
-        for draft in drafts:
-            refuse_bad_fields(vars(draft))  # (names the field: subject, categories[1], ...)
+        if not text_checked:
+            for draft in drafts:
+                refuse_bad_fields(vars(draft))  # (names the field: subject, categories[1], ...)
         if self.ledger.mac_key is None:
             self.ledger.mac_key = self.log_signer().event_key()
         # The clock is read by the ledger while it holds the chain head (see Ledger.append).
