@@ -10,13 +10,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from support import FakeClock
 from typer.testing import CliRunner
 
 from consentry import Store
 from consentry.cli import app as cli
 from consentry.errors import NotFound
 from consentry.ledger.evidence import verify_receipt_offline
+from support import FakeClock
 
 HEADER = "subject,purpose,categories,status,captured_at,method,notice_version,source_id\n"
 
