@@ -210,3 +210,13 @@ def test_the_command(tmp_path: Path, clock: FakeClock) -> None:
     assert result.exit_code == 2
     assert "line 2, status: 'nope' is not one of given, refused, withdrawn" in result.output
     assert "nothing was imported" in result.output
+
+
+def test_progress_is_reported_per_batch(store: Store, tmp_path: Path) -> None:
+    lines = [f"u{i},ai.training,content.audio,given,2024-02-01,x,,r-{i}\n" for i in range(7)]
+    file = write(tmp_path, HEADER + "".join(lines))
+    seen: list[tuple[int, int]] = []
+    report = store.import_consents(file, batch_size=3, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(0, 7), (3, 7), (6, 7), (7, 7)]
+    # Three transactions, the events in the order of the file.
+    assert report.recorded == 7 and report.last_seq == (report.first_seq or 0) + 6
