@@ -118,6 +118,13 @@ ENDPOINTS = [
     ),
     Endpoint("GET", "/v1/subjects/bob", frozenset({"bob", "alice"})),
     Endpoint("GET", "/v1/subjects/bob?as_of=2024-01-01T00:00:00Z", frozenset({"bob", "alice"})),
+    Endpoint(
+        "GET",
+        "/v1/subjects/bob/export",
+        frozenset({"bob", "platform"}),
+        # Everyone else gets the answer for a subject that does not exist.
+        hidden=frozenset({"carol", "alice", "zed", "service"}),
+    ),
     Endpoint("GET", "/v1/subjects/bob/events", frozenset({"bob", "alice"})),
     Endpoint(
         "GET",
