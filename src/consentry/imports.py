@@ -433,7 +433,7 @@ def import_consents(
     now_us = to_us(store.clock())
     rows, errors, seen = read_rows(store, text, kind, now_us)
     report = ImportReport(str(file), kind, rows=seen, dry_run=dry_run)
-    known = _already_imported(store, rows, source, errors)
+    known = _already_imported(store, rows, errors)
     if errors:
         errors.sort(key=lambda e: e.line)
         raise ImportRefused(str(file), errors, report.rows)
@@ -469,9 +469,7 @@ def import_consents(
     return report
 
 
-def _already_imported(
-    store: Store, rows: Sequence[_Row], source: str | None, errors: list[RowError]
-) -> dict[str, str]:
+def _already_imported(store: Store, rows: Sequence[_Row], errors: list[RowError]) -> dict[str, str]:
     """Key -> event id of the rows imported before; a key reused for a different choice is
     an error of its row."""
     from .canonical import canonical_json, sha256_hex
