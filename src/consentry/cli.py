@@ -70,6 +70,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "consentry.outbound.cli",
         "Deliver the outbox to the webhooks (and NATS JetStream) until stopped.",
     ),
+    "subject": ("consentry.rights_cli", "A person's rights: download their data."),
+    "import": (
+        "consentry.rights_cli",
+        "Import consents collected by another system.",
+    ),
 }
 
 

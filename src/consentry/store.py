@@ -64,6 +64,7 @@ from .times import Clock, format_time, from_us, parse_as_of, to_us, utcnow
 
 if TYPE_CHECKING:
     from .gate import GateResult, VerifyReport
+    from .imports import ImportReport
     from .lineage import DatasetInfo, Impact, ModelInfo
 
 ACCOUNT_SETTINGS = ("off", "members_choose", "on")
@@ -655,17 +656,20 @@ class Store:
             )
         )
 
-    def append(self, drafts: Sequence[Draft]) -> list[Event]:
-        """Append prepared drafts in one transaction (bulk imports, benchmarks)."""
-        return self._append(drafts)
+    def append(self, drafts: Sequence[Draft], *, text_checked: bool = False) -> list[Event]:
+        """Append prepared drafts in one transaction (bulk imports, benchmarks).
+        ``text_checked``: the caller has already refused text the store cannot keep in every
+        field (``consentry.imports`` checks each row as it reads it)."""
+        return self._append(drafts, text_checked=text_checked)
 
     def _append1(self, draft: Draft) -> Event:
         return self._append([draft])[0]
 
-    def _append(self, drafts: Sequence[Draft]) -> list[Event]:
+    def _append(self, drafts: Sequence[Draft], *, text_checked: bool = False) -> list[Event]:
         self._require_init()
-        for draft in drafts:
-            refuse_bad_fields(vars(draft))  # (names the field: subject, categories[1], ...)
+        if not text_checked:
+            for draft in drafts:
+                refuse_bad_fields(vars(draft))  # (names the field: subject, categories[1], ...)
         if self.ledger.mac_key is None:
             self.ledger.mac_key = self.log_signer().event_key()
         # The clock is read by the ledger while it holds the chain head (see Ledger.append).
@@ -691,6 +695,15 @@ class Store:
                 state.apply_all(events)
         finally:
             self._lock.release()
+
+    def import_consents(self, path: str | Path, **options: Any) -> ImportReport:
+        """Import consents collected by another system from a CSV or JSON Lines file, each
+        keeping the moment it was given (``captured_at``); idempotent per ``source_id``; a
+        file with any row in error writes nothing. Options: ``fmt``, ``source``, ``actor``,
+        ``batch_size``, ``dry_run``, ``progress`` (:func:`consentry.imports.import_consents`)."""
+        from .imports import import_consents
+
+        return import_consents(self, path, **options)
 
     # -- decisions ------------------------------------------------------------------------
 
@@ -1397,6 +1410,15 @@ class Store:
         from . import lineage
 
         return lineage.get_model(self, ref)
+
+    def export_subject(self, subject: str, *, language: str | None = None) -> bytes:
+        """Everything the store holds about a person, as one ZIP archive (a right-of-access
+        answer): their events (JSON and CSV), each consent receipt with its inclusion proof,
+        their memberships, the datasets and models their data went into, and a README in
+        their language. Raises :class:`NotFound` for a subject the ledger never named."""
+        from .export import export_subject
+
+        return export_subject(self, subject, language=language)
 
     def impact(self, subject: str) -> Impact:
         """Every dataset and model that used ``subject``'s items, and whether the subject's

@@ -122,6 +122,13 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/subjects/bob", frozenset({"bob", "alice"})),
     # The store is made at the test clock's 2024-03-01: as_of before that has no answer (422).
     Endpoint("GET", "/v1/subjects/bob?as_of=2024-03-01T00:00:00Z", frozenset({"bob", "alice"})),
+    Endpoint(
+        "GET",
+        "/v1/subjects/bob/export",
+        frozenset({"bob", "platform"}),
+        # Everyone else gets the answer for a subject that does not exist.
+        hidden=frozenset({"carol", "alice", "zed", "service"}),
+    ),
     Endpoint("GET", "/v1/subjects/bob/events", frozenset({"bob", "alice"})),
     Endpoint(
         "GET",

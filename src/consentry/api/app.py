@@ -23,6 +23,7 @@ from .routers import (
     ledger,
     policies,
     receipts,
+    rights,
     subjects,
     webhooks,
 )
@@ -88,7 +89,17 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.service = service
     problems.install(app)
     # Routes match in order: the hot decision endpoints first, then the probes.
-    for module in (decisions, health, subjects, receipts, accounts, policies, ledger, webhooks):
+    for module in (
+        decisions,
+        health,
+        subjects,
+        receipts,
+        accounts,
+        policies,
+        ledger,
+        webhooks,
+        rights,
+    ):
         app.include_router(module.router)
     _mount_lineage(app)
     _mount_web(app)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
@@ -217,6 +217,31 @@ def event_mac(key: bytes, event_hash: str) -> str:
     return hmac.digest(key, event_hash.encode("ascii"), "sha256").hex()  # one-shot: C speed
 
 
+#: Payload field of an imported consent: when the person made the choice in the system it
+#: was collected by (RFC 3339, as ``format_time`` writes it). The event's own ``at`` stays the
+#: moment this ledger recorded it; the consent record counts from ``captured_at``.
+CAPTURED_AT = "captured_at"
+#: Payload field of an imported consent: the categories for which the subject's record holds
+#: a choice made later than ``captured_at`` (listed at import; the event changes nothing for
+#: them: the newer choice stands).
+SUPERSEDED = "superseded"
+
+
+def captured_us(text: Any) -> int:
+    """Microseconds since the epoch of a ``captured_at`` value (ValueError if it is not an
+    RFC 3339 time with an offset)."""
+    if not isinstance(text, str):
+        raise ValueError(f"captured_at is not a time: {text!r}")
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"captured_at has no time zone: {text!r}")
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class Change(NamedTuple):
     """One row of current state that an event sets (``values``) or removes (``None``).
 
@@ -239,6 +264,13 @@ def state_changes(event: Event) -> list[Change]:
     at, seq = event.at_us, event.seq
     subject = event.subject or ""
     if kind in CONSENT_KINDS:
+        payload = event.payload
+        superseded: Collection[str] = ()
+        if payload and CAPTURED_AT in payload:
+            # An imported choice: its record carries the moment it was made, so that expiry
+            # and re-consent count from then (decisions read the record's ``at_us``).
+            at = captured_us(payload[CAPTURED_AT])
+            superseded = payload.get(SUPERSEDED) or ()
         values = {
             "status": CONSENT_STATUS[kind],
             "at_us": at,
@@ -249,6 +281,7 @@ def state_changes(event: Event) -> list[Change]:
         return [
             Change("consents", (subject, event.purpose or "", c), dict(values))
             for c in event.categories
+            if c not in superseded
         ]
     if kind in (Kind.OBJECTION_RAISED, Kind.OBJECTION_LIFTED):
         status = "raised" if kind is Kind.OBJECTION_RAISED else "lifted"

@@ -547,6 +547,25 @@ def me_receipt(request: Request, event_id: str) -> Response:
     )
 
 
+@router.get("/me/export")
+def me_export(request: Request) -> Response:
+    """The signed-in person's "Download my data" archive (see :mod:`consentry.export`), its
+    README in the page's language."""
+    session = _require(request, *PEOPLE)
+    subject = session.principal.sub
+    data = _service(request).store.export_subject(subject, language=_language(request))
+    from ..export import archive_name
+
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{archive_name(subject)}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 # -- the admin console -------------------------------------------------------------------------
 
 

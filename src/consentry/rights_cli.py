@@ -1,0 +1,170 @@
+"""``consentry subject export`` (a person's data as one ZIP) and ``consentry import`` (consents
+from another system, keeping their dates): each one call into :class:`consentry.Store`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .errors import ConsentryError, InvalidInput
+from .export import archive_name
+from .imports import DEFAULT_BATCH, ImportRefused
+from .store import Store, database_url
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+subject_app = typer.Typer(help="A person's rights: download their data.", no_args_is_help=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON data instead of text.")]
+#: Imports of at least this many rows show a progress bar (on a terminal).
+PROGRESS_FROM = 20_000
+
+
+def _fail(error: ConsentryError) -> NoReturn:
+    err.print(f"[bold red]Error:[/] {error.message}", highlight=False)
+    if error.hint:
+        err.print(f"[yellow]Hint:[/] {error.hint}", highlight=False)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def _store(ctx: typer.Context) -> Iterator[Store]:
+    root = ctx.find_root()
+    url = database_url(root.params.get("db") if root.params else None)
+    try:
+        with Store(url, create=False) as s:
+            yield s
+    except ConsentryError as exc:
+        _fail(exc)
+
+
+@subject_app.command("export")
+def subject_export(
+    ctx: typer.Context,
+    subject: Annotated[str, typer.Argument(help="The subject's id on the platform.")],
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write the ZIP here (default: <subject>-data.zip)."),
+    ] = None,
+    language: Annotated[
+        str | None,
+        typer.Option("--language", help="The README's language (en, id, fr; default: theirs)."),
+    ] = None,
+) -> None:
+    """Everything the store holds about a person as one ZIP: their ledger events (JSON and
+    CSV), each consent receipt with its inclusion proof, memberships, the datasets and models
+    their data went into, and a README in their language. '-' writes to standard output."""
+    with _store(ctx) as s:
+        data = s.export_subject(subject, language=language)
+    if out_file is not None and str(out_file) == "-":
+        sys.stdout.buffer.write(data)
+        return
+    target = out_file or Path(archive_name(subject))
+    try:
+        # Owner-only from the start: the archive is personal data.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        _fail(InvalidInput(f"cannot write {target}: {exc.strerror}", field="out"))
+    out.print(f"wrote {target} ({len(data):,} bytes)", highlight=False)
+
+
+def import_command(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A CSV or JSON Lines file of consents.")],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="csv or jsonl (default: from the file's extension)."),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="The system the consents come from, e.g. onetrust."),
+    ] = None,
+    actor: Annotated[str, typer.Option("--actor", help="Who ran the import.")] = "import",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Rows per transaction.", min=1)
+    ] = DEFAULT_BATCH,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every row; write nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import consents collected by another system. Columns: subject, purpose, categories
+    (a;b), status (given|refused|withdrawn), captured_at, method, notice_version, source_id
+    [, language]. Each row is recorded now and keeps its original captured_at, which expiry
+    and re-consent count from. Re-importing a source_id does nothing; a file with any row in
+    error writes nothing (every error is listed with its line)."""
+    with _store(ctx) as s:
+        progress: Progress | None = None
+        task = None
+
+        def advance(done: int, total: int) -> None:
+            nonlocal progress, task
+            if progress is None:
+                if total < PROGRESS_FROM or as_json or not err.is_terminal:
+                    return
+                progress = Progress(
+                    TextColumn("importing"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeRemainingColumn(),
+                    console=err,
+                    transient=True,
+                )
+                progress.start()
+                task = progress.add_task("import", total=total)
+            assert task is not None
+            progress.update(task, completed=done)
+
+        try:
+            report = s.import_consents(
+                file,
+                fmt=fmt,
+                source=source,
+                actor=actor,
+                batch_size=batch_size,
+                dry_run=dry_run,
+                progress=advance,
+            )
+        except ImportRefused as exc:
+            if as_json:
+                out.print_json(json.dumps(exc.to_problem()))
+            else:
+                err.print(
+                    f"[bold red]Error:[/] {exc.details['rows']} row(s) read, "
+                    f"{len(exc.errors)} in error; nothing was imported",
+                    highlight=False,
+                )
+                for e in exc.errors:
+                    err.print(f"  line {e.line}, {e.field}: {e.message}", highlight=False)
+            raise typer.Exit(2) from None
+        finally:
+            if progress is not None:
+                progress.stop()
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+        return
+    done = f"would record {report.pending}" if dry_run else f"recorded {report.recorded}"
+    out.print(
+        f"{report.rows} row(s): {done}, already imported {report.already}, superseded by a "
+        f"newer choice {report.superseded}",
+        highlight=False,
+    )
+    for line, event_id in report.already_lines[:10]:
+        out.print(f"  line {line}: already imported as event {event_id}", highlight=False)
+    if len(report.already_lines) > 10:
+        out.print(f"  ... and {len(report.already_lines) - 10} more", highlight=False)
+
+
+#: The commands ``consentry`` loads from here (see consentry.cli.LAZY_COMMANDS).
+COMMANDS: dict[str, Any] = {"subject": subject_app, "import": import_command}
