@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from itertools import compress, repeat
+from operator import itemgetter
 from typing import Any
 
 from .events import _COMMITMENT_PREFIX, BODY_JSON, PERSONAL_JSON, Kind, json_string
@@ -160,8 +161,8 @@ class Batch:
         self.first_prev = ""
         self.last_hash = ""
         self.keys_seq: int | None = None
-        self.bodies: tuple[bytes, ...] = ()
-        self.ids: tuple[str, ...] = ()
+        self.bodies: list[bytes] = []
+        self.ids: list[str] = []
 
 
 def check_batch(
@@ -186,7 +187,8 @@ def check_batch(
     if n == 0:
         batch.ok = True
         return batch
-    columns = tuple(zip(*rows, strict=True))
+    # one list per column (zip(*rows) passes every row as an argument: slower)
+    columns = [list(map(itemgetter(i), rows)) for i in range(len(rows[0]))]
     del rows
     bodies, prevs, hashes, nonces, personal, commitments, macs, ats, at_us, keys = columns[:10]
     if leaves:
@@ -199,22 +201,22 @@ def check_batch(
     if not first_prev.isascii() or prevs[1:] != hashes[:-1]:
         return batch
     chained = map(_add, map(_add, map(str.encode, prevs), repeat(_NEWLINE)), bodies)
-    if list(map(_hexdigest, map(_sha256, chained))) != list(hashes):
+    if list(map(_hexdigest, map(_sha256, chained))) != hashes:
         return batch
     if None in nonces:  # erased identifiers: nothing to check for those rows
         keep = [x is not None for x in nonces]
-        nonces = tuple(compress(nonces, keep))
-        personal = tuple(compress(personal, keep))
-        commitments = tuple(compress(commitments, keep))
+        nonces = list(compress(nonces, keep))
+        personal = list(compress(personal, keep))
+        commitments = list(compress(commitments, keep))
     try:
-        if commitments_of(nonces, personal) != list(commitments):
+        if commitments_of(nonces, personal) != commitments:
             return batch
     except ValueError:  # a nonce that is not hex
         return batch
-    if mac_key is not None and macs_of(mac_key, hashes) != list(macs):
+    if mac_key is not None and macs_of(mac_key, hashes) != macs:
         return batch
     try:
-        if times_of(ats) != list(at_us):
+        if times_of(ats) != at_us:
             return batch
     except (ValueError, TypeError):  # a time that does not parse
         return batch
