@@ -377,7 +377,9 @@ def divergence(
 def audit_connection(conn: Connection, *, head_seq: int | None = None) -> AuditResult:
     """Audit through ``conn``, inside its open transaction (one snapshot: the caller sets
     REPEATABLE READ on PostgreSQL, or holds the head's lock). ``head_seq``: replay the events
-    up to it (default: the head the transaction sees)."""
+    up to it (default: the head the transaction sees). On SQLite the check is SQL over the
+    events (:mod:`~consentry.ledger.state_sql`), which hands over to this module's replay
+    whatever it cannot decide; PostgreSQL replays."""
     if head_seq is None:
         row = conn.exec_driver_sql("SELECT seq FROM ledger_head WHERE id = 1").first()
         head_seq = int(row[0]) if row is not None else 0

@@ -20,6 +20,14 @@ a removal included, wins) and compares with the tables as :mod:`~consentry.ledge
 does. PostgreSQL, and a process with other threads running (forking one is unsafe), use the
 same pass in one process.
 
+On SQLite (whose JSON functions write exactly what the ledger writes: ``sql_checks``), the
+per-row work moves into C: :mod:`~consentry.ledger.chain_sql` has SQLite build each event's
+canonical texts and Python only hash and compare whole columns (:func:`scan_sql`; a batch
+that does not pass whole is scanned again by :func:`scan`, for the same verdict and words),
+and the state audit is SQL over the events (:mod:`~consentry.ledger.state_sql`, with the
+Python replay as its reference and fallback), run by the caller in its final snapshot while
+the forked processes check their chunks. PostgreSQL keeps the Python pass described above.
+
 Every forked process has a deadline: the parent waits for its result at most ``timeout``
 seconds in all, kills it on failure, and raises :class:`VerifyFailed` (a
 :class:`~consentry.errors.ConsentryError`) saying what went wrong.
