@@ -13,16 +13,17 @@ tampering. What the SQL does not decide exactly goes to the Python replay:
 - a consent or objection whose categories are not a JSON array of strings (only a tampered
   row): the whole audit is the Python replay.
 
-The check itself (:func:`audit_sql`): for a table every event of whose kinds sets a row
-(consents, objections, account settings and features), two joins, each an index lookup per
-row: (A) every row an event sets is stored with a ``seq`` at least the event's, and with the
-event's values where the ``seq`` is the event's; (B) every stored row's ``seq`` names an event
-(up to the head) that sets that key. (B) makes each stored row the value of some event on its
-key, (A) makes it the last one, and every key some event sets stored: together, the table is
-exactly what the chain implies. Memberships and invitations (removed by some kinds) are
-compared whole: the last event per key, ``EXCEPT`` the table, both ways. Only when something
-differs is the implied state computed whole (:func:`implied`) and handed to
-:func:`audit.compare`, which reports each row as it always has.
+The check itself (:func:`audit_sql`) is one statement (``CHECK``): per table, the rows the
+events set or remove (``_touches``), each joined with the stored row of its key (a primary-key
+lookup). A touch disagrees when the stored row's ``seq`` is earlier than the event's, or is the
+event's with other values (or the event removes the row), or when no row is stored for a set
+row that no later event removed (for memberships and invitations, looked up by subject). And
+the stored rows that hold the values of an event on their key are counted (distinct rowids).
+No disagreement, and that count equal to the table's rows, is exactly "the table is what the
+chain implies": every row some event sets last is stored with its values, and no stored row
+is anything else. Only when something differs is the implied state computed whole
+(:func:`implied`: the last event per key) and handed to :func:`audit.compare`, which reports
+each row as it always has.
 """
 
 from __future__ import annotations
