@@ -672,11 +672,12 @@ def sql_checks(engine: Engine) -> bool:
         raw.close()
 
 
-#: The chain's checks through chain_sql on SQLite. Off by default: measured under the benchmark
-#: lock at load 3 (docs/performance.md), the Python pass checked the chain in 2.40 CPU-seconds
-#: for 210,572 events, chain_sql in 2.79 (SQLite's JSON building costs more than the Python
-#: formatting it replaces). Tests turn it on to hold the two equal.
-USE_SQL = False
+#: The chain's checks through chain_sql on SQLite (False: the Python pass; tests compare the
+#: two). Alternated under the benchmark lock at load 1.5 (docs/performance.md), chain_sql took
+#: 2.23 and 2.45 s (4.3 and 4.5 CPU-s) for Store.verify() at 210,572 events against 2.30 and
+#: 2.67 s (4.4 and 4.6) for the Python pass; 11.4 s (20.8 CPU-s) against 12.9 s (24.2) at
+#: 1,052,750; and its peak memory is lower (88 MB against 107 MB).
+USE_SQL = True
 #: The state audit as SQL over the events on SQLite (state_sql): 1.34 CPU-seconds against
 #: 3.13 for the Python replay at 210,572 events.
 USE_SQL_STATE = True
