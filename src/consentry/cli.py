@@ -520,6 +520,23 @@ def member_decline(
         emit(_event_json(event), as_json, lambda: _event_line(event))
 
 
+@member_app.command("uninvite")
+def member_uninvite(
+    subject: Subject,
+    account: str,
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """ACCOUNT withdraws its pending invitation of SUBJECT (recorded as `member.declined`
+    by --actor, with the payload {"withdrawn": true})."""
+    with store() as s:
+        event = s.withdraw_invitation(
+            subject, account, actor=actor, idempotency_key=idempotency_key
+        )
+        emit(_event_json(event), as_json, lambda: _event_line(event))
+
+
 @member_app.command("remove")
 def member_remove(
     subject: Subject,

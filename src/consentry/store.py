@@ -68,6 +68,9 @@ if TYPE_CHECKING:
     from .lineage import DatasetInfo, Impact, ModelInfo
 
 ACCOUNT_SETTINGS = ("off", "members_choose", "on")
+#: The payload of a ``member.declined`` event that the account recorded (its invitation
+#: withdrawn), not the person (see ``Store.withdraw_invitation``).
+WITHDRAWN: Mapping[str, Any] = {"withdrawn": True}
 SIGNING_KEY = "signing_key"
 #: The public half of the receipt key, kept whichever way the private half is kept.
 SIGNING_PUBLIC_KEY = "signing_public_key"
@@ -521,12 +524,48 @@ class Store:
         """``subject`` declines a pending invitation to ``account`` (nothing applies to them)."""
         return self._answer(Kind.MEMBER_DECLINED, subject, account, actor, idempotency_key)
 
+    def withdraw_invitation(
+        self,
+        subject: str,
+        account: str,
+        *,
+        actor: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Event:
+        """The account withdraws its pending invitation of ``subject`` (what an account
+        administrator may do): recorded as ``member.declined`` by ``actor`` with the payload
+        ``{"withdrawn": true}``, so that the state, its audit and every reader of the ledger
+        treat it as the invitation's end (the person never joined), and the record says who
+        ended it. NotFound without a pending invitation."""
+        return self._answer(
+            Kind.MEMBER_DECLINED,
+            subject,
+            account,
+            actor,
+            idempotency_key,
+            payload=WITHDRAWN,
+            by_account=True,
+        )
+
     def _answer(
-        self, kind: Kind, subject: str, account: str, actor: str | None, key: str | None
+        self,
+        kind: Kind,
+        subject: str,
+        account: str,
+        actor: str | None,
+        key: str | None,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        by_account: bool = False,
     ) -> Event:
         subject, account = _id(subject, "subject"), _id(account, "account")
         draft = Draft(
-            kind=kind, actor=actor or subject, subject=subject, account=account, idempotency_key=key
+            kind=kind,
+            actor=actor if by_account else (actor or subject),
+            subject=subject,
+            account=account,
+            payload=dict(payload or {}),
+            idempotency_key=key,
         )
         if not any(i["account"] == account for i in self.invitations(subject=subject)):
             if key is not None:

@@ -77,6 +77,12 @@ def _dan_is_not_member(api: Api) -> None:
         api.store.remove_member("dan", "acme")
 
 
+def _dan_is_invited(api: Api) -> None:
+    _dan_is_not_member(api)
+    if not api.store.invitations(subject="dan", account="acme"):
+        api.store.invite_member("dan", "acme", actor="test")
+
+
 def _bob_is_invited_to_initech(api: Api) -> None:
     if "initech" in api.store.state().accounts_of("bob"):
         api.store.remove_member("bob", "initech")
@@ -167,6 +173,13 @@ ENDPOINTS = [
         frozenset({"alice", "service", "platform"}),
         201,
         setup=_dan_is_not_member,
+    ),
+    Endpoint(
+        "DELETE",
+        "/v1/accounts/acme/invitations/dan",
+        frozenset({"alice", "service", "platform"}),
+        200,
+        setup=_dan_is_invited,
     ),
     Endpoint("GET", "/v1/accounts/acme/invitations", frozenset({"alice", "service", "platform"})),
     Endpoint("GET", "/v1/subjects/bob/invitations", frozenset({"bob", "service"})),

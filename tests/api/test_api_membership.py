@@ -124,6 +124,59 @@ def test_an_invitation_declined_never_applies(api: Api) -> None:
     assert decide(api, "erin")["reason"] == "no_consent"
 
 
+def test_an_invitation_withdrawn_by_the_account_never_applies(api: Api) -> None:
+    acme_consents_for_its_members(api)
+    erin, zed = api.as_("erin"), api.as_("zed", "account_admin", "globex")
+    assert (
+        api.client.post("/v1/accounts/acme/invitations/erin", headers=api.alice).status_code == 201
+    )
+    # Another account's administrator cannot withdraw it (as anywhere else in acme), nor can
+    # the invitee or another person use this route (they decline instead).
+    for headers in (zed, erin, api.as_("bob")):
+        r = api.client.delete("/v1/accounts/acme/invitations/erin", headers=headers)
+        assert r.status_code == 403, r.text
+    assert [i["subject"] for i in api.store.invitations(account="acme")] == ["erin"]
+
+    headers = api.alice | {"Idempotency-Key": "withdraw-1"}
+    r = api.client.delete("/v1/accounts/acme/invitations/erin", headers=headers)
+    assert r.status_code == 200, r.text
+    event = r.json()
+    assert (event["kind"], event["actor"], event["subject"], event["account"]) == (
+        "member.declined",
+        "alice",
+        "erin",
+        "acme",
+    )
+    assert event["payload"] == {"withdrawn": True}
+    # A retry returns the same event; without the key, there is nothing left to withdraw.
+    again = api.client.delete("/v1/accounts/acme/invitations/erin", headers=headers)
+    assert again.status_code == 200 and again.json()["id"] == event["id"]
+    r = api.client.delete("/v1/accounts/acme/invitations/erin", headers=api.alice)
+    assert r.status_code == 404 and "no pending invitation" in r.json()["detail"]
+
+    assert api.client.get("/v1/subjects/erin/invitations", headers=erin).json() == {
+        "invitations": []
+    }
+    r = api.client.post("/v1/subjects/erin/invitations/acme/accept", headers=erin)
+    assert r.status_code == 404
+    assert decide(api, "erin")["reason"] == "no_consent"
+    # The state replay and its audit know the withdrawal: the ledger verifies, the state too.
+    result = api.store.verify()
+    assert result.ok and not result.divergences, result.problem
+    assert not api.store.rebuild_state().changed
+
+
+def test_the_cli_withdraws_an_invitation(api: Api) -> None:
+    api.store.invite_member("erin", "acme", actor="alice")
+    runner = CliRunner()
+    args = ["--db", api.store.url, "member", "uninvite", "erin", "acme", "--actor", "alice"]
+    r = runner.invoke(cli, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    assert api.store.invitations(subject="erin") == []
+    again = runner.invoke(cli, args)
+    assert again.exit_code != 0 and "no pending invitation" in again.output
+
+
 def test_accepting_with_no_invitation_is_refused(api: Api) -> None:
     erin = api.as_("erin")
     r = api.client.post("/v1/subjects/erin/invitations/acme/accept", headers=erin)

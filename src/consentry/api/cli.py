@@ -139,6 +139,10 @@ def serve(
         # Below "info" the access log is filtered out anyway: skip formatting it per request.
         access_log=log_level in ("trace", "debug", "info"),
         proxy_headers=True,
+        # uvicorn kills a worker that does not answer its health check within this many
+        # seconds (5 by default): on a loaded machine, importing the app alone took 6 s, and
+        # every worker was killed and restarted, over and over, before it ever served.
+        timeout_worker_healthcheck=60,
     )
 
 

@@ -377,11 +377,19 @@ def divergence(
 def audit_connection(conn: Connection, *, head_seq: int | None = None) -> AuditResult:
     """Audit through ``conn``, inside its open transaction (one snapshot: the caller sets
     REPEATABLE READ on PostgreSQL, or holds the head's lock). ``head_seq``: replay the events
-    up to it (default: the head the transaction sees)."""
+    up to it (default: the head the transaction sees). On SQLite the check is SQL over the
+    events (:mod:`~consentry.ledger.state_sql`), which hands over to this module's replay
+    whatever it cannot decide; PostgreSQL replays."""
     if head_seq is None:
         row = conn.exec_driver_sql("SELECT seq FROM ledger_head WHERE id = 1").first()
         head_seq = int(row[0]) if row is not None else 0
     with _no_gc():
+        if conn.dialect.name == "sqlite":
+            from .state_sql import audit_sql  # SQL over the events; this replay its reference
+
+            result = audit_sql(conn, head_seq)
+            if result is not None:
+                return result
         return _audit(conn, head_seq)
 
 
@@ -448,11 +456,14 @@ def compare(
     head_seq: int,
     unreadable: list[tuple[int, str]],
     stored_tables: dict[str, set[tuple[Any, ...]]] | None = None,
+    *,
+    seqs: Mapping[tuple[str, tuple[str, ...]], int] | None = None,
 ) -> AuditResult:
     """The state tables, as ``conn``'s transaction sees them at ``head_seq`` (or as
     ``stored_tables`` has them, from :func:`read_tables` in that transaction), compared with
     ``implied`` (what the ``n`` events up to ``head_seq`` imply). Only when something differs
-    are the events read again (in ``conn``) to name the event behind each row."""
+    are the events read again (in ``conn``) to name the event behind each row, unless
+    ``seqs`` already says which event last changed each (table, key)."""
     found: list[tuple[str, tuple[str, ...], tuple[Any, ...] | None, tuple[Any, ...] | None]] = []
     stored_rows = 0
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -487,8 +498,9 @@ def compare(
     wanted: dict[str, set[tuple[str, ...]]] = {}
     for table, key, _have, _want in found:
         wanted.setdefault(table, set()).add(key)
-    with _events_cursor(conn, head_seq) as cursor:
-        seqs = sources(events_of(cursor), wanted)
+    if seqs is None:
+        with _events_cursor(conn, head_seq) as cursor:
+            seqs = sources(events_of(cursor), wanted)
     divergences = tuple(
         divergence(table, key, have, want, seqs.get((table, key)))
         for table, key, have, want in found

@@ -165,6 +165,26 @@ def invite_member(
     return json_response(event_out(event), 201)
 
 
+@router.delete(
+    "/{account}/invitations/{subject}",
+    response_model=EventOut,
+    responses=problems(401, 403, 404, 409, 422, 503),
+    summary="Withdraw a pending invitation",
+)
+def withdraw_invitation(
+    account: AccountId, subject: SubjectId, svc: Svc, caller: Caller, key: IdemKey
+) -> Response:
+    """The account withdraws its invitation before the person answered: recorded as
+    ``member.declined`` by the caller, with the payload ``{"withdrawn": true}`` (the person
+    never joined; nothing of the account applied to them). ``404`` without a pending
+    invitation. The account's administrator, or the platform."""
+    _require_membership_writer(caller, account)
+    event = svc.store.withdraw_invitation(
+        subject, account, actor=caller.actor, idempotency_key=scoped_key(caller, key)
+    )
+    return json_response(event_out(event))
+
+
 @router.get(
     "/{account}/invitations",
     response_model=InvitationList,

@@ -1,0 +1,222 @@
+"""The state audit in SQL (consentry.ledger.state_sql) against its reference, the Python
+replay through ``events.state_changes``: over random histories of every kind of event that
+changes state, the SQL's implied state (each key's row or removal, and the event behind it)
+is the replay's, and any tampering of the state tables or the events is reported the same."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from consentry import Store
+from consentry.ledger import audit, schema, state_sql
+from consentry.ledger.events import STATE_KEYS, Draft, Kind
+from support import TEST_POLICY, FakeClock, allow_tampering
+
+#: Ids as people and tampering may write them: quotes, backslashes, control characters,
+#: non-ASCII, empty; None (a NULL column: an erased subject, a kind without account).
+IDS = st.sampled_from(["a", "b", 'q"t', "b\\s", "\x01c", "é", "😀", ""])
+MAYBE_ID = st.one_of(st.none(), IDS)
+CATEGORIES = st.lists(st.sampled_from(["content.audio", "content.video", "x\x1f", ""]), max_size=3)
+STATUS = st.sampled_from(["off", "members_choose", "on", "enabled", ""])
+
+SETS_ROWS = [
+    Kind.CONSENT_GIVEN, Kind.CONSENT_REFUSED, Kind.CONSENT_WITHDRAWN, Kind.OBJECTION_RAISED,
+    Kind.OBJECTION_LIFTED, Kind.MEMBER_ADDED, Kind.MEMBER_REMOVED, Kind.MEMBER_INVITED,
+    Kind.MEMBER_ACCEPTED, Kind.MEMBER_DECLINED, Kind.ACCOUNT_SETTING, Kind.ACCOUNT_FEATURE,
+]  # fmt: skip
+
+DRAFTS = st.builds(
+    Draft,
+    kind=st.sampled_from(SETS_ROWS),
+    actor=MAYBE_ID,
+    subject=MAYBE_ID,
+    account=MAYBE_ID,
+    purpose=st.one_of(st.none(), st.sampled_from(["ai.training", "improvement", ""])),
+    categories=CATEGORIES.map(tuple),
+    status=STATUS,
+    notice_version=st.one_of(st.none(), st.just("n1")),
+    policy_version=st.one_of(st.none(), st.just("v1")),
+)
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("state_sql")
+
+
+def _store(folder: Path, drafts: list[Draft]) -> Store:
+    store = Store(f"sqlite:///{folder}/s{next(_counter)}.db", clock=FakeClock())
+    store.init(policies=[TEST_POLICY])
+    for i in range(0, len(drafts), 4):
+        store.append(drafts[i : i + 4])
+    return store
+
+
+def _python(conn: Any, head: int) -> tuple[audit.Implied, dict[Any, int], list[Any]]:
+    """The reference: every event replayed through state_changes, and the event behind each
+    key (audit.replay, audit.sources)."""
+    unreadable: list[tuple[int, str]] = []
+    with audit._events_cursor(conn, head) as cursor:
+        implied, _n = audit.replay(audit.events_of(cursor), unreadable)
+    wanted = {t: set(rows) for t, rows in implied.items()}
+    with audit._events_cursor(conn, head) as cursor:
+        seqs = audit.sources(audit.events_of(cursor), wanted)
+    return implied, seqs, unreadable
+
+
+def _both(store: Store) -> tuple[Any, Any]:
+    """(the SQL audit, the Python audit) of the store, each in its own snapshot."""
+    found = []
+    for use_sql in (True, False):
+        with store.ledger.engine.connect() as conn, conn.begin():
+            head = store.ledger.head()[0]
+            result = state_sql.audit_sql(conn, head) if use_sql else audit._audit(conn, head)
+            found.append(None if result is None else result.to_dict())
+    return found[0], found[1]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(drafts=st.lists(DRAFTS, max_size=30))
+def test_the_sql_implies_what_the_replay_implies(folder: Path, drafts: list[Draft]) -> None:
+    with _store(folder, drafts) as store, store.ledger.engine.connect() as conn, conn.begin():
+        head = store.ledger.head()[0]
+        found = state_sql.implied(conn, head)
+        assert found is not None
+        implied, seqs, unreadable = found
+        expected, expected_seqs, expected_unreadable = _python(conn, head)
+        assert implied == expected
+        assert seqs == expected_seqs
+        assert unreadable == expected_unreadable == []
+        # the tables the append path wrote are what both imply: the check says so too
+        result = state_sql.audit_sql(conn, head)
+        assert result is not None and result.ok and not result.divergences
+
+
+def _rows(store: Store, table: str) -> list[tuple[Any, ...]]:
+    with store.ledger.engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(f"SELECT rowid, * FROM {table}")]
+
+
+TAMPERING = st.tuples(
+    st.sampled_from(["update", "delete", "insert", "event"]),
+    st.sampled_from(list(schema.STATE_TABLES)),
+    st.integers(0, 10**6),
+    st.one_of(st.none(), IDS, st.integers(-3, 10**15), st.sampled_from(["given", "raised"])),
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # (shrinking a store takes minutes)
+)
+@given(drafts=st.lists(DRAFTS, min_size=1, max_size=20), changes=st.lists(TAMPERING, max_size=3))
+def test_tampering_is_reported_as_the_replay_reports_it(
+    folder: Path, drafts: list[Draft], changes: list[tuple[Any, ...]]
+) -> None:
+    with _store(folder, drafts) as store:
+        for op, table, pick, value in changes:
+            _tamper(store, op, table, pick, value)
+        sql, python = _both(store)
+        if sql is None:  # the SQL cannot decide (an irregular event): the replay does
+            with store.ledger.engine.connect() as conn, conn.begin():
+                assert audit.audit_connection(conn).to_dict() == python
+        else:
+            assert sql == python, (changes, sql, python)
+        if not changes:
+            assert sql is not None and sql["ok"]
+
+
+def _tamper(store: Store, op: str, table: str, pick: int, value: Any) -> None:
+    rows = _rows(store, table)
+    columns = [c.name for c in schema.STATE_TABLES[table].columns]
+    with store.ledger.engine.begin() as conn:
+        allow_tampering(conn)
+        try:
+            with conn.begin_nested():
+                if op == "event":  # an event's column that a state change reads
+                    seq = 1 + pick % store.ledger.head()[0]
+                    column = ["subject", "account", "purpose", "categories", "status", "kind",
+                              "at_us", "actor", "notice_version"][pick % 9]  # fmt: skip
+                    if column == "categories":
+                        value = ['["a","a"]', "[]", "{}", '"x"', "[1]", "null", "[nope"][pick % 7]
+                    if column == "kind":
+                        value = str(SETS_ROWS[pick % len(SETS_ROWS)])
+                    conn.execute(
+                        text(f"UPDATE events SET {column} = :v WHERE seq = :s"),
+                        {"v": value, "s": seq},
+                    )
+                elif not rows:
+                    return
+                elif op == "delete":
+                    conn.execute(
+                        text(f"DELETE FROM {table} WHERE rowid = {rows[pick % len(rows)][0]}")
+                    )
+                elif op == "update":
+                    column = columns[pick % len(columns)]
+                    conn.execute(
+                        text(f"UPDATE {table} SET {column} = :v WHERE rowid = :r"),
+                        {"v": value, "r": rows[pick % len(rows)][0]},
+                    )
+                else:  # a copy of a row under another key
+                    row = dict(zip(columns, rows[pick % len(rows)][1:], strict=True))
+                    row[STATE_KEYS[table][-1]] = f"forged{pick}"
+                    conn.execute(
+                        text(
+                            f"INSERT INTO {table} ({', '.join(row)}) "
+                            f"VALUES ({', '.join(':' + c for c in row)})"
+                        ),
+                        row,
+                    )
+        except Exception:
+            pass
+
+
+def test_an_irregular_event_goes_to_the_replay(tmp_path: Path) -> None:
+    store = _store(tmp_path, [Draft(kind=Kind.CONSENT_GIVEN, subject="a", purpose="p",
+                                    categories=("c",))])  # fmt: skip
+    with store.ledger.engine.begin() as conn:
+        allow_tampering(conn)
+        conn.execute(
+            text("UPDATE events SET categories = '{\"c\": 1}' WHERE kind = 'consent.given'")
+        )
+    with store.ledger.engine.connect() as conn, conn.begin():
+        head = store.ledger.head()[0]
+        assert state_sql.implied(conn, head) is None
+        assert state_sql.audit_sql(conn, head) is None
+        # (the replay iterates the object's keys: the row it implies is the stored one)
+        assert audit.audit_connection(conn).ok
+    store.close()
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    seen: list[str] = []
+    real = state_sql.audit_sql
+
+    def spy(conn: Any, head: int) -> Any:
+        seen.append("sql")
+        return real(conn, head)
+
+    monkeypatch.setattr(state_sql, "audit_sql", spy)
+    yield seen
+
+
+def test_store_audits_use_the_sql_on_sqlite(tmp_path: Path, calls: list[str]) -> None:
+    store = _store(tmp_path, [])
+    assert store.audit_state().ok and store.verify().ok
+    assert calls == ["sql", "sql"]
+    store.close()
