@@ -202,6 +202,26 @@ def test_an_irregular_event_goes_to_the_replay(tmp_path: Path) -> None:
     store.close()
 
 
+def test_an_imported_consent_goes_to_the_replay(tmp_path: Path) -> None:
+    # Its record counts from captured_at and skips the superseded categories
+    # (events.state_changes): the SQL does not say that, the replay does.
+    payload = {"captured_at": "2024-01-01T00:00:00Z", "superseded": ["d"]}
+    store = _store(tmp_path, [Draft(kind=Kind.CONSENT_GIVEN, subject="a", purpose="p",
+                                    categories=("c", "d"), payload=payload)])  # fmt: skip
+    with store.ledger.engine.connect() as conn, conn.begin():
+        head = store.ledger.head()[0]
+        assert state_sql.implied(conn, head) is None
+        assert state_sql.audit_sql(conn, head) is None
+        assert audit.audit_connection(conn).ok
+    with store.ledger.engine.begin() as conn:  # the record's time moved to the ledger's
+        conn.execute(text("UPDATE consents SET at_us = at_us + 1"))
+    with store.ledger.engine.connect() as conn, conn.begin():
+        result = audit.audit_connection(conn)
+        assert not result.ok
+        assert [d.table for d in result.divergences] == ["consents"]
+    store.close()
+
+
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     seen: list[str] = []

@@ -11,7 +11,8 @@ tampering. What the SQL does not decide exactly goes to the Python replay:
   ``policy.published`` event (its payload's document is re-serialised as canonical JSON):
   few, read and replayed in Python;
 - a consent or objection whose categories are not a JSON array of strings (only a tampered
-  row): the whole audit is the Python replay.
+  row), and an imported consent (``captured_at`` in its payload): the whole audit is the
+  Python replay.
 
 The check itself (:func:`audit_sql`) is one statement (``CHECK``): per table, the rows the
 events set or remove (``_touches``), each joined with the stored row of its key (a primary-key
@@ -60,6 +61,14 @@ _CONSENT_STATUS = (
 _OBJECTION_STATUS = "CASE e.kind WHEN 'objection.raised' THEN 'raised' ELSE 'lifted' END"
 #: a row of json_each that is not a string in a top-level array (only a tampered event)
 _IRREGULAR = "(typeof(j.key) <> 'integer' OR j.type <> 'text')"
+#: an imported consent (``captured_at`` in its payload: its record counts from that moment and
+#: skips the ``superseded`` categories; see events.state_changes), or a payload that is not
+#: JSON: the Python replay says what it implies (CASE, not AND/OR: SQLite must not run
+#: json_type on text that is not JSON)
+_IMPORTED = (
+    "(CASE WHEN e.payload = '{}' THEN 0 WHEN NOT json_valid(e.payload) THEN 1 "
+    "WHEN json_type(e.payload, '$.captured_at') IS NOT NULL THEN 1 ELSE 0 END)"
+)
 
 
 def _touches(table: str, source: str = "events") -> str:
@@ -77,7 +86,11 @@ def _touches(table: str, source: str = "events") -> str:
             if consent
             else f"{_OBJECTION_STATUS} AS v_status, e.at_us AS v_at_us, e.seq AS v_seq"
         )
-        irregular = _IRREGULAR if consent else f"({_IRREGULAR} OR json_type({_CATS}) <> 'array')"
+        irregular = (
+            f"({_IRREGULAR} OR {_IMPORTED})"
+            if consent
+            else f"({_IRREGULAR} OR json_type({_CATS}) <> 'array')"
+        )
         return (
             "SELECT coalesce(e.subject, '') AS k0, coalesce(e.purpose, '') AS k1, "
             f"j.value AS k2, e.seq AS seq, 1 AS is_set, {values}, {irregular} AS irregular "
