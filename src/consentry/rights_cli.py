@@ -6,19 +6,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .errors import ConsentryError, InvalidInput
+from .cli_common import fail as _fail
+from .cli_common import open_store as _store
+from .errors import InvalidInput
 from .export import archive_name
 from .imports import DEFAULT_BATCH, ImportRefused
-from .store import Store, database_url
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -27,24 +26,6 @@ subject_app = typer.Typer(help="A person's rights: download their data.", no_arg
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON data instead of text.")]
 #: Imports of at least this many rows show a progress bar (on a terminal).
 PROGRESS_FROM = 20_000
-
-
-def _fail(error: ConsentryError) -> NoReturn:
-    err.print(f"[bold red]Error:[/] {error.message}", highlight=False)
-    if error.hint:
-        err.print(f"[yellow]Hint:[/] {error.hint}", highlight=False)
-    raise typer.Exit(2)
-
-
-@contextmanager
-def _store(ctx: typer.Context) -> Iterator[Store]:
-    root = ctx.find_root()
-    url = database_url(root.params.get("db") if root.params else None)
-    try:
-        with Store(url, create=False) as s:
-            yield s
-    except ConsentryError as exc:
-        _fail(exc)
 
 
 @subject_app.command("export")

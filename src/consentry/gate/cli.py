@@ -4,18 +4,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from ..cli_common import fail as _fail
+from ..cli_common import open_store as _store
 from ..errors import ConsentryError, InvalidInput
-from ..store import Store, database_url
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -50,31 +50,6 @@ model_app = typer.Typer(
     help="Models and the datasets they were trained on.",
     no_args_is_help=True,
 )
-
-
-def _fail(error: ConsentryError) -> NoReturn:
-    err.print(f"[bold red]Error:[/] {error.message}", highlight=False)
-    if error.hint:
-        err.print(f"[yellow]Hint:[/] {error.hint}", highlight=False)
-    raise typer.Exit(2)
-
-
-@contextmanager
-def _store(ctx: typer.Context) -> Iterator[Store]:
-    root = ctx.find_root()
-    url = database_url(root.params.get("db") if root.params else None)
-    try:
-        with Store(url, create=False) as s:
-            yield s
-    except ConsentryError as exc:
-        _fail(exc)
-    except UnicodeError as exc:  # e.g. an argument that was not UTF-8 (a lone surrogate)
-        _fail(
-            InvalidInput(
-                f"text that is not valid UTF-8: {getattr(exc, 'reason', exc)}",
-                hint="pass arguments and files as UTF-8 text",
-            )
-        )
 
 
 def _emit(data: Any, as_json: bool, text: Callable[[], None]) -> None:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..cli_common import fail as _fail
+from ..cli_common import open_store as _store
 from ..errors import ConsentryError
-from ..store import Store, database_url
 from . import subscriptions
 
 out = Console(soft_wrap=True)
@@ -26,24 +25,6 @@ webhooks_app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON data instead of text.")]
-
-
-def _fail(error: ConsentryError) -> NoReturn:
-    err.print(f"[bold red]Error:[/] {error.message}", highlight=False)
-    if error.hint:
-        err.print(f"[yellow]Hint:[/] {error.hint}", highlight=False)
-    raise typer.Exit(2)
-
-
-@contextmanager
-def _store(ctx: typer.Context) -> Iterator[Store]:
-    root = ctx.find_root()
-    url = database_url(root.params.get("db") if root.params else None)
-    try:
-        with Store(url, create=False) as store:
-            yield store
-    except ConsentryError as exc:
-        _fail(exc)
 
 
 def _print(data: Any) -> None:
