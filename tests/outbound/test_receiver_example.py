@@ -39,7 +39,7 @@ class Lines:
         for line in process.stdout:
             self.queue.put(line.strip())
 
-    def next(self, timeout_s: float = 20) -> str:
+    def next(self, timeout_s: float = 60) -> str:  # a loaded machine starts Python slowly
         try:
             return self.queue.get(timeout=timeout_s)
         except queue.Empty:
