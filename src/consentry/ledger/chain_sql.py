@@ -363,16 +363,18 @@ def _times_written(ats: str | None, at_us: str | None) -> bool:
     if not micros or min(micros) < 0:
         return False
     seconds = list(map(operator.floordiv, micros, repeat(1_000_000)))
-    known = _SECONDS
-    for second in set(seconds).difference(known):
-        if len(known) > 100_000:
-            known.clear()
-        text = format_time(from_us(second * 1_000_000))[:20]
-        if len(text) != 20:
-            return False
-        known[second] = text
+    known = _SECONDS  # shared (threads may verify at once): only read and added to here
+    texts = dict(zip(seconds, map(known.get, seconds), strict=True))
+    for second, text in texts.items():
+        if text is None:
+            text = format_time(from_us(second * 1_000_000))[:20]
+            if len(text) != 20:
+                return False
+            if len(known) < 100_000:
+                known[second] = text
+            texts[second] = text
     fractions = map(operator.mod, micros, repeat(1_000_000))
-    return ",".join(map(_TIME_TEXT, map(known.__getitem__, seconds), fractions)) == ats
+    return ",".join(map(_TIME_TEXT, map(texts.__getitem__, seconds), fractions)) == ats
 
 
 _TIME_TEXT = "{}{:06d}Z".format
