@@ -4,6 +4,7 @@ Python checks: the same JSON byte for byte, the same times, MACs and commitments
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -256,3 +257,101 @@ def test_an_honest_store_verifies_with_the_sql_checks(
     sql, python = _verdicts(f"sqlite:///{base_store}", monkeypatch)
     assert sql == python and sql[0]["ok"]
     assert len(calls) >= 8 and all(calls), "a batch of an honest store went to Python"
+
+
+def _rehash_last(path: Path, column: str, raw: bytes) -> None:
+    """Write ``raw`` (not UTF-8) into ``column`` of the last event as text, then give the event
+    the hash, commitment and MAC of the bytes as SQLite now holds them, and move the head: an
+    attacker with the file and the log key, who hashes what SQLite hands back."""
+    with Store(f"sqlite:///{path}") as store:
+        key = store._mac_key_for_verify()
+        with store.ledger.engine.begin() as conn:
+            allow_tampering(conn)
+    conn = sqlite3.connect(path)
+    head = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+    conn.execute(f"UPDATE events SET {column} = CAST(? AS TEXT) WHERE seq = ?", (raw, head))
+    body, personal, prev, nonce = conn.execute(
+        f"SELECT CAST({chain_sql.BODY_SQL} AS BLOB), CAST({chain_sql.PERSONAL_SQL} AS BLOB), "
+        "prev_hash, nonce FROM events WHERE seq = ?",
+        (head,),
+    ).fetchone()
+    digest = hashlib.sha256(prev.encode() + b"\n" + body).hexdigest()
+    commitment = hashlib.sha256(
+        b"consentry-personal-v1\n" + bytes.fromhex(nonce) + personal
+    ).hexdigest()
+    # (the commitment is in the body: hash the body again with it)
+    conn.execute("UPDATE events SET commitment = ? WHERE seq = ?", (commitment, head))
+    body = conn.execute(
+        f"SELECT CAST({chain_sql.BODY_SQL} AS BLOB) FROM events WHERE seq = ?", (head,)
+    ).fetchone()[0]
+    digest = hashlib.sha256(prev.encode() + b"\n" + body).hexdigest()
+    mac = event_mac(key, digest) if key else None
+    conn.execute("UPDATE events SET hash = ?, mac = ? WHERE seq = ?", (digest, mac, head))
+    conn.execute("UPDATE ledger_head SET hash = ?", (digest,))
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize(("column", "words"), [("method", "content"), ("subject", "subject")])
+def test_text_that_is_not_utf8_is_detected_either_way(
+    base_store: Path, monkeypatch: pytest.MonkeyPatch, column: str, words: str
+) -> None:
+    # SQLite keeps any bytes in a TEXT column; hashed as raw bytes they matched on the SQL
+    # path while the Python path could not even read the row. Both now name the event.
+    _rehash_last(base_store, column, b"w\xff\xfe")
+    sql, python = _verdicts(f"sqlite:///{base_store}", monkeypatch)
+    assert sql == python
+    result = sql[0]
+    assert not result["ok"] and result["seq"] == result["head_seq"], result
+    assert "was changed" in result["problem"] and words in result["problem"]
+
+
+def test_the_aggregate_check_passes_an_honest_batch_whole(base_store: Path) -> None:
+    # one batch of the whole store, checked by the joined texts alone (no Python fallback)
+    with Store(f"sqlite:///{base_store}") as store:
+        key = store._mac_key_for_verify()
+    conn = sqlite3.connect(base_store)
+    head = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+    batch = chain_sql.check_batch(
+        conn.cursor(), 0, head, expected=(1, "0" * 64), mac_key=key, leaves=True
+    )
+    assert batch.ok and batch.rows == head == len(batch.ids) == len(batch.bodies)
+    assert batch.keys_seq == 1
+    rows = conn.execute(f"SELECT {_RAW_COLUMNS} FROM events ORDER BY seq").fetchall()
+    assert batch.bodies == [body_text(row).encode() for row in rows]
+    assert batch.last_hash == rows[-1][18]
+    # a different expected start, or a wrong key, is not passed
+    assert not chain_sql.check_batch(
+        conn.cursor(), 0, head, expected=(1, "1" * 64), mac_key=key, leaves=False
+    ).ok
+    assert not chain_sql.check_batch(
+        conn.cursor(), 0, head, expected=None, mac_key=b"other", leaves=False
+    ).ok
+
+
+def test_erased_identifiers_keep_the_sql_checks(
+    base_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An event whose identifiers and nonce were erased commits to nothing anyone can check:
+    # the chain still verifies, on the SQL path (no batch handed to Python), as in Python.
+    with Store(f"sqlite:///{base_store}") as store, store.ledger.engine.begin() as conn:
+        allow_tampering(conn)
+        conn.execute(
+            text(
+                "UPDATE events SET subject = NULL, actor = NULL, idempotency_key = NULL, "
+                "nonce = NULL WHERE subject = 'u1'"
+            )
+        )
+    calls: list[int] = []
+    real = chain_sql.check_batch
+
+    def spy(*args: Any, **kwargs: Any) -> chain_sql.Batch:
+        batch = real(*args, **kwargs)
+        calls.append(int(batch.ok))
+        return batch
+
+    monkeypatch.setattr(chain_sql, "check_batch", spy)
+    monkeypatch.setattr(chain_sql, "BATCH", 4)
+    sql, python = _verdicts(f"sqlite:///{base_store}", monkeypatch)
+    assert sql[1] == python[1] and sql[1][0].ok
+    assert calls and all(calls), "a batch with erased identifiers went to Python"

@@ -549,3 +549,26 @@ def test_a_connection_lost_mid_group_fails_its_callers_never_doubles(any_store: 
     subjects = [e.subject for e in any_store.ledger.events(after_seq=base)]
     assert sorted(subjects) == sorted(done)  # each reported write once, nothing else
     assert any_store.give_consent("after", T, [AUDIO]).seq == result.head_seq + 1
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE events SET at = 'not a time' WHERE seq = 1",
+        "UPDATE events SET at = NULL WHERE seq = 1",
+        "UPDATE events SET payload = 'not json' WHERE seq = 1",
+        # (SQLite: bytes that are not UTF-8 in a TEXT column)
+        "UPDATE events SET payload = CAST(X'7bff7d' AS TEXT) WHERE seq = 1",
+    ],
+)
+def test_a_tampered_keys_event_is_a_verify_failure_not_a_crash(any_store: Store, sql: str) -> None:
+    # The store reads the keys its ledger registered before checking the chain: a tampered
+    # keys.registered event must come back as the chain's finding, not as an InvalidInput.
+    assert any_store.event(1).kind is Kind.KEYS_REGISTERED
+    try:
+        _tamper(any_store, sql)
+    except Exception:  # (NOT NULL on PostgreSQL: the attacker cannot store that one)
+        pytest.skip("the backend refuses this value")
+    result = any_store.verify()
+    assert not result.ok and result.seq == 1
+    assert "was changed" in (result.problem or "") or "key" in (result.problem or "")

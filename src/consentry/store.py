@@ -12,6 +12,7 @@ Everything the CLI, the HTTP API and the web pages do is a method here::
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -1070,10 +1071,17 @@ class Store:
         return {"receipt_public_key": self.public_key_b64(), "log_verifier_key": vkey}
 
     def _registered_keys(self) -> dict[str, Any] | None:
+        """The keys the ledger's last ``keys.registered`` event names (None: none was
+        recorded). Only the payload is read: an event whose other columns were tampered with
+        is the chain check's to report, not a reason for this look-up to fail; a payload
+        that is not a JSON object reads as ``{}`` (which matches no key: reported)."""
         found = None
-        for event in self.ledger.events(kinds=[Kind.KEYS_REGISTERED]):
-            if event.kind is Kind.KEYS_REGISTERED:
-                found = dict(event.payload)
+        for payload in self.ledger.payloads(Kind.KEYS_REGISTERED):
+            try:
+                data = json.loads(payload)
+            except (TypeError, ValueError):
+                data = None
+            found = data if isinstance(data, dict) else {}
         return found
 
     def _key_problem(self) -> str | None:
