@@ -104,7 +104,7 @@ def make_api(tmp_path: Path, clock: Any) -> Iterator[Callable[..., Api]]:
         keys = ApiKeys(store)
         service_key = keys.create("pipeline", "service").secret
         admin_key = keys.create("ops", "platform_admin").secret
-        config = Settings(database_url=store.url, jwt_secret=SECRET, **settings)
+        config = Settings(**({"database_url": store.url, "jwt_secret": SECRET} | settings))
         client = TestClient(create_app(config, store=store), raise_server_exceptions=False)
         api = Api(store, client, config, service_key, admin_key)
         made.append(api)
