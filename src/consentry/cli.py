@@ -604,6 +604,20 @@ def check(
     as_json: JsonOpt = False,
 ) -> None:
     """Decide: exit 0 allow, 1 deny, 2 error."""
+    if as_of is None and not explain and not as_json:
+        # The common case, often run in a loop: read a SQLite store without the database
+        # layer (consentry.quick_check); anything it cannot answer exactly goes on below.
+        from .quick_check import check as quick_check
+
+        quick = quick_check(_ctx.db, subject, purpose, category, label or [])
+        if quick is not None:
+            verdict = (
+                typer.style("allow", fg="green", bold=True)
+                if quick.allowed
+                else (typer.style("deny", fg="red", bold=True))
+            )
+            typer.echo(f"{verdict} ({quick.reason})")
+            raise typer.Exit(0 if quick.allowed else 1)
     with store() as s:
         decision = s.check(subject, purpose, category, label or [], as_of=as_of)
         data = s.explain(decision) if (explain or as_json) else decision.to_dict()

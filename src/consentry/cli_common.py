@@ -12,18 +12,36 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import typer
-from rich.console import Console
 
 from .errors import ConsentryError, InvalidInput, StoreUnavailable
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from .store import Store
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+
+class _LazyConsole:
+    """A Rich console made at its first use: importing Rich costs about as much CPU as the
+    rest of ``consentry check``, which prints one plain line."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr, soft_wrap=True)
+        return getattr(self._console, name)
+
+
+out = cast("Console", _LazyConsole(stderr=False))
+err = cast("Console", _LazyConsole(stderr=True))
 
 #: Exit codes (docs/cli.md "Output and exit codes"): 1 is "the answer is no".
 EXIT_USAGE = 2

@@ -200,11 +200,13 @@ class Ledger:
                 )
 
     def is_initialised(self) -> bool:
-        try:
-            with self.engine.connect() as conn:
+        # Connecting is outside the try: a server that does not answer is not "a store that
+        # is not initialised" (the caller would tell the user to run `init`).
+        with self.engine.connect() as conn:
+            try:
                 return conn.execute(select(schema.ledger_head.c.id)).first() is not None
-        except (OperationalError, ProgrammingError):
-            return False
+            except (OperationalError, ProgrammingError):  # no ledger table
+                return False
 
     def get_meta(self, key: str) -> str | None:
         with self.engine.connect() as conn:
