@@ -34,6 +34,7 @@ from ..textcheck import refuse_bad_text
 from ..times import Clock, format_time, from_us, parse_time, to_us
 from . import schema, verifying
 from .audit import Divergence
+from .compiled import CompiledStatement
 from .engine import WRITE, make_engine
 from .events import (
     BODY_JSON,
@@ -73,26 +74,8 @@ class _WriterLost(Exception):
         self.error = error
 
 
-class _Compiled:
-    """A statement compiled once for a dialect and run on the driver's own cursor.
-
-    An append runs a handful of small statements; SQLAlchemy's per-execution work (building
-    the statement, its cache key, parameter processing, result wrapping) cost several times
-    what the database did, so the append path skips it. The SQL is SQLAlchemy's own.
-    """
-
-    __slots__ = ("names", "sql")
-
-    def __init__(self, stmt: Any, dialect: Any) -> None:
-        compiled = stmt.compile(dialect=dialect)
-        self.sql: str = compiled.string
-        # qmark/numeric drivers (sqlite3) take a tuple in this order; pyformat ones a dict.
-        self.names: tuple[str, ...] | None = (
-            tuple(compiled.positiontup) if compiled.positional else None
-        )
-
-    def params(self, values: dict[str, Any]) -> Any:
-        return values if self.names is None else tuple(values[n] for n in self.names)
+#: (consentry.ledger.compiled; the name the append path has always used)
+_Compiled = CompiledStatement
 
 
 def _head_for_update() -> Any:
