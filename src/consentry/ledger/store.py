@@ -49,6 +49,7 @@ from .events import (
     json_string,
     state_changes,
 )
+from .rows import body_text
 
 
 class _Pending:
@@ -934,26 +935,10 @@ _RAW_COLUMNS = (
 )
 
 
-def body_text(row: Sequence[Any]) -> str:
-    """The canonical JSON of an event body spliced from a ``_RAW_COLUMNS`` row."""
-    return _BODY % (
-        _q(row[7]), _q(row[2]), row[9] or "[]", _q(row[20]), _q(row[1]), _q(row[4]),
-        _q(row[13]), _q(row[14]), _q(row[12]), row[15], _q(row[11]), _q(row[8]), row[0],
-        _q(row[10]),
-    )  # fmt: skip
-
-
 # The body's canonical JSON (events.BODY_JSON); a row's categories and payload are spliced as
 # stored (the ledger stores them in canonical form; any other form fails the hash).
 _BODY = BODY_JSON
 _q = json_string
-
-
-def _at_us(at: str) -> int:
-    try:
-        return to_us(datetime.fromisoformat(at))
-    except ValueError:
-        return -1
 
 
 def _as_clock(now: Clock | datetime) -> Clock:

@@ -23,12 +23,13 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import InvalidInput
 from . import model
 from .evaluate import Evaluator
+from .http import Engine, FetchError, ReadBody, Response
 from .model import DENY, Finding, UrlDecision
 from .robots import MAX_ROBOTS_BYTES, RobotsTxt
 from .tdmrep import TdmRepFile
@@ -38,36 +39,6 @@ MAX_FILE_BYTES = MAX_ROBOTS_BYTES
 MAX_HTML_BYTES = 512 * 1024
 DAY = 24 * 3600.0
 _MAX_AGE = re.compile(r"max-age\s*=\s*(\d+)", re.IGNORECASE)
-
-
-class FetchError(Exception):
-    """A request that got no HTTP answer (timeout, refused connection, bad URL …)."""
-
-
-@dataclass(slots=True)
-class Response:
-    url: str
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes = b""
-    truncated: bool = False
-
-    def header(self, name: str) -> str | None:
-        low = name.lower()
-        for key, value in self.headers:
-            if key == low:
-                return value
-        return None
-
-
-ReadBody = Callable[[Response], int]
-"""Given a response's status and headers, how many body bytes to read (0: none)."""
-
-
-class Engine(Protocol):
-    async def get(self, url: str, *, read_body: ReadBody) -> Response: ...
-
-    async def aclose(self) -> None: ...
 
 
 class HttpxEngine:
