@@ -65,6 +65,7 @@ from .times import Clock, format_time, from_us, parse_as_of, to_us, utcnow
 if TYPE_CHECKING:
     from .gate import GateResult, VerifyReport
     from .imports import ImportReport
+    from .ledger.key_table import ApiKeyTable
     from .lineage import DatasetInfo, Impact, ModelInfo
 
 ACCOUNT_SETTINGS = ("off", "members_choose", "on")
@@ -1030,6 +1031,13 @@ class Store:
         """The ledger's last ``seq`` (0 when empty): one indexed read, no lock taken, so a
         server can tell cheaply whether its in-memory state is behind."""
         return self.ledger.head()[0]
+
+    def api_key_table(self) -> ApiKeyTable:
+        """The repository of this store's API key rows (the rules are
+        :class:`consentry.api.keys.ApiKeys`')."""
+        from .ledger.key_table import ApiKeyTable
+
+        return ApiKeyTable(self.ledger.engine, url=self.url)
 
     def web_session_key(self) -> bytes:
         """The key web session cookies are signed with: 256 random bits kept in the store,
