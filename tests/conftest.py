@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,10 @@ import pytest
 
 from consentry import Store
 from support import PG_SKIP, PG_URL, TEST_POLICY, FakeClock, pg_schema_url
+
+# Every SQLite store of the tests lives for one test: its commits need not wait for the disk
+# (docs/deploying.md; they stay atomic). Subprocesses the tests start inherit it.
+os.environ.setdefault("CONSENTRY_SQLITE_SYNCHRONOUS", "OFF")
 
 
 @pytest.fixture

@@ -549,3 +549,30 @@ def test_a_connection_lost_mid_group_fails_its_callers_never_doubles(any_store: 
     subjects = [e.subject for e in any_store.ledger.events(after_seq=base)]
     assert sorted(subjects) == sorted(done)  # each reported write once, nothing else
     assert any_store.give_consent("after", T, [AUDIO]).seq == result.head_seq + 1
+
+
+def test_sqlite_durability_is_full_unless_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FULL by default (every commit on disk); CONSENTRY_SQLITE_SYNCHRONOUS relaxes it for
+    stores one can lose, and a value SQLite would not take is refused by name."""
+    from consentry.errors import InvalidInput
+    from consentry.ledger.engine import make_engine
+
+    def synchronous() -> int:
+        engine = make_engine(f"sqlite:///{tmp_path}/d.db")
+        try:
+            with engine.connect() as conn:
+                return int(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
+        finally:
+            engine.dispose()
+
+    monkeypatch.delenv("CONSENTRY_SQLITE_SYNCHRONOUS", raising=False)
+    assert synchronous() == 2  # FULL
+    monkeypatch.setenv("CONSENTRY_SQLITE_SYNCHRONOUS", "normal")
+    assert synchronous() == 1
+    monkeypatch.setenv("CONSENTRY_SQLITE_SYNCHRONOUS", "OFF")
+    assert synchronous() == 0
+    monkeypatch.setenv("CONSENTRY_SQLITE_SYNCHRONOUS", "extra; DROP TABLE events")
+    with pytest.raises(InvalidInput, match="CONSENTRY_SQLITE_SYNCHRONOUS"):
+        synchronous()
