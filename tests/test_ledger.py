@@ -576,3 +576,26 @@ def test_sqlite_durability_is_full_unless_asked(
     monkeypatch.setenv("CONSENTRY_SQLITE_SYNCHRONOUS", "extra; DROP TABLE events")
     with pytest.raises(InvalidInput, match="CONSENTRY_SQLITE_SYNCHRONOUS"):
         synchronous()
+
+
+def test_init_migrates_an_older_store_and_skips_a_current_one(tmp_path: Path) -> None:
+    """An older schema is brought up to the head; one already at the head is left alone
+    without running Alembic at all (Store.init runs on every `consentry serve`)."""
+    from consentry.ledger import migrate
+    from consentry.ledger.engine import make_engine
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine, "0006")
+        assert not migrate.is_current(engine)
+    finally:
+        engine.dispose()
+    with Store(url) as store:
+        store.init(policies=[TEST_POLICY])
+        assert migrate.is_current(store.ledger.engine)
+        with store.ledger.engine.connect() as conn:
+            tables = {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master"))}
+        assert "outbox" in tables  # made by 0007
+        store.give_consent("u1", "ai.training", ["content"])
+    assert migrate.head_revisions() and all(isinstance(r, str) for r in migrate.head_revisions())
