@@ -12,7 +12,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import typer
 
@@ -39,6 +39,8 @@ class _LazyConsole:
             self._console = Console(stderr=self._stderr, soft_wrap=True)
         return getattr(self._console, name)
 
+
+T = TypeVar("T")
 
 out = cast("Console", _LazyConsole(stderr=False))
 err = cast("Console", _LazyConsole(stderr=True))
@@ -92,6 +94,21 @@ def database_problem(exc: BaseException) -> StoreUnavailable | None:
             "that this user may read and write it"
         )
     return StoreUnavailable(f"the store could not be read or written: {text}", hint=hint)
+
+
+def run_or_fail(call: Callable[[], T]) -> T:
+    """``call()``, its typed error printed by :func:`fail` (exit 2) and a database's error
+    as :func:`database_problem` tells it (exit 3): for a command that opens no store itself
+    through :func:`store_at`."""
+    try:
+        return call()
+    except ConsentryError as exc:
+        fail(exc)
+    except Exception as exc:
+        problem = database_problem(exc)
+        if problem is None:
+            raise
+        fail(problem, EXIT_UNAVAILABLE)
 
 
 @contextmanager
