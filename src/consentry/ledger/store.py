@@ -49,6 +49,7 @@ from .events import (
     json_string,
     state_changes,
 )
+from .rows import at_us_of as _at_us  # noqa: F401 - the name chain_sql and tests use
 from .rows import body_text
 
 
