@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from consentry import Store
 from support import PG_SKIP, PG_URL, TEST_POLICY, FakeClock, pg_schema_url, sqlite_store_url
@@ -17,6 +18,11 @@ from support import PG_SKIP, PG_URL, TEST_POLICY, FakeClock, pg_schema_url, sqli
 # Every SQLite store of the tests lives for one test: its commits need not wait for the disk
 # (docs/deploying.md; they stay atomic). Subprocesses the tests start inherit it.
 os.environ.setdefault("CONSENTRY_SQLITE_SYNCHRONOUS", "OFF")
+
+# No test depends on wall-clock speed: Hypothesis's default 200 ms deadline per example failed
+# property tests on a loaded machine (an example that took 448 ms once, 0.15 ms when re-run).
+settings.register_profile("consentry", deadline=None)
+settings.load_profile("consentry")
 
 
 @pytest.fixture
