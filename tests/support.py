@@ -5,6 +5,7 @@ Kept out of conftest.py so that test modules can import it by a unique name."""
 from __future__ import annotations
 
 import os
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,3 +56,10 @@ def allow_tampering(conn: Any) -> None:
     ).all()
     for (name,) in names:
         conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
+
+
+def sqlite_store_url(template: Path, path: Path) -> str:
+    """A SQLite store URL at ``path``, its file a copy of the migrated ``template`` (the
+    ``migrated_sqlite`` fixture)."""
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"

@@ -164,3 +164,48 @@ def test_receipts_signed_with_a_key_file(tmp_path: Path, monkeypatch: pytest.Mon
     assert code == 2 and "outside the database" in out and "Traceback" not in out
     code, out = run("--signing-key", str(tmp_path / "nope.pem"), "receipt", "show", event["id"])
     assert code == 2 and "does not exist" in out
+
+
+def test_a_database_that_cannot_be_read_is_a_clear_error(tmp_path: Path) -> None:
+    """Not a traceback and exit 1 (which means "no"): what went wrong, a hint, exit 3."""
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a SQLite database, just some text. " * 200)
+    for args in (
+        ("check", "ai.training", "content.audio", "-s", "alice"),
+        ("log",),
+        ("consent", "give", "alice", "ai.training", "-c", "content.audio"),
+        ("keys", "list"),
+    ):
+        code, out = run("--db", f"sqlite:///{junk}", *args)
+        assert code == 3, (args, out)
+        assert "Error: the store could not be read or written: file is not a database" in out
+        assert "is not a consentry store" in out and "Traceback" not in out
+    # A PostgreSQL server that does not answer (nothing listens on port 1).
+    code, out = run("--db", "postgresql://postgres@127.0.0.1:1/test", "log")
+    assert code == 3 and "the store could not be read or written" in out, out
+    assert "database server is running" in out and "Traceback" not in out
+
+
+def test_a_locked_database_says_to_try_again(tmp_path: Path) -> None:
+    """SQLite's "database is locked" (another process holds the write lock longer than the
+    busy timeout) is told as such, with what to do."""
+    import sqlite3
+
+    from consentry.cli_common import EXIT_UNAVAILABLE, database_problem
+
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    reader = sqlite3.connect(path, timeout=0)
+    try:
+        with pytest.raises(sqlite3.OperationalError) as locked:
+            reader.execute("SELECT * FROM t").fetchall()
+    finally:
+        reader.close()
+        holder.close()
+    problem = database_problem(locked.value)
+    assert problem is not None and EXIT_UNAVAILABLE == 3
+    assert problem.message == "the store could not be read or written: database is locked"
+    assert problem.hint and "try again" in problem.hint
+    assert database_problem(ValueError("database is locked")) is None  # only a driver's error

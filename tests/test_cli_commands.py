@@ -306,3 +306,30 @@ def test_serve_on_a_busy_port_exits_2_saying_so(db: str) -> None:
         port = busy.getsockname()[1]
         code, out = run("serve", "--port", str(port))
     assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in out and "--port" in out
+
+
+def test_subject_report_is_the_apis_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`consentry subject report` prints the library's transparency report (Store.
+    transparency_report, which the API serves): the CLI and the library can make it too."""
+    url = f"sqlite:///{tmp_path}/r.db"
+    with Store(url) as store:
+        store.init(policies=[MEETINGS])
+        store.add_member("bob", "acme")
+        store.give_consent("bob", "ai.training", ["content.audio"])
+        expected = store.transparency_report("bob", language="fr")
+    result = CliRunner().invoke(app, ["--db", url, "subject", "report", "bob", "--language", "fr"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["language"] == "fr" and report["accounts"] == ["acme"]
+
+    def timeless(data: dict[str, object]) -> dict[str, object]:
+        """Without the two moments the report was made at (each run its own)."""
+        data = json.loads(json.dumps(data, default=str))
+        data.pop("generated_at")
+        data["impact"].pop("checked_at")  # type: ignore[attr-defined]
+        return data
+
+    assert timeless(report) == timeless(expected)
+    assert [e["kind"] for e in report["history"]] == ["member.added", "consent.given"]
+    result = CliRunner().invoke(app, ["--db", url, "subject", "report", "x" * 600])
+    assert result.exit_code == 2 and "Error:" in result.output

@@ -81,3 +81,82 @@ def test_a_lazy_command_loads_with_the_help_the_listing_shows(name: str) -> None
 def test_the_key_file_variables_are_the_stores() -> None:
     assert cli.SIGNING_KEY_FILE_ENV == store.SIGNING_KEY_FILE_ENV
     assert cli.LOG_KEY_FILE_ENV == store.LOG_KEY_FILE_ENV
+
+
+ENTRY_PROBE = """
+import json, sys
+sys.argv = ["consentry", *json.loads(sys.argv[1])]
+from consentry.cli_entry import main
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code
+else:
+    code = 0
+print("\\nMODULES " + json.dumps([code, sorted({m.split(".")[0] for m in sys.modules})]))
+"""
+
+
+def run_entry(args: list[str], env: dict[str, str]) -> tuple[int, str, set[str]]:
+    """``consentry ARGS`` through the installed entry point, in a fresh interpreter: its exit
+    code, its output, the top-level modules it loaded."""
+    environ = dict(os.environ, **env)
+    environ["PYTHONPATH"] = os.pathsep.join([SRC, environ.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", ENTRY_PROBE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,  # a deadline on the wait, generous for a loaded machine
+    )
+    head, _, tail = done.stdout.rpartition("\nMODULES ")
+    assert tail, done.stderr[-2000:]
+    code, modules = json.loads(tail)
+    return code, head + done.stderr, set(modules)
+
+
+def test_a_plain_check_starts_without_typer_or_the_database_layer(tmp_path: Path) -> None:
+    """``consentry check P C -s S`` (the form scripts run in loops) is answered before Typer,
+    pydantic or SQLAlchemy is imported, with the Typer command's output and exit code; every
+    other form goes to the Typer command."""
+    from typer.testing import CliRunner
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    with store.Store(url) as s:
+        s.init(policies=[MEETINGS])
+        s.give_consent("alice", "ai.training", ["content.audio"])
+        s.add_member("bob", "acme")
+    env = {"CONSENTRY_DATABASE_URL": url}
+    plain = [
+        ["check", "ai.training", "content.audio", "-s", "alice"],
+        ["check", "ai.training", "content.audio", "--subject", "alice", "-s", "bob"],
+        ["check", "ai.training", "content.audio", "--subject=alice", "--label", "health"],
+        ["--db", url, "check", "ai.training", "content.audio", "-s", "nobody"],
+    ]
+    other = [
+        ["check", "ai.training", "content.audio", "-s", "alice", "--json"],
+        ["check", "ai.trainng", "content.audio", "-s", "alice"],  # the Store says why
+        ["check", "ai.training", "-s", "alice"],  # Typer's usage error
+    ]
+    runner = CliRunner()
+    for args in plain + other:
+        code, output, modules = run_entry(args, env)
+        typer_run = runner.invoke(cli.app, args, env=env)
+        assert code == typer_run.exit_code, (args, output, typer_run.output)
+        if args in plain:
+            assert output == typer_run.output, args
+            assert not modules & {"typer", "click", "pydantic", "sqlalchemy", "rich"}, modules
+        else:
+            assert "typer" in modules, args
+    from consentry.cli_entry import parse_plain_check
+
+    assert parse_plain_check(["check", "p", "c", "-s"]) is None
+    assert parse_plain_check(["--signing-key", "k", "check", "p", "c", "-s", "a"]) is None
+    assert parse_plain_check(["check", "p", "c", "-sa"]) is None
+    assert parse_plain_check(["--db=x", "check", "p", "c", "-l", "y", "-s", "a"]) == (
+        "x",
+        "p",
+        "c",
+        ["a"],
+        ["y"],
+    )

@@ -95,5 +95,7 @@ def test_kernels_agree_with_the_reference(
             plan = compile_plan(state, p, c, now)
             reference = [reference_decide(plan, state, s, now) for s in subjects]
             assert [plan.decide(state, s, now) for s in subjects] == reference, (p, c)
-            assert list(plan.codes(state, subjects, now)) == [r for r, _ in reference], (p, c)
-            assert list(reference_codes(plan, state, subjects, now)) == [r for r, _ in reference]
+            codes = plan.codes(state, subjects, now)
+            assert list(codes) == [r for r, _ in reference], (p, c)
+            # The batch kernel against the batch oracle, byte for byte (the same bytes type).
+            assert bytes(codes) == bytes(reference_codes(plan, state, subjects, now)), (p, c)

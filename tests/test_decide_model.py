@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from consentry import Store
 from consentry.errors import AsOfOutOfRange, InvalidInput, ObjectionIgnored
 from consentry.ledger.events import Draft, Kind
 from consentry.policy import Policy, load_policies
-from support import TEST_POLICY, FakeClock
+from support import TEST_POLICY, FakeClock, sqlite_store_url
 
 POLICIES = load_policies(TEST_POLICY)
 SUBJECTS = ["s0", "s1", "s2", "s3"]
@@ -326,11 +327,15 @@ FIRST_IN_FORCE = max(START, datetime(2024, 1, 1, tzinfo=UTC))
 )
 @given(ops=steps, probe=st.integers(0, 13), later=st.integers(0, 24 * 60))
 def test_store_agrees_with_the_reference_model(
-    tmp_path_factory: Any, ops: list[tuple[int, tuple[Any, ...]]], probe: int, later: int
+    tmp_path_factory: Any,
+    migrated_sqlite: Path,
+    ops: list[tuple[int, tuple[Any, ...]]],
+    probe: int,
+    later: int,
 ) -> None:
     path = tmp_path_factory.mktemp("model") / "s.db"
     clock = FakeClock(START)
-    store = Store(f"sqlite:///{path}", clock=clock)
+    store = Store(sqlite_store_url(migrated_sqlite, path), clock=clock)
     store.init(policies=[TEST_POLICY])
     events = run(store, clock, ops)
     clock.advance(hours=later)

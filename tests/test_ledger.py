@@ -572,3 +572,53 @@ def test_a_tampered_keys_event_is_a_verify_failure_not_a_crash(any_store: Store,
     result = any_store.verify()
     assert not result.ok and result.seq == 1
     assert "was changed" in (result.problem or "") or "key" in (result.problem or "")
+
+
+def test_sqlite_durability_is_full_unless_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FULL by default (every commit on disk); CONSENTRY_SQLITE_SYNCHRONOUS relaxes it for
+    stores one can lose, and a value SQLite would not take is refused by name."""
+    from consentry.errors import InvalidInput
+    from consentry.ledger.engine import make_engine
+
+    def synchronous() -> int:
+        engine = make_engine(f"sqlite:///{tmp_path}/d.db")
+        try:
+            with engine.connect() as conn:
+                return int(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
+        finally:
+            engine.dispose()
+
+    monkeypatch.delenv("CONSENTRY_SQLITE_SYNCHRONOUS", raising=False)
+    assert synchronous() == 2  # FULL
+    monkeypatch.setenv("CONSENTRY_SQLITE_SYNCHRONOUS", "normal")
+    assert synchronous() == 1
+    monkeypatch.setenv("CONSENTRY_SQLITE_SYNCHRONOUS", "OFF")
+    assert synchronous() == 0
+    monkeypatch.setenv("CONSENTRY_SQLITE_SYNCHRONOUS", "extra; DROP TABLE events")
+    with pytest.raises(InvalidInput, match="CONSENTRY_SQLITE_SYNCHRONOUS"):
+        synchronous()
+
+
+def test_init_migrates_an_older_store_and_skips_a_current_one(tmp_path: Path) -> None:
+    """An older schema is brought up to the head; one already at the head is left alone
+    without running Alembic at all (Store.init runs on every `consentry serve`)."""
+    from consentry.ledger import migrate
+    from consentry.ledger.engine import make_engine
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine, "0006")
+        assert not migrate.is_current(engine)
+    finally:
+        engine.dispose()
+    with Store(url) as store:
+        store.init(policies=[TEST_POLICY])
+        assert migrate.is_current(store.ledger.engine)
+        with store.ledger.engine.connect() as conn:
+            tables = {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master"))}
+        assert "outbox" in tables  # made by 0007
+        store.give_consent("u1", "ai.training", ["content"])
+    assert migrate.head_revisions() and all(isinstance(r, str) for r in migrate.head_revisions())

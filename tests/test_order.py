@@ -31,7 +31,7 @@ from consentry import Store
 from consentry.ledger.engine import make_engine
 from consentry.ledger.events import Draft, Kind
 from consentry.times import to_us
-from support import TEST_POLICY, FakeClock
+from support import TEST_POLICY, FakeClock, sqlite_store_url
 
 ROOT = Path(__file__).resolve().parents[1]
 MEETINGS = ROOT / "policies" / "meetings.yaml"
@@ -153,12 +153,12 @@ def test_a_fence_puts_every_later_event_after_it(backend_url: str) -> None:
     )
 )
 def test_seq_order_and_time_order_agree_whatever_the_clocks_say(
-    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, int]]
+    tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path, steps: list[tuple[str, int]]
 ) -> None:
     """Three writers with clocks that jump around (each a store of its own, as separate
     processes are) and fences in between: times never decrease along the chain, and each
     fence's (seq, as_of) splits the ledger exactly at its time."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('order')}/store.db"
+    url = sqlite_store_url(migrated_sqlite, tmp_path_factory.mktemp("order") / "store.db")
     base = datetime(2024, 3, 1, tzinfo=UTC)
     clocks = [FakeClock(base) for _ in range(4)]
     stores = [Store(url, clock=c) for c in clocks]

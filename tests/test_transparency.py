@@ -37,7 +37,7 @@ from consentry.ledger.merkle import (
 )
 from consentry.ledger.receipts import new_private_key_pem, write_key_file
 from consentry.store import LOG_KEY, LOG_VERIFIER_KEY, SIGNING_KEY, SIGNING_PUBLIC_KEY
-from support import MEETINGS, TEST_POLICY, FakeClock
+from support import MEETINGS, TEST_POLICY, FakeClock, sqlite_store_url
 
 T, AUDIO = "ai.training", "content.audio"
 runner = CliRunner()
@@ -510,6 +510,7 @@ _TEXT = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters=
 )
 def test_the_write_path_the_verifier_and_a_receipt_hash_the_same_bytes(
     tmp_path_factory: pytest.TempPathFactory,
+    migrated_sqlite: Path,
     subject: str,
     method: str | None,
     language: str | None,
@@ -522,7 +523,7 @@ def test_the_write_path_the_verifier_and_a_receipt_hash_the_same_bytes(
     from consentry.ledger.events import Draft, Kind
 
     path = tmp_path_factory.mktemp("bodies") / "s.db"
-    with Store(f"sqlite:///{path}", clock=FakeClock()) as store:
+    with Store(sqlite_store_url(migrated_sqlite, path), clock=FakeClock()) as store:
         store.init()
         (event,) = store.append(
             [

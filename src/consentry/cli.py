@@ -13,16 +13,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
+from .cli_common import emit, err, fail, out, store_at
 from .errors import ConsentryError, InvalidInput, SignatureInvalid
 
 if TYPE_CHECKING:
@@ -157,8 +157,6 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(receipt_app, name="receipt")
 app.add_typer(sessions_app, name="sessions")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON data instead of text.")]
@@ -216,40 +214,21 @@ def main(
         os.environ[LOG_KEY_FILE_ENV] = str(log_key)
 
 
-def fail(error: ConsentryError, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]Error:[/] {error.message}", highlight=False)
-    if error.hint:
-        err.print(f"[yellow]Hint:[/] {error.hint}", highlight=False)
-    raise typer.Exit(code)
-
-
 @contextmanager
-def store(*, create: bool = False) -> Iterator[Store]:
-    """A store for one command; typed errors become a message and exit code 2. Only ``init``
-    passes ``create``: any other command pointed at a store that is not there says so."""
-    try:
-        from .store import Store
-
-        with Store(
-            _ctx.db, signing_key_file=_ctx.signing_key, log_key_file=_ctx.log_key, create=create
-        ) as s:
-            yield s
-    except ConsentryError as exc:
-        fail(exc)
-    except UnicodeError as exc:  # e.g. an argument that was not UTF-8 (a lone surrogate)
-        fail(
-            InvalidInput(
-                f"text that is not valid UTF-8: {getattr(exc, 'reason', exc)}",
-                hint="pass arguments and files as UTF-8 text",
-            )
-        )
-
-
-def emit(data: Any, as_json: bool, text: Callable[[], None]) -> None:
-    if as_json:
-        out.print_json(json.dumps(data, default=str))
-    else:
-        text()
+def store(
+    *, create: bool = False, answers_no: tuple[type[ConsentryError], ...] = ()
+) -> Iterator[Store]:
+    """The store of ``--db`` for one command (:func:`consentry.cli_common.store_at`: typed
+    errors exit 2, database errors 3). Only ``init`` passes ``create``: any other command
+    pointed at a store that is not there says so."""
+    with store_at(
+        _ctx.db,
+        create=create,
+        answers_no=answers_no,
+        signing_key_file=_ctx.signing_key,
+        log_key_file=_ctx.log_key,
+    ) as s:
+        yield s
 
 
 def _event_line(event: Any) -> None:
@@ -417,12 +396,8 @@ def _consent_command(action: str, doc: str) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         with store() as s:
-            record = {
-                "give": s.give_consent,
-                "refuse": s.refuse_consent,
-                "withdraw": s.withdraw_consent,
-            }[action]
-            event = record(
+            event = s.record_consent(
+                action,
                 subject,
                 purpose,
                 category or [],
@@ -455,11 +430,11 @@ def object_(
 ) -> None:
     """Object to a legitimate-interest purpose (no --category: every category)."""
     with store() as s:
-        event = s.object(
+        event = s.record_consent(
+            "lift" if lift else "object",
             subject,
             purpose,
             category or [],
-            lift=lift,
             actor=actor,
             idempotency_key=idempotency_key,
         )
@@ -629,6 +604,20 @@ def check(
     as_json: JsonOpt = False,
 ) -> None:
     """Decide: exit 0 allow, 1 deny, 2 error."""
+    if as_of is None and not explain and not as_json:
+        # The common case, often run in a loop: read a SQLite store without the database
+        # layer (consentry.quick_check); anything it cannot answer exactly goes on below.
+        from .quick_check import check as quick_check
+
+        quick = quick_check(_ctx.db, subject, purpose, category, label or [])
+        if quick is not None:
+            verdict = (
+                typer.style("allow", fg="green", bold=True)
+                if quick.allowed
+                else (typer.style("deny", fg="red", bold=True))
+            )
+            typer.echo(f"{verdict} ({quick.reason})")
+            raise typer.Exit(0 if quick.allowed else 1)
     with store() as s:
         decision = s.check(subject, purpose, category, label or [], as_of=as_of)
         data = s.explain(decision) if (explain or as_json) else decision.to_dict()
@@ -926,8 +915,8 @@ def receipt_verify(
     note = _read_text(checkpoint, "a checkpoint file") if checkpoint is not None else None
     from .ledger.evidence import load_pins, verify_receipt_offline
 
-    try:
-        if public_key:
+    if public_key:
+        try:
             receipt_key, log_key = load_pins(public_key)
             if receipt_key is None or log_key is None:
                 fail(
@@ -941,22 +930,15 @@ def receipt_verify(
             check = verify_receipt_offline(
                 document, receipt_key=receipt_key, log_key=log_key, checkpoint=note
             )
-            if _ctx.db is not None:
-                with store() as s:
-                    check = s.verify_receipt(document, checkpoint=note)
-                    if s.public_keys()["receipt_public_key"] != receipt_key:
-                        fail(SignatureInvalid("the store's receipt key is not the pinned one"), 1)
-        else:
-            from .store import Store
-
-            with Store(
-                _ctx.db, signing_key_file=_ctx.signing_key, log_key_file=_ctx.log_key, create=False
-            ) as s:
-                check = s.verify_receipt(document, checkpoint=note)
-    except SignatureInvalid as exc:
-        fail(exc, 1)
-    except ConsentryError as exc:
-        fail(exc)
+        except SignatureInvalid as exc:
+            fail(exc, 1)
+        except ConsentryError as exc:
+            fail(exc)
+    if not public_key or _ctx.db is not None:
+        with store(answers_no=(SignatureInvalid,)) as s:
+            check = s.verify_receipt(document, checkpoint=note)
+            if public_key and s.public_keys()["receipt_public_key"] != receipt_key:
+                fail(SignatureInvalid("the store's receipt key is not the pinned one"), 1)
     out.print(
         f"[green]valid[/]: receipt for event #{check.seq} {check.record_id}, signed by key "
         f"{check.receipt_key_id}; included in the log of {check.checkpoint.size} events "

@@ -84,6 +84,15 @@ class NotInitialised(ConsentryError):
     title = "Store not initialised"
 
 
+class StoreUnavailable(ConsentryError):
+    """The database could not be read or written: locked by another writer, a server that
+    does not answer, a file that is not a consentry database. Often worth a retry."""
+
+    code = "store-unavailable"
+    status = 503
+    title = "Store unavailable"
+
+
 class IdempotencyConflict(ConsentryError):
     """An idempotency key reused for a different request."""
 

@@ -66,12 +66,7 @@ SERVICE_NAME = "consentry"
 def export_subject(store: Store, subject: str, *, language: str | None = None) -> bytes:
     """The archive of ``subject`` (see the module's docstring). ``language``: the README's,
     else the language of the person's latest choice, else the policy's."""
-    from .store import _id
-
-    subject = _id(subject, "subject")
-    store._require_init()
-    events = list(store.ledger.events(subjects=[subject]))
-    events = [e for e in events if e.subject == subject]
+    events = [e for e in store.events(subject=subject) if e.subject == subject]
     impact = store.impact(subject)
     if not events and not impact.datasets:
         raise no_such_subject(subject)

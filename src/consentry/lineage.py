@@ -24,6 +24,7 @@ from .gate.result import LineageRecord, record_digest
 from .ids import new_id
 from .item_order import ITEM_ORDER, ItemStep
 from .ledger import schema
+from .ledger.compiled import CompiledStatement
 from .ledger.engine import WRITE
 from .state import State
 from .textcheck import refuse_bad_text
@@ -191,7 +192,7 @@ def _insert_index(conn: Connection, index: Any, dataset_id: str) -> None:
                 for subject, items, categories in _index_tuples(index):
                     copy.write_row((subject, dataset_id, items, categories))
             return
-        stmt = _Compiled(
+        stmt = CompiledStatement(
             insert(table).values(
                 subject=bindparam("subject"),
                 dataset_id=bindparam("dataset_id"),
@@ -510,26 +511,6 @@ class Impact:
         }
 
 
-class _Compiled:
-    """A statement compiled once for a dialect, run on the driver's own cursor: ``impact`` is
-    a handful of indexed lookups, and SQLAlchemy's per-execution work would cost more than
-    the database does (the ledger's append path does the same)."""
-
-    __slots__ = ("names", "sql")
-
-    def __init__(self, stmt: Any, dialect: Any) -> None:
-        compiled = stmt.compile(dialect=dialect)
-        self.sql: str = compiled.string
-        self.names: tuple[str, ...] | None = (
-            tuple(compiled.positiontup) if compiled.positional else None
-        )
-
-    def run(self, cursor: Any, **values: Any) -> list[Any]:
-        params = values if self.names is None else tuple(values[n] for n in self.names)
-        cursor.execute(self.sql, params)
-        return list(cursor.fetchall())
-
-
 def _impact_statements() -> dict[str, Any]:
     p, c, o, m = schema.policies.c, schema.consents.c, schema.objections.c, schema.memberships.c
     st, ft = schema.account_settings, schema.account_features
@@ -579,20 +560,20 @@ def _impact_statements() -> dict[str, Any]:
     }
 
 
-_COMPILED: dict[str, dict[str, _Compiled]] = {}
+_COMPILED: dict[str, dict[str, CompiledStatement]] = {}
 _POLICY_DOCS: dict[str, dict[str, Any]] = {}
 _RECORDS: dict[tuple[str, str], LineageRecord] = {}
 
 
-def _compiled(dialect: Any) -> dict[str, _Compiled]:
+def _compiled(dialect: Any) -> dict[str, CompiledStatement]:
     found = _COMPILED.get(dialect.name)
     if found is None:
-        found = {k: _Compiled(v, dialect) for k, v in _impact_statements().items()}
+        found = {k: CompiledStatement(v, dialect) for k, v in _impact_statements().items()}
         _COMPILED[dialect.name] = found
     return found
 
 
-def subject_state(cursor: Any, q: Mapping[str, _Compiled], subject: str) -> State:
+def subject_state(cursor: Any, q: Mapping[str, CompiledStatement], subject: str) -> State:
     """The current state for one subject, from the current-state tables (a few indexed
     lookups): their consents, objections and accounts, those accounts' settings and features,
     and the published policies (each document read and parsed once per process)."""
@@ -620,7 +601,9 @@ def subject_state(cursor: Any, q: Mapping[str, _Compiled], subject: str) -> Stat
     return state
 
 
-def _record(cursor: Any, q: Mapping[str, _Compiled], dataset_id: str, sha: str) -> LineageRecord:
+def _record(
+    cursor: Any, q: Mapping[str, CompiledStatement], dataset_id: str, sha: str
+) -> LineageRecord:
     """A dataset's lineage record (immutable: parsed once per process)."""
     key = (dataset_id, sha)
     found = _RECORDS.get(key)

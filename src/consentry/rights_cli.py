@@ -60,6 +60,23 @@ def subject_export(
     out.print(f"wrote {target} ({len(data):,} bytes)", highlight=False)
 
 
+@subject_app.command("report")
+def subject_report(
+    ctx: typer.Context,
+    subject: Annotated[str, typer.Argument(help="The subject's id on the platform.")],
+    language: Annotated[
+        str | None,
+        typer.Option("--language", help="The notice's language (default: the policy's)."),
+    ] = None,
+) -> None:
+    """The person's transparency report as JSON (what GET /v1/subjects/SUBJECT/report
+    answers, without the receipt links): each use of their data with its basis and what it
+    means for them now, what never happens, their history and where their data went."""
+    with _store(ctx) as s:
+        report = s.transparency_report(subject, language=language)
+    sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
 def import_command(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="A CSV or JSON Lines file of consents.")],

@@ -66,9 +66,16 @@ from .times import Clock, format_time, from_us, parse_as_of, to_us, utcnow
 if TYPE_CHECKING:
     from .gate import GateResult, VerifyReport
     from .imports import ImportReport
+    from .ledger.key_table import ApiKeyTable
     from .lineage import DatasetInfo, Impact, ModelInfo
 
 ACCOUNT_SETTINGS = ("off", "members_choose", "on")
+#: A person's consent choices by name (``Store.record_consent``), and the event each records.
+CONSENT_ACTIONS: Mapping[str, Kind] = {
+    "give": Kind.CONSENT_GIVEN,
+    "refuse": Kind.CONSENT_REFUSED,
+    "withdraw": Kind.CONSENT_WITHDRAWN,
+}
 #: The payload of a ``member.declined`` event that the account recorded (its invitation
 #: withdrawn), not the person (see ``Store.withdraw_invitation``).
 WITHDRAWN: Mapping[str, Any] = {"withdrawn": True}
@@ -84,6 +91,8 @@ LOG_ORIGIN = "log_origin"
 LOG_KEY_FILE_ENV = "CONSENTRY_LOG_KEY_FILE"
 #: An append-only directory every new checkpoint is also written to (ship it off the machine).
 CHECKPOINT_DIR_ENV = "CONSENTRY_CHECKPOINT_DIR"
+#: Where the web session signing key is kept (``Store.web_session_key``).
+WEB_SESSION_KEY = "web_session_key"
 
 
 @dataclass(frozen=True)
@@ -454,6 +463,32 @@ class Store:
                 idempotency_key=idempotency_key,
             )
         )
+
+    def record_consent(
+        self,
+        action: str,
+        subject: str,
+        purpose: str,
+        categories: Sequence[str] = (),
+        **options: Any,
+    ) -> Event:
+        """One of a person's choices by name, as the CLI, the API and the preference centre
+        receive it: ``give``, ``refuse`` or ``withdraw`` a consent (``options`` as
+        :meth:`give_consent`), ``object`` or ``lift`` an objection (``actor`` and
+        ``idempotency_key`` only). The rules are the called method's: an objection the
+        policy would ignore is refused (:class:`ObjectionIgnored`) whoever sends it."""
+        if action in ("object", "lift"):
+            extra = set(options) - {"actor", "idempotency_key"}
+            if extra:
+                raise InvalidInput(
+                    f"an objection takes no {', '.join(sorted(extra))}", field=sorted(extra)[0]
+                )
+            return self.object(subject, purpose, categories, lift=action == "lift", **options)
+        kind = CONSENT_ACTIONS.get(action)
+        if kind is None:
+            known = ", ".join([*CONSENT_ACTIONS, "object", "lift"])
+            raise InvalidInput(f"unknown choice {action!r}: one of {known}", field="action")
+        return self._consent(kind, subject, purpose, categories, **options)
 
     def add_member(
         self,
@@ -954,6 +989,68 @@ class Store:
             "features": {p: v[0] for p, v in sorted(state.features.get(account, {}).items())},
             "members": sorted(s for s, accts in state.memberships.items() if account in accts),
         }
+
+    def events(self, *, subject: str | None = None, account: str | None = None) -> list[Event]:
+        """Every event about ``subject`` or ``account`` (either named: about either), oldest
+        first: a person's history, an account's audit trail. ``log`` gives the last few."""
+        self._require_init()
+        if subject is None and account is None:
+            raise InvalidInput("name a subject or an account", field="subject")
+        subjects = [_id(subject, "subject")] if subject is not None else None
+        accounts = [_id(account, "account")] if account is not None else None
+        return list(self.ledger.events(subjects=subjects, accounts=accounts))
+
+    def transparency_report(
+        self, subject: str, *, language: str | None = None, decider: Decider | None = None
+    ) -> dict[str, Any]:
+        """Everything the preference centre shows ``subject``, as one document
+        (:func:`consentry.reports.transparency_report`); ``decider``: decide with this one
+        (a server's snapshot) instead of the store's own, caught up."""
+        from .reports import transparency_report
+
+        return transparency_report(self, _id(subject, "subject"), language, decider)
+
+    def member_summary(
+        self, account: str, *, policy: Policy | None = None, decider: Decider | None = None
+    ) -> dict[str, Any]:
+        """How many of ``account``'s members each purpose allows, and why
+        (:func:`consentry.reports.member_summary`); ``policy``: default the one in effect."""
+        from .reports import member_summary
+
+        policy = policy or self.policy()
+        return member_summary(self, _id(account, "account"), policy, decider)
+
+    # -- for servers ----------------------------------------------------------------------
+
+    def is_initialised(self) -> bool:
+        """Whether the database holds a consentry store (``init`` has run)."""
+        if not self._initialised:
+            self._initialised = self.ledger.is_initialised()
+        return self._initialised
+
+    def head_seq(self) -> int:
+        """The ledger's last ``seq`` (0 when empty): one indexed read, no lock taken, so a
+        server can tell cheaply whether its in-memory state is behind."""
+        return self.ledger.head()[0]
+
+    def api_key_table(self) -> ApiKeyTable:
+        """The repository of this store's API key rows (the rules are
+        :class:`consentry.api.keys.ApiKeys`')."""
+        from .ledger.key_table import ApiKeyTable
+
+        return ApiKeyTable(self.ledger.engine, url=self.url)
+
+    def web_session_key(self) -> bytes:
+        """The key web session cookies are signed with: 256 random bits kept in the store,
+        made by the first caller, so every worker and process on this store shares it."""
+        if not self.is_initialised():
+            raise NotInitialised(
+                f"{self.url} is not a consentry store yet",
+                hint="run `consentry init --policy FILE` first",
+            )
+        import secrets
+
+        return bytes.fromhex(self.ledger.set_meta_once(WEB_SESSION_KEY, secrets.token_hex(32)))
 
     # -- web sessions ---------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from consentry import Store
 from consentry.api import Settings, create_app
 from consentry.api.keys import ApiKeys
+from support import sqlite_store_url
 
 ROOT = Path(__file__).resolve().parents[2]
 MEETINGS = ROOT / "policies" / "meetings.yaml"
@@ -87,7 +88,7 @@ def populate(store: Store) -> None:
 
 
 @pytest.fixture
-def make_api(tmp_path: Path, clock: Any) -> Iterator[Callable[..., Api]]:
+def make_api(tmp_path: Path, clock: Any, migrated_sqlite: Path) -> Iterator[Callable[..., Api]]:
     made: list[Api] = []
 
     def make(
@@ -97,14 +98,15 @@ def make_api(tmp_path: Path, clock: Any) -> Iterator[Callable[..., Api]]:
         policy: Path = MEETINGS,
         **settings: Any,
     ) -> Api:
-        store = Store(url or f"sqlite:///{tmp_path}/api{len(made)}.db", clock=clock)
+        url = url or sqlite_store_url(migrated_sqlite, tmp_path / f"api{len(made)}.db")
+        store = Store(url, clock=clock)
         store.init(policies=[policy])
         if populate_store:
             populate(store)
         keys = ApiKeys(store)
         service_key = keys.create("pipeline", "service").secret
         admin_key = keys.create("ops", "platform_admin").secret
-        config = Settings(database_url=store.url, jwt_secret=SECRET, **settings)
+        config = Settings(**({"database_url": store.url, "jwt_secret": SECRET} | settings))
         client = TestClient(create_app(config, store=store), raise_server_exceptions=False)
         api = Api(store, client, config, service_key, admin_key)
         made.append(api)

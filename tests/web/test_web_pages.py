@@ -144,6 +144,27 @@ def test_bad_sign_in_links_explain_themselves(
     assert technical in r.json()["detail"]
 
 
+def test_a_service_that_accepts_no_sign_in_links_says_so(make_api: Callable[..., Api]) -> None:
+    """No JWT secret or key configured: every link is refused, and the person is told that
+    signing in is not set up here (not that their link is bad), in their language."""
+    api = make_api(jwt_secret=None)
+    params = {"token": sign("bob", "subject")}
+    r = api.client.get("/login", params=params, headers={"Accept": "text/html"})
+    assert r.status_code == 401 and r.headers["content-type"].startswith("text/html")
+    assert "<h1>Signing in does not work here yet</h1>" in r.text
+    assert "has not been set up to accept sign-in links" in r.text
+    assert "Please tell the platform that gave you the link." in r.text
+    assert "not valid" not in r.text and "JWT" not in r.text
+    r = api.client.get(
+        "/login", params=params, headers={"Accept": "text/html", "Accept-Language": "fr"}
+    )
+    assert r.status_code == 401 and '<html lang="fr">' in r.text
+    assert "La connexion ne fonctionne pas encore ici" in r.text.replace("&#39;", "'")
+    # A program gets the problem, with the technical detail.
+    r = api.client.get("/login", params=params)
+    assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+
+
 def test_a_former_administrator_is_told_why(api: Api) -> None:
     api.store.remove_member("alice", "acme")
     token = sign("alice", "account_admin", "acme")
@@ -411,6 +432,16 @@ def test_wrong_choices_are_refused(api: Api) -> None:
         headers={"Accept": "text/html"},
     )
     assert r.status_code == 422 and "does not ask for your consent" in r.text
+    # An objection the rule ignores is refused by the Store, in its words (as the CLI's and
+    # the API's), and nothing is recorded.
+    before = api.store.log(subject="bob", limit=1000)
+    r = bob.post(
+        "/me/choices",
+        data={"csrf": token, "rule": "deliver-service", "action": "object"},
+        headers={"Accept": "text/html"},
+    )
+    assert r.status_code == 422 and "would change nothing under policy" in r.text
+    assert api.store.log(subject="bob", limit=1000) == before
     r = bob.post("/me/choices", data={"csrf": token, "rule": "no-such-rule", "action": "give"})
     assert r.status_code == 404
     r = bob.post("/me/choices", data={"csrf": token, "rule": "train-on-content", "action": "shrug"})

@@ -56,9 +56,9 @@ class Checkpointer:
 
     def run_once(self) -> bool:
         """Make a checkpoint if one is due; return whether one was made."""
-        if not self.store.ledger.is_initialised():
+        if not self.store.is_initialised():
             return False
-        head = self.store.ledger.head()[0]
+        head = self.store.head_seq()
         latest = self.store.latest_checkpoint()
         covered = latest.size if latest is not None else 0
         if not self.due(head, covered, time.monotonic()):

@@ -9,20 +9,19 @@ import json
 import os
 import secrets
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from ..cli_common import err, fail, open_store, out, root_db, store_at
 from ..errors import ConsentryError, InvalidInput, NotInitialised
 from ..store import Store, database_url
 from .keys import KEY_ROLES, ApiKeys
 from .settings import Settings
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 keys_app = typer.Typer(
     rich_markup_mode=None, help="API keys for the platform's backends.", no_args_is_help=True
@@ -32,21 +31,22 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON data instead o
 
 
 def _db(ctx: typer.Context) -> str:
-    root = ctx.find_root()
-    return database_url(root.params.get("db") if root.params else None)
+    return database_url(root_db(ctx))
 
 
-def _open(ctx: typer.Context) -> Store:
+@contextmanager
+def _open(ctx: typer.Context) -> Iterator[Store]:
     """The command's store; one that does not exist is refused, never created."""
-    store = Store(_db(ctx), create=False)
-    if not store.ledger.is_initialised():
-        store.close()
-        raise NotInitialised(
-            f"{store.url} is not a consentry store yet",
-            hint="create it with `consentry init --policy FILE`, or point --db (or "
-            "CONSENTRY_DATABASE_URL) at an existing store",
-        )
-    return store
+    with open_store(ctx) as store:
+        if not store.is_initialised():
+            fail(
+                NotInitialised(
+                    f"{store.url} is not a consentry store yet",
+                    hint="create it with `consentry init --policy FILE`, or point --db (or "
+                    "CONSENTRY_DATABASE_URL) at an existing store",
+                )
+            )
+        yield store
 
 
 def _check_port(host: str, port: int) -> None:
@@ -76,13 +76,6 @@ def default_key_name(role: str) -> str:
     return f"{role}-{secrets.token_hex(3)}"
 
 
-def _fail(error: ConsentryError) -> NoReturn:
-    err.print(f"[bold red]Error:[/] {error.message}", highlight=False)
-    if error.hint:
-        err.print(f"[yellow]Hint:[/] {error.hint}", highlight=False)
-    raise typer.Exit(2)
-
-
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
@@ -108,7 +101,7 @@ def serve(
     try:
         _check_port(host, port)  # first: a busy port is the likeliest mistake
         settings = Settings.from_env(database_url=_db(ctx))
-        with Store(settings.database_url, create=bool(policy)) as store:
+        with store_at(settings.database_url, create=bool(policy)) as store:
             store.init(policies=policy or [])
             for warning in store.key_warnings():
                 err.print(f"[yellow]Risk:[/] {warning}", highlight=False)
@@ -119,7 +112,7 @@ def serve(
                 highlight=False,
             )
     except ConsentryError as exc:
-        _fail(exc)
+        fail(exc)
     os.environ.update(settings.to_env())
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Every worker writes its counters here and /metrics adds them up.
@@ -167,14 +160,11 @@ def keys_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API key. The key is printed once: store it in the backend's secrets."""
-    try:
-        with _open(ctx) as store:
-            store.init()  # brings an older store's schema up to date (the key table)
-            new = ApiKeys(store).create(
-                name or default_key_name(role), role, account=account, created_by=created_by
-            )
-    except ConsentryError as exc:
-        _fail(exc)
+    with _open(ctx) as store:
+        store.init()  # brings an older store's schema up to date (the key table)
+        new = ApiKeys(store).create(
+            name or default_key_name(role), role, account=account, created_by=created_by
+        )
     if as_json:
         out.print_json(json.dumps(new.key.to_dict() | {"key": new.secret}))
         return
@@ -190,11 +180,8 @@ def keys_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List API keys (never their secrets)."""
-    try:
-        with _open(ctx) as store:
-            keys = ApiKeys(store).list(include_revoked=all_)
-    except ConsentryError as exc:
-        _fail(exc)
+    with _open(ctx) as store:
+        keys = ApiKeys(store).list(include_revoked=all_)
     if as_json:
         out.print_json(json.dumps([k.to_dict() for k in keys]))
         return
@@ -211,11 +198,8 @@ def keys_revoke(
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke an API key: this worker refuses it at once, every other within seconds."""
-    try:
-        with _open(ctx) as store:
-            key = ApiKeys(store).revoke(key_id)
-    except ConsentryError as exc:
-        _fail(exc)
+    with _open(ctx) as store:
+        key = ApiKeys(store).revoke(key_id)
     if as_json:
         out.print_json(json.dumps(key.to_dict()))
         return
@@ -251,7 +235,7 @@ def token(
     from .auth import principal_from_claims
 
     if not secret:
-        _fail(ConsentryError("no secret to sign with", hint="set CONSENTRY_JWT_SECRET or --secret"))
+        fail(ConsentryError("no secret to sign with", hint="set CONSENTRY_JWT_SECRET or --secret"))
     claims: dict[str, object] = {
         "sub": sub,
         "role": role,
@@ -263,7 +247,7 @@ def token(
     try:
         principal_from_claims(dict(claims))
     except ConsentryError as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(jwt.encode(claims, secret, algorithm="HS256"))
 
 

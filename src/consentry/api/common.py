@@ -21,6 +21,12 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def event_out(event: Event) -> dict[str, Any]:
-    data = event.to_dict()
-    data["receipt_url"] = f"/v1/receipts/{event.id}" if event.kind in CONSENT_KINDS else None
-    return data
+    """An event as the API answers it: its JSON form and its receipt's URL."""
+    return with_receipt_url(event.to_dict())
+
+
+def with_receipt_url(data: dict[str, Any]) -> dict[str, Any]:
+    """An event's JSON form (:meth:`Event.to_dict`) with ``receipt_url``: consent events link
+    their signed receipt, others have none."""
+    receipted = data["kind"] in CONSENT_KINDS
+    return data | {"receipt_url": f"/v1/receipts/{data['id']}" if receipted else None}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from typing import TypeVar
 from starlette.concurrency import run_in_threadpool
 
 from ..decide import Decider
-from ..errors import ConsentryError, NotFound, NotInitialised
+from ..errors import ConsentryError, NotFound
 from ..store import Store
 from .auth import Authenticator, Sessions
 from .checkpointer import Checkpointer
@@ -21,7 +20,6 @@ from .keys import ApiKeys
 from .metrics import Metrics
 from .settings import Settings
 
-SESSION_KEY = "web_session_key"
 T = TypeVar("T")
 
 
@@ -92,7 +90,7 @@ class Snapshot:
     def _catch_up(self, decider: Decider) -> None:
         """Catch up only when the ledger has moved: reading its head takes no lock, so the
         decisions running meanwhile are not held up by a catch-up that finds nothing new."""
-        if self.store.ledger.head()[0] > decider.state.seq:
+        if self.store.head_seq() > decider.state.seq:
             self.store.state()
 
     async def arun_locked(self, fn: Callable[[], T]) -> T:
@@ -132,7 +130,7 @@ class Service:
 
     def _ledger_head(self) -> int | None:
         try:
-            return self.store.ledger.head()[0]
+            return self.store.head_seq()
         except ConsentryError:
             return None
         except Exception:  # a database that does not answer: leave the gauge out
@@ -144,14 +142,8 @@ class Service:
         if self._sessions is None:
             with self._sessions_lock:
                 if self._sessions is None:
-                    if not self.store.ledger.is_initialised():
-                        raise NotInitialised(
-                            f"{self.store.url} is not a consentry store yet",
-                            hint="run `consentry init --policy FILE` first",
-                        )
-                    key = self.store.ledger.set_meta_once(SESSION_KEY, secrets.token_hex(32))
                     self._sessions = Sessions(
-                        bytes.fromhex(key),
+                        self.store.web_session_key(),
                         self.settings.session_max_age_s,
                         self.store,
                         cookie=self.settings.session_cookie,

@@ -16,10 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import OperationalError, ProgrammingError
-
-from ..errors import InvalidInput, NotFound, NotInitialised
+from ..errors import InvalidInput, NotFound
 from ..store import Store
 from ..times import format_time
 
@@ -87,21 +84,11 @@ class ApiKeys:
 
     def __init__(self, store: Store, *, cache_s: float = 2.0) -> None:
         self.store = store
+        self.table = store.api_key_table()
         self.cache_s = cache_s
         self._cache: dict[str, tuple[str, ApiKey] | None] = {}
         self._cache_at: dict[str, float] = {}
         self._lock = threading.Lock()
-
-    def _table(self) -> Any:
-        from ..ledger import schema
-
-        return schema.api_keys
-
-    def _missing_table(self) -> NotInitialised:
-        return NotInitialised(
-            f"{self.store.url} has no API key table yet",
-            hint="run `consentry init` to bring the store's schema up to date",
-        )
 
     def create(
         self,
@@ -143,42 +130,23 @@ class ApiKeys:
             created_by=created_by,
             revoked_at=None,
         )
-        try:
-            with self.store.ledger.engine.begin() as conn:
-                conn.execute(
-                    insert(self._table()).values(
-                        id=key.id,
-                        name=key.name,
-                        role=key.role,
-                        account=key.account,
-                        secret_hash=_hash(secret),
-                        created_at=key.created_at,
-                        created_by=key.created_by,
-                    )
-                )
-        except (OperationalError, ProgrammingError):
-            raise self._missing_table() from None
+        self.table.insert(
+            id=key.id,
+            name=key.name,
+            role=key.role,
+            account=key.account,
+            secret_hash=_hash(secret),
+            created_at=key.created_at,
+            created_by=key.created_by,
+        )
         return NewKey(key, secret)
 
     def list(self, *, include_revoked: bool = True) -> list[ApiKey]:
         """Every key, oldest first."""
-        t = self._table()
-        query = select(t).order_by(t.c.created_at, t.c.id)
-        if not include_revoked:
-            query = query.where(t.c.revoked_at.is_(None))
-        try:
-            with self.store.ledger.engine.connect() as conn:
-                return [_row_key(r) for r in conn.execute(query)]
-        except (OperationalError, ProgrammingError):
-            raise self._missing_table() from None
+        return [_row_key(r) for r in self.table.rows(include_revoked=include_revoked)]
 
     def get(self, key_id: str) -> ApiKey:
-        t = self._table()
-        try:
-            with self.store.ledger.engine.connect() as conn:
-                row = conn.execute(select(t).where(t.c.id == key_id)).first()
-        except (OperationalError, ProgrammingError):
-            raise self._missing_table() from None
+        row = self.table.row(key_id)
         if row is None:
             raise NotFound(f"no API key {key_id!r}", hint="list keys with `consentry keys list`")
         return _row_key(row)
@@ -188,13 +156,7 @@ class ApiKeys:
         key_id = _key_id(key_id) or key_id
         current = self.get(key_id)
         if current.revoked_at is None:
-            t = self._table()
-            with self.store.ledger.engine.begin() as conn:
-                conn.execute(
-                    update(t)
-                    .where(t.c.id == key_id, t.c.revoked_at.is_(None))
-                    .values(revoked_at=format_time(self.store.clock()))
-                )
+            self.table.revoke(key_id, format_time(self.store.clock()))
         with self._lock:
             self._cache.pop(key_id, None)
         return self.get(key_id)
@@ -222,12 +184,7 @@ class ApiKeys:
         return key if key.active else None
 
     def _load(self, key_id: str) -> tuple[str, ApiKey] | None:
-        t = self._table()
-        try:
-            with self.store.ledger.engine.connect() as conn:
-                row = conn.execute(select(t).where(t.c.id == key_id)).first()
-        except (OperationalError, ProgrammingError):
-            return None  # a store without the key table has no keys
+        row = self.table.row(key_id, missing_table_ok=True)  # no table: no keys
         if row is None:
             return None
         return row.secret_hash, _row_key(row)

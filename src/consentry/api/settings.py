@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,59 @@ def _int(value: str, name: str) -> int:
         return int(value)
     except ValueError:
         raise InvalidInput(f"{name}: expected a whole number, got {value!r}", field=name) from None
+
+
+def _text(value: str, name: str) -> str:
+    return value
+
+
+def _seconds(value: str, name: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidInput(f"{name}: expected seconds, got {value!r}", field=name) from None
+
+
+def _languages(value: str, name: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in value.split(",") if x.strip())
+
+
+def _url(value: str, name: str) -> str:
+    return value.rstrip("/")
+
+
+def _key_file(value: str, name: str) -> str:
+    try:
+        return Path(value).read_text(encoding="ascii")
+    except OSError as exc:
+        raise InvalidInput(
+            f"{name}: cannot read {value}: {exc.strerror}",
+            hint="point it at a PEM public key file",
+        ) from None
+
+
+#: ``CONSENTRY_<name>`` -> the setting, and how its text is read (a later row for the same
+#: setting wins: a key file over a key given inline).
+_FROM_ENV: tuple[tuple[str, str, Callable[[str, str], Any]], ...] = (
+    ("DATABASE_URL", "database_url", _text),
+    ("JWT_SECRET", "jwt_secret", _text),
+    ("JWT_PUBLIC_KEY", "jwt_public_key", _text),
+    ("JWT_PUBLIC_KEY_FILE", "jwt_public_key", _key_file),
+    ("JWT_AUDIENCE", "jwt_audience", _text),
+    ("JWT_ISSUER", "jwt_issuer", _text),
+    ("JWT_LEEWAY_S", "jwt_leeway_s", _int),
+    ("SESSION_MAX_AGE_S", "session_max_age_s", _int),
+    ("SESSION_COOKIE", "session_cookie", _text),
+    ("COOKIE_SECURE", "cookie_secure", _bool),
+    ("DECISION_MAX_STALENESS_MS", "decision_max_staleness_ms", _int),
+    ("BATCH_MAX_ITEMS", "batch_max_items", _int),
+    ("API_KEY_CACHE_S", "api_key_cache_s", _seconds),
+    ("LANGUAGES", "languages", _languages),
+    ("DATA_DIR", "data_dir", _text),
+    ("PUBLIC_URL", "public_url", _url),
+    ("CHECKPOINT_EVERY_EVENTS", "checkpoint_every_events", _int),
+    ("CHECKPOINT_INTERVAL_S", "checkpoint_interval_s", _int),
+)
 
 
 @dataclass(frozen=True)
@@ -96,59 +149,10 @@ class Settings:
         """Settings from ``CONSENTRY_*`` variables; keyword arguments win over them."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-
-        def get(name: str) -> str | None:
+        for name, setting, read in _FROM_ENV:
             value = env.get(f"CONSENTRY_{name}")
-            return value if value not in (None, "") else None
-
-        if (v := get("DATABASE_URL")) is not None:
-            values["database_url"] = v
-        if (v := get("JWT_SECRET")) is not None:
-            values["jwt_secret"] = v
-        if (v := get("JWT_PUBLIC_KEY")) is not None:
-            values["jwt_public_key"] = v
-        if (v := get("JWT_PUBLIC_KEY_FILE")) is not None:
-            try:
-                values["jwt_public_key"] = Path(v).read_text(encoding="ascii")
-            except OSError as exc:
-                raise InvalidInput(
-                    f"CONSENTRY_JWT_PUBLIC_KEY_FILE: cannot read {v}: {exc.strerror}",
-                    hint="point it at a PEM public key file",
-                ) from None
-        if (v := get("JWT_AUDIENCE")) is not None:
-            values["jwt_audience"] = v
-        if (v := get("JWT_ISSUER")) is not None:
-            values["jwt_issuer"] = v
-        if (v := get("JWT_LEEWAY_S")) is not None:
-            values["jwt_leeway_s"] = _int(v, "CONSENTRY_JWT_LEEWAY_S")
-        if (v := get("SESSION_MAX_AGE_S")) is not None:
-            values["session_max_age_s"] = _int(v, "CONSENTRY_SESSION_MAX_AGE_S")
-        if (v := get("SESSION_COOKIE")) is not None:
-            values["session_cookie"] = v
-        if (v := get("COOKIE_SECURE")) is not None:
-            values["cookie_secure"] = _bool(v, "CONSENTRY_COOKIE_SECURE")
-        if (v := get("DECISION_MAX_STALENESS_MS")) is not None:
-            values["decision_max_staleness_ms"] = _int(v, "CONSENTRY_DECISION_MAX_STALENESS_MS")
-        if (v := get("BATCH_MAX_ITEMS")) is not None:
-            values["batch_max_items"] = _int(v, "CONSENTRY_BATCH_MAX_ITEMS")
-        if (v := get("API_KEY_CACHE_S")) is not None:
-            try:
-                values["api_key_cache_s"] = float(v)
-            except ValueError:
-                raise InvalidInput(
-                    f"CONSENTRY_API_KEY_CACHE_S: expected seconds, got {v!r}",
-                    field="CONSENTRY_API_KEY_CACHE_S",
-                ) from None
-        if (v := get("LANGUAGES")) is not None:
-            values["languages"] = tuple(x.strip() for x in v.split(",") if x.strip())
-        if (v := get("DATA_DIR")) is not None:
-            values["data_dir"] = v
-        if (v := get("PUBLIC_URL")) is not None:
-            values["public_url"] = v.rstrip("/")
-        if (v := get("CHECKPOINT_EVERY_EVENTS")) is not None:
-            values["checkpoint_every_events"] = _int(v, "CONSENTRY_CHECKPOINT_EVERY_EVENTS")
-        if (v := get("CHECKPOINT_INTERVAL_S")) is not None:
-            values["checkpoint_interval_s"] = _int(v, "CONSENTRY_CHECKPOINT_INTERVAL_S")
+            if value not in (None, ""):
+                values[setting] = read(value, f"CONSENTRY_{name}")
         values.update(overrides)
         return cls(**values)
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from ..cli_common import emit as _emit
 from ..cli_common import fail as _fail
 from ..cli_common import open_store as _store
 from ..errors import ConsentryError, InvalidInput
@@ -50,13 +50,6 @@ model_app = typer.Typer(
     help="Models and the datasets they were trained on.",
     no_args_is_help=True,
 )
-
-
-def _emit(data: Any, as_json: bool, text: Callable[[], None]) -> None:
-    if as_json:
-        out.print_json(json.dumps(data, default=str))
-    else:
-        text()
 
 
 # -- gate -------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -12,6 +13,11 @@ from ..errors import InvalidInput
 
 DEFAULT_URL = "sqlite:///consentry.db"
 WRITE = {"consentry_write": True}
+#: SQLite's ``synchronous`` setting: FULL (the default) makes every commit durable before it
+#: returns. NORMAL or OFF give that up on power loss (never on a process crash: a commit stays
+#: atomic), for throwaway stores; the test suite sets OFF, as its stores outlive no test.
+SQLITE_SYNCHRONOUS_ENV = "CONSENTRY_SQLITE_SYNCHRONOUS"
+_SYNCHRONOUS = ("FULL", "NORMAL", "OFF")
 
 
 def normalise_url(url: str) -> str:
@@ -74,10 +80,21 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     # FULL: every commit is on disk before append() returns (durable writes).
-    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA synchronous={_synchronous()}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=60000")
     cursor.close()
+
+
+def _synchronous() -> str:
+    value = (os.environ.get(SQLITE_SYNCHRONOUS_ENV) or "FULL").upper()
+    if value not in _SYNCHRONOUS:
+        raise InvalidInput(
+            f"{SQLITE_SYNCHRONOUS_ENV}={value!r} is not one of {', '.join(_SYNCHRONOUS)}",
+            hint="leave it unset: FULL, every commit durable",
+            field=SQLITE_SYNCHRONOUS_ENV,
+        )
+    return value
 
 
 def _sqlite_begin(conn: Any) -> None:

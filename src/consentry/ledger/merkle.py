@@ -180,17 +180,36 @@ def verify_consistency(
     if not 0 < old_size <= new_size:
         raise ProofError(f"no consistency proof from {old_size} leaves to {new_size}")
     if old_size == new_size:
-        if proof:
-            raise ProofError("a proof between equal sizes must be empty")
-        if old_root != new_root:
-            raise ProofError("the two tree heads have the same size but different roots")
+        _check_same_size(old_root, new_root, proof)
         return
     if not proof:
         raise ProofError("the consistency proof is empty")
     path = list(proof)
     if old_size & (old_size - 1) == 0:  # a power of two: the old root is the first node
         path.insert(0, old_root)
-    fn, sn = old_size - 1, new_size - 1
+    fr, sr, sn = _fold_consistency(path, old_size - 1, new_size - 1)
+    if sn != 0:
+        raise ProofError("the consistency proof is shorter than the tree is deep")
+    if fr != old_root:
+        raise ProofError(
+            "the old tree head is not a prefix of the new tree (the log was rewritten)"
+        )
+    if sr != new_root:
+        raise ProofError("the consistency proof does not lead to the new tree head")
+
+
+def _check_same_size(old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> None:
+    """Two tree heads of the same size: consistent only as the same head, with no proof."""
+    if proof:
+        raise ProofError("a proof between equal sizes must be empty")
+    if old_root != new_root:
+        raise ProofError("the two tree heads have the same size but different roots")
+
+
+def _fold_consistency(path: list[bytes], fn: int, sn: int) -> tuple[bytes, bytes, int]:
+    """RFC 9162 §2.1.4.2's walk up the proof from the last old leaf ``fn`` and the last new
+    leaf ``sn``: the old root and the new root it rebuilds, and what is left of ``sn`` (0
+    when the proof was exactly as long as the tree is deep)."""
     while fn & 1:
         fn >>= 1
         sn >>= 1
@@ -209,11 +228,4 @@ def verify_consistency(
             sr = node_hash(sr, c)
         fn >>= 1
         sn >>= 1
-    if sn != 0:
-        raise ProofError("the consistency proof is shorter than the tree is deep")
-    if fr != old_root:
-        raise ProofError(
-            "the old tree head is not a prefix of the new tree (the log was rewritten)"
-        )
-    if sr != new_root:
-        raise ProofError("the consistency proof does not lead to the new tree head")
+    return fr, sr, sn

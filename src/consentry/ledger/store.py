@@ -34,6 +34,7 @@ from ..textcheck import refuse_bad_text
 from ..times import Clock, format_time, from_us, parse_time, to_us
 from . import schema, verifying
 from .audit import Divergence
+from .compiled import CompiledStatement
 from .engine import WRITE, make_engine
 from .events import (
     BODY_JSON,
@@ -48,6 +49,8 @@ from .events import (
     json_string,
     state_changes,
 )
+from .rows import at_us_of as _at_us  # noqa: F401 - the name chain_sql and tests use
+from .rows import body_text
 
 
 class _Pending:
@@ -73,26 +76,8 @@ class _WriterLost(Exception):
         self.error = error
 
 
-class _Compiled:
-    """A statement compiled once for a dialect and run on the driver's own cursor.
-
-    An append runs a handful of small statements; SQLAlchemy's per-execution work (building
-    the statement, its cache key, parameter processing, result wrapping) cost several times
-    what the database did, so the append path skips it. The SQL is SQLAlchemy's own.
-    """
-
-    __slots__ = ("names", "sql")
-
-    def __init__(self, stmt: Any, dialect: Any) -> None:
-        compiled = stmt.compile(dialect=dialect)
-        self.sql: str = compiled.string
-        # qmark/numeric drivers (sqlite3) take a tuple in this order; pyformat ones a dict.
-        self.names: tuple[str, ...] | None = (
-            tuple(compiled.positiontup) if compiled.positional else None
-        )
-
-    def params(self, values: dict[str, Any]) -> Any:
-        return values if self.names is None else tuple(values[n] for n in self.names)
+#: (consentry.ledger.compiled; the name the append path has always used)
+_Compiled = CompiledStatement
 
 
 def _head_for_update() -> Any:
@@ -200,11 +185,13 @@ class Ledger:
                 )
 
     def is_initialised(self) -> bool:
-        try:
-            with self.engine.connect() as conn:
+        # Connecting is outside the try: a server that does not answer is not "a store that
+        # is not initialised" (the caller would tell the user to run `init`).
+        with self.engine.connect() as conn:
+            try:
                 return conn.execute(select(schema.ledger_head.c.id)).first() is not None
-        except (OperationalError, ProgrammingError):
-            return False
+            except (OperationalError, ProgrammingError):  # no ledger table
+                return False
 
     def get_meta(self, key: str) -> str | None:
         with self.engine.connect() as conn:
@@ -964,26 +951,10 @@ _RAW_COLUMNS = (
 )
 
 
-def body_text(row: Sequence[Any]) -> str:
-    """The canonical JSON of an event body spliced from a ``_RAW_COLUMNS`` row."""
-    return _BODY % (
-        _q(row[7]), _q(row[2]), row[9] or "[]", _q(row[20]), _q(row[1]), _q(row[4]),
-        _q(row[13]), _q(row[14]), _q(row[12]), row[15], _q(row[11]), _q(row[8]), row[0],
-        _q(row[10]),
-    )  # fmt: skip
-
-
 # The body's canonical JSON (events.BODY_JSON); a row's categories and payload are spliced as
 # stored (the ledger stores them in canonical form; any other form fails the hash).
 _BODY = BODY_JSON
 _q = json_string
-
-
-def _at_us(at: str) -> int:
-    try:
-        return to_us(datetime.fromisoformat(at))
-    except ValueError:
-        return -1
 
 
 def _as_clock(now: Clock | datetime) -> Clock:

@@ -181,7 +181,7 @@ def mac_function(key: bytes) -> Any:
 
 
 def _at_us_slow(at: Any) -> int:
-    from .store import _at_us
+    from .rows import at_us_of as _at_us
 
     try:
         return _at_us(at)
@@ -209,7 +209,7 @@ def scan(
     reports what it finds regardless), and so do the leaves. ``keyed``: an earlier event
     registered the keys (a bad MAC fails at once).
     """
-    from .store import body_text
+    from .rows import body_text
 
     chunk = Chunk()
     leaf_list: list[tuple[int, str, bytes]] | None = [] if leaves else None

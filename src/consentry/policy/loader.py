@@ -12,9 +12,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import TypeAdapter, ValidationError
-
 from ..canonical import canonical_json, sha256_hex
 from ..errors import InvalidInput, PolicyError, UnknownName, suggest
 from ..taxonomy import DEFAULT_TAXONOMY, Taxonomy
@@ -53,7 +50,6 @@ CONTROLLER_KEYS = {"name", "contact", "url", "jurisdiction"}
 CONSENT_ONLY = ("account_consent", "reconsent", "expires_after")
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 
 
 def load_policies(source: str | Path) -> list[Policy]:
@@ -88,6 +84,8 @@ def load_policies(source: str | Path) -> list[Policy]:
 
 def parse_policies(text: str, *, where: str = "<policy>") -> list[Policy]:
     """Every policy version in YAML text, oldest ``effective`` first."""
+    import yaml  # here: reading a policy stored as JSON (every decision) needs no YAML
+
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
@@ -245,88 +243,106 @@ def _rules(value: Any, taxonomy: Taxonomy, where: str) -> tuple[Rule, ...]:
     rules: list[Rule] = []
     owners: dict[tuple[str, str], str] = {}
     for i, raw in enumerate(_list(value, f"{where}.rules")):
-        at = f"{where}.rules[{i}]"
-        if not isinstance(raw, Mapping):
-            raise PolicyError(f"{at}: a rule is a mapping, got {raw!r}")
-        _check_keys(raw, RULE_KEYS, at)
-        for key in ("id", "purposes", "categories", "basis"):
-            if key not in raw:
-                raise PolicyError(f"{at}: missing required key {key!r}", field=key)
-        rule_id = _string(raw["id"], f"{at}.id")
-        at = f"{where}.rules[{rule_id}]"
-        if not _RULE_ID.match(rule_id):
-            raise PolicyError(f"{at}: rule ids are lower-case letters, digits, '-' and '_'")
-        if any(r.id == rule_id for r in rules):
+        rule = _rule(raw, f"{where}.rules[{i}]", taxonomy, where)
+        if any(r.id == rule.id for r in rules):
             raise PolicyError(
-                f"{at}: rule id {rule_id!r} is used twice", hint="rule ids are unique"
+                f"{where}.rules[{rule.id}]: rule id {rule.id!r} is used twice",
+                hint="rule ids are unique",
             )
-        purposes = tuple(
-            taxonomy.purpose(_string(p, f"{at}.purposes"), where=f"{at}.purposes")
-            for p in _list(raw["purposes"], f"{at}.purposes")
-        )
-        categories = tuple(
-            taxonomy.category(_string(c, f"{at}.categories"), where=f"{at}.categories")
-            for c in _list(raw["categories"], f"{at}.categories")
-        )
-        try:
-            basis = Basis(raw["basis"])
-        except ValueError:
-            near = suggest(str(raw["basis"]), [b.value for b in Basis])
-            raise PolicyError(
-                f"{at}.basis: unknown basis {raw['basis']!r}",
-                hint=f"did you mean {near!r}?" if near else f"one of {[b.value for b in Basis]}",
-            ) from None
-        if basis is not Basis.CONSENT:
-            for key in CONSENT_ONLY:
-                if raw.get(key):
-                    raise PolicyError(
-                        f"{at}.{key}: only a consent rule can set {key}, this rule is {basis}",
-                        hint=f"remove {key} or change the basis to consent",
-                    )
-        if "objection" in raw and basis is not Basis.LEGITIMATE_INTEREST:
-            raise PolicyError(
-                f"{at}.objection: only a legitimate_interest rule takes objections",
-                hint="remove objection",
-            )
-        parties_raw = raw.get("parties", "all" if basis is Basis.CONSENT else "owner")
-        try:
-            parties = Parties(parties_raw)
-        except ValueError:
-            raise PolicyError(f"{at}.parties: {parties_raw!r} is not 'all' or 'owner'") from None
-        expires = raw.get("expires_after")
-        expires_after = None
-        if expires is not None:
-            try:
-                expires_after = _DURATION.validate_python(expires)
-            except ValidationError:
-                raise PolicyError(
-                    f"{at}.expires_after: {expires!r} is not an ISO 8601 duration",
-                    hint="write days, e.g. P365D",
-                ) from None
-            if expires_after <= timedelta(0):
-                raise PolicyError(f"{at}.expires_after: must be positive")
-        for pair in ((p, c) for p in purposes for c in categories):
+        for pair in ((p, c) for p in rule.purposes for c in rule.categories):
             if pair in owners:
                 raise PolicyError(
-                    f"{at}: ({pair[0]}, {pair[1]}) is also covered by rule {owners[pair]!r}",
+                    f"{where}.rules[{rule.id}]: ({pair[0]}, {pair[1]}) is also covered by rule "
+                    f"{owners[pair]!r}",
                     hint="two rules with the same purpose and category would be ambiguous",
                 )
-            owners[pair] = rule_id
-        rules.append(
-            Rule(
-                id=rule_id,
-                purposes=purposes,
-                categories=categories,
-                basis=basis,
-                objection=_bool(raw.get("objection", True), f"{at}.objection"),
-                account_enable=_bool(raw.get("account_enable", False), f"{at}.account_enable"),
-                account_consent=_bool(raw.get("account_consent", False), f"{at}.account_consent"),
-                parties=parties,
-                reconsent=_bool(raw.get("reconsent", False), f"{at}.reconsent"),
-                expires_after=expires_after,
-            )
-        )
+            owners[pair] = rule.id
+        rules.append(rule)
     return tuple(rules)
+
+
+def _rule(raw: Any, at: str, taxonomy: Taxonomy, where: str) -> Rule:
+    """One rule of ``rules`` (``at`` names it by position until its id is known)."""
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{at}: a rule is a mapping, got {raw!r}")
+    _check_keys(raw, RULE_KEYS, at)
+    for key in ("id", "purposes", "categories", "basis"):
+        if key not in raw:
+            raise PolicyError(f"{at}: missing required key {key!r}", field=key)
+    rule_id = _string(raw["id"], f"{at}.id")
+    at = f"{where}.rules[{rule_id}]"
+    if not _RULE_ID.match(rule_id):
+        raise PolicyError(f"{at}: rule ids are lower-case letters, digits, '-' and '_'")
+    purposes = tuple(
+        taxonomy.purpose(_string(p, f"{at}.purposes"), where=f"{at}.purposes")
+        for p in _list(raw["purposes"], f"{at}.purposes")
+    )
+    categories = tuple(
+        taxonomy.category(_string(c, f"{at}.categories"), where=f"{at}.categories")
+        for c in _list(raw["categories"], f"{at}.categories")
+    )
+    basis = _basis(raw, at)
+    parties_raw = raw.get("parties", "all" if basis is Basis.CONSENT else "owner")
+    try:
+        parties = Parties(parties_raw)
+    except ValueError:
+        raise PolicyError(f"{at}.parties: {parties_raw!r} is not 'all' or 'owner'") from None
+    return Rule(
+        id=rule_id,
+        purposes=purposes,
+        categories=categories,
+        basis=basis,
+        objection=_bool(raw.get("objection", True), f"{at}.objection"),
+        account_enable=_bool(raw.get("account_enable", False), f"{at}.account_enable"),
+        account_consent=_bool(raw.get("account_consent", False), f"{at}.account_consent"),
+        parties=parties,
+        reconsent=_bool(raw.get("reconsent", False), f"{at}.reconsent"),
+        expires_after=_expires_after(raw.get("expires_after"), at),
+    )
+
+
+def _basis(raw: Mapping[str, Any], at: str) -> Basis:
+    """The rule's basis, and the keys only some bases take."""
+    try:
+        basis = Basis(raw["basis"])
+    except ValueError:
+        near = suggest(str(raw["basis"]), [b.value for b in Basis])
+        raise PolicyError(
+            f"{at}.basis: unknown basis {raw['basis']!r}",
+            hint=f"did you mean {near!r}?" if near else f"one of {[b.value for b in Basis]}",
+        ) from None
+    if basis is not Basis.CONSENT:
+        for key in CONSENT_ONLY:
+            if raw.get(key):
+                raise PolicyError(
+                    f"{at}.{key}: only a consent rule can set {key}, this rule is {basis}",
+                    hint=f"remove {key} or change the basis to consent",
+                )
+    if "objection" in raw and basis is not Basis.LEGITIMATE_INTEREST:
+        raise PolicyError(
+            f"{at}.objection: only a legitimate_interest rule takes objections",
+            hint="remove objection",
+        )
+    return basis
+
+
+def _expires_after(expires: Any, at: str) -> timedelta | None:
+    """An ISO 8601 duration (``P365D``), read by pydantic, imported only for a policy that
+    has one: deciding (``consentry check``) must not pay for it at start-up."""
+    if expires is None:
+        return None
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        expires_after = TypeAdapter(timedelta).validate_python(expires)
+    except ValidationError:
+        raise PolicyError(
+            f"{at}.expires_after: {expires!r} is not an ISO 8601 duration",
+            hint="write days, e.g. P365D",
+        ) from None
+    if expires_after <= timedelta(0):
+        raise PolicyError(f"{at}.expires_after: must be positive")
+    return expires_after
 
 
 def _protected(value: Any, taxonomy: Taxonomy, where: str) -> tuple[Protection, ...]:

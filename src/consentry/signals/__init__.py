@@ -23,7 +23,7 @@ from .crawlers import Crawler, CrawlerList, load_crawlers
 from .evaluate import Evaluator, evaluate
 from .fetch import SignalChecker, acheck_url, acheck_urls, check_url, check_urls
 from .middleware import DoNotTrainMiddleware, ItemOwners, signals_app
-from .model import ALLOW, DENY, UNSET, Decision, Finding
+from .model import ALLOW, DENY, UNSET, Finding, UrlDecision
 from .publish import (
     SignalsConfig,
     ai_txt,
@@ -45,7 +45,6 @@ __all__ = [
     "BulkReport",
     "Crawler",
     "CrawlerList",
-    "Decision",
     "DoNotTrainMiddleware",
     "Evaluator",
     "Finding",
@@ -54,6 +53,7 @@ __all__ = [
     "SignalChecker",
     "SignalsConfig",
     "TdmRepFile",
+    "UrlDecision",
     "abulk_check",
     "acheck_url",
     "acheck_urls",

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from ..errors import InvalidInput
 from .fetch import SignalChecker, run
-from .model import DENY, UNSET, Decision
+from .model import DENY, UNSET, UrlDecision
 
 COLUMNS: tuple[str, ...] = (
     "url",
@@ -116,7 +116,7 @@ def unique(urls: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(urls))
 
 
-def rows(decisions: Iterable[Decision], checked_at: str) -> Iterator[dict[str, str]]:
+def rows(decisions: Iterable[UrlDecision], checked_at: str) -> Iterator[dict[str, str]]:
     for d in decisions:
         yield {
             "url": d.url,
@@ -131,7 +131,7 @@ def rows(decisions: Iterable[Decision], checked_at: str) -> Iterator[dict[str, s
         }
 
 
-def write_table(path: str | Path, decisions: Iterable[Decision], *, checked_at: str = "") -> int:
+def write_table(path: str | Path, decisions: Iterable[UrlDecision], *, checked_at: str = "") -> int:
     """Write decisions as a table (format by extension); returns the number of rows."""
     path = Path(path)
     fmt = _format(path)
@@ -206,7 +206,7 @@ class BulkReport:
     requests: dict[str, int]
     seconds: float
     out: str = ""
-    decisions: list[Decision] = field(default_factory=list)
+    decisions: list[UrlDecision] = field(default_factory=list)
 
     @property
     def urls_per_second(self) -> float:

@@ -18,7 +18,7 @@ Reading files needs the optional ``c2pa-python`` package (``pip install consentr
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,34 +68,20 @@ def check_manifest(store: Mapping[str, Any] | str | None, uses: Iterable[str] | 
         return C2paAnswer(UNSET, "no active C2PA manifest")
     # per use: every entry that covers it, most restrictive first (any no wins)
     said: dict[str, tuple[bool, str]] = {}
-    for assertion in manifest.get("assertions") or []:
-        if not isinstance(assertion, Mapping) or assertion.get("label") not in ASSERTION_LABELS:
+    for label, name, entry in _training_entries(manifest):
+        short = name.split(".", 1)[1] if "." in name else name
+        covered = wanted_uses & set(CAWG_ENTRIES.get(short, ()))
+        if not covered:
             continue
-        entries = (assertion.get("data") or {}).get("entries") or {}
-        if not isinstance(entries, Mapping):
-            continue
-        for name, entry in entries.items():
-            short = name.split(".", 1)[1] if "." in name else name
-            covered = wanted_uses & set(CAWG_ENTRIES.get(short, ()))
-            if not covered or not isinstance(entry, Mapping):
+        value = entry.get("use")
+        info = entry.get("constraint_info")
+        evidence = f"{label} {name}: use={value}" + (f" ({info})" if info else "")
+        for use in covered:
+            allowed = _entry_allows(value, info, use)
+            if allowed is None:
                 continue
-            value = entry.get("use")
-            info = entry.get("constraint_info")
-            evidence = f"{assertion['label']} {name}: use={value}" + (f" ({info})" if info else "")
-            for use in covered:
-                if value == "allowed":
-                    allowed: bool | None = True
-                elif value == "notAllowed":
-                    allowed = False
-                elif value == "constrained":
-                    # a constraint consentry cannot check denies; its own terms it can read
-                    allowed = own_terms(info).get(use, False)
-                else:
-                    allowed = None
-                if allowed is None:
-                    continue
-                if use not in said or (said[use][0] and not allowed):
-                    said[use] = (allowed, evidence)
+            if use not in said or (said[use][0] and not allowed):
+                said[use] = (allowed, evidence)
     denied = [said[u][1] for u in sorted(wanted_uses) if u in said and not said[u][0]]
     if denied:
         return C2paAnswer(DENY, "; ".join(dict.fromkeys(denied)))
@@ -103,6 +89,31 @@ def check_manifest(store: Mapping[str, Any] | str | None, uses: Iterable[str] | 
         return C2paAnswer(ALLOW, "; ".join(dict.fromkeys(said[u][1] for u in sorted(wanted_uses))))
     label = "/".join(sorted(wanted_uses))
     return C2paAnswer(UNSET, "C2PA manifest has no training-mining entry for " + label)
+
+
+def _training_entries(manifest: Mapping[str, Any]) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+    """(assertion label, entry name, entry) of every training-and-mining entry."""
+    for assertion in manifest.get("assertions") or []:
+        if not isinstance(assertion, Mapping) or assertion.get("label") not in ASSERTION_LABELS:
+            continue
+        entries = (assertion.get("data") or {}).get("entries") or {}
+        if not isinstance(entries, Mapping):
+            continue
+        for name, entry in entries.items():
+            if isinstance(entry, Mapping):
+                yield assertion["label"], name, entry
+
+
+def _entry_allows(value: object, info: object, use: str) -> bool | None:
+    """What an entry's ``use`` says for ``use``: allowed, not, or None (nothing it says)."""
+    if value == "allowed":
+        return True
+    if value == "notAllowed":
+        return False
+    if value == "constrained":
+        # a constraint consentry cannot check denies; its own terms it can read
+        return own_terms(info).get(use, False)
+    return None
 
 
 def own_terms(info: object) -> dict[str, bool]:

@@ -10,7 +10,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from ..errors import ConsentryError, InvalidInput
+from ..cli_common import run_or_fail
+from ..errors import InvalidInput
 from .publish import SignalsConfig, ai_txt, robots_txt, tdmrep_json
 
 app = typer.Typer(
@@ -46,13 +47,8 @@ OpenPathOpt = Annotated[
 
 
 def _run(call: Callable[[], T]) -> T:
-    try:
-        return call()
-    except ConsentryError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        if exc.hint:
-            typer.echo(f"hint: {exc.hint}", err=True)
-        raise typer.Exit(2) from None
+    """``call()``; a typed error is printed with its hint (exit 2), as every command does."""
+    return run_or_fail(call)
 
 
 def load_config(

@@ -22,7 +22,7 @@ import ssl
 from collections import OrderedDict
 from urllib.parse import quote, urlsplit
 
-from .fetch import FetchError, ReadBody, Response
+from .http import FetchError, ReadBody, Response
 
 #: Idle keep-alive connections kept across all origins.
 MAX_IDLE = 512

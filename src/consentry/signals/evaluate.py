@@ -37,7 +37,7 @@ from .aipref import parse_content_usage
 from .aitxt import check_aitxt
 from .c2pa import check_manifest
 from .htmlmeta import HtmlMeta, parse_html
-from .model import ALLOW, DENY, UNSET, Decision, Finding, combine
+from .model import ALLOW, DENY, UNSET, Finding, UrlDecision, combine
 from .robots import RobotsTxt, product_token
 from .tdmrep import TdmDeclaration, TdmRepFile, header_declaration, resolve
 from .xrobots import denying_for, first_denying, parse_value
@@ -254,7 +254,7 @@ class Evaluator:
         c2pa: Mapping[str, Any] | str | None = None,
         extra: Iterable[Finding] = (),
         error: str = "",
-    ) -> Decision:
+    ) -> UrlDecision:
         """Decide for ``url`` from the signals given; any of them may be omitted."""
         if (
             robots is None
@@ -306,7 +306,7 @@ class Evaluator:
         findings.sort(key=lambda f: order.get(f.signal, 99))
         return combine(url, self.token, label, findings, error)
 
-    def evaluate_headers(self, url: str, headers: HeadersLike) -> Decision:
+    def evaluate_headers(self, url: str, headers: HeadersLike) -> UrlDecision:
         """The fast path for a response's headers alone (same answer as :meth:`evaluate`)."""
         usage = robots_tag = reservation = policy = None
         if type(headers) is dict:
@@ -351,7 +351,7 @@ class Evaluator:
             if len(self._cache) > 8192:
                 self._cache.clear()
             self._cache[cache_key] = hit
-        return Decision(url, self.token, self.label, hit[0], hit[1], hit[2], hit[3])
+        return UrlDecision(url, self.token, self.label, hit[0], hit[1], hit[2], hit[3])
 
 
 _SKIP = "\0skip"
@@ -416,7 +416,7 @@ def evaluate(
     html: str | bytes | None = None,
     aitxt: RobotsTxt | str | bytes | None = None,
     c2pa: Mapping[str, Any] | str | None = None,
-) -> Decision:
+) -> UrlDecision:
     """Decide offline, from what is given, whether ``user_agent`` may use ``url`` for ``purpose``.
 
     ``purpose`` is an aipref category (``train-ai``, ``ai-use``, ``search``) or a consentry
@@ -433,6 +433,6 @@ def evaluate(
     )
 
 
-def decision_json(decision: Decision) -> str:
+def decision_json(decision: UrlDecision) -> str:
     """A decision as one line of JSON."""
     return json.dumps(decision.to_dict(), ensure_ascii=False)

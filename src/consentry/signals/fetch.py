@@ -23,13 +23,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import InvalidInput
 from . import model
 from .evaluate import Evaluator
-from .model import DENY, Decision, Finding
+from .http import Engine, FetchError, ReadBody, Response
+from .model import DENY, Finding, UrlDecision
 from .robots import MAX_ROBOTS_BYTES, RobotsTxt
 from .tdmrep import TdmRepFile
 
@@ -38,36 +39,6 @@ MAX_FILE_BYTES = MAX_ROBOTS_BYTES
 MAX_HTML_BYTES = 512 * 1024
 DAY = 24 * 3600.0
 _MAX_AGE = re.compile(r"max-age\s*=\s*(\d+)", re.IGNORECASE)
-
-
-class FetchError(Exception):
-    """A request that got no HTTP answer (timeout, refused connection, bad URL …)."""
-
-
-@dataclass(slots=True)
-class Response:
-    url: str
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes = b""
-    truncated: bool = False
-
-    def header(self, name: str) -> str | None:
-        low = name.lower()
-        for key, value in self.headers:
-            if key == low:
-                return value
-        return None
-
-
-ReadBody = Callable[[Response], int]
-"""Given a response's status and headers, how many body bytes to read (0: none)."""
-
-
-class Engine(Protocol):
-    async def get(self, url: str, *, read_body: ReadBody) -> Response: ...
-
-    async def aclose(self) -> None: ...
 
 
 class HttpxEngine:
@@ -526,20 +497,20 @@ class SignalChecker:
                 return Finding(model.ROBOTS, DENY, "robots.txt " + answer.evidence)
         return None
 
-    async def check(self, url: str, *, origin: str | None = None) -> Decision:
+    async def check(self, url: str, *, origin: str | None = None) -> UrlDecision:
         """Fetch what is needed and decide for ``url``."""
         ev = self.evaluator
         if origin is None:
             try:
                 origin = origin_of(url)
             except InvalidInput as exc:
-                return Decision(
+                return UrlDecision(
                     url, ev.token, ev.label, model.UNSET, "", exc.message, (), "bad url"
                 )
         signals = await self.host_signals(origin)
         blocked = self._robots_finding(url, signals)
         if blocked is not None:
-            return Decision(
+            return UrlDecision(
                 url, ev.token, ev.label, DENY, blocked.signal, blocked.evidence, (blocked,)
             )
         site_findings: tuple[Finding, ...] = ()
@@ -549,47 +520,14 @@ class SignalChecker:
                 return site
             site_findings = site.findings
         first_origin = origin
-        current = url
-        read = _read_html(MAX_HTML_BYTES) if self.fetch_html else _read_none
-        resp: Response | None = None
-        error = ""
-        try:
-            for _ in range(MAX_REDIRECTS + 1):
-                resp = await self._get(current, "resource", read, origin)
-                location = resp.header("location")
-                if resp.status not in (301, 302, 303, 307, 308) or not location:
-                    break
-                target = urljoin(current, location)
-                try:
-                    target_origin = origin_of(target)
-                except InvalidInput as exc:
-                    raise FetchError(f"bad redirect to {target!r}") from exc
-                if target_origin != origin:
-                    signals = await self.host_signals(target_origin)
-                    origin = target_origin
-                blocked = self._robots_finding(target, signals)
-                if blocked is not None:
-                    evidence = f"redirected to {target}; {blocked.evidence}"
-                    finding = Finding(blocked.signal, DENY, evidence)
-                    return Decision(
-                        url, ev.token, ev.label, DENY, finding.signal, evidence, (finding,)
-                    )
-                current = target
-                resp = None
-            else:
-                error = f"more than {MAX_REDIRECTS} redirects"
-        except FetchError as exc:
-            error = f"unreachable: {exc}"
-            resp = None
-        headers = None
-        html = None
-        if resp is not None and not error:
-            if 200 <= resp.status < 300:
-                headers = resp.headers
-                if resp.body:
-                    html = resp.body
-            elif resp.status >= 300:
-                error = f"HTTP {resp.status}"
+        landing = await self._follow(url, origin, signals)
+        if landing.blocked is not None:
+            found = landing.blocked
+            return UrlDecision(
+                url, ev.token, ev.label, DENY, found.signal, found.evidence, (found,)
+            )
+        current, origin, signals = landing.url, landing.origin, landing.signals
+        headers, html, error = _page_of(landing.response, landing.error)
         if origin == first_origin and current == url:
             # robots.txt and ai.txt were read above: reuse their findings
             decision = ev.evaluate(
@@ -614,18 +552,52 @@ class SignalChecker:
             decision = decision._replace(url=url)
         return decision
 
+    async def _follow(self, url: str, origin: str, signals: HostSignals) -> _Landing:
+        """Fetch ``url``, following redirects while each target's robots.txt lets us."""
+        read = _read_html(MAX_HTML_BYTES) if self.fetch_html else _read_none
+        current = url
+        resp: Response | None = None
+        error = ""
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                resp = await self._get(current, "resource", read, origin)
+                location = resp.header("location")
+                if resp.status not in (301, 302, 303, 307, 308) or not location:
+                    break
+                target = urljoin(current, location)
+                try:
+                    target_origin = origin_of(target)
+                except InvalidInput as exc:
+                    raise FetchError(f"bad redirect to {target!r}") from exc
+                if target_origin != origin:
+                    signals = await self.host_signals(target_origin)
+                    origin = target_origin
+                blocked = self._robots_finding(target, signals)
+                if blocked is not None:
+                    evidence = f"redirected to {target}; {blocked.evidence}"
+                    finding = Finding(blocked.signal, DENY, evidence)
+                    return _Landing(target, origin, signals, None, "", finding)
+                current = target
+                resp = None
+            else:
+                error = f"more than {MAX_REDIRECTS} redirects"
+        except FetchError as exc:
+            error = f"unreachable: {exc}"
+            resp = None
+        return _Landing(current, origin, signals, resp, error, None)
+
     async def check_many(
         self,
         urls: Iterable[str],
         *,
-        on_result: Callable[[int, Decision], None] | None = None,
-    ) -> list[Decision]:
+        on_result: Callable[[int, UrlDecision], None] | None = None,
+    ) -> list[UrlDecision]:
         """Check ``urls``; each host is worked by at most ``per_host`` requests at a time.
 
         Results come back in the order of ``urls``.
         """
         items = list(urls)
-        results: list[Decision | None] = [None] * len(items)
+        results: list[UrlDecision | None] = [None] * len(items)
         by_host: dict[str, deque[int]] = {}
         for index, url in enumerate(items):
             try:
@@ -673,7 +645,7 @@ def _read_none(resp: Response) -> int:
     return 0
 
 
-async def acheck_url(url: str, *, user_agent: str, purpose: str, **options: Any) -> Decision:
+async def acheck_url(url: str, *, user_agent: str, purpose: str, **options: Any) -> UrlDecision:
     """Fetch what ``url`` needs (robots.txt, tdmrep.json, ai.txt, the resource) and decide."""
     async with SignalChecker(user_agent=user_agent, purpose=purpose, **options) as checker:
         return await checker.check(url)
@@ -691,14 +663,39 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
-def check_url(url: str, *, user_agent: str, purpose: str, **options: Any) -> Decision:
+class _Landing(NamedTuple):
+    """Where fetching a URL ended: the last URL and its origin's signals, its response (None
+    when unreachable), what went wrong, or the robots.txt finding that stopped a redirect."""
+
+    url: str
+    origin: str
+    signals: HostSignals
+    response: Response | None
+    error: str
+    blocked: Finding | None
+
+
+def _page_of(
+    resp: Response | None, error: str
+) -> tuple[list[tuple[str, str]] | None, bytes | None, str]:
+    """(headers, body, error) to evaluate: a 2xx page's; for another status, the error."""
+    if resp is None or error:
+        return None, None, error
+    if 200 <= resp.status < 300:
+        return resp.headers, resp.body or None, error
+    if resp.status >= 300:
+        return None, None, f"HTTP {resp.status}"
+    return None, None, error
+
+
+def check_url(url: str, *, user_agent: str, purpose: str, **options: Any) -> UrlDecision:
     """Synchronous :func:`acheck_url` (do not call it inside a running event loop)."""
     return run(acheck_url(url, user_agent=user_agent, purpose=purpose, **options))
 
 
 async def acheck_urls(
     urls: Iterable[str], *, user_agent: str, purpose: str, **options: Any
-) -> list[Decision]:
+) -> list[UrlDecision]:
     """Check many URLs with one robots.txt/tdmrep.json/ai.txt fetch per host."""
     async with SignalChecker(user_agent=user_agent, purpose=purpose, **options) as checker:
         return await checker.check_many(urls)
@@ -706,6 +703,6 @@ async def acheck_urls(
 
 def check_urls(
     urls: Sequence[str], *, user_agent: str, purpose: str, **options: Any
-) -> list[Decision]:
+) -> list[UrlDecision]:
     """Synchronous :func:`acheck_urls`."""
     return run(acheck_urls(urls, user_agent=user_agent, purpose=purpose, **options))

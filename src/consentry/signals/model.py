@@ -41,7 +41,7 @@ class Finding(NamedTuple):
     evidence: str
 
 
-class Decision(NamedTuple):
+class UrlDecision(NamedTuple):
     """The combined answer for one URL, user agent and purpose.
 
     ``decision`` is ``deny`` when any signal denies (the most restrictive wins, as the aipref
@@ -87,18 +87,18 @@ class Decision(NamedTuple):
 
 def combine(
     url: str, user_agent: str, purpose: str, findings: list[Finding], error: str = ""
-) -> Decision:
+) -> UrlDecision:
     """The most restrictive of ``findings``: the first deny, else the first allow, else unset."""
     first_allow = None
     for f in findings:
         if f.decision == DENY:
-            return Decision(
+            return UrlDecision(
                 url, user_agent, purpose, DENY, f.signal, f.evidence, tuple(findings), error
             )
         if first_allow is None and f.decision == ALLOW:
             first_allow = f
     if first_allow is not None:
-        return Decision(
+        return UrlDecision(
             url,
             user_agent,
             purpose,
@@ -109,4 +109,4 @@ def combine(
             error,
         )
     evidence = "no signal states a preference" if not error else f"not checked: {error}"
-    return Decision(url, user_agent, purpose, UNSET, "", evidence, tuple(findings), error)
+    return UrlDecision(url, user_agent, purpose, UNSET, "", evidence, tuple(findings), error)

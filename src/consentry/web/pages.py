@@ -383,7 +383,7 @@ def _parse_time(text: str) -> datetime:
 
 def history(svc: Service, subject: str) -> list[dict[str, Any]]:
     out = []
-    for event in svc.store.ledger.events(subjects=[subject]):
+    for event in svc.store.events(subject=subject):
         out.append(
             {
                 "id": event.id,
@@ -500,24 +500,17 @@ def _record_choice(
         raise NotFound(f"policy {policy.version} has no rule {rule_id!r}", field="rule")
     store, subject = svc.store, principal.sub
     language = lang if lang in policy.notices else None
-    kind = kind_of(rule)
     if action in ("object", "lift"):
-        if kind != "object":
-            raise InvalidInput(f"rule {rule_id!r} is not one you can object to", field="rule")
+        # Whether this objection can change anything is the Store's rule (it refuses one the
+        # policy ignores, as for the CLI and the API).
         for p in rule.purposes:
-            store.object(
-                subject, p, list(rule.categories), lift=action == "lift", actor=principal.actor
-            )
+            store.record_consent(action, subject, p, list(rule.categories), actor=principal.actor)
         return
-    if kind != "opt_in":
+    if kind_of(rule) != "opt_in":
         raise InvalidInput(f"rule {rule_id!r} does not ask for your consent", field="rule")
-    call = {
-        "give": store.give_consent,
-        "withdraw": store.withdraw_consent,
-        "refuse": store.refuse_consent,
-    }[action]
     for p in rule.purposes:
-        call(
+        store.record_consent(
+            action,
             subject,
             p,
             list(rule.categories),
@@ -620,7 +613,7 @@ def _admin_page(
             if e["setting"] and e["source"] == entry["purpose"] and e is not entry
         ]
     summary = member_summary(svc, account, policy)
-    trail = list(svc.store.ledger.events(accounts=[account]))
+    trail = list(svc.store.events(account=account))
     trail.reverse()
     return render(
         request,

@@ -234,5 +234,5 @@ def summary(account: AccountId, svc: Svc, caller: Caller) -> Response:
 def account_events(account: AccountId, svc: Svc, caller: Caller) -> Response:
     """Every change to the account's settings, features and membership, oldest first."""
     require_account_admin(caller, account, action="reading an account's audit trail")
-    events = [event_out(e) for e in svc.store.ledger.events(accounts=[account])]
+    events = [event_out(e) for e in svc.store.events(account=account)]
     return json_response({"events": events})

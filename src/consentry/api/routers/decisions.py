@@ -76,7 +76,7 @@ def _decide_with_reads(svc: Service, body: DecisionIn, people: list[str]) -> dic
         decision = svc.store.check(
             people, body.purpose, body.category, body.labels, as_of=body.as_of
         )
-        seq = svc.store.ledger.head()[0]
+        seq = svc.store.head_seq()
     else:
         decider = svc.snapshot.decider(body.min_seq)
         with svc.snapshot.lock:

@@ -27,7 +27,7 @@ async def healthz() -> Response:
 )
 def readyz(svc: Svc) -> Response:
     try:
-        seq = svc.store.ledger.head()[0]
+        seq = svc.store.head_seq()
         version = svc.store.policy().version
     except ConsentryError as exc:
         return json_response({"status": "unavailable", "detail": str(exc)}, 503)

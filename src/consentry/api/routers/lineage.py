@@ -12,11 +12,10 @@ from starlette.responses import Response
 from ...errors import Forbidden, InvalidInput
 from ...times import format_time
 from ..auth import Role, require_role, require_self
-from ..common import event_out, json_response
+from ..common import json_response, with_receipt_url
 from ..context import Service
 from ..deps import Caller, IdemKey, StrictRoute, Svc, scoped_key
 from ..models import Name, problems
-from ..views import rule_views
 
 router = APIRouter(tags=["lineage"], route_class=StrictRoute)
 
@@ -282,28 +281,7 @@ def report(
     data with its basis and what it means for them now, what never happens, the history of
     their choices and where their data went."""
     require_self(caller, subject, action="reading a transparency report")
-    return json_response(transparency_report(svc, subject, lang))
-
-
-def transparency_report(svc: Service, subject: str, language: str | None) -> dict[str, Any]:
-    store = svc.store
-    policy = store.policy()
-    lang = language if language and language in policy.notices else policy.language
-    notice = policy.notices.get(lang) if policy.notices else None
-    views = rule_views(svc, subject, policy, lang)
-    state = store.subject_state(subject)
-    return {
-        "subject": subject,
-        "generated_at": format_time(store.clock()),
-        "policy_version": policy.version,
-        "language": lang,
-        "machine_translated": bool(notice and notice.machine_translated),
-        "accounts": state["accounts"],
-        "uses": [v.to_dict() for v in views],
-        "protected": [
-            {"labels": sorted(p.labels), "purposes": list(p.purposes)} for p in policy.protected
-        ],
-        "history": [event_out(e) for e in store.ledger.events(subjects=[subject])],
-        "impact": store.impact(subject).to_dict(),
-        "ledger_seq": state["ledger_seq"],
-    }
+    report = svc.store.transparency_report(subject, language=lang, decider=svc.snapshot.decider())
+    # The history's consent events link their receipts, as every event list of the API does.
+    report["history"] = [with_receipt_url(event) for event in report["history"]]
+    return json_response(report)

@@ -81,13 +81,8 @@ def record_consent(
     """Record the person's choice. Withdrawing is as easy as giving: the same call with
     ``"action": "withdraw"``. Retrying with the same ``Idempotency-Key`` records it once."""
     require_self(caller, subject, action=f"{body.action} consent")
-    store = svc.store
-    call = {
-        "give": store.give_consent,
-        "refuse": store.refuse_consent,
-        "withdraw": store.withdraw_consent,
-    }[body.action]
-    event = call(
+    event = svc.store.record_consent(
+        body.action,
         subject,
         body.purpose,
         body.categories,
@@ -162,7 +157,7 @@ def subject_events(subject: SubjectId, svc: Svc, caller: Caller) -> Response:
     receipts. An account administrator sees only the member's choices and the membership
     events of their own account (no receipt links: receipts are the person's)."""
     admin_of = require_reader(svc, caller, subject, action="reading a subject's history")
-    found = svc.store.ledger.events(subjects=[subject])
+    found = svc.store.events(subject=subject)
     if admin_of is None:
         return json_response({"events": [event_out(e) for e in found]})
     events = []
