@@ -164,3 +164,22 @@ def test_receipts_signed_with_a_key_file(tmp_path: Path, monkeypatch: pytest.Mon
     assert code == 2 and "outside the database" in out and "Traceback" not in out
     code, out = run("--signing-key", str(tmp_path / "nope.pem"), "receipt", "show", event["id"])
     assert code == 2 and "does not exist" in out
+
+
+def test_check_takes_the_items_account_and_names_the_deciding_one(db: str) -> None:
+    """Issue 12: ``--account`` is the account the item belongs to; ``--explain`` names the
+    account whose setting decided, with its event."""
+    run("member", "add", "alice", "acme")
+    run("member", "add", "zed", "globex")
+    assert run("account", "set", "acme", "ai.training", "off")[0] == 0
+    code, out = run(
+        "check", "ai.training", "content.audio", "-s", "alice", "--account", "acme", "--explain"
+    )
+    assert code == 1 and "deny (account_off)" in out
+    assert "decided by account acme (setting off, event #" in out
+    assert "item of account: acme" in out
+    # A guest in Acme's meeting: Acme's off caps its own members only.
+    code, out = run("check", "ai.training", "content.audio", "-s", "zed", "-a", "acme")
+    assert code == 1 and "deny (no_consent)" in out
+    code, out = run("check", "ai.training", "content.audio", "-s", "zed", "-a", "acmee")
+    assert code == 2 and "unknown account 'acmee'" in out and "Traceback" not in out
