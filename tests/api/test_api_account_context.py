@@ -18,9 +18,7 @@ def _post(api: Api, path: str, body: dict[str, Any], status: int = 200) -> dict[
     return data
 
 
-def test_decisions_take_the_items_account(
-    make_api: Callable[..., Api], backend_url: str
-) -> None:
+def test_decisions_take_the_items_account(make_api: Callable[..., Api], backend_url: str) -> None:
     api = make_api(backend_url)
     api.store.set_account("acme", "ai.training", "on")  # bob is acme's, zed globex's
     one = _post(api, "/v1/decisions", {**TRAIN, "subject": "bob", "account": "acme"})
