@@ -277,9 +277,9 @@ PLAN_VALUES: dict[str, Callable[[Plan], Any]] = {
     "on": lambda plan: plan.on,
     "choose": lambda plan: plan.choose,
     "context": lambda plan: plan.context,
-    "context_disabled": lambda plan: plan.disabled.get(plan.context, 0),
-    "context_off": lambda plan: plan.off.get(plan.context, 0),
-    "context_on": lambda plan: plan.on.get(plan.context),
+    "context_disabled": lambda plan: plan.disabled.get(plan.context or "", 0),
+    "context_off": lambda plan: plan.off.get(plan.context or "", 0),
+    "context_on": lambda plan: plan.on.get(plan.context or ""),
     "valid_from": lambda plan: plan.valid_from_us,
     "expires": lambda plan: plan.expires_us,
 }
