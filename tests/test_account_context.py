@@ -329,3 +329,31 @@ def test_join_order_alone_on_a_large_random_case() -> None:
     finally:
         one.close()
         two.close()
+
+
+def test_the_worked_example_of_docs_concepts(backend_url: str) -> None:
+    """docs/concepts.md, "Worked example: a cross-organisation meeting", row by row."""
+    with Store(backend_url, clock=FakeClock()) as s:
+        s.init(policies=[MEETINGS])
+        s.add_member("alice", "acme")
+        s.add_member("zoe", "globex")
+        s.add_member("ivy", "initech")
+        s.add_member("ivy", "acme")
+        s.set_account("acme", "ai.training", "off")
+        s.set_feature("acme", "ai.feature.meeting_summary", True)
+        s.set_account("globex", "improvement", "on")
+        s.set_account("initech", "ai.training", "on")
+        s.give_consent("zoe", "ai.training", ["content"])
+        summary = ("ai.feature.meeting_summary", "content.transcript")
+        train = ("ai.training", "content.audio")
+        improve = ("improvement", "content.audio")
+        assert answer(s, "zoe", *summary, account="acme") == ("contract", None)
+        assert answer(s, "zoe", *summary) == ("not_enabled", None)
+        assert answer(s, "zoe", *train, account="acme") == ("consent", None)
+        both = s.check(["alice", "zoe"], *train, account="acme")
+        assert (str(both.reason), both.subject) == ("account_off", "alice")
+        assert s.explain(both)["decided_by"]["account"] == "acme"
+        assert answer(s, "zoe", *improve, account="acme") == ("no_consent", None)
+        assert answer(s, "zoe", *improve, account="globex") == ("account_consent", "globex")
+        assert answer(s, "ivy", *train, account="initech") == ("account_off", "acme")
+        assert answer(s, "ivy", *train) == ("account_off", "acme")
