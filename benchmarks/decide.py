@@ -92,8 +92,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="snapshot,single,batch,cedar",
         help="what to measure (comma-separated; the table shows what was measured)",
     )
+    parser.add_argument(
+        "--account",
+        help="decide every item in this account's context (the item's account, issue 12), "
+        "e.g. the first account of the store: " + _common.account_id(0),
+    )
     parser.add_argument("--probe-snapshot", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global CONTEXT
+    # Only with a context: a checkout from before issue 12 takes no account.
+    CONTEXT = {} if args.account is None else {"account": args.account}
     parts = set(args.parts.split(","))
     if args.probe_snapshot:
         return probe_snapshot(args.probe_snapshot)
@@ -183,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+#: Keyword arguments for every decision: the account context (``--account``), or none.
+CONTEXT: dict[str, str] = {}
+
+
 def fmt_load(load: Sequence[float]) -> str:
     return " ".join(f"{x:.2f}" for x in load)
 
@@ -222,14 +234,14 @@ def verify_kernels(decider: Any, state: Any, requests: Sequence[Request], now: i
 
     by_pair: dict[tuple[str, str], list[str]] = {}
     for subject, p, c, _labels in requests:
-        plan = decider.plan(p, c, now)
+        plan = decider.plan(p, c, now, **CONTEXT)
         fast = plan.decide(state, subject, now)
         reference = reference_decide(plan, state, subject, now)
         if fast != reference:
             raise AssertionError(f"{subject} {p} {c}: {fast} != {reference}")
         by_pair.setdefault((p, c), []).append(subject)
     for (p, c), subjects in by_pair.items():
-        plan = decider.plan(p, c, now)
+        plan = decider.plan(p, c, now, **CONTEXT)
         expected = bytes(reference_decide(plan, state, s, now)[0] for s in subjects)
         if bytes(plan.codes(state, subjects, now)) != expected:
             raise AssertionError(f"codes for {p} {c} differ from the reference")
@@ -244,7 +256,7 @@ def timed_calls(fn: Callable[..., Any], requests: Sequence[Request], now: int) -
     out = []
     for subject, p, c, labels in requests:
         t0 = pc()
-        fn(subject, p, c, labels, now)
+        fn(subject, p, c, labels, now, **CONTEXT)
         t1 = pc()
         out.append(t1 - t0)
     return out
@@ -253,7 +265,7 @@ def timed_calls(fn: Callable[..., Any], requests: Sequence[Request], now: int) -
 def loop(fn: Callable[..., Any], requests: Sequence[Request], now: int) -> float:
     started = time.perf_counter()
     for subject, p, c, labels in requests:
-        fn(subject, p, c, labels, now)
+        fn(subject, p, c, labels, now, **CONTEXT)
     return len(requests) / (time.perf_counter() - started)
 
 
@@ -269,7 +281,9 @@ def timer_overhead() -> int:
 
 def single_checks(decider: Any, requests: Sequence[Request], now: int) -> dict[str, Any]:
     out: dict[str, Any] = {"requests": len(requests), "timer_overhead_ns": timer_overhead()}
-    reasons = Counter(str(decider.reason(s, p, c, lab, now)) for s, p, c, lab in requests)
+    reasons = Counter(
+        str(decider.reason(s, p, c, lab, now, **CONTEXT)) for s, p, c, lab in requests
+    )
     out["reasons"] = dict(reasons.most_common())
     for name, fn in (("check", decider.check), ("reason", decider.reason)):
         loop(fn, requests[:20_000], now)  # warm the plans and the caches
@@ -308,11 +322,11 @@ def item_checks(decider: Any, items: Sequence[Any], now: int) -> dict[str, Any]:
     pc = time.perf_counter_ns
     check = decider.check
     for people, p, c in items[:5000]:
-        check(people, p, c, (), now)
+        check(people, p, c, (), now, **CONTEXT)
     lat = []
     for people, p, c in items:
         t0 = pc()
-        check(people, p, c, (), now)
+        check(people, p, c, (), now, **CONTEXT)
         t1 = pc()
         lat.append(t1 - t0)
     lat.sort()
@@ -339,7 +353,7 @@ _WORKER_CHUNKS: list[tuple[str, str, list[str]]] = []
 def _worker_codes(task: tuple[int, int]) -> bytes:
     i, now = task
     p, c, subjects = _WORKER_CHUNKS[i]
-    return bytes(_WORKER_DECIDER.codes(subjects, p, c, (), now))
+    return bytes(_WORKER_DECIDER.codes(subjects, p, c, (), now, **CONTEXT))
 
 
 def batches(
@@ -365,7 +379,7 @@ def batches(
     rates = {}
     for phase in ("first", "warm"):
         started = time.perf_counter()
-        first = [codes(subjects, p, c, (), now) for p, c, subjects in chunks]
+        first = [codes(subjects, p, c, (), now, **CONTEXT) for p, c, subjects in chunks]
         rates[phase] = decisions / (time.perf_counter() - started)
         print(
             f"  1 process, {phase:<5}: {rates[phase]:,.0f} decisions/s "
@@ -392,7 +406,7 @@ def batches(
     assert out == first
     fresh = type(decider)(decider.state, remember=False)
     p, c, subjects = chunks[0]
-    assert first[0] == fresh.codes(subjects, p, c, (), now)
+    assert first[0] == fresh.codes(subjects, p, c, (), now, **CONTEXT)
     best = max(parallel)
     print(
         f"  {workers} processes, warm: {best:,.0f} decisions/s (best of {len(parallel)}: "

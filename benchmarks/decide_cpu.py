@@ -19,6 +19,11 @@ phase, each once to warm up and then ``--rounds`` times:
 * ``codes_first``: ``Decider.codes`` with a new decider each round (every subject's first ask:
   the kernels fill the reason caches).
 
+``--account NAME`` asks every question in the context of that account (the item's account:
+``Decider.check(..., account=…)``, ``Decider.codes(..., account=…)``, ``compile_plan(...,
+account)``); ``--account-src PATH`` (with ``--callgrind``, repeatable) adds a run of that
+checkout with the account context ``a1`` to the table, beside the runs without one.
+
 With ``--callgrind`` it runs itself under ``valgrind --tool=callgrind`` (``PYTHONHASHSEED=0``,
 so two runs of one checkout count the same) once per ``--src``, cut into one count per phase
 by ``--dump-before=zlib_crc32`` (the phase markers), and prints instructions per answer.
@@ -39,6 +44,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SUBJECTS = 2_000
 COMPILES = 20  # compile_plan calls per (purpose, category) in a round
+#: The account context every question is asked in (None: none; ``--account``).
+ACCOUNT: str | None = None
+#: The account context of an ``--account-src`` run (an account of every built state).
+BENCH_ACCOUNT = "a1"
 
 #: (policy file, (purpose, category) pairs asked).
 ASKED = {
@@ -146,6 +155,8 @@ def one_round(
 
     answered = 0
     items = [asked[i : i + 4] for i in range(0, len(asked), 4)]
+    # Only with a context: a checkout from before issue 12 takes no account.
+    ctx: dict[str, str] = {} if ACCOUNT is None else {"account": ACCOUNT}
     for name, pairs in ASKED.items():
         state, now = worlds[name]
         if phase == "codes_first":
@@ -154,24 +165,31 @@ def one_round(
         for purpose, category in pairs:
             if phase == "compile":
                 for _ in range(COMPILES):
-                    compile_plan(state, purpose, category, now)
+                    compile_plan(state, purpose, category, now, **ctx)
             elif phase in ("check", "check_warm"):
                 for subject in asked:
-                    decider.check(subject, purpose, category, (), now)
+                    decider.check(subject, purpose, category, (), now, **ctx)
             elif phase == "items":
                 for item in items:
-                    decider.check(item, purpose, category, (), now)
+                    decider.check(item, purpose, category, (), now, **ctx)
             elif phase == "codes":
-                plan = decider.plan(purpose, category, now)
+                plan = decider.plan(purpose, category, now, **ctx)
                 plan.codes(state, asked, now)
             elif phase == "codes_first":
-                decider.codes(asked, purpose, category, (), now)
+                decider.codes(asked, purpose, category, (), now, **ctx)
             answered += len(asked)
     return answered
 
 
-def callgrind(sources: Sequence[Path], rounds: int, subjects: int, out: Path) -> None:
-    """Count each phase's instructions per answer under each ``src`` and print a table."""
+def callgrind(
+    sources: Sequence[Path],
+    rounds: int,
+    subjects: int,
+    out: Path,
+    account_sources: Sequence[Path] = (),
+) -> None:
+    """Count each phase's instructions per answer under each ``src`` (and each of
+    ``account_sources`` with the account context :data:`BENCH_ACCOUNT`) and print a table."""
     out.mkdir(parents=True, exist_ok=True)
     pairs = sum(len(asked) for asked in ASKED.values())
     # Per answer; compile: per compile_plan call.
@@ -179,7 +197,8 @@ def callgrind(sources: Sequence[Path], rounds: int, subjects: int, out: Path) ->
         phase: pairs * rounds * (COMPILES if phase == "compile" else subjects) for phase in PHASES
     }
     table: dict[str, dict[str, float]] = {}
-    for number, src in enumerate(sources):
+    runs = [(src, None) for src in sources] + [(src, BENCH_ACCOUNT) for src in account_sources]
+    for number, (src, account) in enumerate(runs):
         prefix = out / f"callgrind-{number}.out"
         for old in out.glob(f"{prefix.name}*"):
             old.unlink()
@@ -187,10 +206,13 @@ def callgrind(sources: Sequence[Path], rounds: int, subjects: int, out: Path) ->
         command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={prefix}",
                    "--dump-before=zlib_crc32", sys.executable, __file__, "--phase", "all",
                    "--rounds", str(rounds), "--subjects", str(subjects)]  # fmt: skip
+        if account is not None:
+            command += ["--account", account]
         subprocess.run(command, env=env, check=True, capture_output=True, timeout=3600)
         # Part 1 is everything before the first marker; then warm-up and phase alternate.
         parts = [_instructions(Path(f"{prefix}.{i}")) for i in range(2, 2 + 2 * len(PHASES))]
-        table[str(src)] = {phase: parts[2 * i + 1] / per[phase] for i, phase in enumerate(PHASES)}
+        name = str(src) if account is None else f"{src} (account {account})"
+        table[name] = {phase: parts[2 * i + 1] / per[phase] for i, phase in enumerate(PHASES)}
     names = list(table)
     print("phase".ljust(12) + "".join(f"{n[-30:]:>32}" for n in names))
     for phase in PHASES:
@@ -216,9 +238,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--src", type=Path, action="append", help="a checkout's src/ (repeat to compare)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    parser.add_argument("--account", help="ask every question in this account's context")
+    parser.add_argument(
+        "--account-src", type=Path, action="append", default=[],
+        help=f"with --callgrind: also run this src/ in the account context {BENCH_ACCOUNT}",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    global ACCOUNT
+    ACCOUNT = args.account
     if args.callgrind:
-        callgrind(args.src or [ROOT / "src"], args.rounds, args.subjects, args.out)
+        callgrind(
+            args.src or [ROOT / "src"], args.rounds, args.subjects, args.out, args.account_src
+        )
         return 0
     phases = PHASES if args.phase == "all" else (args.phase,)
     # Markers only for a run of every phase: zlib.crc32 runs nowhere else in a decision, so

@@ -42,14 +42,23 @@ def reference_decide(plan: Plan, state: State, subject: str, now_us: int) -> tup
         return R_NO_BASIS, 0
     if basis is Basis.PROHIBITED:  # 3.
         return R_PROHIBITED, 0
-    accounts = state.memberships.get(subject, ())
-    if plan.account_enable:  # 4.
-        if not accounts:
-            return R_NOT_ENABLED, 0
-        for account in accounts:
-            if account not in plan.enabled:
-                return R_NOT_ENABLED, plan.disabled.get(account, 0)
-    if basis is not Basis.CONTRACT:  # 5.
+    # Memberships in any order: the reference sorts them itself (the answer and the event
+    # named must never depend on the order people joined in).
+    accounts = sorted(state.memberships.get(subject, ()))
+    context = plan.context
+    if plan.account_enable:  # 4. AI features follow the account the item belongs to
+        if context is not None:
+            if context not in plan.enabled:
+                return R_NOT_ENABLED, plan.disabled.get(context, 0)
+        else:  # no context: every account of the subject must have enabled it
+            if not accounts:
+                return R_NOT_ENABLED, 0
+            for account in accounts:
+                if account not in plan.enabled:
+                    return R_NOT_ENABLED, plan.disabled.get(account, 0)
+    if basis is not Basis.CONTRACT:  # 5. an account's off caps its own members
+        if context is not None and context in accounts and context in plan.off:
+            return R_ACCOUNT_OFF, plan.off[context]
         for account in accounts:
             seq = plan.off.get(account)
             if seq is not None:
@@ -73,12 +82,25 @@ def reference_decide(plan: Plan, state: State, subject: str, now_us: int) -> tup
             return R_WITHDRAWN, seq
         return _given(plan, at, seq, now_us, R_CONSENT)
     if plan.account_consent:
-        for account in accounts:
-            found = plan.on.get(account)
-            if found is not None:
-                seq, at = found
-                return _given(plan, at, seq, now_us, R_ACCOUNT_CONSENT)
+        found = _account_consent(plan, accounts)
+        if found is not None:
+            seq, at = found
+            return _given(plan, at, seq, now_us, R_ACCOUNT_CONSENT)
     return R_NO_CONSENT, 0
+
+
+def _account_consent(plan: Plan, accounts: list[str]) -> tuple[int, int] | None:
+    """The account setting ``on`` that consents for the subject, (seq, at), or None.
+
+    With a context: only the item's own account speaks, and only for its members. Without:
+    only if every account of the subject with a setting for the purpose set it on; then the
+    oldest of those settings (it goes stale and expires first)."""
+    if plan.context is not None:
+        return plan.on.get(plan.context) if plan.context in accounts else None
+    settings = [plan.on.get(a) for a in accounts if a in plan.on or a in plan.choose]
+    if not settings or any(s is None for s in settings):
+        return None
+    return min((s for s in settings if s is not None), key=lambda s: (s[1], s[0]))
 
 
 def reference_codes(plan: Plan, state: State, subjects: list[str], now_us: int) -> bytearray:

@@ -209,3 +209,22 @@ def test_a_locked_database_says_to_try_again(tmp_path: Path) -> None:
     assert problem.message == "the store could not be read or written: database is locked"
     assert problem.hint and "try again" in problem.hint
     assert database_problem(ValueError("database is locked")) is None  # only a driver's error
+
+
+def test_check_takes_the_items_account_and_names_the_deciding_one(db: str) -> None:
+    """Issue 12: ``--account`` is the account the item belongs to; ``--explain`` names the
+    account whose setting decided, with its event."""
+    run("member", "add", "alice", "acme")
+    run("member", "add", "zed", "globex")
+    assert run("account", "set", "acme", "ai.training", "off")[0] == 0
+    code, out = run(
+        "check", "ai.training", "content.audio", "-s", "alice", "--account", "acme", "--explain"
+    )
+    assert code == 1 and "deny (account_off)" in out
+    assert "decided by account acme (setting off, event #" in out
+    assert "item of account: acme" in out
+    # A guest in Acme's meeting: Acme's off caps its own members only.
+    code, out = run("check", "ai.training", "content.audio", "-s", "zed", "-a", "acme")
+    assert code == 1 and "deny (no_consent)" in out
+    code, out = run("check", "ai.training", "content.audio", "-s", "zed", "-a", "acmee")
+    assert code == 2 and "unknown account 'acmee'" in out and "Traceback" not in out

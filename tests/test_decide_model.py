@@ -146,15 +146,16 @@ def reference_one(events: list[Ev], policy: Policy, rule: Any, s: str, p: str, t
                 return "expired"
             return "consent"
         return str(rec.status)
-    if rule.account_consent:
-        for a in accounts:
-            v = settings_[a]
-            if v is not None and v.status == "on":
-                if vf is not None and v.at < vf:
-                    return "stale_consent"
-                if expires is not None and v.at + expires <= t:
-                    return "expired"
-                return "account_consent"
+    # No account context: account consent counts only if every account of the subject with
+    # a setting for the purpose set it on; the oldest such setting then decides.
+    said = [v for v in settings_.values() if v is not None]
+    if rule.account_consent and said and all(v.status == "on" for v in said):
+        v = min(said, key=lambda v: v.at)
+        if vf is not None and v.at < vf:
+            return "stale_consent"
+        if expires is not None and v.at + expires <= t:
+            return "expired"
+        return "account_consent"
     return "no_consent"
 
 

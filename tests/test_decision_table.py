@@ -50,7 +50,8 @@ def random_state(rng: random.Random) -> State:
     seq = 100
     for subject in SUBJECTS:
         if rng.random() < 0.6:
-            state.memberships[subject] = tuple(rng.sample(ACCOUNTS, rng.randint(1, 2)))
+            # Sorted, as State keeps them (the reference sorts for itself).
+            state.memberships[subject] = tuple(sorted(rng.sample(ACCOUNTS, rng.randint(1, 3))))
         for table, statuses in (
             (state.consents, list(CONSENT_CODES.values())),
             (state.objections, list(OBJECTION_CODES.values())),
@@ -70,7 +71,8 @@ def make_plan(**fields: Any) -> Plan:
         "protected": frozenset(), "basis": Basis.CONSENT, "parties_all": False,
         "account_enable": False, "account_consent": False, "objection": False, "pair_ids": (0,),
         "valid_from_us": 0, "expires_us": UNBOUNDED_US, "off": {}, "on": {}, "enabled": {},
-        "disabled": {}, "valid_until_us": UNBOUNDED_US, "generation": 0,
+        "disabled": {}, "choose": {}, "valid_until_us": UNBOUNDED_US, "generation": 0,
+        "context": None,
     }  # fmt: skip
     return Plan(**(defaults | fields))
 
@@ -79,7 +81,11 @@ def random_plan(rng: random.Random) -> Plan:
     def accounts() -> list[str]:
         return [a for a in ACCOUNTS if rng.random() < 0.3]
 
+    # Each account has one setting for the purpose at most: off, on, members_choose or none.
+    setting = {a: rng.choice(["off", "on", "choose", None, None]) for a in ACCOUNTS}
     return make_plan(
+        # An account context (the account the item belongs to) or none; "a3" has no member.
+        context=rng.choice([None, None, *ACCOUNTS, "a3"]),
         basis=rng.choice([None, *Basis]),
         policy_seq=rng.choice([0, 7]),
         parties_all=rng.random() < 0.5,
@@ -89,8 +95,13 @@ def random_plan(rng: random.Random) -> Plan:
         pair_ids=tuple(rng.sample(range(KEYS), rng.randint(0, KEYS))),
         valid_from_us=rng.choice([0, T0 - 10 * DAY, T0]),
         expires_us=rng.choice([UNBOUNDED_US, 30 * DAY, 5 * DAY]),
-        off={a: rng.randint(1, 99) for a in accounts()},
-        on={a: (rng.randint(1, 99), T0 + rng.randint(-8, 8) * GRID) for a in accounts()},
+        off={a: rng.randint(1, 99) for a in ACCOUNTS if setting[a] == "off"},
+        on={
+            a: (seq, T0 + seq // 10 * GRID - 5 * GRID)  # times follow seqs, as in a ledger
+            for a in ACCOUNTS
+            if setting[a] == "on" and (seq := rng.randint(1, 99))
+        },
+        choose={a: rng.randint(1, 99) for a in ACCOUNTS if setting[a] == "choose"},
         enabled={a: rng.randint(1, 99) for a in accounts()},
         disabled={a: rng.randint(1, 99) for a in accounts()},
     )

@@ -600,6 +600,15 @@ def check(
     ],
     label: Annotated[list[str] | None, typer.Option("--label", "-l", help="Item label.")] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None,
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account",
+            "-a",
+            help="The account the item belongs to (the meeting host's). Left out: the most "
+            "protective answer over each person's accounts.",
+        ),
+    ] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Show rule and events.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -619,13 +628,22 @@ def check(
             typer.echo(f"{verdict} ({quick.reason})")
             raise typer.Exit(0 if quick.allowed else 1)
     with store() as s:
-        decision = s.check(subject, purpose, category, label or [], as_of=as_of)
+        decision = s.check(subject, purpose, category, label or [], as_of=as_of, account=account)
         data = s.explain(decision) if (explain or as_json) else decision.to_dict()
 
         def text() -> None:
             verdict = "[bold green]allow[/]" if decision.allowed else "[bold red]deny[/]"
             out.print(f"{verdict} ({decision.reason})", highlight=False)
+            by = data.get("decided_by")
+            if by:
+                out.print(
+                    f"  decided by account {by['account']} ({by['kind']} {by['setting']}, "
+                    f"event #{by['seq']})",
+                    highlight=False,
+                )
             if explain:
+                if decision.account:
+                    out.print(f"  item of account: {decision.account}", highlight=False)
                 out.print(f"  policy version: {decision.policy_version}", highlight=False)
                 out.print(f"  rule: {decision.rule}", highlight=False)
                 if data.get("notice"):

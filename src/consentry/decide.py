@@ -75,6 +75,8 @@ class Decision(NamedTuple):
     evidence: tuple[int, ...] = ()
     #: One answer per subject considered (several for a multi-party item).
     subjects: tuple[SubjectDecision, ...] = ()
+    #: The account the item belongs to (the account context decided in), or None.
+    account: str | None = None
 
     def to_dict(self, event_ids: dict[int, str] | None = None) -> dict[str, Any]:
         """JSON data for the decision; with ``event_ids``, evidence names events by id too."""
@@ -88,6 +90,7 @@ class Decision(NamedTuple):
             "rule": self.rule,
             "policy_version": self.policy_version,
             "subject": self.subject,
+            "account": self.account,
             "evidence": [{"seq": s, "event_id": ids.get(s)} for s in self.evidence],
             "subjects": [
                 {
@@ -128,9 +131,15 @@ class Plan:
     on: dict[str, tuple[int, int]]
     enabled: dict[str, int]
     disabled: dict[str, int]
+    #: Accounts whose most specific setting for p lets members choose, with the seq: with
+    #: no account context they keep account consent from counting for their members.
+    choose: dict[str, int]
     #: The plan holds until this time (when the next policy version takes effect).
     valid_until_us: int
     generation: int
+    #: The account the item belongs to (its context: the meeting host's, the label's), or
+    #: None: then the answer is the most protective over all the subject's accounts.
+    context: str | None = None
     #: Derived once: what every decision under this plan names.
     rule_id: str | None = field(init=False)
     version: str | None = field(init=False)
@@ -143,6 +152,8 @@ class Plan:
     #: The answer every subject gets (``fixed``, or a contract or legitimate interest that no
     #: account switch or objection can change, ...), or -1: it depends on the subject.
     answer_for_all: int = field(init=False)
+    #: The event behind ``answer_for_all`` (the content account's feature switch), or 0.
+    seq_for_all: int = field(init=False)
     #: Whether answers are worth remembering per subject (see :mod:`consentry.reason_cache`):
     #: they depend on the subject.
     cacheable: bool = field(init=False)
@@ -162,6 +173,8 @@ class Plan:
         self.cacheable = self.answer_for_all < 0
         # Not fields: functions, written for this plan from the decision table.
         kernels = make_kernels(self, steps)
+        # An answer for all reads nothing of the state or the subject.
+        self.seq_for_all = kernels.decide(None, "", 0)[1] if alone else 0  # type: ignore[arg-type]
         #: (reason index, deciding seq or 0) for one subject at a time.
         self.decide: Decide = kernels.decide
         #: The reason index of each subject, one byte each (the batch kernel).
@@ -170,8 +183,14 @@ class Plan:
         self.timeless: Timeless | None = kernels.timeless
 
 
-def compile_plan(state: State, purpose: str, category: str, at_us: int) -> Plan:
-    """Work out the subject-independent part of deciding (p, c) at ``at_us``."""
+def compile_plan(
+    state: State, purpose: str, category: str, at_us: int, account: str | None = None
+) -> Plan:
+    """Work out the subject-independent part of deciding (p, c) at ``at_us``, for an item of
+    ``account`` (None: no account context)."""
+    context = account
+    if context is not None and context not in state.accounts:
+        raise unknown("account", context, state.accounts, where="check")
     entry, next_us = state.policy_at(at_us)
     policy = entry.policy if entry else None
     if policy is not None:
@@ -183,6 +202,7 @@ def compile_plan(state: State, purpose: str, category: str, at_us: int) -> Plan:
     )
     off: dict[str, int] = {}
     on: dict[str, tuple[int, int]] = {}
+    choose: dict[str, int] = {}
     # list(): a snapshot taken at once, so another thread's write cannot change the dict
     # under this loop (writes apply events under the store's lock, plans compile outside it).
     for account, settings in list(state.settings.items()):
@@ -193,6 +213,8 @@ def compile_plan(state: State, purpose: str, category: str, at_us: int) -> Plan:
                 off[account] = seq
             elif status == "on":
                 on[account] = (seq, at)
+            else:
+                choose[account] = seq
     enabled: dict[str, int] = {}
     disabled: dict[str, int] = {}
     for account, features in list(state.features.items()):
@@ -223,8 +245,10 @@ def compile_plan(state: State, purpose: str, category: str, at_us: int) -> Plan:
         on=on,
         enabled=enabled,
         disabled=disabled,
+        choose=choose,
         valid_until_us=next_us if next_us is not None else UNBOUNDED_US,
         generation=state.generation,
+        context=context,
     )
 
 
@@ -283,7 +307,7 @@ class Decider:
         self._remember = remember
         self._max_caches = max_caches
         self._caches = 0
-        self._plans: dict[tuple[str, str], Plan] = {}
+        self._plans: dict[tuple[str, ...], Plan] = {}
         self._generation = state.generation
         self._plans_until = UNBOUNDED_US
 
@@ -291,32 +315,36 @@ class Decider:
         """The current time in microseconds (from the clock the decider was given)."""
         return time.time_ns() // 1000 if self._clock is None else to_us(self._clock())
 
-    def plan(self, purpose: str, category: str, now_us: int) -> Plan:
+    def plan(self, purpose: str, category: str, now_us: int, account: str | None = None) -> Plan:
+        """The compiled plan for (p, c) now, for items of ``account`` (None: no context)."""
         state = self.state
         if state.generation != self._generation or now_us >= self._plans_until:
             self._plans.clear()
             self._caches = 0
             self._generation = state.generation
             self._plans_until = UNBOUNDED_US
-        plan = self._plans.get((purpose, category))
+        key = (purpose, category) if account is None else (purpose, category, account)
+        plan = self._plans.get(key)
         if plan is None:
-            plan = compile_plan(state, purpose, category, now_us)
+            plan = compile_plan(state, purpose, category, now_us, account)
             if self._remember and plan.cacheable and self._caches < self._max_caches:
                 plan.cache = ReasonCache(state, plan)
                 self._caches += 1
-            self._plans[(purpose, category)] = plan
+            self._plans[key] = plan
             self._plans_until = min(self._plans_until, plan.valid_until_us)
         return plan
 
-    def _plan(self, purpose: str, category: str, now_us: int) -> Plan:
+    def _plan(self, purpose: str, category: str, now_us: int, account: str | None = None) -> Plan:
         """:meth:`plan`, with the common case (a cached plan still valid) first."""
-        plan = self._plans.get((purpose, category))
+        plan = self._plans.get(
+            (purpose, category) if account is None else (purpose, category, account)
+        )
         if (
             plan is None
             or plan.generation != self.state.generation
             or now_us >= plan.valid_until_us
         ):
-            plan = self.plan(purpose, category, now_us)
+            plan = self.plan(purpose, category, now_us, account)
         return plan
 
     def reason(
@@ -326,12 +354,17 @@ class Decider:
         category: str,
         labels: Iterable[str] = (),
         now_us: int | None = None,
+        account: str | None = None,
     ) -> Reason:
-        """Just the reason for one subject: the fastest question to ask."""
+        """Just the reason for one subject (in an item of ``account``): the fastest question
+        to ask."""
         now = self.now_us() if now_us is None else now_us
-        plan = self._plans.get((purpose, category))  # self._plan(), inline: the hot path
+        # self._plan(), inline: the hot path
+        plan = self._plans.get(
+            (purpose, category) if account is None else (purpose, category, account)
+        )
         if plan is None or plan.generation != self.state.generation or now >= plan.valid_until_us:
-            plan = self.plan(purpose, category, now)
+            plan = self.plan(purpose, category, now, account)
         if labels and self._protects(plan, labels):
             return Reason.PROTECTED_LABEL
         cache = plan.cache
@@ -358,13 +391,18 @@ class Decider:
         category: str,
         labels: Iterable[str] = (),
         now_us: int | None = None,
+        account: str | None = None,
     ) -> Decision:
-        """The full decision for an item with one or more subjects (the first is the owner),
-        step by step in :data:`~consentry.item_order.ITEM_ORDER`."""
+        """The full decision for an item with one or more subjects (the first is the owner)
+        that belongs to ``account`` (None: no account context; see docs/concepts.md), step
+        by step in :data:`~consentry.item_order.ITEM_ORDER`."""
         now = self.now_us() if now_us is None else now_us
-        plan = self._plans.get((purpose, category))  # self._plan(), inline: the hot path
+        # self._plan(), inline: the hot path
+        plan = self._plans.get(
+            (purpose, category) if account is None else (purpose, category, account)
+        )
         if plan is None or plan.generation != self.state.generation or now >= plan.valid_until_us:
-            plan = self.plan(purpose, category, now)
+            plan = self.plan(purpose, category, now, account)
         if not labels and subjects.__class__ is str:
             # One subject, no labels: the common case, built without the general loop (no
             # label to protect; the answer for all and the one party are the kernel's).
@@ -383,7 +421,7 @@ class Decider:
                 Decision,
                 (allowed, reason, purpose, category, rule_id, version, subjects,
                  base + evidence,
-                 (_tuple_new(SubjectDecision, (subjects, allowed, reason, evidence)),)),
+                 (_tuple_new(SubjectDecision, (subjects, allowed, reason, evidence)),), account),
             )  # fmt: skip
         people = (subjects,) if isinstance(subjects, str) else tuple(subjects)
         if not people:
@@ -403,7 +441,7 @@ class Decider:
         return _tuple_new(
             Decision,
             (False, Reason.PROTECTED_LABEL, plan.purpose, plan.category, plan.rule_id,
-             plan.version, people[0], plan.base_evidence, ()),
+             plan.version, people[0], plan.base_evidence, (), plan.context),
         )  # fmt: skip
 
     def _answer_for_all(
@@ -414,13 +452,15 @@ class Decider:
             return None
         allowed, reason = _OUTCOMES[plan.answer_for_all]
         considered = people if plan.parties_all else people[:1]
+        evidence = (plan.seq_for_all,) if plan.seq_for_all else ()
         answers = tuple(
-            _tuple_new(SubjectDecision, (subject, allowed, reason, ())) for subject in considered
+            _tuple_new(SubjectDecision, (subject, allowed, reason, evidence))
+            for subject in considered
         )
         return _tuple_new(
             Decision,
             (allowed, reason, plan.purpose, plan.category, plan.rule_id, plan.version,
-             people[0], plan.base_evidence, answers),
+             people[0], plan.base_evidence + evidence, answers, plan.context),
         )  # fmt: skip
 
     def _parties(
@@ -449,7 +489,7 @@ class Decider:
             Decision,
             (blocking is None, decider.reason, plan.purpose, plan.category, plan.rule_id,
              plan.version, decider.subject, plan.base_evidence + decider.evidence,
-             tuple(answers)),
+             tuple(answers), plan.context),
         )  # fmt: skip
 
     def codes(
@@ -459,12 +499,14 @@ class Decider:
         category: str,
         labels: Iterable[str] = (),
         now_us: int | None = None,
+        account: str | None = None,
     ) -> bytes:
-        """The reason of each subject alone, as one byte per subject: ``REASONS[code]``
-        (``numpy.frombuffer(codes, numpy.uint8)`` reads them without a copy). A subject
-        named several times is decided once. The batch form of :meth:`reason`."""
+        """The reason of each subject alone (in an item of ``account``), as one byte per
+        subject: ``REASONS[code]`` (``numpy.frombuffer(codes, numpy.uint8)`` reads them
+        without a copy). A subject named several times is decided once. The batch form of
+        :meth:`reason`."""
         now = self.now_us() if now_us is None else now_us
-        plan = self._plan(purpose, category, now)
+        plan = self._plan(purpose, category, now, account)
         if labels and self._protects(plan, labels):
             return bytes([R_PROTECTED]) * len(subjects)
         if plan.answer_for_all >= 0:
@@ -488,9 +530,11 @@ class Decider:
         category: str,
         labels: Iterable[str] = (),
         now_us: int | None = None,
+        account: str | None = None,
     ) -> list[Reason]:
         """The reason of each subject alone (a batch of single-subject checks)."""
-        return [_REASONS[c] for c in self.codes(subjects, purpose, category, labels, now_us)]
+        codes = self.codes(subjects, purpose, category, labels, now_us, account)
+        return [_REASONS[c] for c in codes]
 
     @staticmethod
     def _protects(plan: Plan, labels: Iterable[str]) -> bool:

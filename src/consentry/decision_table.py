@@ -18,8 +18,10 @@ where these names are defined:
   ``consent`` or ``objection`` read ``value``: the subject's most specific record for the
   plan's (purpose, category), or ``None``, with its fields (``at``, ``seq``, ``status``:
   :data:`consentry.state.RECORD_FIELDS`) decoded once ``found`` holds;
-* per plan (:data:`PLAN_VALUES`): ``enabled``, ``disabled``, ``off``, ``on``, ``valid_from``,
-  ``expires``;
+* per plan (:data:`PLAN_VALUES`): ``enabled``, ``disabled``, ``off``, ``on``, ``choose``,
+  ``valid_from``, ``expires``, and for a plan with an account context (the account the item
+  belongs to, ``Plan.context``) ``context`` and its own ``context_disabled``, ``context_off``,
+  ``context_on``;
 * ``now_us``, the time decided at, in :attr:`Answer.when` only.
 """
 
@@ -99,8 +101,9 @@ class Step:
 
 
 def first_account(condition: str) -> tuple[str, ...]:
-    """Lines that find ``blocker``: the subject's first account for which ``condition`` holds
-    (None: none does)."""
+    """Lines that find ``blocker``: the subject's first account (by name: memberships are
+    kept sorted, so never by the order they joined in) for which ``condition`` holds (None:
+    none does)."""
     return (
         "blocker = None",
         "for account in accounts:",
@@ -136,10 +139,20 @@ STEPS: tuple[Step, ...] = (
         fixed=True,
     ),
     Step(
+        "content_not_enabled",
+        "the item belongs to an account (its context) that has not switched the AI feature "
+        "on: a feature follows the account the content belongs to, whoever the subject is",
+        on=lambda plan: (
+            plan.account_enable and plan.context is not None and plan.context not in plan.enabled
+        ),
+        answers=(Answer(R_NOT_ENABLED, seq="context_disabled"),),
+    ),
+    Step(
         "not_enabled",
-        "the rule needs the subject's accounts to enable the purpose (an AI feature): the "
-        "subject is in no account, or in one that has not enabled it",
-        on=lambda plan: plan.account_enable,
+        "no account context, and the rule needs accounts to enable the purpose (an AI "
+        "feature): the subject is in no account, or in one that has not enabled it (the most "
+        "protective answer over all the subject's accounts)",
+        on=lambda plan: plan.account_enable and plan.context is None,
         reads=("accounts",),
         find=first_account("account not in enabled"),
         found="not accounts or blocker is not None",
@@ -147,8 +160,22 @@ STEPS: tuple[Step, ...] = (
         answers=(Answer(R_NOT_ENABLED, seq="disabled.get(blocker, 0)"),),
     ),
     Step(
+        "content_account_off",
+        "the subject is a member of the account the item belongs to, and it set the purpose "
+        "off (it names that account first; not for contract)",
+        on=lambda plan: (
+            plan.basis is not Basis.CONTRACT
+            and plan.context is not None
+            and plan.context in plan.off
+        ),
+        reads=("accounts",),
+        found="context in accounts",
+        answers=(Answer(R_ACCOUNT_OFF, seq="context_off"),),
+    ),
+    Step(
         "account_off",
-        "an account of the subject set the purpose off (admins cap members; not for contract)",
+        "an account of the subject set the purpose off: an account caps its own members, "
+        "also in another account's content (not for contract)",
         on=lambda plan: plan.basis is not Basis.CONTRACT and bool(plan.off),
         reads=("accounts",),
         find=first_account("account in off"),
@@ -191,17 +218,44 @@ STEPS: tuple[Step, ...] = (
         ),
     ),
     Step(
+        "content_account_consent",
+        "no consent record of the subject's own, the rule lets accounts consent for members, "
+        "and the subject is a member of the account the item belongs to, which set it on",
+        on=lambda plan: (
+            plan.basis is Basis.CONSENT
+            and plan.account_consent
+            and plan.context is not None
+            and plan.context in plan.on
+        ),
+        reads=("accounts",),
+        found="context in accounts",
+        unpack=("seq, at = context_on",),
+        answers=consent_in_force(R_ACCOUNT_CONSENT, "seq", "at"),
+    ),
+    Step(
         "account_consent",
-        "no consent record of the subject's own, and the rule lets accounts consent for "
-        "members: an account of the subject set the purpose on",
-        on=lambda plan: plan.basis is Basis.CONSENT and plan.account_consent and bool(plan.on),
+        "no account context, no consent record of the subject's own, and the rule lets "
+        "accounts consent for members: every account of the subject with a setting for the "
+        "purpose set it on (one that lets members choose speaks for no one); the oldest "
+        "of those settings decides (the most protective: it goes stale and expires first)",
+        on=lambda plan: (
+            plan.basis is Basis.CONSENT
+            and plan.account_consent
+            and plan.context is None
+            and bool(plan.on)
+        ),
         reads=("accounts",),
         find=(
             "found = None",
             "for account in accounts:",
-            "    found = on.get(account)",
-            "    if found is not None:",
-            "        break",
+            "    setting = on.get(account)",
+            "    if setting is None:",
+            "        if account in choose:",
+            "            found = None",
+            "            break",
+            # (seq, at): the smallest seq is the oldest setting (times follow the chain).
+            "    elif found is None or setting < found:",
+            "        found = setting",
         ),
         found="found is not None",
         unpack=("seq, at = found",),
@@ -221,6 +275,11 @@ PLAN_VALUES: dict[str, Callable[[Plan], Any]] = {
     "disabled": lambda plan: plan.disabled,
     "off": lambda plan: plan.off,
     "on": lambda plan: plan.on,
+    "choose": lambda plan: plan.choose,
+    "context": lambda plan: plan.context,
+    "context_disabled": lambda plan: plan.disabled.get(plan.context or "", 0),
+    "context_off": lambda plan: plan.off.get(plan.context or "", 0),
+    "context_on": lambda plan: plan.on.get(plan.context or ""),
     "valid_from": lambda plan: plan.valid_from_us,
     "expires": lambda plan: plan.expires_us,
 }

@@ -93,7 +93,20 @@ MEETINGS_PEOPLE = [
     Person("carol@acme.example", "subject", "member of acme, said no to training"),
     Person("dan@acme.example", "subject", "member of acme, no choice yet"),
     Person("erin@solo.example", "subject", "solo user, not in any organisation"),
+    Person(
+        "gina@globex.example",
+        "subject",
+        "member of globex (which switched training off), a guest in acme's meetings",
+    ),
 ]
+#: The account each demo person's own recordings belong to (the manifest's account column).
+HOME_ACCOUNT = {
+    "alice@acme.example": "acme",
+    "bob@acme.example": "acme",
+    "carol@acme.example": "acme",
+    "dan@acme.example": "acme",
+    "gina@globex.example": "globex",
+}
 MUSIC_PEOPLE = [Person("frank-the-artist", "subject", "an artist on the music platform")]
 
 
@@ -110,9 +123,14 @@ def build_meetings(directory: Path, port: int) -> DemoStore:
     )
     with Store(demo.url) as store:
         store.init(policies=[policy_file("meetings.yaml")])
-        alice, bob, carol, dan, erin = (p.sub for p in MEETINGS_PEOPLE)
+        alice, bob, carol, dan, erin, gina = (p.sub for p in MEETINGS_PEOPLE)
         for person in (alice, bob, carol, dan):
             store.add_member(person, "acme", actor="demo")
+        # A guest from another organisation: her own organisation's off caps her part of
+        # acme's recordings; acme's summary switch decides acme's recordings for her too.
+        store.add_member(gina, "globex", actor="demo")
+        store.set_account("globex", "ai.training", "off", actor="demo")
+        store.give_consent(gina, "ai.training", ["content"], method="preference-centre")
         store.set_feature("acme", "ai.feature.meeting_summary", True, actor=alice)
         store.set_account("acme", "improvement", "members_choose", actor=alice)
         method = "preference-centre"
@@ -130,7 +148,8 @@ def build_meetings(directory: Path, port: int) -> DemoStore:
 
 
 def write_manifest(path: Path) -> int:
-    """A synthetic training manifest: one row per meeting recording, with its participants."""
+    """A synthetic training manifest: one row per meeting recording, with its participants
+    and the account it belongs to (its owner's organisation; none for a solo user)."""
     subjects = [p.sub for p in MEETINGS_PEOPLE]
     rows = []
     categories = ("content.audio", "content.transcript", "content.video", "content.chat")
@@ -144,6 +163,7 @@ def write_manifest(path: Path) -> int:
                 "subject_ids": json.dumps([owner, *others]),
                 "category": categories[i % len(categories)],
                 "labels": json.dumps(labels),
+                "account": HOME_ACCOUNT.get(owner, ""),
                 "uri": f"s3://meetings-demo/recordings/rec-{i:04d}.opus",
             }
         )

@@ -70,6 +70,8 @@ class RuleView:
     #: organisation has not switched a feature on (``not_enabled``).
     capped_by: str | None = None
     capped_reason: str | None = None
+    #: The organisation whose ``on`` consents for the person (``account_consent``).
+    agreed_by: str | None = None
     reasons: list[str] = field(default_factory=list)
 
     @property
@@ -90,6 +92,7 @@ class RuleView:
             "own_choice": self.own_choice,
             "capped_by": self.capped_by,
             "capped_reason": self.capped_reason,
+            "agreed_by": self.agreed_by,
             "reasons": self.reasons,
         }
 
@@ -133,15 +136,24 @@ def _summarise(store: Store, view: RuleView) -> None:
     for d in view.decisions:
         if d.reason in _CAPS:
             view.capped_reason = str(d.reason)
-            seqs = [s for s in d.evidence if s]
-            # The last evidence is the account event that capped it (the first may be the
-            # policy's own publication).
-            if seqs:
-                try:
-                    view.capped_by = store.event(seqs[-1]).account
-                except Exception:  # pragma: no cover - an event that vanished: name no account
-                    view.capped_by = None
+            view.capped_by = _deciding_account(store, d)
             break
+    for d in view.decisions:
+        if d.reason is Reason.ACCOUNT_CONSENT:
+            view.agreed_by = _deciding_account(store, d)
+            break
+
+
+def _deciding_account(store: Store, decision: Decision) -> str | None:
+    """The account whose event decided: the last evidence (the first may be the policy's own
+    publication)."""
+    seqs = [s for s in decision.evidence if s]
+    if not seqs:
+        return None
+    try:
+        return store.event(seqs[-1]).account
+    except Exception:  # pragma: no cover - an event that vanished: name no account
+        return None
 
 
 def transparency_report(

@@ -78,7 +78,12 @@ class State:
         self.pairs: dict[tuple[str, str], int] = {}
         self.consents: dict[str, dict[int, int]] = {}
         self.objections: dict[str, dict[int, int]] = {}
+        #: subject -> their accounts, sorted by name: the order they joined in never matters
+        #: (issue 12), and a kernel's first match is the same for every join order.
         self.memberships: dict[str, tuple[str, ...]] = {}
+        #: Every account an event has named (a member, a setting, a feature): an account
+        #: context (the account an item belongs to) must be one of them.
+        self.accounts: set[str] = set()
         #: account -> purpose -> (status, seq, at_us)
         self.settings: dict[str, dict[str, tuple[str, int, int]]] = {}
         self.features: dict[str, dict[str, tuple[str, int, int]]] = {}
@@ -191,8 +196,9 @@ class State:
 
     def set_membership(self, subject: str, account: str, member: bool) -> None:
         current = self.memberships.get(subject, ())
+        self.accounts.add(account)
         if member and account not in current:
-            self.memberships[subject] = (*current, account)
+            self.memberships[subject] = tuple(sorted((*current, account)))
         elif not member and account in current:
             rest = tuple(a for a in current if a != account)
             if rest:
@@ -213,6 +219,7 @@ class State:
         at_us: int,
     ) -> None:
         table.setdefault(account, {})[purpose] = (status, seq, at_us)
+        self.accounts.add(account)
         self.generation += 1
 
     def add_policy(

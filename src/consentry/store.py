@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from .canonical import canonical_json, sha256_hex
-from .decide import Decider, Decision, Reason
+from .decide import Decider, Decision, Reason, SubjectDecision
 from .errors import (
     AsOfOutOfRange,
     Conflict,
@@ -822,19 +822,28 @@ class Store:
         labels: Iterable[str] = (),
         *,
         as_of: datetime | str | None = None,
+        account: str | None = None,
     ) -> Decision:
         """Allow or deny ``purpose`` on an item of ``category`` whose subjects are given
-        (the first is its owner), now or ``as_of`` a past time."""
+        (the first is its owner), now or ``as_of`` a past time. ``account``: the account
+        the item belongs to (the meeting host's, the label's); None decides the most
+        protective answer over each person's accounts (see docs/concepts.md)."""
         people = [subjects] if isinstance(subjects, str) else list(subjects)
         if not people:
             raise InvalidInput("a check needs at least one subject", field="subjects")
         for s in people:
             _id(s, "subject")
+        if account is not None:
+            account = _id(account, "account")
         if as_of is None:
-            return self.decider().check(people, purpose, category, labels, to_us(self.clock()))
+            return self.decider().check(
+                people, purpose, category, labels, to_us(self.clock()), account
+            )
         at = self.resolve_as_of(as_of)
-        state = self.state_as_of(at, subjects=people)
-        return Decider(state, remember=False).check(people, purpose, category, labels, to_us(at))
+        state = self.state_as_of(at, subjects=people, accounts=() if account is None else [account])
+        return Decider(state, remember=False).check(
+            people, purpose, category, labels, to_us(at), account
+        )
 
     def check_many(
         self,
@@ -842,11 +851,16 @@ class Store:
         purpose: str,
         category: str,
         labels: Iterable[str] = (),
+        *,
+        account: str | None = None,
     ) -> list[Reason]:
-        """The reason for each subject alone (a batch of single-subject checks, now)."""
+        """The reason for each subject alone (a batch of single-subject checks, now), in
+        items of ``account`` (None: no account context)."""
+        if account is not None:
+            account = _id(account, "account")
         decider = self.decider()
         now = to_us(self.clock())
-        return [decider.reason(s, purpose, category, labels, now) for s in subjects]
+        return [decider.reason(s, purpose, category, labels, now, account) for s in subjects]
 
     def resolve_as_of(self, value: datetime | str) -> datetime:
         """The moment an ``as_of`` names (an RFC 3339 time, ``-5m``/``-2h``/``-1d`` before
@@ -902,12 +916,15 @@ class Store:
         self._first_in_force = first
         return first
 
-    def state_as_of(self, at: datetime, *, subjects: Sequence[str]) -> State:
-        """The state at ``at`` for these subjects: their events, their accounts' events and the
-        policies published by then, replayed in ledger order."""
+    def state_as_of(
+        self, at: datetime, *, subjects: Sequence[str], accounts: Iterable[str] = ()
+    ) -> State:
+        """The state at ``at`` for these subjects: their events, their accounts' events (and
+        those of ``accounts``: an item's account context), and the policies published by
+        then, replayed in ledger order."""
         self._require_init()
         until = to_us(at)
-        accounts: set[str] = set()
+        accounts = set(accounts)
         for event in self.ledger.events(
             until_us=until, subjects=subjects, kinds=[Kind.MEMBER_ADDED, Kind.MEMBER_REMOVED]
         ):
@@ -930,11 +947,36 @@ class Store:
         for d in decision.subjects:
             seqs.extend(d.evidence)
         data = decision.to_dict(self.ledger.event_ids(seqs))
+        data["decided_by"] = self._decided_by(decision.subjects, decision.subject)
+        for entry, answer in zip(data["subjects"], decision.subjects, strict=True):
+            entry["decided_by"] = self._decided_by((answer,), answer.subject)
         if decision.policy_version and decision.rule:
             policy = self.policy(decision.policy_version)
             if policy.notices:
                 data["notice"] = policy.notice().rules.get(decision.rule)
         return data
+
+    def _decided_by(
+        self, answers: Sequence[SubjectDecision], subject: str | None
+    ) -> dict[str, Any] | None:
+        """The account whose setting or feature switch decided ``subject``'s answer (its
+        name, the setting and the event), or None when no account's event decided it."""
+        for answer in answers:
+            if answer.subject != subject:
+                continue
+            for seq in answer.evidence:
+                event = self.ledger.event(seq)
+                if event.kind in (Kind.ACCOUNT_SETTING, Kind.ACCOUNT_FEATURE):
+                    status = str(event.status)
+                    setting = {"enabled": "on", "disabled": "off"}.get(status, status)
+                    return {
+                        "account": event.account,
+                        "kind": "feature" if event.kind == Kind.ACCOUNT_FEATURE else "setting",
+                        "setting": setting,
+                        "seq": seq,
+                        "event_id": event.id,
+                    }
+        return None
 
     # -- reading state --------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ def test_demo_builds_and_its_links_sign_in(
     text = capsys.readouterr().out
     assert (directory / "links.txt").read_text(encoding="utf-8").strip() == text.strip()
     links = re.findall(r"http://127\.0\.0\.1:8000/login\?token=(\S+)", text)
-    assert len(links) == 5
+    assert len(links) == 6
     key = re.search(r"(csk_\S+)", text)
     assert key
     with Store(f"sqlite:///{directory}/meetings.db") as store:
@@ -41,6 +41,16 @@ def test_demo_builds_and_its_links_sign_in(
         (dataset,) = store.datasets()
         assert dataset.name == "meetings-asr-v1" and dataset.output_items > 0
         assert [m.name for m in store.models()] == ["meetings-asr"]
+        # The cross-organisation meeting: gina (globex, training off) as acme's guest.
+        guest = store.check(
+            ["bob@acme.example", "gina@globex.example"], "ai.training", "content.audio",
+            account="acme",
+        )  # fmt: skip
+        assert (str(guest.reason), guest.subject) == ("account_off", "gina@globex.example")
+        assert store.explain(guest)["decided_by"]["account"] == "globex"
+        summary = ("ai.feature.meeting_summary", "content.transcript")
+        assert store.check("gina@globex.example", *summary, account="acme").allowed
+        assert not store.check("gina@globex.example", *summary).allowed
         assert store.impact("bob@acme.example").to_dict()["summary"]["models"] == 1
     # The service the demo serves accepts its links and its key.
     demo = build(tmp_path / "again")[0]

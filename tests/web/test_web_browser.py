@@ -244,7 +244,9 @@ def test_admin_switches_training_off_and_the_member_sees_why(
     expect(member.locator("#status-train-on-content")).to_contain_text(
         "switched this off for all members"
     )
-    expect(member.locator("#status-train-on-content")).to_contain_text("Set by: acme.")
+    expect(member.locator("#status-train-on-content")).to_contain_text(
+        "Your organisation acme switched this off."
+    )
     assert server.decide("carol")["reason"] == "account_off"
     member.locator("#rule-train-on-content").scroll_into_view_if_needed()
     shot(member, "me-capped-by-admin")

@@ -337,7 +337,10 @@ def test_admin_cap_disables_the_members_toggle(api: Api) -> None:
     html = signed_in(api, "bob").get("/me").text
     button = switch(html, "train-on-content")
     assert "disabled" in button
-    assert "switched this off for all members" in html and "Set by: acme." in html
+    assert (
+        "switched this off for all members" in html
+        and "Your organisation acme switched this off." in html
+    )
 
 
 def setting_form(html: str, purpose: str) -> str:
@@ -748,3 +751,37 @@ def test_where_my_data_went(api: Api, tmp_path: Path) -> None:
     html = bob.get("/me?lang=fr").text
     went = html[html.index('id="went-title"') : html.index('id="history-title"')]
     assert "Non : il doit être réentraîné ou vos données retirées" in went
+
+
+def test_me_names_the_organisation_that_decided_in_every_language(api: Api) -> None:
+    """Issue 12: the page says which organisation decided (its setting or its switch)."""
+    api.store.set_account("acme", "ai.training", "off")
+    api.store.set_account("acme", "improvement", "on")
+    api.store.set_feature("acme", "ai.feature.meeting_summary", False)
+    bob = signed_in(api, "bob")
+    expected = {
+        "en": (
+            "Your organisation acme switched this off.",
+            "Your organisation acme has not switched this on.",
+            "Agreed by your organisation acme.",
+        ),
+        "fr": (
+            "Votre organisation acme a désactivé ceci.",
+            "Votre organisation acme n’a pas activé ceci.",
+            "Accepté par votre organisation acme.",
+        ),
+        "id": (
+            "Organisasi Anda acme telah menonaktifkan ini.",
+            "Organisasi Anda acme belum mengaktifkan ini.",
+            "Disetujui oleh organisasi Anda acme.",
+        ),
+    }
+    for lang, sentences in expected.items():
+        html = bob.get(f"/me?lang={lang}").text
+        status = {
+            rule: html[html.index(f'id="status-{rule}"') :].split("</p>")[0]
+            for rule in ("train-on-content", "meeting-summary", "improve-with-content")
+        }
+        assert sentences[0] in status["train-on-content"], lang
+        assert sentences[1] in status["meeting-summary"], lang
+        assert sentences[2] in status["improve-with-content"], lang

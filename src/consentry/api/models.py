@@ -308,6 +308,14 @@ class DecisionIn(BaseModel):
     purpose: Name
     category: Name = Field(examples=["content.audio"])
     labels: list[Name] = Field(default_factory=list, max_length=50)
+    account: Id | None = Field(
+        None,
+        description="The account the item belongs to (the meeting host's, the label's): "
+        "its AI-feature switches decide, its 'on' speaks for its members only, and any "
+        "person's own account 'off' still caps them. Left out: the most protective answer "
+        "over each person's accounts (see docs/concepts.md).",
+        examples=["acme"],
+    )
     as_of: Annotated[str, Field(max_length=64)] | None = Field(
         None,
         description="Decide as of a past moment (replays the ledger): RFC 3339 "
@@ -335,11 +343,22 @@ class Evidence(BaseModel):
     event_id: str | None
 
 
+class DecidedBy(BaseModel):
+    """The account whose setting or feature switch decided (``explain``)."""
+
+    account: str
+    kind: Literal["setting", "feature"]
+    setting: str
+    seq: int
+    event_id: str
+
+
 class SubjectAnswer(BaseModel):
     subject: str
     allowed: bool
     reason: str
     evidence: list[Evidence]
+    decided_by: DecidedBy | None = None
 
 
 class DecisionOut(BaseModel):
@@ -351,8 +370,11 @@ class DecisionOut(BaseModel):
     rule: str | None
     policy_version: str | None
     subject: str | None
+    #: The account context the item was decided in.
+    account: str | None = None
     evidence: list[Evidence]
     subjects: list[SubjectAnswer]
+    decided_by: DecidedBy | None = None
     notice: str | None = None
     ledger_seq: int
 
@@ -363,6 +385,7 @@ class BatchItem(BaseModel):
     purpose: Name | None = None
     category: Name | None = None
     labels: list[Name] | None = Field(None, max_length=50)
+    account: Id | None = Field(None, description="The account this item belongs to.")
 
 
 class BatchIn(BaseModel):
@@ -376,6 +399,9 @@ class BatchIn(BaseModel):
     purpose: Name | None = None
     category: Name | None = None
     labels: list[Name] = Field(default_factory=list, max_length=50)
+    account: Id | None = Field(
+        None, description="The account the items belong to (an item may give its own)."
+    )
     subjects: list[Id] | None = Field(None, description="One decision per subject.")
     items: list[BatchItem] | None = None
     explain: bool = Field(False, description="Full decisions instead of allow/reason.")

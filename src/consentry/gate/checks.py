@@ -11,7 +11,7 @@ what is wrong, in the same words whichever engine found it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -75,11 +75,15 @@ HINTS = {
     "subject_ids": "list every subject of the item (the owner first); no nulls or empty ids",
     "labels": "labels is a list of label names; leave it empty for none",
     "category": "every item needs a data category, e.g. content.audio",
+    "account": "account names the account the item belongs to; leave it null for none",
 }
 
 
 def row_checks(
-    shape: Shape, known_labels: frozenset[str] | None, categories: Iterable[str]
+    shape: Shape,
+    known_labels: frozenset[str] | None,
+    categories: Iterable[str],
+    accounts: Iterable[str] = (),
 ) -> tuple[RowCheck, ...]:
     """Every check a row must pass, in the order they are reported."""
     checks = [
@@ -104,7 +108,26 @@ def row_checks(
         checks.append(RowCheck("labels", Predicate.NULL_ITEM, "'labels' holds a null label"))
         if known_labels is not None:
             checks.append(RowCheck("labels", Predicate.ITEM_NOT_IN, "label", known_labels))
+    if shape.account:
+        checks += account_checks(accounts)
     return (*checks, *category_checks(categories))
+
+
+def account_checks(known: Iterable[str]) -> tuple[RowCheck, ...]:
+    """A row's account, when it names one: not empty, and one the store knows (null: the
+    item belongs to no account in particular)."""
+    return (
+        RowCheck("account", Predicate.EMPTY, "'account' is an empty string"),
+        RowCheck("account", Predicate.NOT_IN, "account", frozenset(known)),
+    )
+
+
+def split_accounts(found: Iterable[str | None], known: Collection[str]) -> tuple[list[str], bool]:
+    """A manifest's distinct accounts checked against the store's: (the known ones in
+    order, whether one is empty or unknown)."""
+    good = sorted(a for a in found if a and a in known)
+    bad = any(a is not None and (not a or a not in known) for a in found)
+    return good, bad
 
 
 def category_checks(known: Iterable[str]) -> tuple[RowCheck, ...]:
@@ -170,8 +193,10 @@ __all__ = [
     "Located",
     "Predicate",
     "RowCheck",
+    "account_checks",
     "bad_row_error",
     "category_checks",
     "row_checks",
+    "split_accounts",
     "split_categories",
 ]

@@ -136,12 +136,38 @@ class CategoryPlan:
 
 @dataclass
 class DecisionTable:
-    """Per (group, subject): the reason code and the ledger event that decided it."""
+    """Per (group, subject): the reason code and the ledger event that decided it.
+
+    With account contexts (a manifest's ``account`` column), a group is a category group
+    decided in one context: group ``g * contexts + a`` answers for the categories of group
+    ``g`` in items of ``accounts[a - 1]`` (``a`` 0: no account given). :meth:`group_of`."""
 
     categories: dict[str, CategoryPlan]
     groups: int
     subjects: list[str] = field(default_factory=list)
     table: Any = None  # pyarrow.Table: g uint16, subject string, code uint8, seq int64 (null: none)
+    #: The accounts the manifest's items belong to, in order (position ``a - 1``).
+    accounts: list[str] = field(default_factory=list)
+
+    @property
+    def contexts(self) -> int:
+        """How many account contexts each category group is decided in (1: none given)."""
+        return len(self.accounts) + 1
+
+    def group_of(self, category_group: int, account_position: int) -> int:
+        """The decision group of a category group in an account context (0: none)."""
+        return category_group * self.contexts + account_position
+
+    def account_table(self) -> Any:
+        """pyarrow.Table (account, a) for the engines' joins (``a`` from 1)."""
+        import pyarrow as pa
+
+        return pa.table(
+            {
+                "account": pa.array(self.accounts, pa.string()),
+                "a": pa.array(range(1, len(self.accounts) + 1), pa.uint16()),
+            }
+        )
 
     def category_table(self) -> Any:
         """pyarrow.Table (category, g, fixed, parties_all, protected) for the engines."""
@@ -251,8 +277,11 @@ def build_table(
     lock: Any = None,
     store: Store | None = None,
     allowed_seqs: bool = True,
+    accounts: Sequence[str] = (),
 ) -> DecisionTable:
-    """Decide every (category group, known subject) once.
+    """Decide every (category group, known subject) once, with no account context and in
+    each of ``accounts`` (the accounts a manifest's items belong to; see
+    :meth:`DecisionTable.group_of`).
 
     ``subjects`` limits the table to those subjects (the ones a small manifest names); the
     default is every subject the store knows. A subject absent from the table is one the
@@ -286,7 +315,15 @@ def build_table(
         codes = bytearray()
         seqs = array("q")
         now = snapshot.now_us
-        for g, plan in enumerate(groups):
+        contexts = [None, *accounts]
+        decided = [
+            plan if account is None else compile_plan(
+                state, plan.purpose, plan.category, now, account
+            )
+            for plan in groups
+            for account in contexts
+        ]  # fmt: skip
+        for g, plan in enumerate(decided):
             gs.extend(array("H", [g]) * len(universe))
             codes.extend(_codes_and_seqs(plan, state, universe, now, seqs, allowed_seqs))
     finally:
@@ -297,8 +334,8 @@ def build_table(
         snapshot.ledger_hash = store.ledger.event(seq).hash if seq else GENESIS_HASH
     n = len(codes)
     subject_col = pa.array(universe, pa.string())
-    if len(groups) > 1:
-        subject_col = pa.concat_arrays([subject_col] * len(groups))
+    if len(decided) > 1:
+        subject_col = pa.concat_arrays([subject_col] * len(decided))
     seq_np = _np_from(seqs, "int64")
     table = pa.table(
         {
@@ -308,7 +345,7 @@ def build_table(
             "seq": pa.array(seq_np, pa.int64(), mask=seq_np == 0),
         }
     )
-    return DecisionTable(plans, len(groups), universe, table)
+    return DecisionTable(plans, len(decided), universe, table, list(accounts))
 
 
 #: Answers that name the event behind them (a consent record, an account setting, ...).

@@ -38,8 +38,18 @@ from .manifest import FILE_COL, ROW_COL, Shape, Source, ident, sql_str
 from .measure import V_SQL, Measured, index_digest, output_digests
 from .options import GateOptions
 from .result import MULTISET
-from .run import BadRowFound, GateRun, Job, Opened, bad_row, check_categories, require_source_url
+from .run import (
+    BadRowFound,
+    GateRun,
+    Job,
+    Opened,
+    bad_row,
+    check_accounts,
+    check_categories,
+    require_source_url,
+)
 from .stream import (
+    ACCOUNT_POS,
     CATEGORY_POS,
     ID_VALUE,
     OPTED_OUT,
@@ -129,6 +139,10 @@ class DuckEngine:
     def categories(self) -> list[str | None]:
         rel = self._source.relation()
         return [r[0] for r in self.con.execute(f"SELECT DISTINCT category FROM {rel}").fetchall()]
+
+    def accounts(self) -> list[str | None]:
+        rel = self._source.relation()
+        return [r[0] for r in self.con.execute(f"SELECT DISTINCT account FROM {rel}").fetchall()]
 
     def table_subjects(self, snapshot: LedgerSnapshot) -> list[str] | None:
         """The manifest's subjects when it names far fewer than the store knows (then the
@@ -312,6 +326,12 @@ class StreamQuery:
             f"coalesce(u.i, {self.unknown})::UINTEGER AS {OWNER_POS}",
             f"{V_SQL.format('m.item_id') if self.multiset else '0::UBIGINT'} AS {ID_VALUE}",
         ]
+        joins = ""
+        if self.shape.account:
+            # 0: no account given; null: one the decision table lacks (a bad row, checked
+            # per batch like an unknown category).
+            cols.append(f"CASE WHEN m.account IS NULL THEN 0 ELSE a.a END AS {ACCOUNT_POS}")
+            joins = "LEFT JOIN __accounts a ON a.account = m.account"
         if self.shape.is_list:
             # The engine's hash of every subject of a multi-subject item, to look the others
             # up (BatchDecider.positions); single-subject rows, the vast majority, pay nothing.
@@ -330,6 +350,7 @@ class StreamQuery:
             FROM {rel} m
             LEFT JOIN __categories c ON c.category = m.category
             LEFT JOIN __subjects u ON u.subject = {self.shape.owner("m")}
+            {joins}
         """
 
     def _protected_sql(self) -> str:
@@ -358,6 +379,8 @@ def prepare(
         "protected", pa.array([list(p.protected) for p in plans], pa.list_(pa.string()))
     )
     tables = {"__categories": categories, "__subjects": decider.subject_table()}
+    if query.shape.account:
+        tables["__accounts"] = table.account_table()
     if opt_outs is not None:
         tables["__optout"] = pa.table({"url": pa.array(sorted(opt_outs), pa.string())})
     for name, arrow in tables.items():
@@ -399,10 +422,12 @@ def decide_rows(
             opt = set(signals) if signals is not None else None
             require_source_url(opt, opened)
             categories = check_categories(engine, opened, snapshot)
+            accounts = check_accounts(engine, opened, snapshot)
             table = build_table(
-                snapshot, categories, None, lock=store.lock if snapshot.live else None, store=store
-            )
-            checks = row_checks(opened.shape, snapshot.known_labels(), categories)
+                snapshot, categories, None, lock=store.lock if snapshot.live else None,
+                store=store, accounts=accounts,
+            )  # fmt: skip
+            checks = row_checks(opened.shape, snapshot.known_labels(), categories, accounts)
             try:
                 return _answers(engine, table, opt, checks)
             except BadRowFound:

@@ -7,6 +7,8 @@ A manifest has one row per item:
 ``category``     a data category of the store's policy, required
 ``labels``       list of strings, optional (sensitivity labels such as ``health``)
 ``source_url``   string, optional (checked against do-not-train signals)
+``account``      string, optional: the account the item belongs to (the meeting host's, the
+                 label's), its context for the decision; null or absent: none
 
 Every other column passes through untouched. In CSV, list columns hold JSON arrays
 (``["u1","u2"]``); in JSON Lines they are arrays.
@@ -45,8 +47,10 @@ EXTENSIONS = {
 }
 OUTPUT_EXTENSION = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl", "arrow": ".arrow"}
 LIST_COLUMNS = ("subject_ids", "labels")
-STRING_COLUMNS = ("item_id", "subject_id", "category", "source_url")
-KNOWN_COLUMNS = ("item_id", "subject_id", "subject_ids", "category", "labels", "source_url")
+STRING_COLUMNS = ("item_id", "subject_id", "category", "source_url", "account")
+KNOWN_COLUMNS = (
+    "item_id", "subject_id", "subject_ids", "category", "labels", "source_url", "account",
+)  # fmt: skip
 #: The file (position in ``Source.files``) and row (within it) of each manifest row, as every
 #: source exposes them: an error names the first bad row by them.
 FILE_COL, ROW_COL = "__file_index", "__row_index"
@@ -548,6 +552,9 @@ class Shape:
     subjects: str  # "subject_id" or "subject_ids"
     labels: bool
     source_url: bool
+    #: The manifest has an ``account`` column: the account each item belongs to (its
+    #: context for the decision; null: none, the most protective answer).
+    account: bool = False
 
     @property
     def is_list(self) -> bool:
@@ -606,11 +613,14 @@ def shape_of(columns: Mapping[str, str], where: str, kind: Callable[[str], str |
             file=where,
         )
     need("subject_ids" if has_list else "subject_id", "list" if has_list else "string")
-    for optional, wanted in (("labels", "list"), ("source_url", "string")):
+    for optional, wanted in (("labels", "list"), ("source_url", "string"), ("account", "string")):
         if optional in columns:
             need(optional, wanted)
     return Shape(
-        "subject_ids" if has_list else "subject_id", "labels" in columns, "source_url" in columns
+        "subject_ids" if has_list else "subject_id",
+        "labels" in columns,
+        "source_url" in columns,
+        "account" in columns,
     )
 
 

@@ -45,9 +45,11 @@ from . import manifest as mf
 from .checks import (
     Located,
     RowCheck,
+    account_checks,
     bad_row_error,
     category_checks,
     row_checks,
+    split_accounts,
     split_categories,
 )
 from .decisions import DecisionTable, LedgerSnapshot, build_table, take_snapshot
@@ -126,6 +128,10 @@ class GateEngine(Protocol):
 
     def table_subjects(self, snapshot: LedgerSnapshot) -> Sequence[str] | None:
         """The subjects the decision table needs (None: every subject the store knows)."""
+        ...
+
+    def accounts(self) -> list[str | None]:
+        """The manifest's distinct values of its ``account`` column (null included)."""
         ...
 
     def first_bad_row(self, checks: Sequence[RowCheck]) -> tuple[RowCheck, Located] | None:
@@ -217,6 +223,17 @@ def check_categories(engine: GateEngine, opened: Opened, snapshot: LedgerSnapsho
     good, null, hints = split_categories(engine.categories(), snapshot)
     if null or hints:
         raise bad_row(engine, opened, category_checks(good), hints)
+    return good
+
+
+def check_accounts(engine: GateEngine, opened: Opened, snapshot: LedgerSnapshot) -> list[str]:
+    """The accounts the manifest's items belong to (its ``account`` column), each one the
+    store knows (else the first row with an empty or unknown one is reported)."""
+    if not opened.shape.account:
+        return []
+    good, bad = split_accounts(engine.accounts(), snapshot.state.accounts)
+    if bad:
+        raise bad_row(engine, opened, account_checks(good))
     return good
 
 
@@ -412,6 +429,7 @@ class GateRun:
         opened = engine.open(self.manifest, folder.tmp / ".work")
         require_source_url(opt_outs, opened)
         categories = check_categories(engine, opened, snapshot)
+        accounts = check_accounts(engine, opened, snapshot)
         self._lap("read")
         self._progress("decide", 0.0)
         table = build_table(
@@ -421,13 +439,14 @@ class GateRun:
             lock=self.store.lock if snapshot.live else None,
             store=self.store,
             allowed_seqs=False,  # the outputs name the event behind exclusions only
+            accounts=accounts,
         )
         ext = mf.OUTPUT_EXTENSION[o.format]
         job = Job(
             snapshot=snapshot,
             table=table,
             opt_outs=opt_outs,
-            checks=row_checks(opened.shape, snapshot.known_labels(), categories),
+            checks=row_checks(opened.shape, snapshot.known_labels(), categories, accounts),
             folder=folder.tmp,
             files={"allowed": f"allowed{ext}", "excluded": f"excluded{ext}"},
             format=o.format,

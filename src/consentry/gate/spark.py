@@ -62,6 +62,7 @@ from .run import (
     Job,
     Opened,
     bad_row,
+    check_accounts,
     check_categories,
     lineage_record,
     load_signals,
@@ -273,12 +274,36 @@ def _category_frame(spark: Any, table: DecisionTable) -> Any:
     )  # fmt: skip
 
 
-def _others(keyed: Any, cats: Any, d_join: Any) -> Any:
+#: The columns of the account frame (:func:`_grouped`).
+ACCOUNT_NAME, ACCOUNT_AT = "__account", "__account_pos"
+
+
+def _grouped(frame: Any, cats: Any, table: DecisionTable, shape: Shape, how: str) -> Any:
+    """``frame`` joined to its category's plan, with GROUP the decision group of the item's
+    category in its account context (``DecisionTable.group_of``)."""
+    from pyspark.sql import functions as F
+
+    m = frame.join(F.broadcast(cats), on="category", how=how)
+    if not shape.account:
+        return m
+    spark = frame.sparkSession
+    accounts = spark.createDataFrame(
+        [(a, i) for i, a in enumerate(table.accounts, 1)],
+        f"{ACCOUNT_NAME} string, {ACCOUNT_AT} int",
+    )
+    m = m.join(F.broadcast(accounts), on=F.col("account") == F.col(ACCOUNT_NAME), how="left")
+    context = F.coalesce(F.col(ACCOUNT_AT), F.lit(0))
+    return m.withColumn(GROUP, F.col(GROUP) * table.contexts + context).drop(
+        ACCOUNT_NAME, ACCOUNT_AT
+    )
+
+
+def _others(keyed: Any, cats: Any, d_join: Any, table: DecisionTable, shape: Shape) -> Any:
     """Per multi-subject item whose rule needs every party: its first denying subject (in
     list order, the owner included), that subject's answer and event."""
     from pyspark.sql import functions as F
 
-    multi = keyed.join(F.broadcast(cats), on="category").where(
+    multi = _grouped(keyed, cats, table, shape, "inner").where(
         F.col(PARTIES_ALL) & F.col(FIXED).isNull() & (F.size("subject_ids") > 1)
     )
     units = multi.select(ROW_KEY, GROUP, F.posexplode("subject_ids").alias("pos", "s"))
@@ -342,7 +367,7 @@ def decide(
     owner = F.col("subject_ids")[0] if shape.is_list else F.col("subject_id")
 
     keyed = df.withColumn(ROW_KEY, F.monotonically_increasing_id())
-    m = keyed.join(F.broadcast(cats), on="category", how="left")
+    m = _grouped(keyed, cats, table, shape, "left")
     owners = d_join.select(
         F.col("g").alias("__owner_group"), F.col("subject").alias("__owner"),
         F.col("code").alias(OWNER_CODE), F.col("seq").alias(OWNER_SEQ),
@@ -352,8 +377,8 @@ def decide(
         how="left",
     )  # fmt: skip
     if shape.is_list and any(p.parties_all and p.fixed is None for p in table.categories.values()):
-        m = m.join(_others(keyed, cats, d_join), on=F.col(ROW_KEY) == F.col("__other_key"),
-                   how="left")  # fmt: skip
+        m = m.join(_others(keyed, cats, d_join, table, shape),
+                   on=F.col(ROW_KEY) == F.col("__other_key"), how="left")  # fmt: skip
     else:
         m = (
             m.withColumn(OTHER_CODE, F.lit(None).cast("int"))
@@ -612,6 +637,10 @@ class SparkEngine:
     def table_subjects(self, snapshot: LedgerSnapshot) -> None:
         return None  # every subject: the table is joined, and broadcast when small
 
+    def accounts(self) -> list[str | None]:
+        rows = self._action(lambda: self.df.select("account").distinct().collect())
+        return [r["account"] for r in rows]
+
     def first_bad_row(self, checks: Sequence[RowCheck]) -> tuple[RowCheck, Located] | None:
         """Spark has no row order: the first check that some row fails, and such a row."""
         from pyspark.sql import functions as F
@@ -725,10 +754,12 @@ def _decided(
     opened = engine.open(df, None)
     require_source_url(opt_outs, opened)
     categories = check_categories(engine, opened, snapshot)
+    accounts = check_accounts(engine, opened, snapshot)
     table = build_table(
-        snapshot, categories, None, lock=store.lock if snapshot.live else None, store=store
-    )
-    checks = row_checks(opened.shape, snapshot.known_labels(), categories)
+        snapshot, categories, None, lock=store.lock if snapshot.live else None, store=store,
+        accounts=accounts,
+    )  # fmt: skip
+    checks = row_checks(opened.shape, snapshot.known_labels(), categories, accounts)
     return snapshot, opened, engine.decide(table, opt_outs, checks)
 
 

@@ -67,6 +67,8 @@ ID_VALUE = "__id_value"
 SUBJECT_HASHES = "__subject_hashes"
 #: The item carries a label the rule protects.
 PROTECTED = "__protected_label"
+#: The item's account in ``DecisionTable.accounts`` (from 1; 0: none given; null: unknown).
+ACCOUNT_POS = "__account_pos"
 #: The item's source URL opted out of AI training.
 OPTED_OUT = "__source_opted_out"
 
@@ -98,6 +100,9 @@ def _fails(batch: Any, check: RowCheck, flat: dict[str, Any]) -> bool:
         # The query's join leaves the position null for a null category and for one the
         # decision table lacks: both category checks are that null count.
         return bool(batch.column(CATEGORY_POS).null_count)
+    if check.column == "account" and check.predicate is Predicate.NOT_IN:
+        # Null for an account the decision table lacks (a null account is position 0).
+        return bool(batch.column(ACCOUNT_POS).null_count)
     column = batch.column(check.column)
     p = check.predicate
     if p is Predicate.NULL:
@@ -195,7 +200,8 @@ class BatchDecider:
             seqs[:, :n] = seq.reshape(table.groups, n)
         self.codes = codes
         self.seqs = seqs
-        self.cat_group = np.array([p.group for p in plans], dtype=np.int64)
+        # A category's decision group with no account context (see DecisionTable.group_of).
+        self.cat_group = np.array([p.group for p in plans], dtype=np.int64) * table.contexts
         self.cat_fixed = np.array(
             [-1 if p.fixed is None else p.fixed for p in plans], dtype=np.int16
         )
@@ -284,9 +290,11 @@ class BatchDecider:
         category = batch.column(CATEGORY_POS).to_numpy(zero_copy_only=False)
         owner = batch.column(OWNER_POS).to_numpy(zero_copy_only=False).astype(np.int64)
         n = len(owner)
+        group = self.cat_group[category]
+        if self.shape.account:  # the item's account context (0: none given)
+            group = group + batch.column(ACCOUNT_POS).to_numpy(zero_copy_only=False)
         d = BatchAnswers(
-            np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=bool), None, owner, category,
-            self.cat_group[category],
+            np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=bool), None, owner, category, group,
         )  # fmt: skip
         for step in ITEM_ORDER:
             self.STEPS[step](self, batch, d)

@@ -61,7 +61,9 @@ async def decide_one(
         decider = await svc.snapshot.adecider(body.min_seq)
 
         def check() -> tuple[Decision, int]:
-            decision = decider.check(people, body.purpose, body.category, body.labels)
+            decision = decider.check(
+                people, body.purpose, body.category, body.labels, account=body.account
+            )
             return decision, decider.state.seq
 
         decision, seq = await svc.snapshot.arun_locked(check)
@@ -74,13 +76,16 @@ async def decide_one(
 def _decide_with_reads(svc: Service, body: DecisionIn, people: list[str]) -> dict[str, Any]:
     if body.as_of is not None:
         decision = svc.store.check(
-            people, body.purpose, body.category, body.labels, as_of=body.as_of
-        )
+            people, body.purpose, body.category, body.labels, as_of=body.as_of,
+            account=body.account,
+        )  # fmt: skip
         seq = svc.store.head_seq()
     else:
         decider = svc.snapshot.decider(body.min_seq)
         with svc.snapshot.lock:
-            decision = decider.check(people, body.purpose, body.category, body.labels)
+            decision = decider.check(
+                people, body.purpose, body.category, body.labels, account=body.account
+            )
             seq = decider.state.seq
     svc.metrics.decision(decision.reason, decision.allowed)
     data: dict[str, Any] = svc.store.explain(decision) if body.explain else decision.to_dict()
@@ -133,7 +138,7 @@ def _decide_batch(svc: Service, content_type: str | None, raw: bytes) -> Respons
             # for it never wait for a whole batch.
             with svc.snapshot.lock:
                 for s in chunk:
-                    d = decider.check([s], purpose, category, body.labels, now)
+                    d = decider.check([s], purpose, category, body.labels, now, body.account)
                     results.append(d.to_dict())
                     allowed_count += d.allowed
     else:
@@ -144,7 +149,8 @@ def _decide_batch(svc: Service, content_type: str | None, raw: bytes) -> Respons
                     purpose = _need(item.purpose or body.purpose, f"items[{i}].purpose")
                     category = _need(item.category or body.category, f"items[{i}].category")
                     labels = item.labels if item.labels is not None else body.labels
-                    d = decider.check(item.subjects, purpose, category, labels, now)
+                    account = item.account if item.account is not None else body.account
+                    d = decider.check(item.subjects, purpose, category, labels, now, account)
                     allowed_count += d.allowed
                     if body.explain:
                         results.append(d.to_dict())
@@ -183,7 +189,7 @@ def _subject_batch(svc: Service, decider: Decider, body: BatchIn, subjects: list
     codes = bytearray()
     for chunk in _chunks(subjects):
         with svc.snapshot.lock:  # per chunk: single decisions never wait for a whole batch
-            codes += decider.codes(chunk, purpose, category, body.labels, now)
+            codes += decider.codes(chunk, purpose, category, body.labels, now, body.account)
     tails, quote = _TAILS, encode_basestring_ascii
     results = ",".join(
         ['{"subject":' + quote(s) + tails[c] for s, c in zip(subjects, codes, strict=True)]
