@@ -33,7 +33,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import ConsentryError, InvalidInput
 from . import manifest as mf
 from .checks import Located, Predicate, RowCheck, row_checks
-from .decisions import CODES, REASONS, DecisionTable, LedgerSnapshot, build_table, take_snapshot
+from .decisions import (
+    CODES,
+    REASONS,
+    DecisionTable,
+    LedgerSnapshot,
+    ManifestSubjects,
+    build_table,
+    take_snapshot,
+)
 from .manifest import FILE_COL, ROW_COL, Shape, Source, ident, sql_str
 from .measure import V_SQL, Measured, index_digest, output_digests
 from .options import GateOptions
@@ -130,20 +138,21 @@ class DuckEngine:
         rel = self._source.relation()
         return [r[0] for r in self.con.execute(f"SELECT DISTINCT category FROM {rel}").fetchall()]
 
-    def table_subjects(self, snapshot: LedgerSnapshot) -> list[str] | None:
-        """The manifest's subjects when it names far fewer than the store knows (then the
-        decision table only needs those)."""
-        state = snapshot.state
-        known = max(len(state.consents), len(state.memberships), len(state.objections))
-        rows = self._source.rows_estimate
-        if rows is None or known < 100_000 or rows * 4 >= known:
-            return None
+    def table_subjects(self, snapshot: LedgerSnapshot) -> ManifestSubjects:
+        """The manifest's distinct (category, subject) pairs, as Arrow: the decision table
+        decides those only (see :class:`ManifestSubjects`)."""
         rel = self._source.relation()
         if self._shape.is_list:
-            query = f"SELECT DISTINCT s FROM (SELECT unnest(subject_ids) AS s FROM {rel})"
+            query = (
+                "SELECT DISTINCT category, s AS subject FROM "
+                f"(SELECT category, unnest(subject_ids) AS s FROM {rel}) WHERE s IS NOT NULL"
+            )
         else:
-            query = f"SELECT DISTINCT subject_id FROM {rel}"
-        return [r[0] for r in self.con.execute(query).fetchall() if r[0] is not None]
+            query = (
+                f"SELECT DISTINCT category, subject_id AS subject FROM {rel} "
+                "WHERE subject_id IS NOT NULL"
+            )
+        return ManifestSubjects(self.con.sql(query).to_arrow_table())
 
     def first_bad_row(self, checks: Sequence[RowCheck]) -> tuple[RowCheck, Located] | None:
         source = self._source
@@ -400,7 +409,11 @@ def decide_rows(
             require_source_url(opt, opened)
             categories = check_categories(engine, opened, snapshot)
             table = build_table(
-                snapshot, categories, None, lock=store.lock if snapshot.live else None, store=store
+                snapshot,
+                categories,
+                engine.table_subjects(snapshot),
+                lock=store.lock if snapshot.live else None,
+                store=store,
             )
             checks = row_checks(opened.shape, snapshot.known_labels(), categories)
             try:

@@ -49,6 +49,7 @@ from .decisions import (
     UNKNOWN_CODE,
     DecisionTable,
     LedgerSnapshot,
+    ManifestSubjects,
     build_table,
     take_snapshot,
 )
@@ -609,8 +610,18 @@ class SparkEngine:
         rows = self._action(lambda: self.df.select("category").distinct().collect())
         return [r["category"] for r in rows]
 
-    def table_subjects(self, snapshot: LedgerSnapshot) -> None:
-        return None  # every subject: the table is joined, and broadcast when small
+    def table_subjects(self, snapshot: LedgerSnapshot) -> ManifestSubjects:
+        """The manifest's distinct (category, subject) pairs, collected as Arrow: the
+        decision table decides those only (see :class:`ManifestSubjects`)."""
+        from pyspark.sql import functions as F
+
+        assert self.shape is not None
+        if self.shape.is_list:
+            pairs = self.df.select("category", F.explode("subject_ids").alias("subject"))
+        else:
+            pairs = self.df.select("category", F.col("subject_id").alias("subject"))
+        pairs = pairs.where(F.col("subject").isNotNull()).distinct()
+        return ManifestSubjects(self._action(pairs.toArrow))
 
     def first_bad_row(self, checks: Sequence[RowCheck]) -> tuple[RowCheck, Located] | None:
         """Spark has no row order: the first check that some row fails, and such a row."""
@@ -726,7 +737,11 @@ def _decided(
     require_source_url(opt_outs, opened)
     categories = check_categories(engine, opened, snapshot)
     table = build_table(
-        snapshot, categories, None, lock=store.lock if snapshot.live else None, store=store
+        snapshot,
+        categories,
+        engine.table_subjects(snapshot),
+        lock=store.lock if snapshot.live else None,
+        store=store,
     )
     checks = row_checks(opened.shape, snapshot.known_labels(), categories)
     return snapshot, opened, engine.decide(table, opt_outs, checks)
