@@ -59,9 +59,17 @@ def build_store(path: Path, subjects: int, meetings: Path) -> str:
             if kind is None:
                 continue
             batch.append(
-                Draft(kind=kind, actor=s, subject=s, purpose=PURPOSE, categories=(category,),
-                      policy_version=version, notice_version=version, language="en",
-                      method="benchmark")  # fmt: skip
+                Draft(
+                    kind=kind,
+                    actor=s,
+                    subject=s,
+                    purpose=PURPOSE,
+                    categories=(category,),
+                    policy_version=version,
+                    notice_version=version,
+                    language="en",
+                    method="benchmark",
+                )  # fmt: skip
             )
         if len(batch) >= 20_000:
             store.append(batch)
@@ -212,8 +220,7 @@ def duckdb_copy(manifest: str, out: Path) -> int:
     con = duckdb.connect()
     con.execute("SET threads=2; SET preserve_insertion_order=false; SET memory_limit='3GB'")
     ((n,),) = con.execute(
-        f"COPY (SELECT * FROM read_parquet('{manifest}')) TO '{out}/copy.parquet' "
-        "(FORMAT parquet)"
+        f"COPY (SELECT * FROM read_parquet('{manifest}')) TO '{out}/copy.parquet' (FORMAT parquet)"
     ).fetchall()
     return int(n)
 
