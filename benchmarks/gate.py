@@ -512,7 +512,6 @@ def main() -> None:
 def per_category(args: Any, work: Path) -> None:
     """The per-category shape: the gate and its peers alternating in this process."""
     import gate_peers
-
     from consentry import Store
 
     url = gate_peers.build_store(work / f"store-cat-{args.subjects}.db", args.subjects, MEETINGS)

@@ -69,7 +69,7 @@ def build_store(path: Path, subjects: int, meetings: Path) -> str:
                     notice_version=version,
                     language="en",
                     method="benchmark",
-                )  # fmt: skip
+                )
             )
         if len(batch) >= 20_000:
             store.append(batch)

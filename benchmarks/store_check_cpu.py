@@ -65,7 +65,7 @@ def build(folder: Path, subjects: int) -> Any:
                     notice_version=version,
                     language="en",
                     method="benchmark",
-                )  # fmt: skip
+                )
             )
     store.append(drafts)
     return store
