@@ -25,6 +25,7 @@ from ..decide import ALLOW_REASONS, Plan, Reason, compile_plan
 from ..errors import InvalidInput
 from ..ledger.events import GENESIS_HASH
 from ..policy.model import Policy
+from ..reason_cache import UNSET
 from ..state import State
 from ..times import format_time, from_us, to_us
 
@@ -444,6 +445,9 @@ def _codes_and_seqs(
     if cache is not None:
         if cache.pos != state.changes:
             cache.sync()
+        if not _warm(cache, state, subjects):
+            cache = None  # mostly first asks: the kernel alone is cheaper than filling it
+    if cache is not None:
         out = bytearray(cache.codes_for(subjects, now))
     else:
         out = bytearray(plan.codes(state, subjects, now))
@@ -463,6 +467,26 @@ def _codes_and_seqs(
             found[i] = seq
     seqs.frombytes(found.tobytes())
     return out
+
+
+#: How many of a batch's subjects :func:`_warm` looks at.
+_WARM_SAMPLE = 256
+
+
+def _warm(cache: Any, state: State, subjects: Sequence[str]) -> bool:
+    """Whether the reason cache remembers at least half of a sample of ``subjects`` (then
+    gathering from it beats deciding; on a cold cache, filling it costs more than the batch
+    kernel alone)."""
+    codes = cache.codes
+    limit = len(codes) - 1
+    index = state.subject_index
+    sample = subjects[:_WARM_SAMPLE]
+    kept = 0
+    for subject in sample:
+        i = index.get(subject, -1)
+        if 0 <= i < limit and codes[i] != UNSET:
+            kept += 1
+    return kept * 2 >= len(sample) > 0
 
 
 def _np_from(buffer: Any, dtype: str) -> Any:
