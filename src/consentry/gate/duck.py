@@ -138,9 +138,17 @@ class DuckEngine:
         rel = self._source.relation()
         return [r[0] for r in self.con.execute(f"SELECT DISTINCT category FROM {rel}").fetchall()]
 
-    def table_subjects(self, snapshot: LedgerSnapshot) -> ManifestSubjects:
+    def table_subjects(self, snapshot: LedgerSnapshot) -> ManifestSubjects | None:
         """The manifest's distinct (category, subject) pairs, as Arrow: the decision table
-        decides those only (see :class:`ManifestSubjects`)."""
+        decides those only (see :class:`ManifestSubjects`). None (every subject the store
+        knows, each group) when the manifest has at least a quarter as many rows as the
+        store knows subjects: it then names most of them, and collecting the pairs (a
+        distinct over every row) would cost more than deciding the few it does not name."""
+        state = snapshot.state
+        known = max(len(state.consents), len(state.memberships), len(state.objections))
+        rows = self._source.rows_estimate
+        if rows is None or rows * 4 >= known:
+            return None
         rel = self._source.relation()
         if self._shape.is_list:
             query = (
