@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--parts",
-        default="snapshot,single,batch,cedar",
+        default="snapshot,single,store,batch,cedar",
         help="what to measure (comma-separated; the table shows what was measured)",
     )
     parser.add_argument(
@@ -171,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["single"] = single_checks(decider, requests, now)
         items = make_items(rng, n, min(args.checks, 50_000))
         results["items"] = item_checks(decider, items, now)
+    if "store" in parts:
+        print("Store.check and Store.check_many beside the decider (alternating rounds)")
+        results["store"] = store_checks(store, decider, rng, n, requests, now)
     if "batch" in parts:
         print("batches")
         results["batch"] = batches(decider, rng, n, args.batch, args.workers, now)
@@ -340,6 +343,65 @@ def item_checks(decider: Any, items: Sequence[Any], now: int) -> dict[str, Any]:
     print(
         f"  items with {subjects:.1f} subjects on average: median "
         f"{out['median_ns'] / 1000:.2f} µs, p99 {out['p99_ns'] / 1000:.2f} µs per item"
+    )
+    return out
+
+
+# -- the store's own calls ------------------------------------------------------------------
+
+
+def store_checks(
+    store: Any, decider: Any, rng: random.Random, n: int, requests: Sequence[Request], now: int
+) -> dict[str, Any]:
+    """``Store.check`` (the call the README shows: it reads the store's clock, validates the
+    subject id and learns of new events through its change watch) against
+    ``Decider.check`` with the time given, and ``Store.check_many`` against
+    ``Decider.codes``: alternating rounds, best of three each, the same requests."""
+    from consentry.decide import Reason
+
+    reason_names = [str(r) for r in Reason]
+
+    def store_check(subject: str, p: str, c: str, labels: tuple[str, ...], _now: int) -> Any:
+        return store.check(subject, p, c, labels)
+
+    # The answers agree (the store's clock says NOW, as the decider is asked).
+    for subject, p, c, labels in requests[:20_000]:
+        assert store.check(subject, p, c, labels) == decider.check(subject, p, c, labels, now)
+    medians: dict[str, list[int]] = {"decider": [], "store": []}
+    for _ in range(3):
+        for name, fn in (("decider", decider.check), ("store", store_check)):
+            medians[name].append(percentile(sorted(timed_calls(fn, requests, now)), 0.5))
+    size = 50_000
+    pairs = [(p, c) for p, c, w in PAIRS for _ in range(w)]
+    chunks = [
+        (*pairs[i % len(pairs)], [subject_id(rng.randrange(n)) for _ in range(size)])
+        for i in range(20)
+    ]
+    for p, c, subjects in chunks:  # warm both (the same reason caches)
+        assert [str(r) for r in store.check_many(subjects, p, c)] == [
+            reason_names[x] for x in decider.codes(subjects, p, c, (), now)
+        ]
+    rates: dict[str, list[float]] = {"codes": [], "check_many": []}
+    for _ in range(3):
+        started = time.perf_counter()
+        for p, c, subjects in chunks:
+            decider.codes(subjects, p, c, (), now)
+        rates["codes"].append(size * len(chunks) / (time.perf_counter() - started))
+        started = time.perf_counter()
+        for p, c, subjects in chunks:
+            store.check_many(subjects, p, c)
+        rates["check_many"].append(size * len(chunks) / (time.perf_counter() - started))
+    out = {
+        "decider_check_median_ns": min(medians["decider"]),
+        "store_check_median_ns": min(medians["store"]),
+        "decider_codes_per_s": max(rates["codes"]),
+        "store_check_many_per_s": max(rates["check_many"]),
+        "rounds": {"medians_ns": medians, "per_s": rates},
+    }
+    print(
+        f"  Store.check median {out['store_check_median_ns'] / 1000:.2f} µs, Decider.check "
+        f"{out['decider_check_median_ns'] / 1000:.2f} µs; Store.check_many "
+        f"{out['store_check_many_per_s']:,.0f}/s, Decider.codes {out['decider_codes_per_s']:,.0f}/s"
     )
     return out
 
@@ -794,6 +856,26 @@ def table(r: dict[str, Any]) -> list[Row]:
             Row(
                 f"item check, {r['items']['mean_subjects']:.1f} subjects, median",
                 f"{r['items']['median_ns'] / 1000:.2f} µs",
+            ),
+        ]
+    if "store" in r:
+        st = r["store"]
+        ratio = st["store_check_median_ns"] / st["decider_check_median_ns"]
+        share = st["store_check_many_per_s"] / st["decider_codes_per_s"]
+        rows += [
+            Row(
+                "Store.check median ÷ Decider.check median",
+                f"{st['store_check_median_ns'] / 1000:.2f} / "
+                f"{st['decider_check_median_ns'] / 1000:.2f} µs = {ratio:.2f}×",
+                "≤ 2×",
+                ratio <= 2,
+            ),
+            Row(
+                "Store.check_many ÷ Decider.codes (warm)",
+                f"{st['store_check_many_per_s']:,.0f} / {st['decider_codes_per_s']:,.0f}/s "
+                f"= {share:.0%}",
+                "≥ 50%",
+                share >= 0.5,
             ),
         ]
     if "batch" in r:

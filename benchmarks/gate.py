@@ -449,6 +449,10 @@ def main() -> None:
     ap.add_argument("--no-impact", action="store_true")
     ap.add_argument("--json", type=Path, help="Also write the results here.")
     ap.add_argument("--keep-outputs", action="store_true")
+    ap.add_argument("--shape", choices=["uniform", "per-category"], default="uniform",
+                    help="per-category: the realistic shape of gate_peers.py, with its peers "
+                    "in one process")  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=3, help="per-category: alternating rounds")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--store", help=argparse.SUPPRESS)
     ap.add_argument("--manifest", help=argparse.SUPPRESS)
@@ -462,6 +466,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     print(f"consentry gate benchmark — {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, workdir {work}", flush=True)  # fmt: skip
+    if args.shape == "per-category":
+        per_category(args, work)
+        return
     url = build_store(work / f"store-{args.subjects}.db", args.subjects)
     machine = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
     results: dict[str, Any] = {"machine": machine, "runs": [], "impact": None}
@@ -500,6 +507,38 @@ def main() -> None:
               flush=True)  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def per_category(args: Any, work: Path) -> None:
+    """The per-category shape: the gate and its peers alternating in this process."""
+    import gate_peers
+    from consentry import Store
+
+    url = gate_peers.build_store(work / f"store-cat-{args.subjects}.db", args.subjects, MEETINGS)
+    store = Store(url)
+    started = time.perf_counter()
+    store.state()
+    load_s = time.perf_counter() - started
+    results: dict[str, Any] = {"shape": "per-category", "subjects": args.subjects,
+                               "snapshot_load_s": load_s, "load_start": os.getloadavg(),
+                               "runs": []}  # fmt: skip
+    for size in [parse_size(s) for s in args.sizes.split(",")]:
+        manifest = work / f"manifest-cat-{label(size)}-{args.subjects}.parquet"
+        gate_peers.generate_manifest(manifest, size, args.subjects)
+        r = gate_peers.run_shape(store, manifest, work, args.rounds, args.pandas_max, size)
+        r["rows"] = size
+        results["runs"].append(r)
+        best = {k: min(v["wall"]) for k, v in r["figures"].items()}
+        cpu = {k: min(v["cpu"]) for k, v in r["figures"].items()}
+        print(f"  {label(size):>5} rows, {args.subjects:,} subjects (per category), best of "
+              f"{args.rounds}; allowed sets identical: {r['allowed_sets_identical']}")  # fmt: skip
+        for name in best:
+            print(f"    {name:<12} {best[name]:7.2f} s wall  {cpu[name]:7.2f} s CPU  "
+                  f"gate ÷ this {best['gate'] / best[name]:5.2f}×")  # fmt: skip
+    results["load_end"] = os.getloadavg()
+    print(f"  load average {results['load_start']} -> {results['load_end']}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":

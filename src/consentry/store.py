@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -38,6 +39,7 @@ from .errors import (
 )
 from .ids import new_id
 from .ledger import audit, schema, verifying
+from .ledger.changes import ChangeWatch, max_staleness_from_env
 from .ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier, read_checkpoint
 from .ledger.engine import DEFAULT_URL, sqlite_path
 from .ledger.events import CONSENT_KINDS, Draft, Event, Kind
@@ -60,7 +62,7 @@ from .policy.loader import load_policies
 from .policy.model import Basis, Policy
 from .state import CONSENT_NAMES, State, unpack
 from .taxonomy import DEFAULT_TAXONOMY, Taxonomy, covers
-from .textcheck import refuse_bad_fields, refuse_bad_text
+from .textcheck import NUL, refuse_bad_fields, refuse_bad_text
 from .times import Clock, format_time, from_us, parse_as_of, to_us, utcnow
 
 if TYPE_CHECKING:
@@ -120,6 +122,7 @@ class Store:
         log_key_file: str | Path | None = None,
         checkpoint_dir: str | Path | None = None,
         create: bool = True,
+        max_staleness: float | None = None,
     ) -> None:
         """``signing_key_file`` (else ``CONSENTRY_SIGNING_KEY_FILE``): sign receipts with the
         Ed25519 key in that file instead of one kept in the database; ``log_key_file`` (else
@@ -127,7 +130,11 @@ class Store:
         ``checkpoint_dir`` (else ``CONSENTRY_CHECKPOINT_DIR``): the witness location every
         checkpoint is appended to (see docs/deploying.md). ``create=False`` refuses a SQLite
         file that does not exist (:class:`NotInitialised`) instead of creating an empty one:
-        every command but ``init`` opens its store so."""
+        every command but ``init`` opens its store so. ``max_staleness`` (seconds; else
+        ``CONSENTRY_MAX_STALENESS_MS``, else 5 ms): how long :meth:`check` and
+        :meth:`check_many` may go without seeing a write made by another process (writes
+        made in this process are seen by the next check; 0 looks every time; see
+        :mod:`consentry.ledger.changes`)."""
         self.url = database_url(url)
         if not create:
             path = sqlite_path(self.url)
@@ -154,6 +161,13 @@ class Store:
         self._initialised = False
         self._first_in_force: tuple[str, int] | None = None  # see _first_policy_in_effect
         self.ledger.on_commit = self._committed
+        try:
+            staleness = max_staleness_from_env(max_staleness)
+        except ValueError as exc:
+            raise InvalidInput(
+                str(exc), hint="give a number of milliseconds >= 0", field="max_staleness"
+            ) from None
+        self._changes = ChangeWatch(self.ledger.engine, staleness)
 
     def __repr__(self) -> str:
         return f"<Store {self.url}>"
@@ -164,6 +178,7 @@ class Store:
         return self._lock
 
     def close(self) -> None:
+        self._changes.close()
         self.ledger.close()
 
     def __enter__(self) -> Store:
@@ -807,10 +822,15 @@ class Store:
             return state if state.seq == seq else None
 
     def decider(self, *, refresh: bool = True) -> Decider:
-        """The compiled in-memory decider for current-time checks (no database round trip
-        when ``refresh`` is false)."""
-        if refresh or self._decider is None:
+        """The compiled in-memory decider for current-time checks. ``refresh``: first catch
+        up with every write made in this process and, within ``max_staleness``, in others
+        (without a database round trip unless there is something new);
+        false: as it is."""
+        if self._decider is None:
             self.state()
+        elif refresh and self._changes.behind(self._decider.state.seq):
+            with self._lock:
+                self._catch_up()
         assert self._decider is not None
         return self._decider
 
@@ -827,7 +847,23 @@ class Store:
         """Allow or deny ``purpose`` on an item of ``category`` whose subjects are given
         (the first is its owner), now or ``as_of`` a past time. ``account``: the account
         the item belongs to (the meeting host's, the label's); None decides the most
-        protective answer over each person's accounts (see docs/concepts.md)."""
+        protective answer over each person's accounts (see docs/concepts.md).
+
+        Now: as of every write made in this process, and as of at most ``max_staleness``
+        ago for writes made by other processes (see :meth:`decider`)."""
+        if as_of is None and account is None and subjects.__class__ is str and _plain_id(subjects):
+            # The call the README shows, kept to the decider's own fast path: one subject
+            # passed as a string, no list built, no query unless the ledger moved.
+            decider = self._decider
+            if decider is None or self._changes.behind(decider.state.seq):
+                with self._lock:
+                    if self._decider is None:
+                        self.state()
+                    else:
+                        self._catch_up()
+                decider = self._decider
+                assert decider is not None
+            return decider.check(subjects, purpose, category, labels, self._now_us())
         people = [subjects] if isinstance(subjects, str) else list(subjects)
         if not people:
             raise InvalidInput("a check needs at least one subject", field="subjects")
@@ -836,9 +872,7 @@ class Store:
         if account is not None:
             account = _id(account, "account")
         if as_of is None:
-            return self.decider().check(
-                people, purpose, category, labels, to_us(self.clock()), account
-            )
+            return self.decider().check(people, purpose, category, labels, self._now_us(), account)
         at = self.resolve_as_of(as_of)
         state = self.state_as_of(at, subjects=people, accounts=() if account is None else [account])
         return Decider(state, remember=False).check(
@@ -855,12 +889,15 @@ class Store:
         account: str | None = None,
     ) -> list[Reason]:
         """The reason for each subject alone (a batch of single-subject checks, now), in
-        items of ``account`` (None: no account context)."""
+        items of ``account`` (None: no account context), as fresh as :meth:`check`."""
         if account is not None:
             account = _id(account, "account")
         decider = self.decider()
-        now = to_us(self.clock())
-        return [decider.reason(s, purpose, category, labels, now, account) for s in subjects]
+        return decider.reasons(subjects, purpose, category, labels, self._now_us(), account)
+
+    def _now_us(self) -> int:
+        # The default clock without building a datetime: the same clock, to the microsecond.
+        return time.time_ns() // 1000 if self.clock is utcnow else to_us(self.clock())
 
     def resolve_as_of(self, value: datetime | str) -> datetime:
         """The moment an ``as_of`` names (an RFC 3339 time, ``-5m``/``-2h``/``-1d`` before
@@ -1727,6 +1764,12 @@ def ignored_objection(policy: Policy, purpose: str, category: str | None) -> Obj
         rule=rule.id if rule else None,
         policy_version=policy.version,
     )
+
+
+def _plain_id(value: str) -> bool:
+    """True for an id :func:`_id` accepts that needs no closer look (short ASCII without
+    NUL, not blank): the check fast path's test, a few string operations."""
+    return 0 < len(value) <= 512 and value.isascii() and NUL not in value and not value.isspace()
 
 
 def _id(value: Any, field: str) -> str:

@@ -25,6 +25,7 @@ from ..decide import ALLOW_REASONS, Plan, Reason, compile_plan
 from ..errors import InvalidInput
 from ..ledger.events import GENESIS_HASH
 from ..policy.model import Policy
+from ..reason_cache import UNSET
 from ..state import State
 from ..times import format_time, from_us, to_us
 
@@ -200,6 +201,20 @@ def _same_plan(a: Plan, b: Plan) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class ManifestSubjects:
+    """The subjects a manifest names, with the categories it names each under: the decision
+    table then decides only these (each under the groups of those categories), so that its
+    cost follows the manifest's distinct subjects, not the store's population.
+
+    ``pairs`` is a pyarrow.Table ``(category string, subject string)``: for every item, its
+    category with each of its subjects (every subject of a multi-subject item, whatever the
+    rule's parties, so that each lookup an engine makes is covered), nulls left out,
+    duplicates allowed."""
+
+    pairs: Any
+
+
 def known_subjects(state: State) -> list[str]:
     """Every subject the store has seen (``State.known_subject``), in no particular order."""
     return list(state.consents.keys() | state.objections.keys() | state.memberships.keys())
@@ -272,7 +287,7 @@ def pin_live(snapshot: LedgerSnapshot, store: Store, categories: Iterable[str]) 
 def build_table(
     snapshot: LedgerSnapshot,
     categories: Iterable[str],
-    subjects: Sequence[str] | None = None,
+    subjects: Sequence[str] | ManifestSubjects | None = None,
     *,
     lock: Any = None,
     store: Store | None = None,
@@ -285,13 +300,19 @@ def build_table(
 
     ``subjects`` limits the table to those subjects (the ones a small manifest names); the
     default is every subject the store knows. A subject absent from the table is one the
-    store has never seen: the engines answer ``unknown_subject`` for it.
+    store has never seen: the engines answer ``unknown_subject`` for it. With
+    :class:`ManifestSubjects`, the table lists the manifest's known subjects and each group
+    decides only those the manifest names under one of its categories: the other cells
+    (which no item of the manifest looks up) hold ``unknown_subject``.
+
+    A live snapshot decides through the store's own compiled plans and their reason caches
+    (:class:`~consentry.reason_cache.ReasonCache`, as ``Decider.codes`` does): subjects
+    decided before, by checks or an earlier gate, and unchanged since, are a gather.
 
     ``allowed_seqs=False`` leaves ``seq`` empty where the answer allows: finding the event
     behind an answer asks ``Plan.decide`` once per subject, and a gate writes it for the
     exclusions only (``event_seq`` of ``excluded``), so it skips the consenting subjects.
     """
-    import pyarrow as pa
 
     categories = list(categories)
     if snapshot.live and store is not None and lock is None:
@@ -307,13 +328,13 @@ def build_table(
         seen = snapshot.ledger_seq
         snapshot.ledger_seq = state.seq
         plans, groups = plan_categories(snapshot, categories)
-        if subjects is None:
+        needed: list[Any] | None = None
+        if isinstance(subjects, ManifestSubjects):
+            universe, needed = _manifest_universe(subjects.pairs, plans, len(groups), state)
+        elif subjects is None:
             universe = known_subjects(state)
         else:
             universe = sorted({s for s in subjects if s is not None and state.known_subject(s)})
-        gs = array("H")
-        codes = bytearray()
-        seqs = array("q")
         now = snapshot.now_us
         contexts = [None, *accounts]
         decided = [
@@ -323,29 +344,118 @@ def build_table(
             for plan in groups
             for account in contexts
         ]  # fmt: skip
-        for g, plan in enumerate(decided):
-            gs.extend(array("H", [g]) * len(universe))
-            codes.extend(_codes_and_seqs(plan, state, universe, now, seqs, allowed_seqs))
+        # Decision group g is category group g // len(contexts) in context g % len(contexts):
+        # the store's cached plans serve the no-account context, and every context of a
+        # category group decides the subjects the manifest names under its categories.
+        live = _live_plans(snapshot, store, plans, len(groups))
+        k = len(contexts)
+        cached = [live[g // k] if g % k == 0 else None for g in range(len(decided))]
+        wanted = None if needed is None else [needed[g // k] for g in range(len(decided))]
+        codes, seqs = _decide_groups(decided, cached, state, universe, wanted, now, allowed_seqs)
     finally:
         if lock is not None:
             lock.release()
     if snapshot.ledger_seq != seen and store is not None:
         seq = snapshot.ledger_seq
         snapshot.ledger_hash = store.ledger.event(seq).hash if seq else GENESIS_HASH
-    n = len(codes)
-    subject_col = pa.array(universe, pa.string())
-    if len(decided) > 1:
-        subject_col = pa.concat_arrays([subject_col] * len(decided))
-    seq_np = _np_from(seqs, "int64")
-    table = pa.table(
+    table = _arrow_table(universe, codes, seqs)
+    return DecisionTable(plans, len(decided), universe, table, list(accounts))
+
+
+def _manifest_universe(
+    pairs: Any, plans: dict[str, CategoryPlan], groups: int, state: State
+) -> tuple[list[str], list[Any]]:
+    """The manifest's known subjects, and for each group the positions (among them) of the
+    subjects named under one of its categories (vectorised: no Python per pair)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    category = pairs.column("category").cast(pa.string())
+    subject = pairs.column("subject").cast(pa.string())
+    names = pc.unique(pc.drop_null(subject))
+    known = state.known_subject
+    universe = [s for s in names.to_pylist() if known(s)]
+    position = pc.index_in(subject, value_set=pa.array(universe, pa.string()))
+    cats = sorted(plans)
+    # A category's group, or -1 when its plan answers the same for everyone (no lookup).
+    cat_group = np.array(
+        [plans[c].group if plans[c].fixed is None else -1 for c in cats] + [-1], dtype=np.int64
+    )
+    ci = pc.fill_null(pc.index_in(category, value_set=pa.array(cats, pa.string())), len(cats))
+    g = cat_group[ci.to_numpy(zero_copy_only=False)]
+    pos = pc.fill_null(position, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    keep = pos >= 0
+    needed = [np.unique(pos[keep & (g == group)]) for group in range(groups)]
+    return universe, needed
+
+
+def _live_plans(
+    snapshot: LedgerSnapshot, store: Store | None, plans: dict[str, CategoryPlan], groups: int
+) -> list[Plan | None]:
+    """For a live snapshot, each group's plan as the store's decider keeps it (with its
+    reason cache); None where there is none to share (``as_of``: a replayed state)."""
+    found: list[Plan | None] = [None] * groups
+    if not snapshot.live or store is None:
+        return found
+    decider = store.decider(refresh=False)
+    if decider.state is not snapshot.state:
+        return found
+    for category, p in sorted(plans.items()):
+        if p.fixed is None and found[p.group] is None:
+            found[p.group] = decider.plan(snapshot.purpose, category, snapshot.now_us)
+    return found
+
+
+def _decide_groups(
+    groups: list[Plan],
+    cached: list[Plan | None],
+    state: State,
+    universe: Sequence[str],
+    needed: list[Any] | None,
+    now: int,
+    allowed_seqs: bool,
+) -> tuple[Any, Any]:
+    """(codes, seqs) per (group, subject position): each group's needed subjects decided in
+    one batch, the rest ``unknown_subject``."""
+    import numpy as np
+
+    n = len(universe)
+    codes = np.full((len(groups), n), UNKNOWN_CODE, dtype=np.uint8)
+    seqs = np.zeros((len(groups), n), dtype=np.int64)
+    for g, plan in enumerate(groups):
+        if needed is None:
+            names: Sequence[str] = universe
+            rows: Any = slice(None)
+        else:
+            rows = needed[g]
+            names = [universe[i] for i in rows.tolist()]
+        found = array("q")
+        out = _codes_and_seqs(plan, state, names, now, found, allowed_seqs, cached[g])
+        codes[g, rows] = _np_from(out, "uint8")
+        seqs[g, rows] = _np_from(found, "int64")
+    return codes, seqs
+
+
+def _arrow_table(universe: list[str], codes: Any, seqs: Any) -> Any:
+    """The decision table ``(g, subject, code, seq)``, group after group."""
+    import numpy as np
+    import pyarrow as pa
+
+    groups = codes.shape[0]
+    names = pa.array(universe, pa.string())
+    subject_col = pa.concat_arrays([names] * groups) if groups > 1 else names
+    if not groups:
+        subject_col = pa.array([], pa.string())
+    seq_np = seqs.ravel()
+    return pa.table(
         {
-            "g": pa.array(_np_from(gs, "uint16"), pa.uint16()),
-            "subject": subject_col if n else pa.array([], pa.string()),
-            "code": pa.array(_np_from(codes, "uint8"), pa.uint8()),
+            "g": pa.array(np.repeat(np.arange(groups, dtype=np.uint16), len(universe))),
+            "subject": subject_col,
+            "code": pa.array(codes.ravel(), pa.uint8()),
             "seq": pa.array(seq_np, pa.int64(), mask=seq_np == 0),
         }
     )
-    return DecisionTable(plans, len(decided), universe, table, list(accounts))
 
 
 #: Answers that name the event behind them (a consent record, an account setting, ...).
@@ -366,25 +476,60 @@ def _codes_and_seqs(
     now: int,
     seqs: array[int],
     allowed_seqs: bool = True,
+    cached: Plan | None = None,
 ) -> bytearray:
     """Every subject's reason code with ``plan.codes`` (the batch kernel), and the deciding
     event's seq with ``plan.decide`` for the subjects whose answer names one (of those
-    whose answer denies only, without ``allowed_seqs``)."""
+    whose answer denies only, without ``allowed_seqs``). ``cached``: the same plan as the
+    store's decider keeps it; its reason cache answers the subjects it remembers."""
     import numpy as np
 
-    out = bytearray(plan.codes(state, subjects, now))
+    cache = cached.cache if cached is not None else None
+    if cache is not None:
+        if cache.pos != state.changes:
+            cache.sync()
+        if not _warm(cache, state, subjects):
+            cache = None  # mostly first asks: the kernel alone is cheaper than filling it
+    if cache is not None:
+        out = bytearray(cache.codes_for(subjects, now))
+    else:
+        out = bytearray(plan.codes(state, subjects, now))
     found = np.zeros(len(subjects), dtype=np.int64)
     if len(out):
         arr = np.frombuffer(bytes(out), dtype=np.uint8)
         wanted = _WITH_EVENT if allowed_seqs else _WITH_EVENT - set(ALLOW_CODES)
         mask = np.isin(arr, np.array(sorted(wanted), dtype=np.uint8))
         decide = plan.decide
+        index = state.subject_index
         for i in np.flatnonzero(mask).tolist():
-            code, seq = decide(state, subjects[i], now)
+            if cache is not None:
+                code, seq = cache.answer(index.get(subjects[i], -1), subjects[i], now)
+            else:
+                code, seq = decide(state, subjects[i], now)
             out[i] = code
             found[i] = seq
     seqs.frombytes(found.tobytes())
     return out
+
+
+#: How many of a batch's subjects :func:`_warm` looks at.
+_WARM_SAMPLE = 256
+
+
+def _warm(cache: Any, state: State, subjects: Sequence[str]) -> bool:
+    """Whether the reason cache remembers at least half of a sample of ``subjects`` (then
+    gathering from it beats deciding; on a cold cache, filling it costs more than the batch
+    kernel alone)."""
+    codes = cache.codes
+    limit = len(codes) - 1
+    index = state.subject_index
+    sample = subjects[:_WARM_SAMPLE]
+    kept = 0
+    for subject in sample:
+        i = index.get(subject, -1)
+        if 0 <= i < limit and codes[i] != UNSET:
+            kept += 1
+    return kept * 2 >= len(sample) > 0
 
 
 def _np_from(buffer: Any, dtype: str) -> Any:

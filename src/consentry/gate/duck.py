@@ -33,7 +33,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import ConsentryError, InvalidInput
 from . import manifest as mf
 from .checks import Located, Predicate, RowCheck, row_checks
-from .decisions import CODES, REASONS, DecisionTable, LedgerSnapshot, build_table, take_snapshot
+from .decisions import (
+    CODES,
+    REASONS,
+    DecisionTable,
+    LedgerSnapshot,
+    ManifestSubjects,
+    build_table,
+    take_snapshot,
+)
 from .manifest import FILE_COL, ROW_COL, Shape, Source, ident, sql_str
 from .measure import V_SQL, Measured, index_digest, output_digests
 from .options import GateOptions
@@ -144,20 +152,29 @@ class DuckEngine:
         rel = self._source.relation()
         return [r[0] for r in self.con.execute(f"SELECT DISTINCT account FROM {rel}").fetchall()]
 
-    def table_subjects(self, snapshot: LedgerSnapshot) -> list[str] | None:
-        """The manifest's subjects when it names far fewer than the store knows (then the
-        decision table only needs those)."""
+    def table_subjects(self, snapshot: LedgerSnapshot) -> ManifestSubjects | None:
+        """The manifest's distinct (category, subject) pairs, as Arrow: the decision table
+        decides those only (see :class:`ManifestSubjects`). None (every subject the store
+        knows, each group) when the manifest has at least a quarter as many rows as the
+        store knows subjects: it then names most of them, and collecting the pairs (a
+        distinct over every row) would cost more than deciding the few it does not name."""
         state = snapshot.state
         known = max(len(state.consents), len(state.memberships), len(state.objections))
         rows = self._source.rows_estimate
-        if rows is None or known < 100_000 or rows * 4 >= known:
+        if rows is None or rows * 4 >= known:
             return None
         rel = self._source.relation()
         if self._shape.is_list:
-            query = f"SELECT DISTINCT s FROM (SELECT unnest(subject_ids) AS s FROM {rel})"
+            query = (
+                "SELECT DISTINCT category, s AS subject FROM "
+                f"(SELECT category, unnest(subject_ids) AS s FROM {rel}) WHERE s IS NOT NULL"
+            )
         else:
-            query = f"SELECT DISTINCT subject_id FROM {rel}"
-        return [r[0] for r in self.con.execute(query).fetchall() if r[0] is not None]
+            query = (
+                f"SELECT DISTINCT category, subject_id AS subject FROM {rel} "
+                "WHERE subject_id IS NOT NULL"
+            )
+        return ManifestSubjects(self.con.sql(query).to_arrow_table())
 
     def first_bad_row(self, checks: Sequence[RowCheck]) -> tuple[RowCheck, Located] | None:
         source = self._source
@@ -424,9 +441,13 @@ def decide_rows(
             categories = check_categories(engine, opened, snapshot)
             accounts = check_accounts(engine, opened, snapshot)
             table = build_table(
-                snapshot, categories, None, lock=store.lock if snapshot.live else None,
-                store=store, accounts=accounts,
-            )  # fmt: skip
+                snapshot,
+                categories,
+                engine.table_subjects(snapshot),
+                lock=store.lock if snapshot.live else None,
+                store=store,
+                accounts=accounts,
+            )
             checks = row_checks(opened.shape, snapshot.known_labels(), categories, accounts)
             try:
                 return _answers(engine, table, opt, checks)

@@ -52,7 +52,13 @@ from .checks import (
     split_accounts,
     split_categories,
 )
-from .decisions import DecisionTable, LedgerSnapshot, build_table, take_snapshot
+from .decisions import (
+    DecisionTable,
+    LedgerSnapshot,
+    ManifestSubjects,
+    build_table,
+    take_snapshot,
+)
 from .manifest import Shape
 from .measure import Measured
 from .options import GateOptions
@@ -126,8 +132,10 @@ class GateEngine(Protocol):
         """The manifest's distinct categories (null included)."""
         ...
 
-    def table_subjects(self, snapshot: LedgerSnapshot) -> Sequence[str] | None:
-        """The subjects the decision table needs (None: every subject the store knows)."""
+    def table_subjects(self, snapshot: LedgerSnapshot) -> ManifestSubjects | Sequence[str] | None:
+        """The subjects the decision table needs: the manifest's (category, subject) pairs
+        (:class:`ManifestSubjects`), a list of subjects, or None (every subject the store
+        knows)."""
         ...
 
     def accounts(self) -> list[str | None]:

@@ -49,6 +49,7 @@ from .decisions import (
     UNKNOWN_CODE,
     DecisionTable,
     LedgerSnapshot,
+    ManifestSubjects,
     build_table,
     take_snapshot,
 )
@@ -634,8 +635,18 @@ class SparkEngine:
         rows = self._action(lambda: self.df.select("category").distinct().collect())
         return [r["category"] for r in rows]
 
-    def table_subjects(self, snapshot: LedgerSnapshot) -> None:
-        return None  # every subject: the table is joined, and broadcast when small
+    def table_subjects(self, snapshot: LedgerSnapshot) -> ManifestSubjects:
+        """The manifest's distinct (category, subject) pairs, collected as Arrow: the
+        decision table decides those only (see :class:`ManifestSubjects`)."""
+        from pyspark.sql import functions as F
+
+        assert self.shape is not None
+        if self.shape.is_list:
+            pairs = self.df.select("category", F.explode("subject_ids").alias("subject"))
+        else:
+            pairs = self.df.select("category", F.col("subject_id").alias("subject"))
+        pairs = pairs.where(F.col("subject").isNotNull()).distinct()
+        return ManifestSubjects(self._action(pairs.toArrow))
 
     def accounts(self) -> list[str | None]:
         rows = self._action(lambda: self.df.select("account").distinct().collect())
@@ -756,9 +767,13 @@ def _decided(
     categories = check_categories(engine, opened, snapshot)
     accounts = check_accounts(engine, opened, snapshot)
     table = build_table(
-        snapshot, categories, None, lock=store.lock if snapshot.live else None, store=store,
+        snapshot,
+        categories,
+        engine.table_subjects(snapshot),
+        lock=store.lock if snapshot.live else None,
+        store=store,
         accounts=accounts,
-    )  # fmt: skip
+    )
     checks = row_checks(opened.shape, snapshot.known_labels(), categories, accounts)
     return snapshot, opened, engine.decide(table, opt_outs, checks)
 

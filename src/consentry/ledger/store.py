@@ -34,6 +34,7 @@ from ..textcheck import refuse_bad_text
 from ..times import Clock, format_time, from_us, parse_time, to_us
 from . import schema, verifying
 from .audit import Divergence
+from .changes import committed, database_key
 from .compiled import CompiledStatement
 from .engine import WRITE, make_engine
 from .events import (
@@ -170,6 +171,8 @@ class Ledger:
         #: Called by the committing thread with each group commit's new events, in ``seq``
         #: order, before any of its callers returns (the store keeps its state current).
         self.on_commit: Callable[[list[Event]], None] | None = None
+        #: The database's name among this process's ledgers (see ``changes.committed``).
+        self.watch_key = database_key(self.engine)
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -263,6 +266,9 @@ class Ledger:
                 started = time.monotonic()
                 new_events: list[Event] = []
                 self._commit(batch, new_events)
+                if new_events:
+                    # Other stores of this process on the same database see them next read.
+                    committed(self.watch_key, max(e.seq for e in new_events))
                 if new_events and self.on_commit is not None:
                     self.on_commit(sorted(new_events, key=lambda e: e.seq))
             finally:
