@@ -224,6 +224,48 @@ class ConsentIn(BaseModel):
     method: Annotated[str, Field(min_length=1, max_length=100)] = "api"
 
 
+class NoticeServedIn(BaseModel):
+    """That the platform showed the person a notice (in its own pages)."""
+
+    model_config = ConfigDict(extra="forbid")
+    notice_version: Name | None = Field(
+        None, description="The policy version whose notice was shown (default: current)."
+    )
+    language: Annotated[str, Field(min_length=2, max_length=35)] | None = Field(
+        None, description="The language it was shown in (default: the authoritative one)."
+    )
+    method: Annotated[str, Field(min_length=1, max_length=100)] = Field(
+        "api", description="Where it was shown, e.g. signup-form, app-dialog."
+    )
+
+
+class NoticeServedOut(BaseModel):
+    """The ``notice.served`` event, and whether this call recorded it (false: one for the
+    same person, version and language was recorded within the last day and is returned)."""
+
+    recorded: bool
+    notice_sha256: str
+    event: EventOut
+
+
+class Jwk(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str
+    kid: str
+    alg: Literal["EdDSA"]
+    use: Literal["sig"]
+    status: Literal["retired"] | None = None
+
+
+class JwksOut(BaseModel):
+    """Every receipt key (RFC 7517 JWKS, Ed25519 per RFC 8037); retired keys have
+    ``"status": "retired"`` and verify older receipts."""
+
+    keys: list[Jwk]
+
+
 class ObjectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     purpose: Name
@@ -442,12 +484,25 @@ class VerifyIn(BaseModel):
 
 
 class ReceiptOut(BaseModel):
-    """A consent receipt (ISO/IEC TS 27560 fields) with its detached Ed25519 signature, and
-    its evidence: the ledger event and an inclusion proof against a signed checkpoint."""
+    """A consent receipt (ISO/IEC TS 27560 fields) signed as a compact JWS (RFC 7515,
+    EdDSA), and its evidence: the ledger event and an inclusion proof against a signed
+    checkpoint. Receipts issued before JWS carry a detached ``signature`` instead; exactly
+    one of the two is present."""
 
     receipt: dict[str, Any]
-    signature: dict[str, Any]
+    jws: Annotated[str, Field(max_length=1_000_000)] | None = Field(
+        None, description="The receipt record as a compact JWS (verify with the JWKS)."
+    )
+    signature: dict[str, Any] | None = Field(
+        None, description="Receipts issued before JWS: a detached Ed25519 signature."
+    )
     evidence: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _signed(self) -> ReceiptOut:
+        if (self.jws is None) == (self.signature is None):
+            raise ValueError("give exactly one of 'jws' or 'signature'")
+        return self
 
 
 class ReceiptCheckpointOut(BaseModel):
@@ -458,6 +513,11 @@ class ReceiptCheckpointOut(BaseModel):
 
 class ReceiptCheckOut(BaseModel):
     valid: bool
+    notice_problem: str | None = Field(
+        None,
+        description="Set when no notice.served event came before the consent: valid evidence "
+        "of a choice, but not that the person saw the notice first.",
+    )
     record_id: str
     seq: int
     event_hash: str
@@ -489,6 +549,11 @@ class PublicKeysOut(BaseModel):
 
     receipt_public_key: str
     log_verifier_key: str
+    receipt_public_keys: list[str] = Field(
+        default_factory=list,
+        description="Every receipt key the store signed with, oldest first (the last is "
+        "receipt_public_key; the others are retired and verify older receipts).",
+    )
 
 
 class Health(BaseModel):

@@ -138,6 +138,16 @@ def validation_problem(errors: Sequence[Any], instance: str | None = None) -> di
     return problem
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes on this request's path, sorted."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem details."""
 
@@ -163,12 +173,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        hint: str | None
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"there is nothing at {request.url.path}"
             hint = "see /docs for the API's endpoints"
         elif exc.status_code == 405:
+            allowed = allowed_methods(request)
             detail = f"{request.method} is not allowed on {request.url.path}"
-            hint = "see /docs for the methods each endpoint takes"
+            hint = f"this path takes {', '.join(allowed)}" if allowed else None
+            # Starlette names the methods of the first route whose path matched
+            # (/v1/receipts/{event_id} for /v1/receipts/verify): say those of every route.
+            exc.headers = {**dict(exc.headers or {}), "Allow": ", ".join(allowed)}
         else:
             hint = None
         problem = from_status(exc.status_code, detail, request.url.path)

@@ -427,13 +427,24 @@ def me(
     ]
     never = [v for v in views if v.kind == "never"]
     state = svc.store.subject_state(subject)
+    notice = _notice(policy, lang)
+    if notice is not None:
+        # Evidence that the person saw this notice before any choice made on this page: a
+        # consent given here names this event (rate-limited: a reload records nothing new).
+        svc.store.serve_notice(
+            subject,
+            notice_version=policy.version,
+            language=notice["language"],
+            method="preference-centre",
+            actor=session.principal.actor,
+        )
     return render(
         request,
         "me.html",
         session=session,
         subject=subject,
         policy=policy,
-        notice=_notice(policy, lang),
+        notice=notice,
         groups=groups,
         never=never,
         protected=protected,
