@@ -1517,11 +1517,19 @@ class Store:
     def _receipt_context(self, event: Event) -> tuple[Policy | None, Policy | None, Event | None]:
         """(the policy in effect, the policy whose notice was shown, the notice.served event)
         of a consent event."""
-        in_effect = self.policy(event.policy_version) if event.policy_version else None
-        shown = self.policy(event.notice_version) if event.notice_version else in_effect
+        in_effect = self._published(event.policy_version)
+        # An imported consent may name a notice of the system it came from: not published here.
+        shown = self._published(event.notice_version) if event.notice_version else in_effect
         ref = event.payload.get(NOTICE_SERVED) if event.payload else None
         served = self.event(str(ref)) if isinstance(ref, str) else None
         return in_effect, shown, served
+
+    def _published(self, version: str | None) -> Policy | None:
+        """The published policy version of that name (None: no name, or not published)."""
+        for published in self.state().policies if version else ():
+            if published.policy.version == version:
+                return published.policy
+        return None
 
     def _receipt_record(self, event: Event) -> dict[str, Any]:
         in_effect, shown, served = self._receipt_context(event)

@@ -204,7 +204,9 @@ def verify_signed(
     without it only a detached signature can be checked, against the key it carries.
     """
     trusted = _trusted_list(trusted_public_key_b64)
-    if isinstance(document, Mapping) and isinstance(document.get("jws"), str):
+    if not isinstance(document, Mapping) or not isinstance(document.get("receipt"), Mapping):
+        raise _not_a_receipt()
+    if isinstance(document.get("jws"), str):
         return _verify_jws(document, trusted)
     try:
         receipt = document["receipt"]
@@ -212,11 +214,7 @@ def verify_signed(
         public = signature["public_key"]
         value = _unb64(signature["value"])
     except (KeyError, TypeError, ValueError):
-        raise InvalidInput(
-            "not a consentry receipt: expected a 'receipt' object and its 'jws' (or, before "
-            "JWS, its 'signature')",
-            hint="use the JSON that `consentry receipt show` prints",
-        ) from None
+        raise _not_a_receipt() from None
     if trusted is not None and public not in trusted:
         raise SignatureInvalid(
             "the receipt was signed by a key this store does not hold",
@@ -231,6 +229,14 @@ def verify_signed(
             hint="ask the issuer for a fresh copy with `consentry receipt show`",
         ) from None
     return str(public)
+
+
+def _not_a_receipt() -> InvalidInput:
+    return InvalidInput(
+        "not a consentry receipt: expected a 'receipt' object and its 'jws' (or, before JWS, "
+        "its 'signature')",
+        hint="use the JSON that `consentry receipt show` prints",
+    )
 
 
 def _verify_jws(document: Mapping[str, Any], trusted: list[str] | None) -> str:
