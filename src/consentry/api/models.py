@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -41,6 +42,39 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: PROBLEMS[c] for c in codes}
+
+
+def exactly_one(*names: str) -> Callable[[dict[str, Any]], None]:
+    """A model's JSON Schema says what its validator enforces: exactly one of ``names`` is
+    present (``oneOf`` of ``required``), and none of them is ``null``. Pair it with
+    :func:`refuse_none_of` so the server refuses what the schema refuses."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        properties = schema.get("properties", {})
+        for name in names:
+            prop = properties.get(name, {})
+            options = [o for o in prop.pop("anyOf", []) if o.get("type") != "null"]
+            if len(options) == 1:
+                prop.update(options[0])
+            elif options:
+                prop["anyOf"] = options
+            prop.pop("default", None)
+        schema["oneOf"] = [{"required": [name]} for name in names]
+
+    return extra
+
+
+def refuse_none_of(data: Any, *names: str) -> Any:
+    """The check :func:`exactly_one` documents, before the fields are read (an explicit
+    ``null`` counts as sent)."""
+    if isinstance(data, dict):
+        sent = [n for n in names if n in data]
+        quoted = " or ".join(f"'{n}'" for n in names)
+        if len(sent) != 1:
+            raise ValueError(f"give exactly one of {quoted}")
+        if data[sent[0]] is None:
+            raise ValueError(f"'{sent[0]}' cannot be null: give exactly one of {quoted}")
+    return data
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -146,14 +180,14 @@ class NoticeOut(BaseModel):
 class PublishIn(BaseModel):
     """A policy as YAML text (one or several versions) or as a parsed document."""
 
+    model_config = ConfigDict(json_schema_extra=exactly_one("yaml", "document"))
     yaml: str | None = Field(None, max_length=1_000_000, description="Policy YAML text.")
     document: dict[str, Any] | None = Field(None, description="One policy version as JSON.")
 
-    @model_validator(mode="after")
-    def _one(self) -> PublishIn:
-        if (self.yaml is None) == (self.document is None):
-            raise ValueError("give exactly one of 'yaml' or 'document'")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _one(cls, data: Any) -> Any:
+        return refuse_none_of(data, "yaml", "document")
 
 
 class PublishOut(BaseModel):
@@ -339,7 +373,7 @@ class MemberSummaryOut(BaseModel):
 
 
 class DecisionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one("subject", "subjects"))
     subjects: list[Id] | None = Field(
         None,
         min_length=1,
@@ -358,15 +392,14 @@ class DecisionIn(BaseModel):
         "(422, as-of-out-of-range).",
     )
     explain: bool = Field(False, description="Add event ids and the rule's notice.")
-    min_seq: Annotated[int, Field(ge=0, le=2**62)] | None = Field(
+    min_seq: Annotated[int, Field(ge=0, le=2**62, strict=True)] | None = Field(
         None, description="Decide on a snapshot that includes at least this ledger position."
     )
 
-    @model_validator(mode="after")
-    def _who(self) -> DecisionIn:
-        if (self.subject is None) == (self.subjects is None):
-            raise ValueError("give exactly one of 'subject' or 'subjects'")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _who(cls, data: Any) -> Any:
+        return refuse_none_of(data, "subject", "subjects")
 
     def people(self) -> list[str]:
         return [self.subject] if self.subject is not None else list(self.subjects or [])
@@ -414,20 +447,19 @@ class BatchIn(BaseModel):
     give its own.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one("subjects", "items"))
     purpose: Name | None = None
     category: Name | None = None
     labels: list[Name] = Field(default_factory=list, max_length=50)
     subjects: list[Id] | None = Field(None, description="One decision per subject.")
     items: list[BatchItem] | None = None
     explain: bool = Field(False, description="Full decisions instead of allow/reason.")
-    min_seq: Annotated[int, Field(ge=0, le=2**62)] | None = None
+    min_seq: Annotated[int, Field(ge=0, le=2**62, strict=True)] | None = None
 
-    @model_validator(mode="after")
-    def _what(self) -> BatchIn:
-        if (self.subjects is None) == (self.items is None):
-            raise ValueError("give exactly one of 'subjects' or 'items'")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _what(cls, data: Any) -> Any:
+        return refuse_none_of(data, "subjects", "items")
 
 
 class BatchResult(BaseModel):
@@ -489,8 +521,9 @@ class ReceiptOut(BaseModel):
     checkpoint. Receipts issued before JWS carry a detached ``signature`` instead; exactly
     one of the two is present."""
 
+    model_config = ConfigDict(json_schema_extra=exactly_one("jws", "signature"))
     receipt: dict[str, Any]
-    jws: Annotated[str, Field(max_length=1_000_000)] | None = Field(
+    jws: Annotated[str, Field(min_length=1, max_length=1_000_000)] | None = Field(
         None, description="The receipt record as a compact JWS (verify with the JWKS)."
     )
     signature: dict[str, Any] | None = Field(
@@ -498,11 +531,10 @@ class ReceiptOut(BaseModel):
     )
     evidence: dict[str, Any] | None = None
 
-    @model_validator(mode="after")
-    def _signed(self) -> ReceiptOut:
-        if (self.jws is None) == (self.signature is None):
-            raise ValueError("give exactly one of 'jws' or 'signature'")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _signed(cls, data: Any) -> Any:
+        return refuse_none_of(data, "jws", "signature")
 
 
 class ReceiptCheckpointOut(BaseModel):
