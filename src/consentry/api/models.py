@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Name = Annotated[str, Field(min_length=1, max_length=200, examples=["ai.training"])]
 Id = Annotated[str, Field(min_length=1, max_length=512, examples=["u_123"])]
+#: true or false only: the schema says boolean, so 0, 1 and "yes" are refused as it says.
+Flag = Annotated[bool, Field(strict=True)]
 
 
 class Problem(BaseModel):
@@ -46,7 +48,7 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 def exactly_one(*names: str) -> Callable[[dict[str, Any]], None]:
     """A model's JSON Schema says what its validator enforces: exactly one of ``names`` is
-    present (``oneOf`` of ``required``), and none of them is ``null``. Pair it with
+    present (``not`` two of them, ``not`` none of them), and none of them is ``null``. Pair it with
     :func:`refuse_none_of` so the server refuses what the schema refuses."""
 
     def extra(schema: dict[str, Any]) -> None:
@@ -59,7 +61,11 @@ def exactly_one(*names: str) -> Callable[[dict[str, Any]], None]:
             elif options:
                 prop["anyOf"] = options
             prop.pop("default", None)
-        schema["oneOf"] = [{"required": [name]} for name in names]
+        # "Not (two or more, or none)": one ``not``, which client generators pass over,
+        # where a top-level ``oneOf`` would make them generate a union instead of a model.
+        both = [{"required": [a, b]} for i, a in enumerate(names) for b in names[i + 1 :]]
+        none = {"not": {"anyOf": [{"required": [name]} for name in names]}}
+        schema["not"] = {"anyOf": [*both, none]}
 
     return extra
 
@@ -306,7 +312,7 @@ class ObjectionIn(BaseModel):
     categories: list[Name] = Field(
         default_factory=list, max_length=100, description="None: every category."
     )
-    lift: bool = Field(False, description="Lift an earlier objection.")
+    lift: Flag = Field(False, description="Lift an earlier objection.")
 
 
 class ConsentRecord(BaseModel):
@@ -351,7 +357,7 @@ class AccountSettingIn(BaseModel):
 
 class FeatureIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    enabled: bool
+    enabled: Flag
 
 
 class PurposeSummary(BaseModel):
@@ -391,7 +397,7 @@ class DecisionIn(BaseModel):
         "recorded). The future, or before the first policy version took effect, is refused "
         "(422, as-of-out-of-range).",
     )
-    explain: bool = Field(False, description="Add event ids and the rule's notice.")
+    explain: Flag = Field(False, description="Add event ids and the rule's notice.")
     min_seq: Annotated[int, Field(ge=0, le=2**62, strict=True)] | None = Field(
         None, description="Decide on a snapshot that includes at least this ledger position."
     )
@@ -453,7 +459,7 @@ class BatchIn(BaseModel):
     labels: list[Name] = Field(default_factory=list, max_length=50)
     subjects: list[Id] | None = Field(None, description="One decision per subject.")
     items: list[BatchItem] | None = None
-    explain: bool = Field(False, description="Full decisions instead of allow/reason.")
+    explain: Flag = Field(False, description="Full decisions instead of allow/reason.")
     min_seq: Annotated[int, Field(ge=0, le=2**62, strict=True)] | None = None
 
     @model_validator(mode="before")
