@@ -156,3 +156,26 @@ def test_an_erased_subject_is_not_listed(meetings: Store) -> None:
         allow_tampering(conn)
         conn.exec_driver_sql("UPDATE events SET subject = NULL, nonce = NULL")
     assert meetings.consents_without_notice() == []
+
+
+def test_notice_evidence_and_key_rotation_on_each_backend(
+    backend_url: str, clock: FakeClock
+) -> None:
+    """The same on SQLite and PostgreSQL: the lookup a consent makes, the audit's query, a
+    rotated key kept in `meta` (insert-only there), and `ledger verify` over all of it."""
+    with Store(backend_url, clock=clock) as store:
+        store.init(policies=[MEETINGS])
+        served, _ = store.serve_notice("u1", language="fr")
+        good = store.give_consent("u1", "ai.training", ["content.chat"], language="fr")
+        bad = store.give_consent("u2", "ai.training", ["content.chat"])
+        assert good.payload == {NOTICE_SERVED: served.id}
+        assert [e.id for e in store.consents_without_notice()] == [bad.id]
+        old = store.receipt(good.id)
+        store.rotate_receipt_key()
+        assert store.verify_receipt(old).notice_problem is None
+        new = store.receipt(bad.id)
+        assert store.verify_receipt(new).notice_problem is not None
+        assert len(store.jwks()["keys"]) == 2
+        result = store.verify()
+        assert result.ok, result.problem
+        assert store.audit_state().ok
