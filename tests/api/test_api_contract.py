@@ -172,3 +172,15 @@ def test_the_preference_centre_records_the_notice_it_shows(api: Api) -> None:
     assert [(e.notice_version, e.language, e.method) for e in served] == [
         ("2023-08", "fr", "preference-centre")
     ]
+    # A choice made on the page names it; the page's history lists choices, not notices.
+    page = client.get("/me?lang=fr").text
+    csrf = page.split('name="csrf" value="')[1].split('"')[0]
+    r = client.post(
+        "/me/choices?lang=fr",
+        data={"csrf": csrf, "rule": "train-on-content", "action": "give"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    (given,) = [e for e in api.store.log(subject="erin") if str(e.kind) == "consent.given"]
+    assert given.payload == {"notice_served": served[0].id} and given.language == "fr"
+    assert "notice.served" not in client.get("/me?lang=fr").text

@@ -40,6 +40,7 @@ from ..errors import (
     TokenExpired,
     Unauthorized,
 )
+from ..ledger.events import Kind
 from ..policy.model import Policy
 from ..taxonomy import ancestors
 from ..times import from_us
@@ -384,6 +385,8 @@ def _parse_time(text: str) -> datetime:
 def history(svc: Service, subject: str) -> list[dict[str, Any]]:
     out = []
     for event in svc.store.ledger.events(subjects=[subject]):
+        if event.kind is Kind.NOTICE_SERVED:
+            continue  # evidence of what the page showed, not a choice (it is in the export)
         out.append(
             {
                 "id": event.id,
