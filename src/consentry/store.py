@@ -1549,10 +1549,7 @@ class Store:
         in_effect, shown, served = self._receipt_context(event)
         controller = in_effect.controller if in_effect is not None else {}
         record = build_receipt(event, controller, policy=shown, served=served)
-        policy = in_effect
-        if policy is not None and shown is not None:
-            policy = replace(policy, notices=shown.notices)
-        return dpv_record(event, policy, receipt=record, served=served, rights_url=rights_url)
+        return dpv_record(event, in_effect, receipt=record, served=served, rights_url=rights_url)
 
     def notice_problem(self, event: Event) -> str | None:
         """Why a consent event lacks notice evidence (None: a ``notice.served`` event for its

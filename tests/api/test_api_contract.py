@@ -4,12 +4,15 @@ notice-served record, the JWKS, the DPV record) answer as documented."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jsonschema_rs
 import jwt
 import pytest
 from api_support import Api, sign
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 GIVE = {"action": "give", "purpose": "ai.training", "categories": ["content.audio"]}
 
@@ -184,3 +187,30 @@ def test_the_preference_centre_records_the_notice_it_shows(api: Api) -> None:
     (given,) = [e for e in api.store.log(subject="erin") if str(e.kind) == "consent.given"]
     assert given.payload == {"notice_served": served[0].id} and given.language == "fr"
     assert "notice.served" not in client.get("/me?lang=fr").text
+
+
+@given(
+    data=st.fixed_dictionaries(
+        {},
+        optional={
+            "subject": st.one_of(st.none(), st.just("bob"), st.just("")),
+            "subjects": st.one_of(st.none(), st.just(["bob"]), st.just([])),
+        },
+    )
+)
+@settings(max_examples=60, deadline=None, database=None)
+def test_the_schema_and_the_model_agree_on_one_of(data: dict[str, Any]) -> None:
+    """Whatever combination of present, absent and null is sent, the published JSON Schema
+    and the server's model accept exactly the same bodies."""
+    from pydantic import ValidationError
+
+    from consentry.api.models import DecisionIn
+
+    body = {"purpose": "ai.training", "category": "content.audio", **data}
+    schema = DecisionIn.model_json_schema(ref_template="#/$defs/{model}")
+    try:
+        DecisionIn.model_validate_json(json.dumps(body))
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert jsonschema_rs.validator_for(schema).is_valid(body) is accepted, body
