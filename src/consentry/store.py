@@ -409,7 +409,7 @@ class Store:
             raise unknown("language", language, current.notices, where="notice")
         # The notice.served event this consent followed, named in its payload: the chain
         # then says the notice came first (see ledger/notices.py).
-        served = last_served(self.ledger.engine, subject, notice_version, language)
+        served = last_served(self.ledger.read_engine(), subject, notice_version, language)
         payload = {NOTICE_SERVED: served.id} if served is not None else {}
         # A retry compares what the caller sent, not the versions in effect when it came.
         asked = {
@@ -465,7 +465,7 @@ class Store:
                 field="notice_version",
             )
         notice = policy.notice(language)
-        last = last_served(self.ledger.engine, subject, policy.version, notice.language)
+        last = last_served(self.ledger.read_engine(), subject, policy.version, notice.language)
         now_us = to_us(self.clock())
         if last is not None and now_us - last.at_us < NOTICE_SERVED_WINDOW_US:
             return last, False
