@@ -144,8 +144,19 @@ METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route takes on this request's path: each asked of the router as
-    the request with that method (routes match in order, and included routers nest)."""
+    """The methods this request's path takes, as the OpenAPI description lists them; where
+    path shapes of different specificity match (``/v1/receipts/verify`` is also
+    ``/v1/receipts/{event_id}``), the one with the fewest parameters wins. A path outside the
+    description (the web pages) takes what its routes take."""
+    path = request.url.path
+    shapes: list[tuple[int, set[str]]] = []
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            shapes.append((template.count("{"), {m.upper() for m in operations}))
+    if shapes:
+        fewest = min(n for n, _ in shapes)
+        return sorted({m for n, ms in shapes if n == fewest for m in ms} & set(METHODS))
     allowed = []
     for method in METHODS:
         scope = {**request.scope, "method": method}
