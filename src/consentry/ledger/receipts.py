@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jwt
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -161,6 +160,9 @@ class ReceiptSigner:
         """The receipt as a compact JWS (RFC 7515, ``EdDSA`` per RFC 8037) over its canonical
         JSON, beside the decoded record for people to read. Any JOSE library verifies the
         ``jws`` with the store's JWKS; the ``receipt`` member must decode from it."""
+        import jwt  # here, not at import: PyJWT imports http.client (a script's own http.py
+        # beside it, as in benchmarks/, would shadow it), and most commands never sign
+
         record = dict(receipt)
         token = jwt.PyJWS().encode(
             canonical_json(record),
@@ -240,6 +242,8 @@ def _not_a_receipt() -> InvalidInput:
 
 
 def _verify_jws(document: Mapping[str, Any], trusted: list[str] | None) -> str:
+    import jwt  # see ReceiptSigner.sign
+
     token = str(document["jws"])
     if trusted is None:
         raise InvalidInput(
