@@ -48,7 +48,7 @@ from .ledger.evidence import (
     evidence_for,
     verify_receipt_offline,
 )
-from .ledger.notices import consents_without_notice, last_served
+from .ledger.notices import consents_without_notice, last_served, last_served_id
 from .ledger.receipts import (
     ReceiptSigner,
     build_receipt,
@@ -409,8 +409,8 @@ class Store:
             raise unknown("language", language, current.notices, where="notice")
         # The notice.served event this consent followed, named in its payload: the chain
         # then says the notice came first (see ledger/notices.py).
-        served = last_served(self.ledger.read_engine(), subject, notice_version, language)
-        payload = {NOTICE_SERVED: served.id} if served is not None else {}
+        served = last_served_id(self.ledger.read_engine(), subject, notice_version, language)
+        payload = {NOTICE_SERVED: served} if served is not None else {}
         # A retry compares what the caller sent, not the versions in effect when it came.
         asked = {
             "kind": str(kind),

@@ -10,7 +10,7 @@ consents that followed no notice.
 
 from __future__ import annotations
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, bindparam, exists, select
 from sqlalchemy.engine import Engine
 
 from . import schema
@@ -19,6 +19,35 @@ from .store import _from_row
 
 _SERVED = str(Kind.NOTICE_SERVED)
 _CONSENTS = [str(k) for k in CONSENT_KINDS]
+
+
+_e = schema.events.c
+#: The lookup a consent makes on every write: built once, with bound parameters (SQLAlchemy
+#: caches its compiled form), reading only the id.
+_LAST_SERVED_ID = (
+    select(_e.id)
+    .where(
+        _e.subject == bindparam("subject"),
+        _e.kind == _SERVED,
+        _e.notice_version == bindparam("version"),
+        _e.language == bindparam("language"),
+    )
+    .order_by(_e.seq.desc())
+    .limit(1)
+)
+
+
+def last_served_id(
+    engine: Engine, subject: str, notice_version: str | None, language: str | None
+) -> str | None:
+    """The id of the latest ``notice.served`` event for (subject, notice version, language):
+    what a consent names (the write path's lookup, kept small)."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            _LAST_SERVED_ID,
+            {"subject": subject, "version": notice_version, "language": language},
+        ).scalar()
+    return None if found is None else str(found)
 
 
 def last_served(
@@ -75,4 +104,4 @@ def consents_without_notice(engine: Engine, *, limit: int | None = None) -> list
         return [_from_row(row._mapping) for row in conn.execute(query)]
 
 
-__all__ = ["consents_without_notice", "last_served"]
+__all__ = ["consents_without_notice", "last_served", "last_served_id"]
