@@ -235,7 +235,7 @@ def test_receipt_verify_exit_codes(db: str, tmp_path: Path) -> None:
         if broken.name == "garbage.json":
             broken.write_text("{not json")
         elif broken.name == "other.json":
-            broken.write_text(json.dumps({"signature": receipt["signature"]}))
+            broken.write_text(json.dumps({"jws": receipt["jws"]}))
         code, out = run("receipt", "verify", str(broken))
         assert code == 2 and why in out, out
 

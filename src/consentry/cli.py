@@ -71,6 +71,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "Deliver the outbox to the webhooks (and NATS JetStream) until stopped.",
     ),
     "subject": ("consentry.rights_cli", "A person's rights: download their data."),
+    "audit": (
+        "consentry.audit_cli",
+        "Audits of the evidence: consents recorded with no notice shown first.",
+    ),
     "import": (
         "consentry.rights_cli",
         "Import consents collected by another system.",
@@ -893,12 +897,58 @@ def receipt_show(
             help="Prove the event against this checkpoint (default: the latest covering it).",
         ),
     ] = None,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="receipt (the signed receipt with its evidence) or dpv (DPV-27560 JSON-LD).",
+        ),
+    ] = "receipt",
 ) -> None:
-    """Print the signed receipt of a consent event with its evidence (JSON)."""
+    """Print the signed receipt of a consent event with its evidence (JSON): the record, its
+    compact JWS and the inclusion proof. --format dpv prints the record as DPV-27560 JSON-LD
+    instead (W3C DPV's guide to ISO/IEC TS 27560)."""
+    if output_format not in ("receipt", "dpv"):
+        fail(InvalidInput(f"unknown format {output_format!r}", hint="receipt or dpv"))
     note = _read_text(checkpoint, "a checkpoint file") if checkpoint is not None else None
     with store() as s:
-        document = s.receipt(event_id, checkpoint=note)
+        if output_format == "dpv":
+            public = os.environ.get("CONSENTRY_PUBLIC_URL")
+            document = s.receipt_dpv(
+                event_id, rights_url=f"{public.rstrip('/')}/me" if public else None
+            )
+        else:
+            document = s.receipt(event_id, checkpoint=note)
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+@receipt_app.command("jwks")
+def receipt_jwks() -> None:
+    """Print the receipt keys as a JWKS (RFC 7517; Ed25519 per RFC 8037), retired keys
+    included: any JOSE library verifies a receipt's `jws` with it alone (the same document
+    as GET /.well-known/jwks.json)."""
+    with store() as s:
+        sys.stdout.write(json.dumps(s.jwks(), indent=2) + "\n")
+
+
+@receipt_app.command("rotate-key")
+def receipt_rotate_key(
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help="The new key (from `consentry receipt keygen`), kept outside the database; "
+            "without it a store that keeps its key in the database makes a new one there.",
+        ),
+    ] = None,
+) -> None:
+    """Sign new receipts with a new key. Receipts signed before keep verifying: the old key
+    stays in the JWKS, retired. Restart running services afterwards (and point
+    CONSENTRY_SIGNING_KEY_FILE at the new file when you gave one)."""
+    with store() as s:
+        kid = s.rotate_receipt_key(key_file)
+    out.print(f"new receipts are signed with key {kid}", highlight=False)
 
 
 @receipt_app.command("verify")
@@ -955,7 +1005,7 @@ def receipt_verify(
     if not public_key or _ctx.db is not None:
         with store(answers_no=(SignatureInvalid,)) as s:
             check = s.verify_receipt(document, checkpoint=note)
-            if public_key and s.public_keys()["receipt_public_key"] != receipt_key:
+            if public_key and not set(s.receipt_public_keys()) & set(receipt_key or ()):
                 fail(SignatureInvalid("the store's receipt key is not the pinned one"), 1)
     out.print(
         f"[green]valid[/]: receipt for event #{check.seq} {check.record_id}, signed by key "
@@ -963,6 +1013,9 @@ def receipt_verify(
         f"(checkpoint {check.checkpoint.time or ''})",
         highlight=False,
     )
+    if check.notice_problem is not None:
+        # Valid evidence of a consent, but not of an informed one (ANCR level B).
+        out.print(f"[yellow]flag[/]: {check.notice_problem}", highlight=False)
 
 
 @receipt_app.command("keygen")

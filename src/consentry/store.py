@@ -41,17 +41,20 @@ from .ids import new_id
 from .ledger import audit, schema, verifying
 from .ledger.changes import ChangeWatch, max_staleness_from_env
 from .ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier, read_checkpoint
+from .ledger.dpv import dpv_record
 from .ledger.engine import DEFAULT_URL, sqlite_path
-from .ledger.events import CONSENT_KINDS, Draft, Event, Kind
+from .ledger.events import CONSENT_KINDS, NOTICE_SERVED, NOTICE_SHA256, Draft, Event, Kind
 from .ledger.evidence import (
     ReceiptCheck,
     compare_with_event,
     evidence_for,
     verify_receipt_offline,
 )
+from .ledger.notices import consents_without_notice, last_served, last_served_id
 from .ledger.receipts import (
     ReceiptSigner,
     build_receipt,
+    jwks,
     key_id,
     new_private_key_pem,
     read_key_file,
@@ -95,6 +98,11 @@ LOG_KEY_FILE_ENV = "CONSENTRY_LOG_KEY_FILE"
 CHECKPOINT_DIR_ENV = "CONSENTRY_CHECKPOINT_DIR"
 #: Where the web session signing key is kept (``Store.web_session_key``).
 WEB_SESSION_KEY = "web_session_key"
+#: A notice shown again to the same person, version and language within this time is not
+#: recorded again (``Store.serve_notice``): one day, in microseconds.
+NOTICE_SERVED_WINDOW_US = 24 * 3600 * 1_000_000
+#: A rotated receipt key kept in the database, by kid (the first key is ``signing_key``).
+SIGNING_KEY_PREFIX = "signing_key."
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,8 @@ class Store:
         self._state: State | None = None
         self._decider: Decider | None = None
         self._signer: ReceiptSigner | None = None
+        self._receipt_keys: tuple[str, ...] = ()  # see receipt_public_keys
+        self._keys_seen = 0
         self._initialised = False
         self._first_in_force: tuple[str, int] | None = None  # see _first_policy_in_effect
         self.ledger.on_commit = self._committed
@@ -421,6 +431,10 @@ class Store:
             from .errors import unknown
 
             raise unknown("language", language, current.notices, where="notice")
+        # The notice.served event this consent followed, named in its payload: the chain
+        # then says the notice came first (see ledger/notices.py).
+        served = last_served_id(self.ledger.read_engine(), subject, notice_version, language)
+        payload = {NOTICE_SERVED: served} if served is not None else {}
         # A retry compares what the caller sent, not the versions in effect when it came.
         asked = {
             "kind": str(kind),
@@ -443,10 +457,62 @@ class Store:
                 notice_version=notice_version,
                 language=language,
                 method=method,
+                payload=payload,
                 idempotency_key=idempotency_key,
                 asked=asked,
             )
         )
+
+    def serve_notice(
+        self,
+        subject: str,
+        *,
+        notice_version: str | None = None,
+        language: str | None = None,
+        method: str = "api",
+        actor: str | None = None,
+    ) -> tuple[Event, bool]:
+        """Record that ``subject`` was shown the notice of ``notice_version`` (default: the
+        version in effect) in ``language`` (default: its authoritative language): a
+        ``notice.served`` event with the SHA-256 of the exact text shown.
+
+        Rate-limited per subject, notice version and language: within
+        :data:`NOTICE_SERVED_WINDOW_US` of the last such event, that event is returned and nothing
+        is recorded (a page reload does not flood the ledger). Returns (event, recorded)."""
+        subject = _id(subject, "subject")
+        refuse_bad_fields({"notice_version": notice_version, "language": language})
+        policy = self.policy(notice_version) if notice_version else self._notice_policy()
+        if not policy.notices:
+            raise InvalidInput(
+                f"policy version {policy.version} has no notice to serve",
+                hint="add notices to the policy (docs/policy-format.md)",
+                field="notice_version",
+            )
+        notice = policy.notice(language)
+        last = last_served(self.ledger.read_engine(), subject, policy.version, notice.language)
+        now_us = to_us(self.clock())
+        if last is not None and now_us - last.at_us < NOTICE_SERVED_WINDOW_US:
+            return last, False
+        current = self._notice_policy()
+        event = self._append1(
+            Draft(
+                kind=Kind.NOTICE_SERVED,
+                actor=actor or subject,
+                subject=subject,
+                policy_version=current.version,
+                notice_version=policy.version,
+                language=notice.language,
+                method=method,
+                payload={NOTICE_SHA256: notice.digest()},
+            )
+        )
+        return event, True
+
+    def consents_without_notice(self, *, limit: int | None = None) -> list[Event]:
+        """Consents recorded with no earlier ``notice.served`` event for their subject, notice
+        version and language (what ``consentry audit notices`` lists), oldest first."""
+        self._require_init()
+        return consents_without_notice(self.ledger.engine, limit=limit)
 
     def object(
         self,
@@ -1227,7 +1293,7 @@ class Store:
             self.ledger.set_meta_once(LOG_VERIFIER_KEY, NoteSigner(origin, pem).vkey())
         self._initialised = True
         if self._registered_keys() is None:
-            keys = self.public_keys()
+            keys = self._keys_payload(self.public_key_b64())
             digest = sha256_hex(canonical_json(keys))
             self._append1(
                 Draft(
@@ -1238,13 +1304,114 @@ class Store:
                 )
             )
 
-    def public_keys(self) -> dict[str, str]:
+    def public_keys(self) -> dict[str, Any]:
         """What a verifier pins: the receipt key and the log's verifier key (no secrets)."""
         self._require_init()
         vkey = self.ledger.get_meta(LOG_VERIFIER_KEY)
         if vkey is None:
             raise NotInitialised("the store has no log key yet", hint="run `consentry init`")
-        return {"receipt_public_key": self.public_key_b64(), "log_verifier_key": vkey}
+        return {
+            "receipt_public_key": self.public_key_b64(),
+            "log_verifier_key": vkey,
+            "receipt_public_keys": self.receipt_public_keys(),
+        }
+
+    def _keys_payload(self, receipt_key: str) -> dict[str, str]:
+        """What a ``keys.registered`` event records: the receipt key in use from then on and
+        the log's verifier key."""
+        return {
+            "receipt_public_key": receipt_key,
+            "log_verifier_key": self.public_keys()["log_verifier_key"],
+        }
+
+    def receipt_public_keys(self) -> list[str]:
+        """Every receipt key this store has signed with, oldest first; the last signs new
+        receipts, the others are retired (kept so that the receipts they signed verify).
+
+        The ledger says which: each ``keys.registered`` event names the key in use from then
+        on (read incrementally: only events after the last one looked at). A store made
+        before keys were registered has only the key in its ``meta`` table."""
+        self._require_init()
+        e = schema.events.c
+        with self.ledger.engine.connect() as conn:
+            head = conn.execute(select(schema.ledger_head.c.seq)).scalar_one_or_none() or 0
+            payloads = conn.execute(
+                select(e.payload)
+                .where(
+                    e.seq > self._keys_seen,
+                    e.seq <= head,
+                    e.kind == str(Kind.KEYS_REGISTERED),
+                )
+                .order_by(e.seq)
+            ).scalars()
+            keys = list(self._receipt_keys)
+            for payload in payloads:
+                key = json.loads(payload).get("receipt_public_key")
+                if isinstance(key, str):
+                    if key in keys:
+                        keys.remove(key)
+                    keys.append(key)
+        if not keys:
+            first = self.ledger.get_meta(SIGNING_PUBLIC_KEY)
+            if first is None:
+                pem = self.ledger.get_meta(SIGNING_KEY)  # made before the public half was kept
+                if pem is None:
+                    raise NotInitialised(
+                        "the store has no signing key", hint="run `consentry init`"
+                    )
+                first = ReceiptSigner(pem).public_key_b64()
+            return [first]  # not remembered: the first keys.registered event will say
+        self._receipt_keys, self._keys_seen = tuple(keys), int(head)
+        return keys
+
+    def jwks(self) -> dict[str, Any]:
+        """The receipt keys as a JWKS (RFC 7517; Ed25519 per RFC 8037), retired ones marked:
+        what ``GET /.well-known/jwks.json`` serves and any JOSE library verifies with."""
+        return jwks(self.receipt_public_keys())
+
+    def rotate_receipt_key(self, key_file: str | Path | None = None) -> str:
+        """Sign new receipts with a new key; return its kid. Receipts signed before keep
+        verifying: the old key stays in :meth:`receipt_public_keys` (retired).
+
+        ``key_file``: the new key, kept outside the database (set
+        ``CONSENTRY_SIGNING_KEY_FILE`` to it afterwards); without it the store makes the key
+        and keeps it in the database, which only a store that already does so may do. The
+        change is a ``keys.registered`` event, so the ledger says which key signed when."""
+        self._require_init()
+        with self._lock:
+            if key_file is not None:
+                path = Path(key_file)
+                signer = ReceiptSigner(read_key_file(path), source=str(path))
+            elif self.signing_key_file is not None:
+                raise InvalidInput(
+                    "this store keeps its receipt key in a file: give the new key's file",
+                    hint="make one with `consentry receipt keygen FILE`, then "
+                    "`consentry receipt rotate-key --key-file FILE`",
+                    field="key_file",
+                )
+            else:
+                pem = new_private_key_pem()
+                signer = ReceiptSigner(pem)
+                self.ledger.set_meta_once(SIGNING_KEY_PREFIX + signer.key_id, pem)
+            if signer.public_key_b64() in self.receipt_public_keys():
+                raise InvalidInput(
+                    f"key {signer.key_id} has signed receipts of this store before",
+                    hint="rotate to a new key (`consentry receipt keygen FILE`)",
+                    field="key_file",
+                )
+            keys = self._keys_payload(signer.public_key_b64())
+            self._append1(
+                Draft(
+                    kind=Kind.KEYS_REGISTERED,
+                    actor="consentry",
+                    payload=keys,
+                    idempotency_key=f"keys:{sha256_hex(canonical_json(keys))}",
+                )
+            )
+            if key_file is not None:
+                self.signing_key_file = Path(key_file)
+            self._signer = None
+        return signer.key_id
 
     def _registered_keys(self) -> dict[str, Any] | None:
         """The keys the ledger's last ``keys.registered`` event names (None: none was
@@ -1283,8 +1450,9 @@ class Store:
                 "the log key in the database is not the one the ledger registered: it was "
                 "replaced outside the ledger"
             )
-        pem = self.ledger.get_meta(SIGNING_KEY)
-        if (
+        pem = self._db_signing_pem(registered["receipt_public_key"])
+        first = self.ledger.get_meta(SIGNING_PUBLIC_KEY)
+        if (first is not None and first not in self.receipt_public_keys()) or (
             self.signing_key_file is None
             and pem is not None
             and ReceiptSigner(pem).public_key_b64() != registered["receipt_public_key"]
@@ -1450,15 +1618,14 @@ class Store:
         return self.ledger.recent(limit=limit, subject=subject, account=account)
 
     def public_key_b64(self) -> str:
-        """The public half of this store's receipt key (all a verifier needs)."""
-        self._require_init()
-        public = self.ledger.get_meta(SIGNING_PUBLIC_KEY)
-        if public is None:
-            pem = self.ledger.get_meta(SIGNING_KEY)  # a store made before the public half was kept
-            if pem is None:
-                raise NotInitialised("the store has no signing key", hint="run `consentry init`")
-            public = ReceiptSigner(pem).public_key_b64()
-        return public
+        """The public half of the key this store signs new receipts with."""
+        return self.receipt_public_keys()[-1]
+
+    def _db_signing_pem(self, public: str) -> str | None:
+        """The private key kept in the database for the receipt key ``public`` (a rotated
+        key under its kid, the first one as ``signing_key``), if the database holds it."""
+        rotated = self.ledger.get_meta(SIGNING_KEY_PREFIX + key_id(public))
+        return rotated if rotated is not None else self.ledger.get_meta(SIGNING_KEY)
 
     def signer(self) -> ReceiptSigner:
         """What signs this store's receipts: the key file's key, else the one in the store."""
@@ -1470,7 +1637,7 @@ class Store:
                 )
                 self._check_key_file(signer, self.public_key_b64())
             else:
-                pem = self.ledger.get_meta(SIGNING_KEY)
+                pem = self._db_signing_pem(self.public_key_b64())
                 if pem is None:
                     if self.ledger.get_meta(SIGNING_PUBLIC_KEY) is not None:
                         raise NotInitialised(
@@ -1506,8 +1673,7 @@ class Store:
                 f"event {event.id} is a {event.kind} event; only consent events have receipts",
                 hint="pick the id of a consent event",
             )
-        controller = self.policy(event.policy_version).controller if event.policy_version else {}
-        document = self.signer().sign(build_receipt(event, controller))
+        document = self.signer().sign(self._receipt_record(event))
         log = TransparencyLog(self.ledger)
         if checkpoint is not None:
             against = self.read_checkpoint(checkpoint)
@@ -1531,6 +1697,61 @@ class Store:
         )
         return document
 
+    def _receipt_context(self, event: Event) -> tuple[Policy | None, Policy | None, Event | None]:
+        """(the policy in effect, the policy whose notice was shown, the notice.served event)
+        of a consent event."""
+        in_effect = self._published(event.policy_version)
+        # An imported consent may name a notice of the system it came from: not published here.
+        shown = self._published(event.notice_version) if event.notice_version else in_effect
+        ref = event.payload.get(NOTICE_SERVED) if event.payload else None
+        served = self.event(str(ref)) if isinstance(ref, str) else None
+        return in_effect, shown, served
+
+    def _published(self, version: str | None) -> Policy | None:
+        """The published policy version of that name (None: no name, or not published)."""
+        for published in self.state().policies if version else ():
+            if published.policy.version == version:
+                return published.policy
+        return None
+
+    def _receipt_record(self, event: Event) -> dict[str, Any]:
+        in_effect, shown, served = self._receipt_context(event)
+        controller = in_effect.controller if in_effect is not None else {}
+        return build_receipt(event, controller, policy=shown, served=served)
+
+    def receipt_dpv(self, event_id: str | int, *, rights_url: str | None = None) -> dict[str, Any]:
+        """The consent event's record as DPV-27560 JSON-LD (:mod:`consentry.ledger.dpv`):
+        ``consentry receipt show ID --format dpv``. ``rights_url``: where the person exercises
+        their rights (the ``/me`` page), else the policy's ``controller.rights_url``."""
+        event = self.event(event_id)
+        if event.kind not in CONSENT_KINDS:
+            raise InvalidInput(
+                f"event {event.id} is a {event.kind} event; only consent events have records",
+                hint="pick the id of a consent event",
+            )
+        in_effect, shown, served = self._receipt_context(event)
+        controller = in_effect.controller if in_effect is not None else {}
+        record = build_receipt(event, controller, policy=shown, served=served)
+        return dpv_record(event, in_effect, receipt=record, served=served, rights_url=rights_url)
+
+    def notice_problem(self, event: Event) -> str | None:
+        """Why a consent event lacks notice evidence (None: a ``notice.served`` event for its
+        subject, notice version and language came before it)."""
+        if event.kind not in CONSENT_KINDS or event.subject is None:
+            return None
+        if last_served(
+            self.ledger.engine,
+            event.subject,
+            event.notice_version,
+            event.language,
+            before_seq=event.seq,
+        ):
+            return None
+        return (
+            f"no notice was recorded as shown before this consent (notice version "
+            f"{event.notice_version}, language {event.language})"
+        )
+
     def verify_receipt(
         self, document: Mapping[str, Any], *, checkpoint: str | None = None
     ) -> ReceiptCheck:
@@ -1539,7 +1760,7 @@ class Store:
         pins = self.public_keys()
         check = verify_receipt_offline(
             document,
-            receipt_key=pins["receipt_public_key"],
+            receipt_key=self.receipt_public_keys(),
             log_key=pins["log_verifier_key"],
             checkpoint=checkpoint,
         )
@@ -1561,7 +1782,7 @@ class Store:
                 "`consentry ledger verify`",
                 fields=differing,
             )
-        return replace(check, event=event)
+        return replace(check, event=event, notice_problem=self.notice_problem(event))
 
     # -- training-data gate and lineage (consentry.gate, consentry.lineage) ------------------
 

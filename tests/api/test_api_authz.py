@@ -119,6 +119,15 @@ ENDPOINTS = [
     ),
     Endpoint(
         "POST",
+        "/v1/subjects/bob/notices",
+        frozenset({"bob", "service"}),
+        201,
+        {"notice_version": "2023-08", "language": "fr"},
+        # A day later each time: within a day the same notice is not recorded again (200).
+        setup=lambda api: api.store.clock.advance(hours=25),
+    ),
+    Endpoint(
+        "POST",
         "/v1/subjects/bob/objections",
         frozenset({"bob"}),
         201,
@@ -218,6 +227,7 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/ledger/checkpoint", ANYONE),
     Endpoint("GET", "/v1/ledger/consistency?first=1", ANYONE),
     Endpoint("GET", "/v1/ledger/public-keys", ANYONE),
+    Endpoint("GET", "/.well-known/jwks.json", ANYONE),
     Endpoint("GET", "/healthz", ANYONE),
     Endpoint("GET", "/readyz", ANYONE),
     Endpoint("GET", "/metrics", ANYONE),

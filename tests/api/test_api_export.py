@@ -172,7 +172,10 @@ def test_download_my_data_on_me(api: Api) -> None:
     assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
     files = archive(r.content)
     assert files["README.txt"].decode().startswith("Vos données chez consentry")  # the cookie
-    assert len(json.loads(files["events.json"])) == 3
+    events = json.loads(files["events.json"])
+    # Two choices, and the notice the page showed (in French: the page's language)
+    assert len(events) == 3 + 1 and events[-1]["kind"] == "notice.served"
+    assert events[-1]["language"] == "fr"
     signed_out = TestClient(api.client.app, raise_server_exceptions=False)
     r = signed_out.get("/me/export", follow_redirects=False)
     assert r.status_code in (303, 401)

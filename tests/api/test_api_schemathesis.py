@@ -10,6 +10,11 @@ the policy knows), so schemathesis's "positive data acceptance" check is left ou
 
 The operations are driven through schemathesis's strategies with Hypothesis directly (its
 pytest plugin does not run under pytest 9 yet).
+
+``test_contract_for_every_role`` runs schemathesis's own engine (its coverage phase: boundary
+values, missing and extra fields, wrong types, undeclared methods) with ONE role's credential
+for every operation, for each role in turn: what that role may not do must be refused as the
+schema says (401/403/404 problems), and what it may do must answer as documented.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import pytest
 import schemathesis
 from api_support import Api, bearer, sign
 from hypothesis import HealthCheck, given, settings
+from schemathesis.config import SchemathesisConfig
+from schemathesis.engine import StopReason, events
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -78,3 +85,62 @@ def test_openapi(api: Api, label: str, mode: GenerationMode) -> None:
         )
 
     run()
+
+
+#: A deadline against a hang (not a speed check): a role's pass takes well under a minute on an
+#: idle machine; if the engine is still running after this, it is stopped and the test fails.
+ROLE_DEADLINE_S = 900
+
+
+def _role_credentials(api: Api) -> dict[str, dict[str, str]]:
+    return {
+        "subject": api.bob,
+        "account_admin": api.alice,
+        "service": api.service,
+        "platform_admin": api.platform,
+    }
+
+
+@pytest.mark.parametrize("role", ["subject", "account_admin", "service", "platform_admin"])
+def test_contract_for_every_role(api: Api, role: str) -> None:
+    config = SchemathesisConfig.from_dict(
+        {
+            "headers": _role_credentials(api)[role],
+            "max-time": ROLE_DEADLINE_S,
+            "generation": {"max-examples": 2, "deterministic": True, "database": "none"},
+            # The coverage phase is bounded by the schema (it does not loop until a time limit
+            # as the fuzzing phase does); the per-operation fuzzing is test_openapi above.
+            "phases": {
+                "examples": {"enabled": False},
+                "fuzzing": {"enabled": False},
+                "stateful": {"enabled": False},
+            },
+            # Schema-valid is not always valid: an unknown purpose name is refused (see above).
+            "checks": {"positive_data_acceptance": {"enabled": False}},
+        }
+    )
+    schema = schemathesis.openapi.from_asgi("/openapi.json", api.client.app, config=config)
+    failures: list[str] = []
+    checked = 0
+    finished = False
+    for event in schemathesis.engine.from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            for nodes in event.recorder.checks.values():
+                for node in nodes:
+                    checked += 1
+                    if node.failure_info is not None:
+                        failure = node.failure_info.failure
+                        failures.append(
+                            f"{event.recorder.label}: {node.name}: {failure.title}\n"
+                            f"{failure.message}\n{node.failure_info.code_sample}"
+                        )
+        elif isinstance(event, events.NonFatalError | events.FatalError):
+            failures.append(f"engine error: {event}")
+        elif isinstance(event, events.EngineFinished):
+            finished = True
+            assert event.stop_reason is StopReason.COMPLETED, (
+                f"the {role} pass stopped ({event.stop_reason}): past its {ROLE_DEADLINE_S} s "
+                "deadline, or the server became unavailable"
+            )
+    assert finished and checked > 1000, (finished, checked)
+    assert not failures, "\n\n".join(failures[:20])

@@ -15,9 +15,15 @@ def dumps(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str).encode()
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    data: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    *,
+    media_type: str = "application/json",
+) -> Response:
     """A JSON response serialised once with the standard library (no re-validation)."""
-    return Response(dumps(data), status_code=status, media_type="application/json", headers=headers)
+    return Response(dumps(data), status_code=status, media_type=media_type, headers=headers)
 
 
 def event_out(event: Event) -> dict[str, Any]:

@@ -77,8 +77,11 @@ async def idempotency_key(
         str | None,
         Header(
             alias="Idempotency-Key",
+            min_length=1,
+            max_length=200,
+            pattern=r"\S",
             description="Retrying a write with the same key returns the first result instead "
-            "of recording it twice.",
+            "of recording it twice (1 to 200 characters, not only spaces).",
         ),
     ] = None,
 ) -> str | None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Name = Annotated[str, Field(min_length=1, max_length=200, examples=["ai.training"])]
 Id = Annotated[str, Field(min_length=1, max_length=512, examples=["u_123"])]
+#: true or false only: the schema says boolean, so 0, 1 and "yes" are refused as it says.
+Flag = Annotated[bool, Field(strict=True)]
 
 
 class Problem(BaseModel):
@@ -41,6 +44,43 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: PROBLEMS[c] for c in codes}
+
+
+def exactly_one(*names: str) -> Callable[[dict[str, Any]], None]:
+    """A model's JSON Schema says what its validator enforces: exactly one of ``names`` is
+    present (``not`` two of them, ``not`` none of them), and none of them is ``null``. Pair it with
+    :func:`refuse_none_of` so the server refuses what the schema refuses."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        properties = schema.get("properties", {})
+        for name in names:
+            prop = properties.get(name, {})
+            options = [o for o in prop.pop("anyOf", []) if o.get("type") != "null"]
+            if len(options) == 1:
+                prop.update(options[0])
+            elif options:
+                prop["anyOf"] = options
+            prop.pop("default", None)
+        # "Not (two or more, or none)": one ``not``, which client generators pass over,
+        # where a top-level ``oneOf`` would make them generate a union instead of a model.
+        both = [{"required": [a, b]} for i, a in enumerate(names) for b in names[i + 1 :]]
+        none = {"not": {"anyOf": [{"required": [name]} for name in names]}}
+        schema["not"] = {"anyOf": [*both, none]}
+
+    return extra
+
+
+def refuse_none_of(data: Any, *names: str) -> Any:
+    """The check :func:`exactly_one` documents, before the fields are read (an explicit
+    ``null`` counts as sent)."""
+    if isinstance(data, dict):
+        sent = [n for n in names if n in data]
+        quoted = " or ".join(f"'{n}'" for n in names)
+        if len(sent) != 1:
+            raise ValueError(f"give exactly one of {quoted}")
+        if data[sent[0]] is None:
+            raise ValueError(f"'{sent[0]}' cannot be null: give exactly one of {quoted}")
+    return data
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -146,14 +186,14 @@ class NoticeOut(BaseModel):
 class PublishIn(BaseModel):
     """A policy as YAML text (one or several versions) or as a parsed document."""
 
+    model_config = ConfigDict(json_schema_extra=exactly_one("yaml", "document"))
     yaml: str | None = Field(None, max_length=1_000_000, description="Policy YAML text.")
     document: dict[str, Any] | None = Field(None, description="One policy version as JSON.")
 
-    @model_validator(mode="after")
-    def _one(self) -> PublishIn:
-        if (self.yaml is None) == (self.document is None):
-            raise ValueError("give exactly one of 'yaml' or 'document'")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _one(cls, data: Any) -> Any:
+        return refuse_none_of(data, "yaml", "document")
 
 
 class PublishOut(BaseModel):
@@ -224,13 +264,55 @@ class ConsentIn(BaseModel):
     method: Annotated[str, Field(min_length=1, max_length=100)] = "api"
 
 
+class NoticeServedIn(BaseModel):
+    """That the platform showed the person a notice (in its own pages)."""
+
+    model_config = ConfigDict(extra="forbid")
+    notice_version: Name | None = Field(
+        None, description="The policy version whose notice was shown (default: current)."
+    )
+    language: Annotated[str, Field(min_length=2, max_length=35)] | None = Field(
+        None, description="The language it was shown in (default: the authoritative one)."
+    )
+    method: Annotated[str, Field(min_length=1, max_length=100)] = Field(
+        "api", description="Where it was shown, e.g. signup-form, app-dialog."
+    )
+
+
+class NoticeServedOut(BaseModel):
+    """The ``notice.served`` event, and whether this call recorded it (false: one for the
+    same person, version and language was recorded within the last day and is returned)."""
+
+    recorded: bool
+    notice_sha256: str
+    event: EventOut
+
+
+class Jwk(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str
+    kid: str
+    alg: Literal["EdDSA"]
+    use: Literal["sig"]
+    status: Literal["retired"] | None = None
+
+
+class JwksOut(BaseModel):
+    """Every receipt key (RFC 7517 JWKS, Ed25519 per RFC 8037); retired keys have
+    ``"status": "retired"`` and verify older receipts."""
+
+    keys: list[Jwk]
+
+
 class ObjectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     purpose: Name
     categories: list[Name] = Field(
         default_factory=list, max_length=100, description="None: every category."
     )
-    lift: bool = Field(False, description="Lift an earlier objection.")
+    lift: Flag = Field(False, description="Lift an earlier objection.")
 
 
 class ConsentRecord(BaseModel):
@@ -275,7 +357,7 @@ class AccountSettingIn(BaseModel):
 
 class FeatureIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    enabled: bool
+    enabled: Flag
 
 
 class PurposeSummary(BaseModel):
@@ -297,7 +379,7 @@ class MemberSummaryOut(BaseModel):
 
 
 class DecisionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one("subject", "subjects"))
     subjects: list[Id] | None = Field(
         None,
         min_length=1,
@@ -323,16 +405,15 @@ class DecisionIn(BaseModel):
         "recorded). The future, or before the first policy version took effect, is refused "
         "(422, as-of-out-of-range).",
     )
-    explain: bool = Field(False, description="Add event ids and the rule's notice.")
-    min_seq: Annotated[int, Field(ge=0, le=2**62)] | None = Field(
+    explain: Flag = Field(False, description="Add event ids and the rule's notice.")
+    min_seq: Annotated[int, Field(ge=0, le=2**62, strict=True)] | None = Field(
         None, description="Decide on a snapshot that includes at least this ledger position."
     )
 
-    @model_validator(mode="after")
-    def _who(self) -> DecisionIn:
-        if (self.subject is None) == (self.subjects is None):
-            raise ValueError("give exactly one of 'subject' or 'subjects'")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _who(cls, data: Any) -> Any:
+        return refuse_none_of(data, "subject", "subjects")
 
     def people(self) -> list[str]:
         return [self.subject] if self.subject is not None else list(self.subjects or [])
@@ -395,7 +476,7 @@ class BatchIn(BaseModel):
     give its own.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one("subjects", "items"))
     purpose: Name | None = None
     category: Name | None = None
     labels: list[Name] = Field(default_factory=list, max_length=50)
@@ -404,14 +485,13 @@ class BatchIn(BaseModel):
     )
     subjects: list[Id] | None = Field(None, description="One decision per subject.")
     items: list[BatchItem] | None = None
-    explain: bool = Field(False, description="Full decisions instead of allow/reason.")
-    min_seq: Annotated[int, Field(ge=0, le=2**62)] | None = None
+    explain: Flag = Field(False, description="Full decisions instead of allow/reason.")
+    min_seq: Annotated[int, Field(ge=0, le=2**62, strict=True)] | None = None
 
-    @model_validator(mode="after")
-    def _what(self) -> BatchIn:
-        if (self.subjects is None) == (self.items is None):
-            raise ValueError("give exactly one of 'subjects' or 'items'")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _what(cls, data: Any) -> Any:
+        return refuse_none_of(data, "subjects", "items")
 
 
 class BatchResult(BaseModel):
@@ -468,12 +548,25 @@ class VerifyIn(BaseModel):
 
 
 class ReceiptOut(BaseModel):
-    """A consent receipt (ISO/IEC TS 27560 fields) with its detached Ed25519 signature, and
-    its evidence: the ledger event and an inclusion proof against a signed checkpoint."""
+    """A consent receipt (ISO/IEC TS 27560 fields) signed as a compact JWS (RFC 7515,
+    EdDSA), and its evidence: the ledger event and an inclusion proof against a signed
+    checkpoint. Receipts issued before JWS carry a detached ``signature`` instead; exactly
+    one of the two is present."""
 
+    model_config = ConfigDict(json_schema_extra=exactly_one("jws", "signature"))
     receipt: dict[str, Any]
-    signature: dict[str, Any]
+    jws: Annotated[str, Field(min_length=1, max_length=1_000_000)] | None = Field(
+        None, description="The receipt record as a compact JWS (verify with the JWKS)."
+    )
+    signature: dict[str, Any] | None = Field(
+        None, description="Receipts issued before JWS: a detached Ed25519 signature."
+    )
     evidence: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _signed(cls, data: Any) -> Any:
+        return refuse_none_of(data, "jws", "signature")
 
 
 class ReceiptCheckpointOut(BaseModel):
@@ -484,6 +577,11 @@ class ReceiptCheckpointOut(BaseModel):
 
 class ReceiptCheckOut(BaseModel):
     valid: bool
+    notice_problem: str | None = Field(
+        None,
+        description="Set when no notice.served event came before the consent: valid evidence "
+        "of a choice, but not that the person saw the notice first.",
+    )
     record_id: str
     seq: int
     event_hash: str
@@ -515,6 +613,11 @@ class PublicKeysOut(BaseModel):
 
     receipt_public_key: str
     log_verifier_key: str
+    receipt_public_keys: list[str] = Field(
+        default_factory=list,
+        description="Every receipt key the store signed with, oldest first (the last is "
+        "receipt_public_key; the others are retired and verify older receipts).",
+    )
 
 
 class Health(BaseModel):

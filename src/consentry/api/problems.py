@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from ..errors import ConsentryError, InvalidInput, Unauthorized
 from .common import dumps
@@ -138,6 +139,32 @@ def validation_problem(errors: Sequence[Any], instance: str | None = None) -> di
     return problem
 
 
+#: The methods a 405 may name (HEAD and OPTIONS are the framework's, not the API's).
+METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods this request's path takes, as the OpenAPI description lists them; where
+    path shapes of different specificity match (``/v1/receipts/verify`` is also
+    ``/v1/receipts/{event_id}``), the one with the fewest parameters wins. A path outside the
+    description (the web pages) takes what its routes take."""
+    path = request.url.path
+    shapes: list[tuple[int, set[str]]] = []
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            shapes.append((template.count("{"), {m.upper() for m in operations}))
+    if shapes:
+        fewest = min(n for n, _ in shapes)
+        return sorted({m for n, ms in shapes if n == fewest for m in ms} & set(METHODS))
+    allowed = []
+    for method in METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem details."""
 
@@ -163,12 +190,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        hint: str | None
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"there is nothing at {request.url.path}"
             hint = "see /docs for the API's endpoints"
         elif exc.status_code == 405:
+            allowed = allowed_methods(request)
             detail = f"{request.method} is not allowed on {request.url.path}"
-            hint = "see /docs for the methods each endpoint takes"
+            hint = f"this path takes {', '.join(allowed)}" if allowed else None
+            # Starlette names the methods of the first route whose path matched
+            # (/v1/receipts/{event_id} for /v1/receipts/verify): say those of every route.
+            exc.headers = {**dict(exc.headers or {}), "Allow": ", ".join(allowed)}
         else:
             hint = None
         problem = from_status(exc.status_code, detail, request.url.path)

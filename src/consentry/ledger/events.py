@@ -41,6 +41,9 @@ class Kind(enum.StrEnum):
     #: The store's public keys (receipts, log), recorded so that a key swapped in the database
     #: is detected: the ledger says which keys the store signs with.
     KEYS_REGISTERED = "keys.registered"
+    #: A notice version was shown to a person in a language (the ``/me`` page, or the
+    #: platform saying so): the evidence that a consent followed a notice (ANCR level B).
+    NOTICE_SERVED = "notice.served"
 
 
 CONSENT_KINDS = frozenset({Kind.CONSENT_GIVEN, Kind.CONSENT_REFUSED, Kind.CONSENT_WITHDRAWN})
@@ -225,6 +228,12 @@ CAPTURED_AT = "captured_at"
 #: a choice made later than ``captured_at`` (listed at import; the event changes nothing for
 #: them: the newer choice stands).
 SUPERSEDED = "superseded"
+#: Payload field of a consent: the id of the ``notice.served`` event (same subject, notice
+#: version and language) that it followed; absent when no notice was recorded as shown.
+NOTICE_SERVED = "notice_served"
+#: Payload field of a ``notice.served`` event: the SHA-256 of the notice's exact text in the
+#: language served (``Notice.digest``).
+NOTICE_SHA256 = "notice_sha256"
 
 
 def captured_us(text: Any) -> int:
@@ -339,8 +348,8 @@ def state_changes(event: Event) -> list[Change]:
                 },
             )
         ]
-    if kind is Kind.KEYS_REGISTERED:
-        return []  # about the store, not about anyone's data
+    if kind in (Kind.KEYS_REGISTERED, Kind.NOTICE_SERVED):
+        return []  # about the store, or evidence of what was shown: no state of anyone's data
     raise ValueError(f"unknown event kind {kind!r}")
 
 

@@ -28,10 +28,17 @@ from typing import Any
 from ..canonical import canonical_json
 from ..errors import InvalidInput, SignatureInvalid
 from .checkpoint import Checkpoint, NoteVerifier, read_checkpoint
-from .events import CONSENT_STATUS, PERSONAL_FIELDS, Event, chain_hash, event_body
+from .events import (
+    CONSENT_STATUS,
+    NOTICE_SERVED,
+    PERSONAL_FIELDS,
+    Event,
+    chain_hash,
+    event_body,
+)
 from .events import personal_commitment as commit
 from .merkle import ProofError, leaf_hash, root_from_inclusion
-from .receipts import key_id, verify_signed
+from .receipts import key_id, keys_of_jwks, verify_signed
 
 _VKEY = re.compile(r"^[^+\s]+\+[0-9a-f]{8}\+")
 _CONTENT_FIELDS = (
@@ -50,10 +57,14 @@ class ReceiptCheck:
     receipt_key_id: str
     checkpoint: Checkpoint
     event: Event | None = None  # with a store: the stored event it was compared with
+    #: Why the consent lacks evidence that its notice was shown first (None: it has it, or,
+    #: for a receipt from before notice evidence, nothing can be said offline).
+    notice_problem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "valid": True,
+            "notice_problem": self.notice_problem,
             "record_id": self.record_id,
             "seq": self.seq,
             "event_hash": self.event_hash,
@@ -101,7 +112,8 @@ def _receipt_fields(document: Mapping[str, Any]) -> dict[str, Any]:
     status = record.get("status")
     kinds = {v: str(k) for k, v in CONSENT_STATUS.items()}
     categories = purpose.get("pii_categories")
-    return {
+    served = notice.get("served_event") or {}
+    fields = {
         "id": record.get("record_id"),
         "at": record.get("consent_timestamp"),
         "kind": kinds.get(status, f"consent.{status}"),
@@ -118,6 +130,16 @@ def _receipt_fields(document: Mapping[str, Any]) -> dict[str, Any]:
         "hash": (record.get("ledger") or {}).get("hash"),
         "prev_hash": (record.get("ledger") or {}).get("prev_hash"),
     }  # fmt: skip
+    if "served_event" in notice:  # version 2: the consent names the notice.served event
+        fields[NOTICE_SERVED] = served.get("id")
+    return fields
+
+
+def _actual(event: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's fields as :func:`_receipt_fields` names them."""
+    out = dict(event)
+    out[NOTICE_SERVED] = (event.get("payload") or {}).get(NOTICE_SERVED)
+    return out
 
 
 def _differences(stated: Mapping[str, Any], actual: Mapping[str, Any], what: str) -> list[str]:
@@ -133,7 +155,7 @@ def _differences(stated: Mapping[str, Any], actual: Mapping[str, Any], what: str
 
 def compare_with_event(document: Mapping[str, Any], event: Event) -> list[str]:
     """Each receipt field that differs from the stored event, in words."""
-    actual = event.to_dict()
+    actual = _actual(event.to_dict())
     actual["kind"] = str(event.kind)
     return _differences(_receipt_fields(document), actual, "the ledger")
 
@@ -141,7 +163,7 @@ def compare_with_event(document: Mapping[str, Any], event: Event) -> list[str]:
 def verify_receipt_offline(
     document: Mapping[str, Any],
     *,
-    receipt_key: str,
+    receipt_key: str | Sequence[str],
     log_key: str | NoteVerifier,
     checkpoint: str | None = None,
 ) -> ReceiptCheck:
@@ -151,7 +173,7 @@ def verify_receipt_offline(
     ``checkpoint``: a checkpoint note the verifier already trusts (from the witness location);
     the receipt's proof must be against a tree of the same size and root.
     """
-    verify_signed(document, receipt_key)
+    signer = verify_signed(document, receipt_key)
     verifier = log_key if isinstance(log_key, NoteVerifier) else NoteVerifier.parse(log_key)
     try:
         evidence = document["evidence"]
@@ -174,7 +196,7 @@ def verify_receipt_offline(
             "changed",
             hint="ask the issuer for a fresh receipt",
         )
-    differing = _differences(stated, stored, "its event")
+    differing = _differences(stated, _actual(stored), "its event")
     if differing:
         raise SignatureInvalid(
             "the receipt says something its event does not: " + "; ".join(differing),
@@ -207,16 +229,30 @@ def verify_receipt_offline(
         str(stored["id"]),
         int(stored["seq"]),
         event_hash,
-        key_id(receipt_key),
+        key_id(signer),
         signed,
+        notice_problem=_offline_notice_problem(document["receipt"]),
     )
 
 
-def load_pins(values: Sequence[str]) -> tuple[str | None, str | None]:
+def _offline_notice_problem(record: Mapping[str, Any]) -> str | None:
+    """What a receipt itself says of notice evidence: a version-2 receipt names the
+    ``notice.served`` event the consent followed, or says there was none."""
+    notice = record.get("notice") or {}
+    if "served_event" not in notice or notice["served_event"] is not None:
+        return None
+    return (
+        f"no notice was recorded as shown before this consent (notice version "
+        f"{notice.get('notice_version')}, language {notice.get('language')})"
+    )
+
+
+def load_pins(values: Sequence[str]) -> tuple[list[str] | None, str | None]:
     """Pinned keys from the CLI: each value a file or a literal — a public-keys JSON file
-    (``consentry ledger public-keys``), a log verifier key (``name+id+key``), or a receipt
-    public key (base64). Returns (receipt key, log verifier key)."""
-    receipt_key: str | None = None
+    (``consentry ledger public-keys``), a JWKS (``consentry receipt jwks``: every receipt key,
+    retired ones too), a log verifier key (``name+id+key``), or a receipt public key
+    (base64). Returns (receipt keys, log verifier key)."""
+    receipt_keys: list[str] = []
     log_key: str | None = None
     for value in values:
         text = value
@@ -229,15 +265,22 @@ def load_pins(values: Sequence[str]) -> tuple[str | None, str | None]:
         if text.startswith("{"):
             try:
                 data = json.loads(text)
-                receipt_key = data.get("receipt_public_key", receipt_key)
-                log_key = data.get("log_verifier_key", log_key)
-            except (json.JSONDecodeError, AttributeError):
+            except json.JSONDecodeError:
                 raise InvalidInput(f"{value} is not a public-keys JSON file") from None
+            if not isinstance(data, dict):
+                raise InvalidInput(f"{value} is not a public-keys JSON file")
+            if "keys" in data:
+                receipt_keys.extend(keys_of_jwks(data))
+                continue
+            receipt_keys.extend(data.get("receipt_public_keys") or [])
+            if isinstance(data.get("receipt_public_key"), str):
+                receipt_keys.append(data["receipt_public_key"])
+            log_key = data.get("log_verifier_key", log_key)
         elif _VKEY.match(text):
             log_key = text
         else:
-            receipt_key = text
-    return receipt_key, log_key
+            receipt_keys.append(text)
+    return (receipt_keys or None), log_key
 
 
 __all__ = [

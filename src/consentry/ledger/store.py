@@ -162,6 +162,7 @@ class Ledger:
         self._committing = False
         self._writer_conn: Any = None  # see _writer
         self._writer_pid = 0  # the process that opened it
+        self._reader_pid = os.getpid()  # the process whose pool reads use (see read_engine)
         self._writer_used = 0.0  # time.monotonic() of its last commit
         self._expected_head: tuple[int, str, int] | None = None  # its last commit's head
         self._guess_paused_until = 0.0  # see _transact: other writers keep moving the head
@@ -362,6 +363,16 @@ class Ledger:
                 new_events.extend(added)
             return results
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def read_engine(self) -> Engine:
+        """The engine, for a read on the write path (a consent's notice lookup) that may run in
+        a process forked from one that read before: its pooled connections are the parent's
+        sockets, so the child leaves them to the parent and opens its own."""
+        pid = os.getpid()
+        if self._reader_pid != pid:
+            self.engine.dispose(close=False)
+            self._reader_pid = pid
+        return self.engine
 
     def _writer(self) -> Any:
         """The connection appends run on, checked out of the pool once and kept.

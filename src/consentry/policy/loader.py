@@ -14,9 +14,9 @@ from typing import Any
 
 from ..canonical import canonical_json, sha256_hex
 from ..errors import InvalidInput, PolicyError, UnknownName, suggest
-from ..taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from ..taxonomy import DEFAULT_TAXONOMY, Taxonomy, covers
 from ..times import format_time, parse_time
-from .model import Basis, Notice, Parties, Policy, Protection, Rule
+from .model import Basis, Notice, Parties, Policy, Protection, Recipient, RecipientRole, Rule
 
 TOP_KEYS = {
     "id",
@@ -30,6 +30,8 @@ TOP_KEYS = {
     "rules",
     "protected",
     "notices",
+    "recipients",
+    "retention",
 }
 REQUIRED_TOP = ("id", "version", "effective", "language", "rules")
 RULE_KEYS = {
@@ -46,7 +48,12 @@ RULE_KEYS = {
 }
 PROTECTED_KEYS = {"labels", "purposes"}
 NOTICE_KEYS = {"title", "summary", "rules", "machine_translated"}
-CONTROLLER_KEYS = {"name", "contact", "url", "jurisdiction"}
+CONTROLLER_KEYS = {"name", "contact", "url", "jurisdiction", "rights_url"}
+RECIPIENT_KEYS = {"name", "role", "purposes", "url"}
+#: ISO 3166-1 alpha-2 (or EU), optionally with an ISO 3166-2 subdivision: US, EU, US-CA
+_JURISDICTION = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_URL = re.compile(r"^https?://[^\s/]+\S*$")
 CONSENT_ONLY = ("account_consent", "reconsent", "expires_after")
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -148,6 +155,8 @@ def _parse_policy(doc: Any, where: str) -> Policy:
     rules = _rules(doc["rules"], taxonomy, where)
     protected = _protected(doc.get("protected", []), taxonomy, where)
     notices = _notices(doc.get("notices", {}), language, rules, where)
+    recipients = _recipients(doc.get("recipients"), taxonomy, rules, f"{where}.recipients")
+    retention = _retention(doc.get("retention", {}), taxonomy, f"{where}.retention")
     normalised = dict(doc)
     normalised["effective"] = format_time(effective)
     normalised["version"] = version
@@ -162,6 +171,8 @@ def _parse_policy(doc: Any, where: str) -> Policy:
         protected=protected,
         notices=notices,
         controller=controller,
+        recipients=recipients,
+        retention=retention,
         document=document,
         digest=sha256_hex(canonical_json(document)),
     )
@@ -236,7 +247,102 @@ def _controller(value: Any, where: str) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise PolicyError(f"{where}: expected a mapping with name, contact, url, jurisdiction")
     _check_keys(value, CONTROLLER_KEYS, where)
-    return {k: _string(v, f"{where}.{k}") for k, v in value.items()}
+    out = {k: _string(v, f"{where}.{k}") for k, v in value.items()}
+    if "jurisdiction" in out and not _JURISDICTION.match(out["jurisdiction"]):
+        raise PolicyError(
+            f"{where}.jurisdiction: {out['jurisdiction']!r} is not a country code",
+            hint="an ISO 3166 code such as US, DE or US-CA, or EU",
+            field="jurisdiction",
+        )
+    if "contact" in out and not (_EMAIL.match(out["contact"]) or _URL.match(out["contact"])):
+        raise PolicyError(
+            f"{where}.contact: {out['contact']!r} is neither an e-mail address nor a URL",
+            hint="e.g. privacy@example.com",
+            field="contact",
+        )
+    for key in ("url", "rights_url"):
+        if key in out:
+            _url(out[key], f"{where}.{key}")
+    return out
+
+
+def _url(value: str, where: str) -> str:
+    if not _URL.match(value):
+        raise PolicyError(f"{where}: {value!r} is not an http(s) URL", hint="e.g. https://...")
+    return value
+
+
+def _duration(value: Any, where: str) -> timedelta:
+    # pydantic imported here: deciding (``consentry check``) must not pay for it at start-up.
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        out: timedelta = TypeAdapter(timedelta).validate_python(value)
+    except ValidationError:
+        raise PolicyError(
+            f"{where}: {value!r} is not an ISO 8601 duration", hint="write days, e.g. P365D"
+        ) from None
+    if out <= timedelta(0):
+        raise PolicyError(f"{where}: must be positive")
+    return out
+
+
+def _recipients(
+    value: Any, taxonomy: Taxonomy, rules: tuple[Rule, ...], where: str
+) -> tuple[Recipient, ...] | None:
+    """Who receives the data. A third party may not be named for a purpose that a
+    ``prohibited`` rule forbids outright (the record would contradict the policy)."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise PolicyError(f"{where}: expected a list (an empty list: nobody but the controller)")
+    out = []
+    for i, raw in enumerate(value):
+        at = f"{where}[{i}]"
+        if not isinstance(raw, Mapping):
+            raise PolicyError(f"{at}: expected a mapping with name, role, purposes")
+        _check_keys(raw, RECIPIENT_KEYS, at)
+        for key in ("name", "role"):
+            if key not in raw:
+                raise PolicyError(f"{at}: missing required key {key!r}", field=key)
+        try:
+            role = RecipientRole(raw["role"])
+        except ValueError:
+            roles = [r.value for r in RecipientRole]
+            raise PolicyError(
+                f"{at}.role: unknown role {raw['role']!r}", hint=f"one of {roles}", field="role"
+            ) from None
+        purposes = tuple(
+            taxonomy.purpose(_string(p, f"{at}.purposes"), where=f"{at}.purposes")
+            for p in (_list(raw["purposes"], f"{at}.purposes") if "purposes" in raw else [])
+        )
+        if role is RecipientRole.THIRD_PARTY:
+            _not_prohibited(purposes, rules, at)
+        url = _url(_string(raw["url"], f"{at}.url"), f"{at}.url") if "url" in raw else None
+        out.append(Recipient(_string(raw["name"], f"{at}.name"), role, purposes, url))
+    return tuple(out)
+
+
+def _not_prohibited(purposes: tuple[str, ...], rules: tuple[Rule, ...], where: str) -> None:
+    banned = [r for r in rules if r.basis is Basis.PROHIBITED]
+    for purpose in purposes or ("",):
+        for rule in banned:
+            if any(covers(p, purpose) or covers(purpose, p) for p in rule.purposes):
+                raise PolicyError(
+                    f"{where}: a third party receives data for {purpose or 'every purpose'!r}, "
+                    f"but rule {rule.id!r} prohibits {', '.join(rule.purposes)}",
+                    hint="name the purposes the third party receives data for, outside the "
+                    "prohibited ones",
+                )
+
+
+def _retention(value: Any, taxonomy: Taxonomy, where: str) -> dict[str, timedelta]:
+    if not isinstance(value, Mapping):
+        raise PolicyError(f"{where}: expected a mapping of category to ISO 8601 duration")
+    return {
+        taxonomy.category(_string(k, where), where=where): _duration(v, f"{where}.{k}")
+        for k, v in value.items()
+    }
 
 
 def _rules(value: Any, taxonomy: Taxonomy, where: str) -> tuple[Rule, ...]:

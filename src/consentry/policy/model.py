@@ -65,6 +65,27 @@ class Protection:
     purposes: tuple[str, ...]
 
 
+class RecipientRole(enum.StrEnum):
+    """Who a recipient is to the controller (the DPV recipient classes)."""
+
+    PROCESSOR = "processor"
+    JOINT_CONTROLLER = "joint_controller"
+    THIRD_PARTY = "third_party"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Someone the personal data is disclosed to, for these purposes (empty: every purpose)."""
+
+    name: str
+    role: RecipientRole
+    purposes: tuple[str, ...] = ()
+    url: str | None = None
+
+    def receives_for(self, purpose: str) -> bool:
+        return not self.purposes or any(covers(p, purpose) for p in self.purposes)
+
+
 @dataclass(frozen=True)
 class Notice:
     """The plain-language explanation of a policy version in one language."""
@@ -74,6 +95,23 @@ class Notice:
     summary: str
     rules: Mapping[str, str]
     machine_translated: bool = False
+
+    def text(self) -> dict[str, Any]:
+        """The exact text a person is shown, as JSON data: what :meth:`digest` covers."""
+        return {
+            "language": self.language,
+            "title": self.title,
+            "summary": self.summary,
+            "rules": dict(self.rules),
+            "machine_translated": self.machine_translated,
+        }
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the canonical JSON of :meth:`text`: binds a record to the exact
+        words served in this language (a reworded notice has another digest)."""
+        from ..canonical import canonical_json, sha256_hex
+
+        return sha256_hex(canonical_json(self.text()))
 
 
 @dataclass(frozen=True)
@@ -89,6 +127,11 @@ class Policy:
     protected: tuple[Protection, ...] = ()
     notices: Mapping[str, Notice] = field(default_factory=dict)
     controller: Mapping[str, str] = field(default_factory=dict)
+    #: Who receives the data; ``None``: the policy does not say (an empty tuple says "nobody
+    #: but the controller").
+    recipients: tuple[Recipient, ...] | None = None
+    #: How long data of a category is kept (the most specific category wins).
+    retention: Mapping[str, timedelta] = field(default_factory=dict)
     #: The validated document as plain JSON data; its canonical form is what is hashed.
     document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     digest: str = ""
@@ -114,6 +157,19 @@ class Policy:
             if any(covers(p, purpose) for p in protection.purposes):
                 out |= protection.labels
         return frozenset(out)
+
+    def recipients_for(self, purpose: str) -> tuple[Recipient, ...] | None:
+        """The recipients for ``purpose`` (None: the policy names none at all)."""
+        if self.recipients is None:
+            return None
+        return tuple(r for r in self.recipients if r.receives_for(purpose))
+
+    def retention_for(self, category: str) -> timedelta | None:
+        """How long data of ``category`` is kept: the most specific retention that covers it."""
+        for name in ancestors(category):
+            if name in self.retention:
+                return self.retention[name]
+        return None
 
     def notice(self, language: str | None = None) -> Notice:
         """The notice in ``language``, or the authoritative one."""

@@ -40,6 +40,7 @@ from ..errors import (
     TokenExpired,
     Unauthorized,
 )
+from ..ledger.events import Kind
 from ..policy.model import Policy
 from ..taxonomy import ancestors
 from ..times import from_us
@@ -384,6 +385,8 @@ def _parse_time(text: str) -> datetime:
 def history(svc: Service, subject: str) -> list[dict[str, Any]]:
     out = []
     for event in svc.store.events(subject=subject):
+        if event.kind is Kind.NOTICE_SERVED:
+            continue  # evidence of what the page showed, not a choice (it is in the export)
         out.append(
             {
                 "id": event.id,
@@ -427,13 +430,24 @@ def me(
     ]
     never = [v for v in views if v.kind == "never"]
     state = svc.store.subject_state(subject)
+    notice = _notice(policy, lang)
+    if notice is not None:
+        # Evidence that the person saw this notice before any choice made on this page: a
+        # consent given here names this event (rate-limited: a reload records nothing new).
+        svc.store.serve_notice(
+            subject,
+            notice_version=policy.version,
+            language=notice["language"],
+            method="preference-centre",
+            actor=session.principal.actor,
+        )
     return render(
         request,
         "me.html",
         session=session,
         subject=subject,
         policy=policy,
-        notice=_notice(policy, lang),
+        notice=notice,
         groups=groups,
         never=never,
         protected=protected,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
 from ...errors import Forbidden
-from ...ledger.events import CONSENT_KINDS, Event, Kind
+from ...ledger.events import CONSENT_KINDS, NOTICE_SHA256, Event, Kind
 from ..auth import Principal, Role, is_self, require_self
 from ..common import event_out, json_response
 from ..context import Service
@@ -18,6 +18,8 @@ from ..models import (
     EventList,
     EventOut,
     InvitationList,
+    NoticeServedIn,
+    NoticeServedOut,
     ObjectionIn,
     SubjectStateOut,
     problems,
@@ -93,6 +95,37 @@ def record_consent(
         idempotency_key=scoped_key(caller, key),
     )
     return json_response(event_out(event), 201)
+
+
+@router.post(
+    "/{subject}/notices",
+    response_model=NoticeServedOut,
+    status_code=201,
+    responses={200: {"model": NoticeServedOut}, **problems(401, 403, 404, 422, 503)},
+    summary="Record that the person was shown a notice",
+)
+def record_notice(subject: SubjectId, body: NoticeServedIn, svc: Svc, caller: Caller) -> Response:
+    """The platform showed the person the notice of ``notice_version`` in ``language`` (in its
+    own pages): a ``notice.served`` event with the SHA-256 of the exact text. A consent
+    recorded afterwards for the same version and language names it, and its receipt binds
+    both. Rate-limited per person, version and language: within a day of the last one, that
+    event is returned with 200 and ``recorded: false``. The person themself, or the
+    platform's service."""
+    if caller.role is not Role.SERVICE:
+        require_self(caller, subject, action="recording a notice shown")
+    event, recorded = svc.store.serve_notice(
+        subject,
+        notice_version=body.notice_version,
+        language=body.language,
+        method=body.method,
+        actor=caller.actor,
+    )
+    data = {
+        "recorded": recorded,
+        "notice_sha256": event.payload.get(NOTICE_SHA256),
+        "event": event_out(event),
+    }
+    return json_response(data, 201 if recorded else 200)
 
 
 @router.post(
