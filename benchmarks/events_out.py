@@ -31,9 +31,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-# benchmarks/http.py would stand in for the standard library's http (http.client) here.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
-
 ROOT = Path(__file__).resolve().parent.parent
 MEETINGS = ROOT / "policies" / "meetings.yaml"
 

@@ -37,7 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, event, func, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, event, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import ConsentryError, InvalidInput
@@ -46,6 +46,7 @@ from ..ledger.engine import WRITE, make_engine
 from ..ledger.events import Event
 from ..ledger.store import _from_row as event_from_row
 from ..store import LOG_ORIGIN, Store
+from ..times import to_us
 from . import subscriptions
 from .messages import compute_impact, impact_text, narrows, order_key, render
 from .sinks import Message, NatsSink, Outcome, Sink, WebhookSink
@@ -373,14 +374,17 @@ class Deliverer:
         return claimed
 
     def prune(self) -> int:
-        """Delete the records of messages delivered more than ``keep_delivered_s`` ago."""
-        d = schema.webhook_deliveries
-        before = _now_us() - int(self.config.keep_delivered_s * 1_000_000)
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            done = conn.execute(
-                delete(d).where(d.c.status == "delivered", d.c.delivered_at_us < before)
-            )
-        return int(done.rowcount or 0)
+        """Delete delivered messages' records older than ``keep_delivered_s`` and outbox rows
+        every subscription is past (:mod:`consentry.outbound.retention`); how many records."""
+        from .retention import prune
+
+        done = prune(
+            self.engine,
+            keep_delivered_s=self.config.keep_delivered_s,
+            keep_outbox_s=self.config.keep_outbox_s,
+            ledger_now_us=to_us(self.store.clock()),
+        )
+        return done.deliveries + done.outbox
 
     # -- claiming -------------------------------------------------------------------------
 

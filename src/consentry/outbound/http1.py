@@ -14,7 +14,7 @@ by ``Content-Length``, ``Transfer-Encoding: chunked``, or to the close, honourin
 
 from __future__ import annotations
 
-import socket
+import contextlib
 import ssl
 from dataclasses import dataclass
 
@@ -55,10 +55,8 @@ class Connection:
         self._buf = bytearray()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
     def post(self, head: bytes, body: bytes, keep: int) -> Answer:
         """Send one request (``head`` ends with the blank line) and read its answer."""
@@ -157,7 +155,7 @@ class Connection:
         try:
             while len(self._buf) <= MAX_BODY:
                 self._fill()
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             pass
         data = bytes(self._buf)
         self._buf.clear()

@@ -66,9 +66,9 @@ class Subscription:
         (consents, objections: ``MEMBER_KINDS``) of subjects who are ``member``s of the
         account when the message is matched (normally within a second of the write). It
         never gets another account's events, nor the choices of a non-member."""
-        if self.account is not None and account != self.account:
-            if not (member and account is None and kind in MEMBER_KINDS):
-                return False
+        mine = account == self.account or (member and account is None and kind in MEMBER_KINDS)
+        if self.account is not None and not mine:
+            return False
         if not self.types:
             return True
         full = TYPE_PREFIX + kind

@@ -22,6 +22,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import InvalidInput
 
@@ -84,10 +85,10 @@ class TargetPolicy:
                     f"can allow it with {ENV}"
                 )
 
-    def resolve(self, host: str, port: int) -> list[tuple[int, tuple[object, ...]]]:
+    def resolve(self, host: str, port: int) -> list[tuple[int, Any]]:
         """``(family, sockaddr)`` of ``host`` to connect to, every one of them checked."""
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        found = [(family, addr) for family, _t, _p, _c, addr in infos]
+        found: list[tuple[int, Any]] = [(int(fam), addr) for fam, _t, _p, _c, addr in infos]
         self.check(host, [ipaddress.ip_address(str(addr[0]).split("%")[0]) for _f, addr in found])
         return found
 
