@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# The receiver listens on loopback, which webhooks may reach only when the operator allows it.
+os.environ.setdefault("CONSENTRY_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8")
 MEETINGS = ROOT / "policies" / "meetings.yaml"
 
 
@@ -194,10 +196,11 @@ def throughput(url: str, messages: int, lanes: int) -> dict[str, Any]:
         store.ledger.append(drafts[i : i + 5000], store.clock)
     deliverer = Deliverer(store, DeliveryConfig(batch=2000, lanes=lanes, poll_s=0.001))
     try:
-        started = time.time()
+        started, cpu0 = time.time(), time.process_time()
         deliverer.start()
         arrivals = receiver.collect(messages, 600)
         elapsed = max(arrivals.values()) - started
+        cpu = time.process_time() - cpu0  # this process, every thread: the worker's CPU
     finally:
         deliverer.stop()
         receiver.close()
@@ -208,6 +211,9 @@ def throughput(url: str, messages: int, lanes: int) -> dict[str, Any]:
         "lanes": lanes,
         "seconds": round(elapsed, 2),
         "messages_per_s": round(len(arrivals) / elapsed),
+        "worker_cpu_s": round(cpu, 2),
+        "messages_per_cpu_s": round(len(arrivals) / cpu) if cpu > 0 else None,
+        "load_after": os.getloadavg(),
     }
 
 

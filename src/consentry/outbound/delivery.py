@@ -731,18 +731,22 @@ _RESET = (
 # The due deliveries of one subscription that nothing holds back: no earlier pending delivery
 # of the same key is waiting for its retry or leased (to this worker or another). An earlier
 # one that is due and free is itself among the results, before it (seq order), so a claim
-# always takes a prefix of each key's queue.
+# always takes a prefix of each key's queue. Written as "before the first blocking seq of its
+# key" (one grouped pass, then a join) rather than a correlated NOT EXISTS, which PostgreSQL
+# ran as a nested loop over the pending rows (quadratic in the backlog: docs/performance.md).
 _DUE = text(
     """
+WITH blocked AS (
+  SELECT order_key, MIN(seq) AS first_seq FROM webhook_deliveries
+  WHERE subscription_id = :sub AND status = 'pending'
+    AND (next_at_us > :now OR lease_until_us >= :now)
+  GROUP BY order_key
+)
 SELECT d.seq, d.order_key FROM webhook_deliveries d
+LEFT JOIN blocked b ON b.order_key = d.order_key
 WHERE d.subscription_id = :sub AND d.status = 'pending' AND d.next_at_us <= :now
   AND (d.lease_until_us IS NULL OR d.lease_until_us < :now)
-  AND NOT EXISTS (
-    SELECT 1 FROM webhook_deliveries e
-    WHERE e.subscription_id = d.subscription_id AND e.order_key = d.order_key
-      AND e.seq < d.seq AND e.status = 'pending'
-      AND (e.next_at_us > :now OR e.lease_until_us >= :now)
-  )
+  AND (b.first_seq IS NULL OR d.seq < b.first_seq)
 ORDER BY d.seq
 LIMIT :limit
 """
