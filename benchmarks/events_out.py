@@ -31,10 +31,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-# benchmarks/http.py would stand in for the standard library's http (http.client) here.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
-
 ROOT = Path(__file__).resolve().parent.parent
+# The receiver listens on loopback, which webhooks may reach only when the operator allows it.
+os.environ.setdefault("CONSENTRY_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8")
 MEETINGS = ROOT / "policies" / "meetings.yaml"
 
 
@@ -197,10 +196,11 @@ def throughput(url: str, messages: int, lanes: int) -> dict[str, Any]:
         store.ledger.append(drafts[i : i + 5000], store.clock)
     deliverer = Deliverer(store, DeliveryConfig(batch=2000, lanes=lanes, poll_s=0.001))
     try:
-        started = time.time()
+        started, cpu0 = time.time(), time.process_time()
         deliverer.start()
         arrivals = receiver.collect(messages, 600)
         elapsed = max(arrivals.values()) - started
+        cpu = time.process_time() - cpu0  # this process, every thread: the worker's CPU
     finally:
         deliverer.stop()
         receiver.close()
@@ -211,6 +211,9 @@ def throughput(url: str, messages: int, lanes: int) -> dict[str, Any]:
         "lanes": lanes,
         "seconds": round(elapsed, 2),
         "messages_per_s": round(len(arrivals) / elapsed),
+        "worker_cpu_s": round(cpu, 2),
+        "messages_per_cpu_s": round(len(arrivals) / cpu) if cpu > 0 else None,
+        "load_after": os.getloadavg(),
     }
 
 

@@ -36,9 +36,6 @@ from collections.abc import Iterator
 from typing import Any
 
 os.environ.pop("SPAWNING_OPTS_KEY", None)
-# benchmarks/ holds other scripts (e.g. http.py) that would shadow standard modules
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
 UA = "ExampleBot"
 FULL_UA = "Mozilla/5.0 (compatible; ExampleBot/1.0; +https://example.com/bot)"

@@ -364,7 +364,11 @@ def register_model(
             )
         )
         conn.execute(insert(md), [{"model_id": model_id, "dataset_id": d} for d in ids])
-    return ModelInfo(model_id, name, version, created, meta, tuple(ids))
+    model = ModelInfo(model_id, name, version, created, meta, tuple(ids))
+    from .integrations.openlineage import after_model
+
+    after_model(store, model)  # its OpenLineage run, when those are on
+    return model
 
 
 def _model(conn: Connection, row: Any) -> ModelInfo:

@@ -25,3 +25,10 @@ def make_receiver() -> Iterator[Callable[[], Receiver]]:
 @pytest.fixture
 def receiver(make_receiver: Callable[[], Receiver]) -> Receiver:
     return make_receiver()
+
+
+@pytest.fixture(autouse=True)
+def _loopback_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receivers here listen on 127.0.0.1, which a webhook may reach only when the
+    operator allows it (consentry.outbound.targets): these tests are that operator."""
+    monkeypatch.setenv("CONSENTRY_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8")

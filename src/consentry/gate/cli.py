@@ -284,6 +284,14 @@ def model_register(
     meta: Annotated[
         list[str] | None, typer.Option("--meta", help="KEY=VALUE metadata (repeatable).")
     ] = None,
+    mlflow_run: Annotated[
+        str | None,
+        typer.Option(
+            "--mlflow-run",
+            help="Link the model to this MLflow run (MLFLOW_TRACKING_URI): the run gets the "
+            "model's tags and its datasets as training inputs (the [mlflow] extra).",
+        ),
+    ] = None,
     idempotency_key: IdemOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -295,9 +303,19 @@ def model_register(
             _fail(InvalidInput(f"--meta {item!r} is not KEY=VALUE", field="meta"))
         metadata[key] = value
     with _store(ctx) as s:
+        if mlflow_run is not None:
+            from ..integrations import mlflow as ml
+
+            try:
+                ml.check_run(mlflow_run)  # before anything is recorded
+            except ConsentryError as exc:
+                _fail(exc)
+            metadata["mlflow_run_id"] = mlflow_run
         model = s.register_model(
             name, dataset, version=version, metadata=metadata, idempotency_key=idempotency_key
         )
+        if mlflow_run is not None:
+            ml.link_model(s, model, mlflow_run)
 
         def text() -> None:
             out.print(

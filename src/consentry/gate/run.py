@@ -501,8 +501,12 @@ class GateRun:
 
 
 def run_gate(store: Store, manifest: Any, *, engine: str = "duckdb", **options: Any) -> GateResult:
-    """Run the gate with the named engine (see :meth:`consentry.Store.gate`)."""
-    return GateRun(store, manifest, engine, **options).run()
+    """Run the gate with the named engine (see :meth:`consentry.Store.gate`), between its
+    OpenLineage START and COMPLETE (or FAIL) events when those are on."""
+    from ..integrations.openlineage import around_gate
+
+    job = GateRun(store, manifest, engine, **options)
+    return around_gate(job, job.run)
 
 
 __all__ = [

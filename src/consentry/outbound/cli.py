@@ -1,4 +1,4 @@
-"""``consentry webhooks add|list|remove|deliveries|replay`` and ``consentry deliver``."""
+"""``consentry webhooks add|list|remove|deliveries|replay|prune`` and ``consentry deliver``."""
 
 from __future__ import annotations
 
@@ -152,6 +152,51 @@ def webhooks_replay(
         _print(result)
         return
     out.print(f"webhook {sub_id}: messages from #{from_seq} on are queued again", highlight=False)
+
+
+@webhooks_app.command("prune")
+def webhooks_prune(
+    ctx: typer.Context,
+    keep_days: Annotated[
+        float | None,
+        typer.Option(
+            "--keep-days",
+            min=0,
+            help="Keep delivered records and outbox rows this many days (default: "
+            "CONSENTRY_WEBHOOK_KEEP_DELIVERED_S and CONSENTRY_OUTBOX_KEEP_S, 7 days each).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete delivered messages' records and the outbox rows every subscription is past.
+
+    What a subscriber still needs stays: rows after any subscription's cursor, and from the
+    oldest pending or failed delivery on. Delivery workers also prune once a minute.
+    """
+    from ..times import to_us
+    from .delivery import DeliveryConfig
+    from .retention import prune
+
+    with _store(ctx) as store:
+        try:
+            store.init()
+            config = DeliveryConfig.from_env()
+            keep = None if keep_days is None else keep_days * 86_400.0
+            done = prune(
+                store.ledger.engine,
+                keep_delivered_s=config.keep_delivered_s if keep is None else keep,
+                keep_outbox_s=config.keep_outbox_s if keep is None else keep,
+                ledger_now_us=to_us(store.clock()),
+            )
+        except ConsentryError as exc:
+            _fail(exc)
+    if as_json:
+        _print(done.to_dict())
+        return
+    out.print(
+        f"pruned {done.deliveries} delivered record(s) and {done.outbox} outbox row(s)",
+        highlight=False,
+    )
 
 
 def deliver(

@@ -37,8 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, event, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, bindparam, event, func, select, text, update
 
 from ..errors import ConsentryError, InvalidInput
 from ..ledger import schema
@@ -46,9 +45,11 @@ from ..ledger.engine import WRITE, make_engine
 from ..ledger.events import Event
 from ..ledger.store import _from_row as event_from_row
 from ..store import LOG_ORIGIN, Store
+from ..times import to_us
 from . import subscriptions
 from .messages import compute_impact, impact_text, narrows, order_key, render
 from .sinks import Message, NatsSink, Outcome, Sink, WebhookSink
+from .targets import TargetPolicy
 
 log = logging.getLogger("consentry.delivery")
 
@@ -104,9 +105,12 @@ class DeliveryConfig:
     retry: RetrySchedule = field(default_factory=RetrySchedule)
     #: Messages claimed per subscription per round.
     batch: int = 500
-    #: Parallel lanes (connections) per subscription; the pool's size bounds all of them.
+    #: Parallel lanes (connections) per claim; the pool's size bounds all of them.
     lanes: int = 4
     concurrency: int = 16
+    #: Claims of one subscription in flight at once: the next is claimed while the last is
+    #: sent (a claim never takes a message whose key has an earlier one in flight).
+    claims_in_flight: int = 2
     #: How long a claim is this worker's; past it another worker may send the messages.
     lease_s: float = 120.0
     #: Sleep between rounds that found nothing to do.
@@ -119,6 +123,11 @@ class DeliveryConfig:
     #: Delivered messages' records are kept this long (``webhooks deliveries``), then deleted
     #: (a replay makes them again); failed ones are kept until replayed or removed.
     keep_delivered_s: float = 7 * 86_400.0
+    #: Outbox rows are kept this long at least, then pruned once every subscription is past
+    #: them (``consentry webhooks prune``); a replay from before that renders from the ledger.
+    keep_outbox_s: float = 7 * 86_400.0
+    #: The non-public networks webhooks may reach (``CONSENTRY_WEBHOOK_ALLOW_NETWORKS``).
+    targets: TargetPolicy = field(default_factory=TargetPolicy.from_env)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> DeliveryConfig:
@@ -159,6 +168,8 @@ class DeliveryConfig:
             ("WEBHOOK_LEASE_S", "lease_s", float),
             ("WEBHOOK_POLL_S", "poll_s", float),
             ("WEBHOOK_KEEP_DELIVERED_S", "keep_delivered_s", float),
+            ("OUTBOX_KEEP_S", "keep_outbox_s", float),
+            ("WEBHOOK_CLAIMS_IN_FLIGHT", "claims_in_flight", int),
         ):
             if (n := number(name, kind)) is not None:
                 values[key] = n
@@ -166,6 +177,7 @@ class DeliveryConfig:
             values["nats_url"] = v
         if (v := get("NATS_STREAM")) is not None:
             values["nats_stream"] = v
+        values["targets"] = TargetPolicy.from_env(env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -221,8 +233,11 @@ class Deliverer:
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, self.config.concurrency), thread_name_prefix="consentry-deliver"
         )
-        self._busy: dict[str, list[Future[None]]] = {}
+        #: The lanes in flight, per subscription (one list per claim).
+        self._busy: dict[str, list[list[Future[None]]]] = {}
         self._busy_lock = threading.Lock()
+        #: Set when a claim's lanes have all finished (the loop waits on it, not the DB).
+        self._wake = threading.Event()
         self._sinks: dict[str, tuple[str, Sink]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -296,7 +311,13 @@ class Deliverer:
                 log.warning("delivery round failed: %s", self.error)
                 started = 0
             if not started:
-                self._stop.wait(self.config.poll_s)
+                with self._busy_lock:
+                    busy = bool(self._busy)
+                if busy:  # nothing new here until a claim in flight finishes (or a while)
+                    self._wake.wait(max(self.config.poll_s, 0.05))
+                    self._wake.clear()
+                else:
+                    self._stop.wait(self.config.poll_s)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop claiming, wait up to ``timeout_s`` for the messages in flight, close."""
@@ -317,7 +338,7 @@ class Deliverer:
         """Wait for the lanes in flight; whether they all finished in time."""
         deadline = time.monotonic() + timeout_s
         with self._busy_lock:
-            futures = [f for fs in self._busy.values() for f in fs]
+            futures = [f for claims in self._busy.values() for fs in claims for f in fs]
         for future in futures:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -342,7 +363,7 @@ class Deliverer:
         claimed = 0
         for sub_id in self._with_work():
             with self._busy_lock:
-                if sub_id in self._busy:
+                if len(self._busy.get(sub_id, ())) >= max(1, self.config.claims_in_flight):
                     continue
             claim = self._claim(sub_id)
             if claim is None or not claim.messages:
@@ -352,14 +373,17 @@ class Deliverer:
         return claimed
 
     def prune(self) -> int:
-        """Delete the records of messages delivered more than ``keep_delivered_s`` ago."""
-        d = schema.webhook_deliveries
-        before = _now_us() - int(self.config.keep_delivered_s * 1_000_000)
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            done = conn.execute(
-                delete(d).where(d.c.status == "delivered", d.c.delivered_at_us < before)
-            )
-        return int(done.rowcount or 0)
+        """Delete delivered messages' records older than ``keep_delivered_s`` and outbox rows
+        every subscription is past (:mod:`consentry.outbound.retention`); how many records."""
+        from .retention import prune
+
+        done = prune(
+            self.engine,
+            keep_delivered_s=self.config.keep_delivered_s,
+            keep_outbox_s=self.config.keep_outbox_s,
+            ledger_now_us=to_us(self.store.clock()),
+        )
+        return done.deliveries + done.outbox
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -407,52 +431,35 @@ class Deliverer:
                     lease_until_us=now + int(self.config.lease_s * 1_000_000),
                 )
             )
-            messages = self._render(conn, [(int(r[0]), str(r[1])) for r in rows])
-        return _Claimed(sub, messages)
+            loaded = self._load(conn, [(int(r[0]), str(r[1])) for r in rows])
+        # Rendered after the commit: the write lock is not held for the CPU work.
+        return _Claimed(sub, self._render(loaded))
 
     def _fan_out(self, conn: Connection, sub: subscriptions.Subscription) -> None:
-        """Make a delivery row for each outbox row after the cursor that matches; move it."""
-        o, e = schema.outbox, schema.events
+        """Make a delivery row for each event after the cursor that matches; move it. (Every
+        event has its outbox row, committed with it; the events are read from the ledger so
+        that a replay reaches past outbox rows already pruned.)"""
+        e = schema.events
         rows = conn.execute(
-            select(o.c.seq, e.c.kind, e.c.subject, e.c.account)
-            .join(e, e.c.seq == o.c.seq)
-            .where(o.c.seq > sub.cursor_seq)
-            .order_by(o.c.seq)
+            select(e.c.seq, e.c.kind, e.c.subject, e.c.account)
+            .where(e.c.seq > sub.cursor_seq)
+            .order_by(e.c.seq)
             .limit(self.config.fanout_batch)
         ).all()
         if not rows:
             return
         now = _now_us()
-        values = []
+        members = _members_among(conn, sub, rows)
+        values: list[tuple[str, int, str, int, int]] = []
         for seq, kind, subject, account in rows:
-            if not sub.matches(kind, account):
+            if not sub.matches(kind, account, member=subject in members):
                 continue
-            values.append(
-                {
-                    "subscription_id": sub.id,
-                    "seq": seq,
-                    "order_key": order_key(self.key, subject, account),
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_at_us": now,
-                    "lease_owner": None,
-                    "lease_until_us": None,
-                    "created_at_us": now,
-                    "delivered_at_us": None,
-                    "last_status": None,
-                    "last_error": None,
-                }
-            )
+            values.append((sub.id, seq, order_key(self.key, subject, account), now, now))
         if values:
-            d = schema.webhook_deliveries
-            insert_fn = postgresql.insert if self.backend == "postgresql" else sqlite.insert
-            ins = insert_fn(d)
-            # A replay moves the cursor back: what was sent before is queued again.
-            upsert = ins.on_conflict_do_update(
-                index_elements=[d.c.subscription_id, d.c.seq],
-                set_={k: ins.excluded[k] for k in _RESET},
-            )
-            conn.execute(upsert, values)
+            # On the driver's cursor, one statement text for every row: SQLAlchemy's
+            # per-row parameter processing cost more than the insert (docs/performance.md).
+            placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            conn.exec_driver_sql(_upsert_sql(placeholder), values)
         s = schema.webhook_subscriptions
         conn.execute(update(s).where(s.c.id == sub.id).values(cursor_seq=int(rows[-1][0])))
 
@@ -462,35 +469,44 @@ class Deliverer:
             conn.execute(_DUE, {"sub": sub_id, "now": _now_us(), "limit": self.config.batch}).all()
         )
 
-    def _render(self, conn: Connection, rows: Sequence[tuple[int, str]]) -> list[Message]:
-        """The messages for the claimed ``(seq, order_key)``s, in ``seq`` order; computes
-        (once, for every subscription) the impact of narrowing events."""
+    def _load(
+        self, conn: Connection, rows: Sequence[tuple[int, str]]
+    ) -> list[tuple[str, Event, str | None]]:
+        """The events of the claimed ``(seq, order_key)``s, in ``seq`` order, with their
+        impact; computes (once, for every subscription) the impact of narrowing events. An
+        outbox row already pruned (a replay from long ago) renders from the ledger alone."""
         e, o = schema.events, schema.outbox
         seqs = [seq for seq, _ in rows]
         events: dict[int, Event] = {}
         impacts: dict[int, str | None] = {}
         for row in conn.execute(
-            select(e, o.c.impact).join(o, o.c.seq == e.c.seq).where(e.c.seq.in_(seqs))
+            select(e, o.c.impact).outerjoin(o, o.c.seq == e.c.seq).where(e.c.seq.in_(seqs))
         ):
             events[row.seq] = event_from_row(row._mapping)
             impacts[row.seq] = row.impact
-        messages = []
+        out = []
         for seq, key in rows:
             event = events[seq]
             impact = impacts[seq]
             if impact is None and narrows(event):
                 impact = self._impact(conn, event)
-            messages.append(
-                Message(
-                    seq=seq,
-                    id=event.id,
-                    kind=str(event.kind),
-                    account=event.account,
-                    order_key=key,
-                    body=render(event, self.source, impact),
-                )
+            out.append((key, event, impact))
+        return out
+
+    def _render(self, loaded: Sequence[tuple[str, Event, str | None]]) -> list[Message]:
+        """The loaded events as messages (CloudEvents bodies)."""
+        source = self.source
+        return [
+            Message(
+                seq=int(event.seq),
+                id=event.id,
+                kind=str(event.kind),
+                account=event.account,
+                order_key=key,
+                body=render(event, source, impact),
             )
-        return messages
+            for key, event, impact in loaded
+        ]
 
     def _impact(self, conn: Connection, event: Event) -> str:
         try:
@@ -502,8 +518,10 @@ class Deliverer:
             update(o).where(o.c.seq == event.seq, o.c.impact.is_(None)).values(impact=text_)
         )
         if done.rowcount == 0:  # another worker computed it first: every message says the same
-            stored = conn.execute(select(o.c.impact).where(o.c.seq == event.seq)).scalar_one()
-            return str(stored)
+            stored = conn.execute(
+                select(o.c.impact).where(o.c.seq == event.seq)
+            ).scalar_one_or_none()
+            return text_ if stored is None else str(stored)  # None: the row was pruned
         return text_
 
     # -- sending --------------------------------------------------------------------------
@@ -519,7 +537,7 @@ class Deliverer:
         else:
             if not sub.secret:
                 raise InvalidInput(f"webhook {sub.id} has no secret", hint="remove and add it")
-            sink = WebhookSink(sub.url, sub.secret, sub.timeout_s)
+            sink = WebhookSink(sub.url, sub.secret, sub.timeout_s, self.config.targets)
         self._sinks[sub.id] = (sub.url, sink)
         return sink
 
@@ -535,16 +553,21 @@ class Deliverer:
         with self._busy_lock:
             for lane in split:
                 futures.append(self._pool.submit(self._send_lane, claim.sub, sink, lane, batch))
-            self._busy[claim.sub.id] = futures
-        done = functools.partial(self._lane_done, claim.sub.id)
+            self._busy.setdefault(claim.sub.id, []).append(futures)
+        done = functools.partial(self._lane_done, claim.sub.id, futures)
         for future in futures:
             future.add_done_callback(done)
 
-    def _lane_done(self, sub_id: str, _future: Future[None]) -> None:
+    def _lane_done(self, sub_id: str, futures: list[Future[None]], _f: Future[None]) -> None:
         with self._busy_lock:
-            futures = self._busy.get(sub_id, [])
-            if all(f.done() for f in futures):
+            if not all(f.done() for f in futures):
+                return
+            claims = self._busy.get(sub_id, [])
+            if futures in claims:
+                claims.remove(futures)
+            if not claims:
                 self._busy.pop(sub_id, None)
+        self._wake.set()
 
     def _send_lane(
         self,
@@ -708,22 +731,61 @@ _RESET = (
 # The due deliveries of one subscription that nothing holds back: no earlier pending delivery
 # of the same key is waiting for its retry or leased (to this worker or another). An earlier
 # one that is due and free is itself among the results, before it (seq order), so a claim
-# always takes a prefix of each key's queue.
+# always takes a prefix of each key's queue. Written as "before the first blocking seq of its
+# key" (one grouped pass, then a join) rather than a correlated NOT EXISTS, which PostgreSQL
+# ran as a nested loop over the pending rows (quadratic in the backlog: docs/performance.md).
 _DUE = text(
     """
+WITH blocked AS (
+  SELECT order_key, MIN(seq) AS first_seq FROM webhook_deliveries
+  WHERE subscription_id = :sub AND status = 'pending'
+    AND (next_at_us > :now OR lease_until_us >= :now)
+  GROUP BY order_key
+)
 SELECT d.seq, d.order_key FROM webhook_deliveries d
+LEFT JOIN blocked b ON b.order_key = d.order_key
 WHERE d.subscription_id = :sub AND d.status = 'pending' AND d.next_at_us <= :now
   AND (d.lease_until_us IS NULL OR d.lease_until_us < :now)
-  AND NOT EXISTS (
-    SELECT 1 FROM webhook_deliveries e
-    WHERE e.subscription_id = d.subscription_id AND e.order_key = d.order_key
-      AND e.seq < d.seq AND e.status = 'pending'
-      AND (e.next_at_us > :now OR e.lease_until_us >= :now)
-  )
+  AND (b.first_seq IS NULL OR d.seq < b.first_seq)
 ORDER BY d.seq
 LIMIT :limit
 """
 )
+
+
+@functools.cache
+def _upsert_sql(placeholder: str) -> str:
+    """A delivery row per match; a replay moves the cursor back, so a row that exists is
+    queued again (its state reset)."""
+    p = placeholder
+    return (
+        "INSERT INTO webhook_deliveries (subscription_id, seq, order_key, status, attempts, "
+        "next_at_us, lease_owner, lease_until_us, created_at_us, delivered_at_us, last_status, "
+        f"last_error) VALUES ({p}, {p}, {p}, 'pending', 0, {p}, NULL, NULL, {p}, NULL, NULL, "
+        "NULL) ON CONFLICT (subscription_id, seq) DO UPDATE SET "
+        + ", ".join(f"{k} = excluded.{k}" for k in _RESET)
+    )
+
+
+def _members_among(
+    conn: Connection, sub: subscriptions.Subscription, rows: Sequence[Any]
+) -> set[str]:
+    """The subjects of ``rows``' choice events who are members of ``sub``'s account now
+    (an account's subscription gets its members' choices: see ``Subscription.matches``)."""
+    if sub.account is None:
+        return set()
+    wanted = sorted({r[2] for r in rows if r[2] and r[1] in subscriptions.MEMBER_KINDS})
+    m = schema.memberships.c
+    found: set[str] = set()
+    for i in range(0, len(wanted), 500):
+        found.update(
+            conn.execute(
+                select(m.subject).where(
+                    m.account == sub.account, m.subject.in_(wanted[i : i + 500])
+                )
+            ).scalars()
+        )
+    return found
 
 
 def _sqlite_normal_sync(dbapi_connection: Any, _record: Any) -> None:

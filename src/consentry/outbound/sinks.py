@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import ssl
 import threading
 from collections.abc import Sequence
@@ -28,8 +27,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from . import signing
+from . import http1, signing
 from .messages import CONTENT_TYPE
+from .targets import TargetPolicy, TargetRefused
 
 #: Bytes of an endpoint's answer read (and kept, shortened, as the last error).
 MAX_ANSWER = 4096
@@ -65,61 +65,77 @@ class Sink(Protocol):
 
 class WebhookSink:
     """POSTs each message to one URL, signed per Standard Webhooks; one keep-alive connection
-    per sending thread. ``timeout_s`` bounds every connect, write and read."""
+    per sending thread (:mod:`consentry.outbound.http1`), opened only to addresses the
+    :class:`~consentry.outbound.targets.TargetPolicy` allows. ``timeout_s`` bounds every
+    connect, write and read."""
 
-    def __init__(self, url: str, secret: str, timeout_s: float) -> None:
+    def __init__(
+        self, url: str, secret: str, timeout_s: float, policy: TargetPolicy | None = None
+    ) -> None:
         self.url = url
         self.key = signing.secret_bytes(secret)
         self.timeout_s = timeout_s
+        self.policy = policy or TargetPolicy.from_env()
         parts = urlsplit(url)
         self._https = parts.scheme == "https"
         self._host = parts.hostname or ""
-        self._port = parts.port
-        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._port = parts.port or (443 if self._https else 80)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        default_port = parts.port is None or parts.port == (443 if self._https else 80)
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        authority = host if default_port else f"{host}:{self._port}"
+        # Everything but the signature, the id and the length is the same for every request.
+        self._head_start = (
+            f"POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: {CONTENT_TYPE}\r\n"
+            "user-agent: consentry-webhooks/1\r\n"
+        ).encode("latin-1")
         self._local = threading.local()
-        self._all: list[http.client.HTTPConnection] = []
+        self._all: list[http1.Connection] = []
         self._lock = threading.Lock()
 
-    def _connection(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+    def _connection(self) -> http1.Connection:
+        conn: http1.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            if self._https:
-                conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=self.timeout_s,
-                    context=ssl.create_default_context(),
-                )  # fmt: skip
-            else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout_s)
+            conn = http1.Connection(
+                self._host, self._port, tls=self._https, timeout_s=self.timeout_s,
+                policy=self.policy,
+            )  # fmt: skip
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
         return conn
 
+    def _head(self, message: Message) -> bytes:
+        h = signing.headers(self.key, message.id, message.body)
+        return self._head_start + (
+            f"webhook-id: {h['webhook-id']}\r\nwebhook-timestamp: {h['webhook-timestamp']}\r\n"
+            f"webhook-signature: {h['webhook-signature']}\r\n"
+            f"content-length: {len(message.body)}\r\n\r\n"
+        ).encode("latin-1")
+
     def post(self, message: Message) -> Outcome:
         """One attempt: 2xx is success; anything else, or no answer, is a failure."""
-        headers = signing.headers(self.key, message.id, message.body)
-        headers["content-type"] = CONTENT_TYPE
-        headers["user-agent"] = "consentry-webhooks/1"
+        head = self._head(message)
         for attempt in (1, 2):
-            conn = self._connection()
+            fresh = getattr(self._local, "conn", None) is None
             try:
-                conn.request("POST", self._path, body=message.body, headers=headers)
-                response = conn.getresponse()
-                answer = response.read(MAX_ANSWER + 1)
-                if response.will_close:
-                    self._drop()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                answer = self._connection().post(head, message.body, MAX_ANSWER)
+            except TargetRefused as exc:
+                return Outcome(False, None, f"refused: {exc}", unreachable=True)
+            except (ConnectionResetError, BrokenPipeError) as exc:
                 self._drop()
-                if attempt == 1:  # a kept-alive connection the server had closed: once more
+                if attempt == 1 and not fresh:  # a kept-alive connection the server closed
                     continue
                 return Outcome(False, None, f"{type(exc).__name__}: {exc}", unreachable=True)
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, ssl.SSLError) as exc:
                 self._drop()
                 return Outcome(False, None, f"{type(exc).__name__}: {exc}", unreachable=True)
-            if 200 <= response.status < 300:
-                return Outcome(True, response.status)
-            text = answer[:MAX_ANSWER].decode("utf-8", "replace")
-            return Outcome(False, response.status, f"HTTP {response.status}: {text[:500]}")
+            if answer.will_close:
+                self._drop()
+            if 200 <= answer.status < 300:
+                return Outcome(True, answer.status)
+            text = answer.body.decode("utf-8", "replace")
+            return Outcome(False, answer.status, f"HTTP {answer.status}: {text[:500]}")
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _drop(self) -> None:
@@ -127,6 +143,9 @@ class WebhookSink:
         self._local.conn = None
         if conn is not None:
             conn.close()
+            with self._lock:
+                if conn in self._all:
+                    self._all.remove(conn)
 
     def send(self, messages: Sequence[Message]) -> list[Outcome | None]:
         outcomes: list[Outcome | None] = []

@@ -22,13 +22,27 @@ from sqlalchemy import delete, func, insert, select, update
 from ..errors import InvalidInput, NotFound
 from ..ledger import schema
 from ..ledger.engine import WRITE
+from ..ledger.events import Kind
 from ..store import Store
 from ..textcheck import refuse_bad_text
 from ..times import format_time, from_us, utcnow
 from .messages import TYPE_PREFIX
 from .signing import new_secret
+from .targets import check_target
 
 DEFAULT_TIMEOUT_S = 10
+#: A member's own events that their account's subscriptions receive: their choices (they
+#: carry no account; an account administrator may read them through the API too).
+MEMBER_KINDS = frozenset(
+    str(k)
+    for k in (
+        Kind.CONSENT_GIVEN,
+        Kind.CONSENT_REFUSED,
+        Kind.CONSENT_WITHDRAWN,
+        Kind.OBJECTION_RAISED,
+        Kind.OBJECTION_LIFTED,
+    )
+)
 MAX_TIMEOUT_S = 60
 
 
@@ -44,9 +58,16 @@ class Subscription:
     created_by: str | None
     secret: str | None = None  # only the worker (to sign) and ``create`` (to show once) see it
 
-    def matches(self, kind: str, account: str | None) -> bool:
-        """Whether a message of ``kind`` about ``account`` goes to this subscription."""
-        if self.account is not None and account != self.account:
+    def matches(self, kind: str, account: str | None, *, member: bool = False) -> bool:
+        """Whether a message of ``kind`` about ``account`` goes to this subscription.
+
+        An account's subscription gets what an administrator of that account may read through
+        the API (``GET /v1/subjects/{s}/events``): the account's own events, and the choices
+        (consents, objections: ``MEMBER_KINDS``) of subjects who are ``member``s of the
+        account when the message is matched (normally within a second of the write). It
+        never gets another account's events, nor the choices of a non-member."""
+        mine = account == self.account or (member and account is None and kind in MEMBER_KINDS)
+        if self.account is not None and not mine:
             return False
         if not self.types:
             return True
@@ -110,6 +131,8 @@ def create(
     """Add a subscription starting at the ledger's head; the result carries the secret."""
     schemes = ("nats",) if url.startswith("nats://") else ("http", "https")
     check_url(url, schemes=schemes)
+    if schemes != ("nats",):  # a broker sink is the operator's own setting, not a subscriber's
+        check_target(urlsplit(url).hostname or "")
     if account is not None:
         refuse_bad_text(account, "account")
     if not 1 <= timeout_s <= MAX_TIMEOUT_S:
@@ -211,10 +234,10 @@ def deliveries(
     """The latest deliveries of a subscription (only failed ones with ``failed``), newest
     first."""
     get(store, sub_id)
-    d, o = schema.webhook_deliveries, schema.outbox
+    d, e = schema.webhook_deliveries, schema.events
     query = (
-        select(d, o.c.event_id, o.c.kind)
-        .join(o, o.c.seq == d.c.seq)
+        select(d, e.c.id.label("event_id"), e.c.kind)
+        .join(e, e.c.seq == d.c.seq)
         .where(d.c.subscription_id == sub_id)
         .order_by(d.c.seq.desc())
         .limit(max(1, min(limit, 10_000)))

@@ -1,6 +1,6 @@
 """HTTP benchmark: the running service over loopback at 64 concurrent connections.
 
-Run:  python benchmarks/http.py [--subjects 50000] [--connections 64] [--seconds 6]
+Run:  python benchmarks/http_api.py [--subjects 50000] [--connections 64] [--seconds 6]
                                 [--rounds 3] [--workers N] [--batch 10000] [--json FILE]
 
 Starts ``consentry serve`` on a copy of the synthetic meetings store (benchmarks/_common.py,
@@ -39,13 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-# This file is named http.py: keep its directory behind the standard library on sys.path, so
-# that `import http.client` (done by the libraries imported later) finds the standard
-# library's package, not this script.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
-
-from _common import ROOT, Row, build_store, machine, percentile, print_table, subject_id  # noqa: E402
+from _common import ROOT, Row, build_store, machine, percentile, print_table, subject_id
 
 TARGET_RATIO = 0.70
 TARGET_P99_MS = 20.0
