@@ -6,7 +6,7 @@ import enum
 import hashlib
 import hmac
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any, NamedTuple
@@ -71,8 +71,9 @@ class Draft:
     #: What the caller asked for, when the store filled in fields it derives (the policy
     #: version in effect, a default notice version or language): idempotent retries compare
     #: this, so a retry of the same request still matches after a new version took effect.
-    #: Not part of the event (nor of its hash); None: ``content()`` is what was asked.
-    asked: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    #: Not part of the event (nor of its hash); None: ``content()`` is what was asked; bytes:
+    #: the canonical JSON of what was asked, already made (a bulk import spells it).
+    asked: Mapping[str, Any] | bytes | None = field(default=None, compare=False, repr=False)
 
     def content(self) -> dict[str, Any]:
         """The caller-supplied fields, as hashed for idempotency checks."""
@@ -92,8 +93,29 @@ class Draft:
         }
 
     def request_hash(self) -> str:
+        """The hash idempotent retries compare (see ``asked``)."""
+        if isinstance(self.asked, bytes):
+            return sha256_hex(self.asked)
         asked = self.asked if self.asked is not None else self.content()
         return sha256_hex(canonical_json(asked))
+
+
+_DRAFT_DEFAULTS = {
+    f.name: f.default_factory() if f.default_factory is not MISSING else f.default
+    for f in fields(Draft)
+    if f.name != "kind"
+}
+
+
+def make_draft(**values: Any) -> Draft:
+    """``Draft(**values)`` without the frozen dataclass's constructor (a dozen
+    ``object.__setattr__`` calls: a bulk import makes one draft per row). The values are
+    taken as given (the caller passes the types Draft declares)."""
+    draft = object.__new__(Draft)
+    fields = vars(draft)
+    fields.update(_DRAFT_DEFAULTS, payload={})
+    fields.update(values)
+    return draft
 
 
 @dataclass(frozen=True)
@@ -244,6 +266,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class Change(NamedTuple):
     """One row of current state that an event sets (``values``) or removes (``None``).
+    ``values`` is read-only (the changes of one event may share one dict).
 
     A named tuple (not a frozen dataclass): made for every event on the write path and for
     every event again when ``ledger verify`` replays the chain, where the dataclass
@@ -278,8 +301,11 @@ def state_changes(event: Event) -> list[Change]:
             "notice_version": event.notice_version,
             "policy_version": event.policy_version,
         }
+        # One values dict for all the event's categories: a change's values are read, never
+        # changed, by those who apply it.
+        purpose = event.purpose or ""
         return [
-            Change("consents", (subject, event.purpose or "", c), dict(values))
+            Change("consents", (subject, purpose, c), values)
             for c in event.categories
             if c not in superseded
         ]
