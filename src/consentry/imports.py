@@ -570,10 +570,10 @@ def _drafts(
     drafts = []
     with store.lock:
         state = store.state()
-        pairs, consents = state.pairs, state.consents
+        pairs = state.pairs
         for row in rows:
             superseded = []
-            records = consents.get(row.subject)
+            records = state.own_consents(row.subject)
             for category in row.categories:
                 key = (row.subject, row.purpose, category)
                 newest = latest.get(key)

@@ -735,6 +735,35 @@ class Store:
         finally:
             self._lock.release()
 
+    # -- identities -----------------------------------------------------------------------
+
+    def link_subject(self, primary: str, alias: str, **options: Any) -> Event:
+        """Record that ``alias`` is another id of the person ``primary``: deciding it decides
+        the person (options: ``actor``, ``idempotency_key``; see
+        :mod:`consentry.identities` for the rules and the merge of two people's choices)."""
+        from .identities import link
+
+        return link(self, primary, alias, **options)
+
+    def unlink_subject(self, primary: str, alias: str, **options: Any) -> Event:
+        """Record that ``alias`` no longer names the person ``primary``."""
+        from .identities import unlink
+
+        return unlink(self, primary, alias, **options)
+
+    def aliases(self, subject: str) -> dict[str, Any]:
+        """The person ``subject`` names: their primary id and their aliases."""
+        from .identities import aliases
+
+        return aliases(self, subject)
+
+    def subject_ids(self, subject: str) -> list[str]:
+        """Every id of the person ``subject`` names (primary first): what erasing the
+        person erases, what ``impact`` looks up."""
+        from .identities import subject_ids
+
+        return subject_ids(self, subject)
+
     def import_consents(self, path: str | Path, **options: Any) -> ImportReport:
         """Import consents collected by another system from a CSV or JSON Lines file, each
         keeping the moment it was given (``captured_at``); idempotent per ``source_id``; a
@@ -1496,6 +1525,9 @@ def load_state(ledger: Ledger) -> State:
                 select(m.subject, m.account).order_by(m.seq)
             ):
                 state.set_membership(member[0], member[1], True)
+            a = schema.subject_aliases.c
+            for link in conn.execute(select(a.subject, a.alias, a.at_us).order_by(a.seq)):
+                state.link(link[0], link[1], link[2])
             for table, target in (
                 (schema.account_settings, state.settings),
                 (schema.account_features, state.features),

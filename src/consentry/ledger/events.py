@@ -19,6 +19,11 @@ GENESIS_HASH = "0" * 64
 #: a salted commitment to them, not the fields themselves, so that erasing a person's
 #: identifiers later (nulling these columns and the nonce) leaves every hash verifiable.
 PERSONAL_FIELDS = ("subject", "actor", "idempotency_key")
+#: Payload fields, per kind, that hold an id of the event's subject (the same person): an
+#: erasure of the subject must make them unreadable too (issue 16 §2; see ``aliases``).
+PERSONAL_PAYLOAD_FIELDS = {"subject.linked": ("alias",), "subject.unlinked": ("alias",)}
+#: The payload field of a link naming the other id.
+ALIAS = "alias"
 _COMMITMENT_PREFIX = b"consentry-personal-v1\n"
 
 
@@ -41,6 +46,10 @@ class Kind(enum.StrEnum):
     #: The store's public keys (receipts, log), recorded so that a key swapped in the database
     #: is detected: the ledger says which keys the store signs with.
     KEYS_REGISTERED = "keys.registered"
+    #: One person known under another id (issue 16 §3): ``subject`` is the person (their
+    #: primary id), ``payload["alias"]`` the other id, which now resolves to them.
+    SUBJECT_LINKED = "subject.linked"
+    SUBJECT_UNLINKED = "subject.unlinked"
 
 
 CONSENT_KINDS = frozenset({Kind.CONSENT_GIVEN, Kind.CONSENT_REFUSED, Kind.CONSENT_WITHDRAWN})
@@ -367,6 +376,13 @@ def state_changes(event: Event) -> list[Change]:
         ]
     if kind is Kind.KEYS_REGISTERED:
         return []  # about the store, not about anyone's data
+    if kind in (Kind.SUBJECT_LINKED, Kind.SUBJECT_UNLINKED):
+        alias = event.payload[ALIAS]
+        if not isinstance(alias, str):
+            raise ValueError(f"a link's alias is not an id: {alias!r}")
+        if kind is Kind.SUBJECT_UNLINKED:
+            return [Change("subject_aliases", (alias,), None)]
+        return [Change("subject_aliases", (alias,), {"subject": subject, "at_us": at, "seq": seq})]
     raise ValueError(f"unknown event kind {kind!r}")
 
 
@@ -378,4 +394,5 @@ STATE_KEYS: dict[str, tuple[str, ...]] = {
     "account_settings": ("account", "purpose"),
     "account_features": ("account", "purpose"),
     "policies": ("version",),
+    "subject_aliases": ("alias",),
 }
