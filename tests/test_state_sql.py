@@ -70,7 +70,15 @@ ODD_PAYLOADS = st.fixed_dictionaries(
     }
 )
 
-DRAFTS = st.builds(
+#: Links between ids (issue 16 §3): the alias in the payload.
+LINKS = st.builds(
+    Draft,
+    kind=st.sampled_from([Kind.SUBJECT_LINKED, Kind.SUBJECT_UNLINKED]),
+    subject=MAYBE_ID,
+    payload=st.fixed_dictionaries({"alias": IDS}),
+)
+
+ROW_DRAFTS = st.builds(
     Draft,
     kind=st.sampled_from(SETS_ROWS),
     actor=MAYBE_ID,
@@ -83,6 +91,7 @@ DRAFTS = st.builds(
     policy_version=st.one_of(st.none(), st.just("v1")),
     payload=PAYLOADS,
 )
+DRAFTS = st.one_of(ROW_DRAFTS, LINKS)
 
 _counter = itertools.count()
 

@@ -104,7 +104,9 @@ def merge_records(
 def _wins(value: int, current: int, joined_us: int, protective: frozenset[int]) -> bool:
     at, other_at = value >> AT_SHIFT, current >> AT_SHIFT
     if at >= joined_us or other_at >= joined_us:
-        return at > other_at  # a choice since the join: the newest stands
+        # a choice since the join: the newest stands (by time, then by ledger order:
+        # ``value >> 2`` is (at, seq))
+        return value >> 2 > current >> 2
     guards, other_guards = (value & 3) in protective, (current & 3) in protective
     if guards != other_guards:
         return guards
