@@ -7,13 +7,17 @@ verifies and the SQL state audit checks."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from consentry import Reason, Store
+from consentry.cli import app as cli
 from consentry.errors import Conflict, InvalidInput, NotFound
 from consentry.gate.decisions import known_subjects
 from consentry.state import CONSENT_PROTECTIVE, State, merge_records, pack, unpack
@@ -192,3 +196,28 @@ def test_an_unlinked_state_is_what_it_was(any_store: Store) -> None:
     any_store.unlink_subject("u1", "a1")
     after = load_state(any_store.ledger)
     assert named(after, "consents") == named(before, "consents")
+
+
+def test_the_commands(tmp_path: Path, clock: FakeClock) -> None:
+    from support import TEST_POLICY
+
+    url = f"sqlite:///{tmp_path}/cli.db"
+    store = Store(url, clock=clock)
+    store.init(policies=[TEST_POLICY])
+    store.refuse_consent("u1", T, [AUDIO])
+    store.close()
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--db", url, "subject", "link", "u1", "guest@example.com"])
+    assert result.exit_code == 0, result.output
+    assert "linked guest@example.com to u1" in result.output
+    result = runner.invoke(cli, ["--db", url, "check", T, AUDIO, "-s", "guest@example.com"])
+    assert "refused" in result.output
+    result = runner.invoke(cli, ["--db", url, "subject", "aliases", "guest@example.com", "--json"])
+    assert json.loads(result.output)["subject"] == "u1"
+    # the same refusals as the library and the API, with the same words
+    result = runner.invoke(cli, ["--db", url, "subject", "link", "u2", "guest@example.com"])
+    assert result.exit_code != 0 and "alias of another person" in result.output
+    result = runner.invoke(cli, ["--db", url, "subject", "unlink", "u1", "guest@example.com"])
+    assert result.exit_code == 0 and "unlinked" in result.output
+    result = runner.invoke(cli, ["--db", url, "subject", "aliases", "u1"])
+    assert "no aliases" in result.output
