@@ -764,6 +764,14 @@ class Store:
 
         return subject_ids(self, subject)
 
+    def record_gpc(self, subject: str, *, actor: str | None = None) -> Any:
+        """Record a Global Privacy Control signal from ``subject``: once per policy version,
+        as the refusals and objections the policy's ``gpc`` says it means (nothing more
+        where the policy gives it no meaning). Returns a :class:`consentry.gpc.GpcResult`."""
+        from .gpc import record
+
+        return record(self, subject, actor=actor)
+
     def import_consents(self, path: str | Path, **options: Any) -> ImportReport:
         """Import consents collected by another system from a CSV or JSON Lines file, each
         keeping the moment it was given (``captured_at``); idempotent per ``source_id``; a

@@ -50,6 +50,10 @@ class Kind(enum.StrEnum):
     #: primary id), ``payload["alias"]`` the other id, which now resolves to them.
     SUBJECT_LINKED = "subject.linked"
     SUBJECT_UNLINKED = "subject.unlinked"
+    #: A Global Privacy Control signal from the subject (issue 16 §5): what it means under the
+    #: policy is recorded as refusals and objections in the same transaction; by itself it
+    #: changes no state.
+    SIGNAL_GPC = "signal.gpc"
 
 
 CONSENT_KINDS = frozenset({Kind.CONSENT_GIVEN, Kind.CONSENT_REFUSED, Kind.CONSENT_WITHDRAWN})
@@ -374,8 +378,8 @@ def state_changes(event: Event) -> list[Change]:
                 },
             )
         ]
-    if kind is Kind.KEYS_REGISTERED:
-        return []  # about the store, not about anyone's data
+    if kind is Kind.KEYS_REGISTERED or kind is Kind.SIGNAL_GPC:
+        return []  # about the store; a signal whose meaning is recorded as its own events
     if kind in (Kind.SUBJECT_LINKED, Kind.SUBJECT_UNLINKED):
         alias = event.payload[ALIAS]
         if not isinstance(alias, str):

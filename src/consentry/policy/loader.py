@@ -33,6 +33,7 @@ TOP_KEYS = {
     "rules",
     "protected",
     "notices",
+    "gpc",
 }
 REQUIRED_TOP = ("id", "version", "effective", "language", "rules")
 RULE_KEYS = {
@@ -48,6 +49,7 @@ RULE_KEYS = {
     "expires_after",
 }
 PROTECTED_KEYS = {"labels", "purposes"}
+GPC_KEYS = {"objects_to"}
 NOTICE_KEYS = {"title", "summary", "rules", "machine_translated"}
 CONTROLLER_KEYS = {"name", "contact", "url", "jurisdiction"}
 CONSENT_ONLY = ("account_consent", "reconsent", "expires_after")
@@ -150,6 +152,7 @@ def _parse_policy(doc: Any, where: str) -> Policy:
     rules = _rules(doc["rules"], taxonomy, where)
     protected = _protected(doc.get("protected", []), taxonomy, where)
     notices = _notices(doc.get("notices", {}), language, rules, where)
+    gpc = _gpc(doc.get("gpc"), taxonomy, where)
     normalised = dict(doc)
     normalised["effective"] = format_time(effective)
     normalised["version"] = version
@@ -164,6 +167,7 @@ def _parse_policy(doc: Any, where: str) -> Policy:
         protected=protected,
         notices=notices,
         controller=controller,
+        gpc_objects_to=gpc,
         document=document,
         digest=sha256_hex(canonical_json(document)),
     )
@@ -348,6 +352,32 @@ def _protected(value: Any, taxonomy: Taxonomy, where: str) -> tuple[Protection, 
         )
         out.append(Protection(labels=labels, purposes=purposes))
     return tuple(out)
+
+
+def _gpc(value: Any, taxonomy: Taxonomy, where: str) -> tuple[str, ...] | None:
+    """What a Global Privacy Control signal means under the policy (issue 16 §5): the
+    purposes the person objects to, or refuses, by sending it. None: the policy says nothing
+    (the signal is recorded and changes nothing)."""
+    if value is None:
+        return None
+    at = f"{where}.gpc"
+    if not isinstance(value, Mapping):
+        raise PolicyError(
+            f"{at}: expected a mapping like {{objects_to: [ai.training.third_party]}}, "
+            f"got {value!r}",
+            field="gpc",
+        )
+    _check_keys(value, GPC_KEYS, at)
+    names = _list(value.get("objects_to"), f"{at}.objects_to")
+    if not names:
+        raise PolicyError(
+            f"{at}.objects_to: name at least one purpose (leave gpc out for none)",
+            field="gpc.objects_to",
+        )
+    purposes = [
+        taxonomy.purpose(_string(x, f"{at}.objects_to"), where=f"{at}.objects_to") for x in names
+    ]
+    return tuple(dict.fromkeys(purposes))
 
 
 def _notices(value: Any, language: str, rules: tuple[Rule, ...], where: str) -> dict[str, Notice]:
