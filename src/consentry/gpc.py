@@ -22,6 +22,7 @@ under the policy version is not recorded again, so a later consent stands.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,20 +56,31 @@ class GpcResult:
         }
 
 
-def meaning(policy: Policy) -> list[tuple[str, str, tuple[str, ...]]]:
+def meaning(
+    policy: Policy, held: Iterable[tuple[str, str]] = ()
+) -> list[tuple[str, str, tuple[str, ...]]]:
     """The choices a GPC signal stands for under ``policy``: ``(kind, purpose, categories)``
     with kind ``refused`` (a consent refusal of those categories) or ``objected`` (an
-    objection to every category)."""
+    objection to every category). ``held``: the (purpose, category) pairs the person holds a
+    consent record for; one under a purpose the signal objects to is refused too, at its own
+    key (a record more specific than the rule's would otherwise still stand)."""
     from .store import objection_matters
 
     out: list[tuple[str, str, tuple[str, ...]]] = []
-    for purpose in policy.gpc_objects_to or ():
+    wanted = policy.gpc_objects_to or ()
+    for purpose, category in sorted(held):
+        if any(covers(p, purpose) for p in wanted) and purpose not in wanted:
+            out.append(("refused", purpose, (category,)))
+    for purpose in wanted:
         related = [
             r
             for r in policy.rules
             if any(covers(purpose, p) or covers(p, purpose) for p in r.purposes)
         ]
-        categories = sorted({c for r in related if r.basis is Basis.CONSENT for c in r.categories})
+        categories = sorted(
+            {c for r in related if r.basis is Basis.CONSENT for c in r.categories}
+            | {c for p, c in held if p == purpose}
+        )
         if categories:
             out.append(("refused", purpose, tuple(categories)))
         if objection_matters(policy, purpose, None):
@@ -99,7 +111,11 @@ def record(store: Store, subject: str, *, actor: str | None = None) -> GpcResult
             idempotency_key=key,
         )
     ]
-    for i, (kind, purpose, categories) in enumerate(meaning(policy), start=1):
+    with store.lock:
+        state = store.state()
+        names = {pid: pair for pair, pid in state.pairs.items()}
+        held = [names[pid] for pid in state.own_consents(subject) or {}]
+    for i, (kind, purpose, categories) in enumerate(meaning(policy, held), start=1):
         drafts.append(
             Draft(
                 kind=Kind.CONSENT_REFUSED if kind == "refused" else Kind.OBJECTION_RAISED,

@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         rights,
     ):
         app.include_router(module.router)
+    app.include_router(rights.public)
     _mount_lineage(app)
     _mount_web(app)
     decide_route = next(r for r in decisions.router.routes if getattr(r, "path", None) == PATH)

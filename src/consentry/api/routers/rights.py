@@ -1,5 +1,6 @@
 """A person's rights over HTTP: ``GET /v1/subjects/{s}/export`` (one ZIP), their ids
-(``/v1/subjects/{s}/aliases``)."""
+(``/v1/subjects/{s}/aliases``), a Global Privacy Control signal
+(``POST /v1/subjects/{s}/signals/gpc``, ``/.well-known/gpc.json``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from ..deps import Caller, IdemKey, StrictRoute, Svc, scoped_key
 from ..models import AliasesOut, AliasIn, EventOut, problems
 
 router = APIRouter(prefix="/v1/subjects", tags=["subjects"], route_class=StrictRoute)
+#: Routes outside /v1: the service's public statement that it honours GPC.
+public = APIRouter(tags=["signals"])
 
 SubjectId = Annotated[str, Path(min_length=1, max_length=512, examples=["u_123"])]
 
@@ -120,3 +123,39 @@ def list_aliases(subject: SubjectId, svc: Svc, caller: Caller) -> Response:
     if not any(is_self(caller, i) for i in ids):
         require_role(caller, *LINKERS, action="reading a person's aliases")
     return json_response(data, 200)
+
+
+@router.post(
+    "/{subject}/signals/gpc",
+    status_code=201,
+    responses=problems(401, 403, 404, 422, 503),
+    summary="Record a Global Privacy Control signal from the person",
+)
+def gpc_signal(subject: SubjectId, svc: Svc, caller: Caller) -> Response:
+    """The platform saw ``Sec-GPC: 1`` on a request from the person: record it once (per
+    policy version) as the refusals and objections the policy's ``gpc: {objects_to: [...]}``
+    says it means, with method ``gpc``. Where the policy gives GPC no meaning the signal is
+    recorded and changes nothing. For the ``service`` and ``platform_admin`` roles (a person
+    signed in to ``/me`` sends it with their browser). 201 when recorded, 200 when it was
+    already (``already_recorded``)."""
+    require_role(caller, *LINKERS, action="recording a GPC signal")
+    result = svc.store.record_gpc(subject, actor=caller.actor)
+    return json_response(result.to_dict(), 200 if result.already else 201)
+
+
+@public.get(
+    "/.well-known/gpc.json",
+    summary="The service honours Global Privacy Control",
+    responses={200: {"description": '{"gpc": true, "lastUpdate": "YYYY-MM-DD"}'}},
+)
+def gpc_well_known(svc: Svc) -> Response:
+    """The GPC support resource (GPC specification, section 3.3): ``gpc`` true, and the day
+    the policy version in effect took effect as ``lastUpdate``."""
+    from ...errors import ConsentryError
+    from ...gpc import well_known
+
+    try:
+        policy = svc.store.policy()
+    except ConsentryError:
+        policy = None  # no policy published yet: the support statement alone
+    return json_response(well_known(policy), 200, {"Cache-Control": "max-age=3600"})
