@@ -64,6 +64,7 @@ from .times import Clock, format_time, from_us, parse_as_of, to_us, utcnow
 
 if TYPE_CHECKING:
     from .gate import GateResult, VerifyReport
+    from .gpc import GpcResult
     from .imports import ImportReport
     from .lineage import DatasetInfo, Impact, ModelInfo
 
@@ -764,10 +765,10 @@ class Store:
 
         return subject_ids(self, subject)
 
-    def record_gpc(self, subject: str, *, actor: str | None = None) -> Any:
+    def record_gpc(self, subject: str, *, actor: str | None = None) -> GpcResult:
         """Record a Global Privacy Control signal from ``subject``: once per policy version,
         as the refusals and objections the policy's ``gpc`` says it means (nothing more
-        where the policy gives it no meaning). Returns a :class:`consentry.gpc.GpcResult`."""
+        where the policy gives it no meaning)."""
         from .gpc import record
 
         return record(self, subject, actor=actor)
