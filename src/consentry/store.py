@@ -909,6 +909,10 @@ class Store:
         policies published by then, replayed in ledger order."""
         self._require_init()
         until = to_us(at)
+        subjects = _with_linked_ids(
+            subjects,
+            self.ledger.events(until_us=until, kinds=[Kind.SUBJECT_LINKED, Kind.SUBJECT_UNLINKED]),
+        )
         accounts: set[str] = set()
         for event in self.ledger.events(
             until_us=until, subjects=subjects, kinds=[Kind.MEMBER_ADDED, Kind.MEMBER_REMOVED]
@@ -1545,6 +1549,21 @@ def load_state(ledger: Ledger) -> State:
                     state.set_account(target, r.account, r.purpose, r.status, r.seq, r.at_us)
             state.seq, state.at_us = head.seq, head.at_us
     return state
+
+
+def _with_linked_ids(subjects: Sequence[str], links: Iterable[Event]) -> list[str]:
+    """``subjects`` and every id a link up to then joined to one of them (issue 16 §3): an
+    ``as_of`` replay of a person needs the events of all their ids, and the links."""
+    pairs = [(e.subject or "", str(e.payload.get("alias", ""))) for e in links]
+    wanted = set(subjects)
+    grown = True
+    while grown:
+        grown = False
+        for primary, alias in pairs:
+            if (primary in wanted) != (alias in wanted):
+                wanted |= {primary, alias}
+                grown = True
+    return [*subjects, *sorted(wanted - set(subjects))]
 
 
 def objection_matters(policy: Policy, purpose: str, category: str | None) -> bool:
