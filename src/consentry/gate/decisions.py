@@ -176,7 +176,13 @@ def _same_plan(a: Plan, b: Plan) -> bool:
 
 def known_subjects(state: State) -> list[str]:
     """Every subject the store has seen (``State.known_subject``), in no particular order."""
-    return list(state.consents.keys() | state.objections.keys() | state.memberships.keys())
+    # (``own``: the ids of people known under several, even with no record of their own)
+    return list(
+        state.consents.keys()
+        | state.objections.keys()
+        | state.memberships.keys()
+        | state.own.keys()
+    )
 
 
 def plan_categories(
