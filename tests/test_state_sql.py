@@ -327,3 +327,29 @@ def test_store_audits_use_the_sql_on_sqlite(tmp_path: Path, calls: list[str]) ->
     assert store.audit_state().ok and store.verify().ok
     assert calls == ["sql", "sql"]
     store.close()
+
+
+def test_imports_and_links_are_audited_without_the_replay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An imported file (captured_at, superseded) and a link between two ids: the SQL decides
+    # the whole audit, and `ledger verify` does not fall back to the Python replay.
+    store = _store(tmp_path, [])
+    store.give_consent("u2", "ai.training", ["content.audio"])
+    rows = ["subject,purpose,categories,status,captured_at,source_id"]
+    cats = "content.audio;content.video"
+    when = [f"2023-0{1 + i % 9}-02T03:04:05Z" for i in range(20)]
+    rows += [f"u{i % 3},ai.training,{cats},given,{when[i]},s{i}" for i in range(20)]
+    (tmp_path / "in.csv").write_text("\n".join(rows) + "\n")
+    report = store.import_consents(tmp_path / "in.csv")
+    assert report.recorded == 20 and report.superseded > 0
+    store.link_subject("u1", "guest@example.com")
+
+    def no_replay(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("the Python replay was used")
+
+    monkeypatch.setattr(audit, "_audit", no_replay)
+    assert store.audit_state().ok
+    result = store.verify()
+    assert result.ok and not result.divergences
+    store.close()
