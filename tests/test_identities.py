@@ -221,3 +221,16 @@ def test_the_commands(tmp_path: Path, clock: FakeClock) -> None:
     assert result.exit_code == 0 and "unlinked" in result.output
     result = runner.invoke(cli, ["--db", url, "subject", "aliases", "u1"])
     assert "no aliases" in result.output
+
+
+def test_the_export_holds_the_events_of_every_id(any_store: Store) -> None:
+    import io
+    import zipfile
+
+    any_store.refuse_consent("guest@example.com", T, [AUDIO])
+    any_store.give_consent("u1", T, [VIDEO])
+    any_store.link_subject("u1", "guest@example.com")
+    with zipfile.ZipFile(io.BytesIO(any_store.export_subject("u1"))) as z:
+        events = json.loads(z.read("events.json"))
+    assert {e["subject"] for e in events} == {"u1", "guest@example.com"}
+    assert [e["kind"] for e in events][-1] == "subject.linked"

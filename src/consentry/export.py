@@ -70,8 +70,9 @@ def export_subject(store: Store, subject: str, *, language: str | None = None) -
 
     subject = _id(subject, "subject")
     store._require_init()
-    events = list(store.ledger.events(subjects=[subject]))
-    events = [e for e in events if e.subject == subject]
+    # Every id the person is known by (their aliases, issue 16 §3): the events of each.
+    ids = store.subject_ids(subject)
+    events = [e for e in store.ledger.events(subjects=ids) if e.subject in ids]
     impact = store.impact(subject)
     if not events and not impact.datasets:
         raise no_such_subject(subject)
