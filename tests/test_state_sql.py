@@ -6,6 +6,7 @@ is the replay's, and any tampering of the state tables or the events is reported
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,51 @@ SETS_ROWS = [
     Kind.MEMBER_ACCEPTED, Kind.MEMBER_DECLINED, Kind.ACCOUNT_SETTING, Kind.ACCOUNT_FEATURE,
 ]  # fmt: skip
 
-DRAFTS = st.builds(
+#: A consent's payload: none, or an import's (``captured_at``, ``superseded``) as the append
+#: path accepts it (state_changes refuses a captured_at that is not a time).
+CAPTURED = st.sampled_from(
+    ["2024-01-01T00:00:00Z", "2023-05-02T10:00:00.123456Z", "1969-12-31T23:59:59.500000Z"]
+)
+PAYLOADS = st.one_of(
+    st.just({}),
+    st.fixed_dictionaries({"captured_at": CAPTURED}),
+    st.fixed_dictionaries(
+        {
+            "captured_at": CAPTURED,
+            "superseded": st.one_of(
+                st.none(), st.lists(st.sampled_from(["content.audio", "content.video", ""]))
+            ),
+            "imported_from": st.just("x"),
+        }
+    ),
+)
+#: Payloads only tampering writes (or that the SQL leaves to the replay): a time with an
+#: offset, a date that does not exist, not a time, not text; superseded not a list of strings.
+ODD_PAYLOADS = st.fixed_dictionaries(
+    {
+        "captured_at": st.sampled_from(
+            [
+                "2024-01-01T02:00:00+02:00",
+                "2023-02-30T00:00:00Z",
+                "0000-01-01T00:00:00Z",
+                "yesterday",
+                5,
+                None,
+            ]
+        ),
+        "superseded": st.sampled_from([None, "content.audio", [1], {"content.audio": 1}, 0]),
+    }
+)
+
+#: Links between ids (issue 16 §3): the alias in the payload.
+LINKS = st.builds(
+    Draft,
+    kind=st.sampled_from([Kind.SUBJECT_LINKED, Kind.SUBJECT_UNLINKED]),
+    subject=MAYBE_ID,
+    payload=st.fixed_dictionaries({"alias": IDS}),
+)
+
+ROW_DRAFTS = st.builds(
     Draft,
     kind=st.sampled_from(SETS_ROWS),
     actor=MAYBE_ID,
@@ -44,7 +89,9 @@ DRAFTS = st.builds(
     status=STATUS,
     notice_version=st.one_of(st.none(), st.just("n1")),
     policy_version=st.one_of(st.none(), st.just("v1")),
+    payload=PAYLOADS,
 )
+DRAFTS = st.one_of(ROW_DRAFTS, LINKS)
 
 _counter = itertools.count()
 
@@ -202,23 +249,63 @@ def test_an_irregular_event_goes_to_the_replay(tmp_path: Path) -> None:
     store.close()
 
 
-def test_an_imported_consent_goes_to_the_replay(tmp_path: Path) -> None:
+def test_an_imported_consent_is_audited_in_sql(tmp_path: Path) -> None:
     # Its record counts from captured_at and skips the superseded categories
-    # (events.state_changes): the SQL does not say that, the replay does.
-    payload = {"captured_at": "2024-01-01T00:00:00Z", "superseded": ["d"]}
+    # (events.state_changes): the SQL says so too, without the Python replay.
+    payload = {"captured_at": "2024-01-01T00:00:00.250000Z", "superseded": ["d"]}
     store = _store(tmp_path, [Draft(kind=Kind.CONSENT_GIVEN, subject="a", purpose="p",
                                     categories=("c", "d"), payload=payload)])  # fmt: skip
+    with store.ledger.engine.connect() as conn, conn.begin():
+        head = store.ledger.head()[0]
+        found = state_sql.implied(conn, head)
+        assert found is not None
+        assert found[0]["consents"] == {
+            ("a", "p", "c"): ("a", "p", "c", "given", 1_704_067_200_250_000, head, None, None)
+        }
+        result = state_sql.audit_sql(conn, head)
+        assert result is not None and result.ok
+    with store.ledger.engine.begin() as conn:  # the record's time moved to the ledger's
+        conn.execute(text("UPDATE consents SET at_us = at_us + 1"))
+    with store.ledger.engine.connect() as conn, conn.begin():
+        sql = state_sql.audit_sql(conn, store.ledger.head()[0])
+        assert sql is not None and not sql.ok
+        assert [d.table for d in sql.divergences] == ["consents"]
+        assert sql.to_dict() == audit.audit_connection(conn).to_dict()
+    store.close()
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+@given(payload=ODD_PAYLOADS)
+def test_an_odd_payload_is_audited_as_the_replay_audits_it(folder: Path, payload: Any) -> None:
+    store = _store(folder, [Draft(kind=Kind.CONSENT_GIVEN, subject="a", purpose="p",
+                                  categories=("content.audio", "c"))])  # fmt: skip
+    with store.ledger.engine.begin() as conn:
+        allow_tampering(conn)
+        conn.execute(
+            text("UPDATE events SET payload = :p WHERE kind = 'consent.given'"),
+            {"p": json.dumps(payload)},
+        )
+    sql, python = _both(store)
+    assert sql is None or sql == python, (payload, sql, python)
+    store.close()
+
+
+def test_an_odd_import_payload_goes_to_the_replay(tmp_path: Path) -> None:
+    # A captured_at with an offset is a time state_changes reads, the SQL does not: the
+    # replay decides (and the tables, written by state_changes, agree with it).
+    payload = {"captured_at": "2024-01-01T02:00:00+02:00"}
+    store = _store(tmp_path, [Draft(kind=Kind.CONSENT_GIVEN, subject="a", purpose="p",
+                                    categories=("c",), payload=payload)])  # fmt: skip
     with store.ledger.engine.connect() as conn, conn.begin():
         head = store.ledger.head()[0]
         assert state_sql.implied(conn, head) is None
         assert state_sql.audit_sql(conn, head) is None
         assert audit.audit_connection(conn).ok
-    with store.ledger.engine.begin() as conn:  # the record's time moved to the ledger's
-        conn.execute(text("UPDATE consents SET at_us = at_us + 1"))
-    with store.ledger.engine.connect() as conn, conn.begin():
-        result = audit.audit_connection(conn)
-        assert not result.ok
-        assert [d.table for d in result.divergences] == ["consents"]
     store.close()
 
 
@@ -239,4 +326,30 @@ def test_store_audits_use_the_sql_on_sqlite(tmp_path: Path, calls: list[str]) ->
     store = _store(tmp_path, [])
     assert store.audit_state().ok and store.verify().ok
     assert calls == ["sql", "sql"]
+    store.close()
+
+
+def test_imports_and_links_are_audited_without_the_replay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An imported file (captured_at, superseded) and a link between two ids: the SQL decides
+    # the whole audit, and `ledger verify` does not fall back to the Python replay.
+    store = _store(tmp_path, [])
+    store.give_consent("u2", "ai.training", ["content.audio"])
+    rows = ["subject,purpose,categories,status,captured_at,source_id"]
+    cats = "content.audio;content.video"
+    when = [f"2023-0{1 + i % 9}-02T03:04:05Z" for i in range(20)]
+    rows += [f"u{i % 3},ai.training,{cats},given,{when[i]},s{i}" for i in range(20)]
+    (tmp_path / "in.csv").write_text("\n".join(rows) + "\n")
+    report = store.import_consents(tmp_path / "in.csv")
+    assert report.recorded == 20 and report.superseded > 0
+    store.link_subject("u1", "guest@example.com")
+
+    def no_replay(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("the Python replay was used")
+
+    monkeypatch.setattr(audit, "_audit", no_replay)
+    assert store.audit_state().ok
+    result = store.verify()
+    assert result.ok and not result.divergences
     store.close()

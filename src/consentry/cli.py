@@ -70,7 +70,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "consentry.outbound.cli",
         "Deliver the outbox to the webhooks (and NATS JetStream) until stopped.",
     ),
-    "subject": ("consentry.rights_cli", "A person's rights: download their data."),
+    "subject": (
+        "consentry.rights_cli",
+        "A person's rights and ids: download their data, link the ids they are known by.",
+    ),
     "audit": (
         "consentry.audit_cli",
         "Audits of the evidence: consents recorded with no notice shown first.",

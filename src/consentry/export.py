@@ -66,7 +66,13 @@ SERVICE_NAME = "consentry"
 def export_subject(store: Store, subject: str, *, language: str | None = None) -> bytes:
     """The archive of ``subject`` (see the module's docstring). ``language``: the README's,
     else the language of the person's latest choice, else the policy's."""
-    events = [e for e in store.events(subject=subject) if e.subject == subject]
+    from .store import _id
+
+    subject = _id(subject, "subject")
+    store._require_init()
+    # Every id the person is known by (their aliases, issue 16 §3): the events of each.
+    ids = store.subject_ids(subject)
+    events = [e for e in store.ledger.events(subjects=ids) if e.subject in ids]
     impact = store.impact(subject)
     if not events and not impact.datasets:
         raise no_such_subject(subject)

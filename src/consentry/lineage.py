@@ -522,6 +522,13 @@ def _impact_statements() -> dict[str, Any]:
     subject: Any = bindparam("subject")
     return {
         "head": select(schema.ledger_head.c.seq, schema.ledger_head.c.at_us),
+        # the person an id names (issue 16 §3): its primary id, and that id's aliases
+        "person": select(schema.subject_aliases.c.subject).where(
+            schema.subject_aliases.c.alias == bindparam("subject")
+        ),
+        "aliases": select(schema.subject_aliases.c.alias, schema.subject_aliases.c.at_us)
+        .where(schema.subject_aliases.c.subject == bindparam("subject"))
+        .order_by(schema.subject_aliases.c.seq),
         "policies": select(p.digest, p.seq, p.at_us).order_by(p.seq),
         "policy": select(p.document).where(p.digest == bindparam("digest")),
         "consents": select(c.purpose, c.category, c.status, c.at_us, c.seq).where(
@@ -577,10 +584,30 @@ def _compiled(dialect: Any) -> dict[str, CompiledStatement]:
     return found
 
 
+def person_ids(
+    cursor: Any, q: Mapping[str, CompiledStatement], subject: str
+) -> list[tuple[str, int]]:
+    """Every id of the person ``subject`` names, each with when it was linked (the primary
+    id first, with 0), from ``subject_aliases``."""
+    found = q["person"].run(cursor, subject=subject)
+    primary = found[0][0] if found else subject
+    return [(primary, 0), *((a, int(at)) for a, at in q["aliases"].run(cursor, subject=primary))]
+
+
 def subject_state(cursor: Any, q: Mapping[str, CompiledStatement], subject: str) -> State:
     """The current state for one subject, from the current-state tables (a few indexed
     lookups): their consents, objections and accounts, those accounts' settings and features,
-    and the published policies (each document read and parsed once per process)."""
+    and the published policies (each document read and parsed once per process). A person
+    known under several ids (aliases) has the records of each, merged as decisions merge
+    them (``State.link``)."""
+    ids = person_ids(cursor, q, subject)
+    state = _one_state(cursor, q, [i for i, _ in ids])
+    for alias, at_us in ids[1:]:
+        state.link(ids[0][0], alias, at_us)
+    return state
+
+
+def _one_state(cursor: Any, q: Mapping[str, CompiledStatement], subjects: list[str]) -> State:
     state = State()
     for digest, seq, at_us in q["policies"].run(cursor):
         document = _POLICY_DOCS.get(digest)
@@ -588,13 +615,16 @@ def subject_state(cursor: Any, q: Mapping[str, CompiledStatement], subject: str)
             ((text,),) = q["policy"].run(cursor, digest=digest)
             document = _POLICY_DOCS[digest] = json.loads(text)
         state.add_policy(document, seq, at_us, digest)
-    for purpose, category, status, at_us, seq in q["consents"].run(cursor, subject=subject):
-        state.set_consent(subject, purpose, category, status, at_us, seq)
-    for purpose, category, status, at_us, seq in q["objections"].run(cursor, subject=subject):
-        state.set_objection(subject, purpose, category, status, at_us, seq)
-    accounts = [r[0] for r in q["memberships"].run(cursor, subject=subject)]
+    accounts: dict[str, None] = {}
+    for subject in subjects:
+        for purpose, category, status, at_us, seq in q["consents"].run(cursor, subject=subject):
+            state.set_consent(subject, purpose, category, status, at_us, seq)
+        for purpose, category, status, at_us, seq in q["objections"].run(cursor, subject=subject):
+            state.set_objection(subject, purpose, category, status, at_us, seq)
+        for (account,) in q["memberships"].run(cursor, subject=subject):
+            state.set_membership(subject, account, True)
+            accounts[account] = None
     for account in accounts:
-        state.set_membership(subject, account, True)
         for purpose, status, seq, at_us in q["settings"].run(cursor, account=account):
             state.set_account(state.settings, account, purpose, status, seq, at_us)
         for purpose, status, seq, at_us in q["features"].run(cursor, account=account):
@@ -638,10 +668,15 @@ def impact(store: Store, subject: str) -> Impact:
             if engine.dialect.name == "sqlite":
                 cursor.execute("BEGIN")  # one consistent snapshot for all the lookups
             state = subject_state(cursor, q, subject)
-            rows = q["datasets"].run(cursor, subject=subject)
+            # The datasets that hold items of any of the person's ids (issue 16 §3).
+            ids = state.ids_of(subject)
+            rows = _merge_rows([r for i in ids for r in q["datasets"].run(cursor, subject=i)])
             models: dict[str, list[ModelRef]] = {}
-            for dataset_id, model_id, name, version in q["models"].run(cursor, subject=subject):
-                models.setdefault(dataset_id, []).append(ModelRef(model_id, name, version))
+            for i in ids:
+                for dataset_id, model_id, name, version in q["models"].run(cursor, subject=i):
+                    refs = models.setdefault(dataset_id, [])
+                    if all(r.id != model_id for r in refs):
+                        refs.append(ModelRef(model_id, name, version))
             records = {r[0]: _record(cursor, q, r[0], r[11]) for r in rows}
         finally:
             if engine.dialect.name == "sqlite":
@@ -677,6 +712,24 @@ def impact(store: Store, subject: str) -> Impact:
             )
         out.append(DatasetImpact(info, int(row[12]), tuple(cats)))
     return Impact(subject, known, format_time(now), state.seq, tuple(out))
+
+
+def _merge_rows(rows: list[Any]) -> list[Any]:
+    """One row per dataset (in id order) where several of a person's ids are in it: their
+    items added up, per category too."""
+    by_id: dict[str, list[Any]] = {}
+    for row in rows:
+        found = by_id.get(row[0])
+        if found is None:
+            by_id[row[0]] = list(row)
+            continue
+        found[12] = int(found[12]) + int(row[12])
+        cats = json.loads(found[13])
+        for category, (items, decided) in json.loads(row[13]).items():
+            old = cats.get(category, [0, 0])
+            cats[category] = [old[0] + items, old[1] + decided]
+        found[13] = json.dumps(cats)
+    return [by_id[k] for k in sorted(by_id)]
 
 
 def _answer(

@@ -22,7 +22,10 @@ from .imports import DEFAULT_BATCH, ImportRefused
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-subject_app = typer.Typer(help="A person's rights: download their data.", no_args_is_help=True)
+subject_app = typer.Typer(
+    help="A person's rights and ids: download their data, link the ids they are known by.",
+    no_args_is_help=True,
+)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON data instead of text.")]
 #: Imports of at least this many rows show a progress bar (on a terminal).
 PROGRESS_FROM = 20_000
@@ -75,6 +78,66 @@ def subject_report(
     with _store(ctx) as s:
         report = s.transparency_report(subject, language=language)
     sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+ActorOpt = Annotated[str, typer.Option("--actor", help="Who records it (the ledger's actor).")]
+
+
+@subject_app.command("link")
+def subject_link(
+    ctx: typer.Context,
+    primary: Annotated[str, typer.Argument(help="The person's primary id.")],
+    alias: Annotated[str, typer.Argument(help="Another id of theirs, e.g. an email.")],
+    actor: ActorOpt = "platform",
+    as_json: JsonOpt = False,
+) -> None:
+    """Record that ALIAS is another id of the person PRIMARY: decisions, the gate and impact
+    then decide ALIAS by the person's choices (where both made choices before the link, the
+    more protective stands). An id that is already someone's alias, or has aliases of its
+    own, is refused: unlink it first."""
+    with _store(ctx) as s:
+        event = s.link_subject(primary, alias, actor=actor)
+    if as_json:
+        out.print_json(json.dumps(event.to_dict()))
+        return
+    out.print(f"linked {alias} to {primary} (event #{event.seq})", highlight=False)
+
+
+@subject_app.command("unlink")
+def subject_unlink(
+    ctx: typer.Context,
+    primary: Annotated[str, typer.Argument(help="The person's primary id.")],
+    alias: Annotated[str, typer.Argument(help="The alias to let go.")],
+    actor: ActorOpt = "platform",
+    as_json: JsonOpt = False,
+) -> None:
+    """Record that ALIAS no longer names the person PRIMARY: it is decided by the choices
+    made under it alone again."""
+    with _store(ctx) as s:
+        event = s.unlink_subject(primary, alias, actor=actor)
+    if as_json:
+        out.print_json(json.dumps(event.to_dict()))
+        return
+    out.print(f"unlinked {alias} from {primary} (event #{event.seq})", highlight=False)
+
+
+@subject_app.command("aliases")
+def subject_aliases(
+    ctx: typer.Context,
+    subject: Annotated[str, typer.Argument(help="Any id of the person.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """The person an id names: their primary id and each alias, with when it was linked."""
+    with _store(ctx) as s:
+        data = s.aliases(subject)
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    out.print(f"person {data['subject']}", highlight=False)
+    for a in data["aliases"]:
+        out.print(f"  alias {a['alias']} (linked {a['linked_at']})", highlight=False)
+    if not data["aliases"]:
+        out.print("  no aliases", highlight=False)
 
 
 def import_command(

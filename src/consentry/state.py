@@ -61,6 +61,58 @@ _PARSED: dict[str, Policy] = {}
 _TOUCHED_KEPT = 1 << 20
 
 
+class _Own:
+    """The records made under one id of a linked person, as recorded."""
+
+    __slots__ = ("accounts", "consents", "objections")
+
+    def __init__(
+        self, consents: dict[int, int], objections: dict[int, int], accounts: tuple[str, ...]
+    ) -> None:
+        self.consents = consents
+        self.objections = objections
+        self.accounts = accounts
+
+
+#: The status codes of a packed record that protect the person: a consent refused or
+#: withdrawn, an objection raised.
+CONSENT_PROTECTIVE = frozenset({CONSENT_CODES["refused"], CONSENT_CODES["withdrawn"]})
+OBJECTION_PROTECTIVE = frozenset({OBJECTION_CODES["raised"]})
+
+
+def merge_records(
+    records: list[dict[int, int]], joined_us: int, protective: frozenset[int]
+) -> dict[int, int]:
+    """One person's records per (purpose, category) from those of each of their ids.
+
+    The rule (docs/concepts.md, "Identities and aliases"): a choice made since the ids were
+    last joined (``joined_us``) is the person's newest word and stands, as for anyone; among
+    choices made before (they conflict at the join), the more protective wins (``protective``:
+    the status codes that protect): a refusal or withdrawal over a consent, a raised objection
+    over a lifted one; between two that protect, the later; between two that do not, the
+    older (a consent that expires, or needs re-consent, does so first).
+    """
+    merged: dict[int, int] = {}
+    for own in records:
+        for pid, value in own.items():
+            current = merged.get(pid)
+            if current is None or _wins(value, current, joined_us, protective):
+                merged[pid] = value
+    return merged
+
+
+def _wins(value: int, current: int, joined_us: int, protective: frozenset[int]) -> bool:
+    at, other_at = value >> AT_SHIFT, current >> AT_SHIFT
+    if at >= joined_us or other_at >= joined_us:
+        # a choice since the join: the newest stands (by time, then by ledger order:
+        # ``value >> 2`` is (at, seq))
+        return value >> 2 > current >> 2
+    guards, other_guards = (value & 3) in protective, (current & 3) in protective
+    if guards != other_guards:
+        return guards
+    return at > other_at if guards else at < other_at
+
+
 @dataclass(frozen=True)
 class PublishedPolicy:
     policy: Policy
@@ -102,6 +154,14 @@ class State:
         #: How many subject changes there have been since someone started watching.
         self.changes = 0
         self.watching = False
+        #: Identities (``subject.linked``): alias -> the person's primary id, and primary ->
+        #: {alias: when linked}. The records of every id of a linked person are kept as
+        #: recorded in ``own`` and merged (``merge_records``) into ``consents``,
+        #: ``objections`` and ``memberships`` under each of their ids, so that deciding any
+        #: of them reads the person's choices (no lookup added on the decision path).
+        self.person_of: dict[str, str] = {}
+        self.aliases: dict[str, dict[str, int]] = {}
+        self.own: dict[str, _Own] = {}
 
     # -- updates --------------------------------------------------------------------------
 
@@ -144,6 +204,12 @@ class State:
         elif change.table == "policies":
             assert v is not None
             self.add_policy(json.loads(v["document"]), v["seq"], v["at_us"], v["digest"])
+        elif change.table == "subject_aliases":
+            (alias,) = change.key
+            if v is None:
+                self.unlink(alias)
+            else:
+                self.link(v["subject"], alias, v["at_us"])
         else:  # pragma: no cover - state_changes only makes the tables above
             raise ValueError(change.table)
 
@@ -179,6 +245,11 @@ class State:
     def set_consent(
         self, subject: str, purpose: str, category: str, status: str, at_us: int, seq: int
     ) -> None:
+        own = self.own.get(subject)
+        if own is not None:  # an id of a linked person: its own record, then the merge
+            own.consents[self.pair_id(purpose, category)] = pack(at_us, seq, CONSENT_CODES[status])
+            self._merge(self.person_of.get(subject, subject))
+            return
         records = self.consents.get(subject)
         if records is None:
             records = self.consents[subject] = {}
@@ -188,6 +259,13 @@ class State:
     def set_objection(
         self, subject: str, purpose: str, category: str, status: str, at_us: int, seq: int
     ) -> None:
+        own = self.own.get(subject)
+        if own is not None:
+            own.objections[self.pair_id(purpose, category)] = pack(
+                at_us, seq, OBJECTION_CODES[status]
+            )
+            self._merge(self.person_of.get(subject, subject))
+            return
         records = self.objections.get(subject)
         if records is None:
             records = self.objections[subject] = {}
@@ -195,6 +273,14 @@ class State:
         self.touch(subject)
 
     def set_membership(self, subject: str, account: str, member: bool) -> None:
+        own = self.own.get(subject)
+        if own is not None:
+            if member and account not in own.accounts:
+                own.accounts = (*own.accounts, account)
+            elif not member:
+                own.accounts = tuple(a for a in own.accounts if a != account)
+            self._merge(self.person_of.get(subject, subject))
+            return
         current = self.memberships.get(subject, ())
         self.accounts.add(account)
         if member and account not in current:
@@ -233,10 +319,99 @@ class State:
         self.policies.append(PublishedPolicy(policy, seq, published_us))
         self.generation += 1
 
+    # -- identities -----------------------------------------------------------------------
+
+    def link(self, primary: str, alias: str, at_us: int) -> None:
+        """``alias`` is now one of ``primary``'s ids (moved from another person if it was
+        linked to one). The store refuses chains (an alias of an alias, a person linked as
+        someone's alias); a ledger holding one anyway is replayed as recorded: each link
+        joins ``alias`` to ``primary`` alone."""
+        if self.person_of.get(alias) is not None:
+            self.unlink(alias)
+        for subject in (primary, alias):
+            if subject not in self.own:
+                self.own[subject] = _Own(
+                    self.consents.pop(subject, {}),
+                    self.objections.pop(subject, {}),
+                    self.memberships.pop(subject, ()),
+                )
+        self.person_of[alias] = primary
+        self.aliases.setdefault(primary, {})[alias] = at_us
+        self._merge(primary)
+
+    def unlink(self, alias: str) -> None:
+        """``alias`` is its own person again, with the records made under it."""
+        primary = self.person_of.pop(alias, None)
+        if primary is None:
+            return
+        links = self.aliases[primary]
+        del links[alias]
+        self._release(alias)
+        if links:
+            self._merge(primary)
+        else:
+            del self.aliases[primary]
+            self._release(primary)
+
+    def _release(self, subject: str) -> None:
+        if subject in self.aliases or subject in self.person_of:
+            return  # (still linked the other way: a chain replayed as recorded)
+        own = self.own.pop(subject)
+        self._put(subject, own.consents, own.objections, own.accounts)
+
+    def own_consents(self, subject: str) -> dict[int, int] | None:
+        """The consent records made under ``subject`` itself (not merged with the rest of
+        its person's): what an event about it changes."""
+        own = self.own.get(subject)
+        return own.consents if own is not None else self.consents.get(subject)
+
+    def ids_of(self, subject: str) -> tuple[str, ...]:
+        """Every id of the person ``subject`` names: their primary id first, then aliases."""
+        primary = self.person_of.get(subject, subject)
+        return (primary, *sorted(self.aliases.get(primary, ())))
+
+    def _merge(self, primary: str) -> None:
+        """Put the person's merged records under each of their ids (see ``merge_records``)."""
+        links = self.aliases.get(primary)
+        if not links:
+            return
+        ids = (primary, *links)
+        joined = max(links.values())
+        owns = [self.own[i] for i in ids if i in self.own]
+        consents = merge_records([o.consents for o in owns], joined, CONSENT_PROTECTIVE)
+        objections = merge_records([o.objections for o in owns], joined, OBJECTION_PROTECTIVE)
+        accounts = tuple(dict.fromkeys(a for o in owns for a in o.accounts))
+        for subject in ids:
+            self._put(subject, consents, objections, accounts)
+
+    def _put(
+        self,
+        subject: str,
+        consents: dict[int, int],
+        objections: dict[int, int],
+        accounts: tuple[str, ...],
+    ) -> None:
+        tables: tuple[tuple[dict[str, Any], Any], ...] = (
+            (self.consents, consents),
+            (self.objections, objections),
+            (self.memberships, accounts),
+        )
+        for table, value in tables:
+            if value:
+                table[subject] = value
+            else:
+                table.pop(subject, None)
+        self.touch(subject)
+
     # -- questions ------------------------------------------------------------------------
 
     def known_subject(self, subject: str) -> bool:
-        return subject in self.consents or subject in self.objections or subject in self.memberships
+        return (
+            subject in self.consents
+            or subject in self.objections
+            or subject in self.memberships
+            or subject in self.own
+        )
 
     def accounts_of(self, subject: str) -> tuple[str, ...]:
         return self.memberships.get(subject, ())

@@ -70,6 +70,7 @@ from .times import Clock, format_time, from_us, parse_as_of, to_us, utcnow
 
 if TYPE_CHECKING:
     from .gate import GateResult, VerifyReport
+    from .gpc import GpcResult
     from .imports import ImportReport
     from .ledger.key_table import ApiKeyTable
     from .lineage import DatasetInfo, Impact, ModelInfo
@@ -852,6 +853,43 @@ class Store:
         finally:
             self._lock.release()
 
+    # -- identities -----------------------------------------------------------------------
+
+    def link_subject(self, primary: str, alias: str, **options: Any) -> Event:
+        """Record that ``alias`` is another id of the person ``primary``: deciding it decides
+        the person (options: ``actor``, ``idempotency_key``; see
+        :mod:`consentry.identities` for the rules and the merge of two people's choices)."""
+        from .identities import link
+
+        return link(self, primary, alias, **options)
+
+    def unlink_subject(self, primary: str, alias: str, **options: Any) -> Event:
+        """Record that ``alias`` no longer names the person ``primary``."""
+        from .identities import unlink
+
+        return unlink(self, primary, alias, **options)
+
+    def aliases(self, subject: str) -> dict[str, Any]:
+        """The person ``subject`` names: their primary id and their aliases."""
+        from .identities import aliases
+
+        return aliases(self, subject)
+
+    def subject_ids(self, subject: str) -> list[str]:
+        """Every id of the person ``subject`` names (primary first): what erasing the
+        person erases, what ``impact`` looks up."""
+        from .identities import subject_ids
+
+        return subject_ids(self, subject)
+
+    def record_gpc(self, subject: str, *, actor: str | None = None) -> GpcResult:
+        """Record a Global Privacy Control signal from ``subject``: once per policy version,
+        as the refusals and objections the policy's ``gpc`` says it means (nothing more
+        where the policy gives it no meaning)."""
+        from .gpc import record
+
+        return record(self, subject, actor=actor)
+
     def import_consents(self, path: str | Path, **options: Any) -> ImportReport:
         """Import consents collected by another system from a CSV or JSON Lines file, each
         keeping the moment it was given (``captured_at``); idempotent per ``source_id``; a
@@ -1027,6 +1065,10 @@ class Store:
         then, replayed in ledger order."""
         self._require_init()
         until = to_us(at)
+        subjects = _with_linked_ids(
+            subjects,
+            self.ledger.events(until_us=until, kinds=[Kind.SUBJECT_LINKED, Kind.SUBJECT_UNLINKED]),
+        )
         accounts = set(accounts)
         for event in self.ledger.events(
             until_us=until, subjects=subjects, kinds=[Kind.MEMBER_ADDED, Kind.MEMBER_REMOVED]
@@ -1901,6 +1943,9 @@ def load_state(ledger: Ledger) -> State:
                 select(m.subject, m.account).order_by(m.seq)
             ):
                 state.set_membership(member[0], member[1], True)
+            a = schema.subject_aliases.c
+            for link in conn.execute(select(a.subject, a.alias, a.at_us).order_by(a.seq)):
+                state.link(link[0], link[1], link[2])
             for table, target in (
                 (schema.account_settings, state.settings),
                 (schema.account_features, state.features),
@@ -1909,6 +1954,21 @@ def load_state(ledger: Ledger) -> State:
                     state.set_account(target, r.account, r.purpose, r.status, r.seq, r.at_us)
             state.seq, state.at_us = head.seq, head.at_us
     return state
+
+
+def _with_linked_ids(subjects: Sequence[str], links: Iterable[Event]) -> list[str]:
+    """``subjects`` and every id a link up to then joined to one of them (issue 16 §3): an
+    ``as_of`` replay of a person needs the events of all their ids, and the links."""
+    pairs = [(e.subject or "", str(e.payload.get("alias", ""))) for e in links]
+    wanted = set(subjects)
+    grown = True
+    while grown:
+        grown = False
+        for primary, alias in pairs:
+            if (primary in wanted) != (alias in wanted):
+                wanted |= {primary, alias}
+                grown = True
+    return [*subjects, *sorted(wanted - set(subjects))]
 
 
 def objection_matters(policy: Policy, purpose: str, category: str | None) -> bool:

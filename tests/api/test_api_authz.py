@@ -83,6 +83,19 @@ def _dan_is_invited(api: Api) -> None:
         api.store.invite_member("dan", "acme", actor="test")
 
 
+GUEST = "bob-guest@example.com"
+
+
+def _guest_is_bobs(api: Api) -> None:
+    if api.store.state().person_of.get(GUEST) != "bob":
+        api.store.link_subject("bob", GUEST)
+
+
+def _guest_is_not_bobs(api: Api) -> None:
+    if api.store.state().person_of.get(GUEST) == "bob":
+        api.store.unlink_subject("bob", GUEST)
+
+
 def _bob_is_invited_to_initech(api: Api) -> None:
     if "initech" in api.store.state().accounts_of("bob"):
         api.store.remove_member("bob", "initech")
@@ -145,6 +158,30 @@ ENDPOINTS = [
         hidden=frozenset({"carol", "alice", "zed", "service"}),
     ),
     Endpoint("GET", "/v1/subjects/bob/events", frozenset({"bob", "alice"})),
+    # Who a person is: the platform's to say (issue 16 §3).
+    Endpoint(
+        "POST",
+        "/v1/subjects/bob/aliases",
+        frozenset({"service", "platform"}),
+        201,
+        {"alias": "bob-guest@example.com"},
+        setup=_guest_is_not_bobs,
+    ),
+    Endpoint(
+        "DELETE",
+        "/v1/subjects/bob/aliases/bob-guest@example.com",
+        frozenset({"service", "platform"}),
+        setup=_guest_is_bobs,
+    ),
+    Endpoint("GET", "/v1/subjects/bob/aliases", frozenset({"bob", "service", "platform"})),
+    # (recorded once per policy version: every call after the first answers 200)
+    Endpoint(
+        "POST",
+        "/v1/subjects/bob/signals/gpc",
+        frozenset({"service", "platform"}),
+        setup=lambda api: api.store.record_gpc("bob"),
+    ),
+    Endpoint("GET", "/.well-known/gpc.json", ANYONE),
     Endpoint(
         "GET",
         "/v1/receipts/{receipt}",

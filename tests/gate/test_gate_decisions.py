@@ -334,3 +334,38 @@ def test_expired_stale_objection_and_legitimate_interest(
         "objection",
         "legitimate_interest",
     ]
+
+
+def test_a_guest_email_in_a_manifest_is_decided_by_the_person(
+    make_store: Any, clock: Any, tmp_path: Path
+) -> None:
+    # Issue 16 §3: the platform linked the email a person joined a meeting with as a guest
+    # to their account; the manifest names the email; the person's own choices decide, now
+    # and as_of a time after the link (not before it).
+    s = make_store(MEETINGS)
+    s.give_consent("alice", "ai.training", ["content"])
+    t = manifest(
+        [("a", ["guest@example.com"], "content.audio", []), ("b", ["alice"], "content.audio", [])]
+    )
+    before_link = format_time(clock.advance(days=1))
+    clock.advance(days=1)
+    s.link_subject("alice", "guest@example.com")
+    after_link = format_time(clock.advance(days=1))
+    clock.advance(days=1)
+    assert decide_rows(s, t, purpose="ai.training")["reason"].to_pylist() == ["consent"] * 2
+    assert decide_rows(s, t, purpose="ai.training", as_of=after_link)["reason"].to_pylist() == [
+        "consent",
+        "consent",
+    ]
+    assert decide_rows(s, t, purpose="ai.training", as_of=before_link)["reason"].to_pylist()[0] != (
+        "consent"
+    )
+    result = s.gate(t, purpose="ai.training", out=tmp_path / "o")
+    assert result.allowed == 2
+    assert s.check("guest@example.com", "ai.training", "content.audio", as_of=after_link).allowed
+    assert not s.check(
+        "guest@example.com", "ai.training", "content.audio", as_of=before_link
+    ).allowed
+    # impact: the dataset holds the guest's item; the person sees it under either id
+    assert [d.dataset.name for d in s.impact("alice").datasets] == [result.name]
+    assert [d.dataset.name for d in s.impact("guest@example.com").datasets] == [result.name]

@@ -539,3 +539,27 @@ def test_the_documentation_screenshots_are_made_by_a_script(browser: Any, tmp_pa
     for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
         shown |= set(re.findall(r"img/([\w-]+\.png)", doc.read_text(encoding="utf-8")))
     assert shown <= set(widths), shown - set(widths)
+
+
+def test_global_privacy_control_on_me(server: LiveServer, browser: Any) -> None:
+    # A browser with GPC on sends Sec-GPC: 1 with every request: /me records it once and says
+    # what it meant; the meetings policy gives it no meaning, and the page says so, in each
+    # language.
+    from playwright.sync_api import expect
+
+    context = browser.new_context(extra_http_headers={"Sec-GPC": "1"}, locale="en-GB")
+    page = context.new_page()
+    try:
+        page.goto(server.login("gpc-visitor"))
+        expect(page).to_have_url(f"{server.url}/me")
+        section = page.locator("#gpc")
+        expect(section.get_by_role("heading", level=2)).to_have_text("Global Privacy Control")
+        expect(section).to_contain_text("changed none of your choices")
+        for lang, words in (("id", "tidak mengubah pilihan Anda"), ("fr", "aucun de vos choix")):
+            page.goto(f"{server.url}/me?lang={lang}")
+            expect(page.locator("html")).to_have_attribute("lang", lang)
+            expect(page.locator("#gpc")).to_contain_text(words)
+    finally:
+        context.close()
+    kinds = [str(e.kind) for e in server.store.ledger.events(subjects=["gpc-visitor"])]
+    assert kinds.count("signal.gpc") == 1, kinds

@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     ):
         app.include_router(module.router)
     app.include_router(receipts.well_known)
+    app.include_router(rights.public)
     _mount_lineage(app)
     _mount_web(app)
     decide_route = next(r for r in decisions.router.routes if getattr(r, "path", None) == PATH)

@@ -315,6 +315,26 @@ class ObjectionIn(BaseModel):
     lift: Flag = Field(False, description="Lift an earlier objection.")
 
 
+class AliasIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    alias: str = Field(
+        min_length=1,
+        max_length=512,
+        description="Another id of the same person (an email as a meeting guest, a phone).",
+        examples=["guest@example.com"],
+    )
+
+
+class AliasOut(BaseModel):
+    alias: str
+    linked_at: str
+
+
+class AliasesOut(BaseModel):
+    subject: str = Field(description="The person's primary id.")
+    aliases: list[AliasOut]
+
+
 class ConsentRecord(BaseModel):
     purpose: str
     category: str

@@ -217,7 +217,13 @@ class ManifestSubjects:
 
 def known_subjects(state: State) -> list[str]:
     """Every subject the store has seen (``State.known_subject``), in no particular order."""
-    return list(state.consents.keys() | state.objections.keys() | state.memberships.keys())
+    # (``own``: the ids of people known under several, even with no record of their own)
+    return list(
+        state.consents.keys()
+        | state.objections.keys()
+        | state.memberships.keys()
+        | state.own.keys()
+    )
 
 
 def plan_categories(

@@ -6,7 +6,7 @@ import enum
 import hashlib
 import hmac
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any, NamedTuple
@@ -19,6 +19,11 @@ GENESIS_HASH = "0" * 64
 #: a salted commitment to them, not the fields themselves, so that erasing a person's
 #: identifiers later (nulling these columns and the nonce) leaves every hash verifiable.
 PERSONAL_FIELDS = ("subject", "actor", "idempotency_key")
+#: Payload fields, per kind, that hold an id of the event's subject (the same person): an
+#: erasure of the subject must make them unreadable too (issue 16 §2; see ``aliases``).
+PERSONAL_PAYLOAD_FIELDS = {"subject.linked": ("alias",), "subject.unlinked": ("alias",)}
+#: The payload field of a link naming the other id.
+ALIAS = "alias"
 _COMMITMENT_PREFIX = b"consentry-personal-v1\n"
 
 
@@ -44,6 +49,14 @@ class Kind(enum.StrEnum):
     #: A notice version was shown to a person in a language (the ``/me`` page, or the
     #: platform saying so): the evidence that a consent followed a notice (ANCR level B).
     NOTICE_SERVED = "notice.served"
+    #: One person known under another id (issue 16 §3): ``subject`` is the person (their
+    #: primary id), ``payload["alias"]`` the other id, which now resolves to them.
+    SUBJECT_LINKED = "subject.linked"
+    SUBJECT_UNLINKED = "subject.unlinked"
+    #: A Global Privacy Control signal from the subject (issue 16 §5): what it means under the
+    #: policy is recorded as refusals and objections in the same transaction; by itself it
+    #: changes no state.
+    SIGNAL_GPC = "signal.gpc"
 
 
 CONSENT_KINDS = frozenset({Kind.CONSENT_GIVEN, Kind.CONSENT_REFUSED, Kind.CONSENT_WITHDRAWN})
@@ -74,8 +87,9 @@ class Draft:
     #: What the caller asked for, when the store filled in fields it derives (the policy
     #: version in effect, a default notice version or language): idempotent retries compare
     #: this, so a retry of the same request still matches after a new version took effect.
-    #: Not part of the event (nor of its hash); None: ``content()`` is what was asked.
-    asked: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    #: Not part of the event (nor of its hash); None: ``content()`` is what was asked; bytes:
+    #: the canonical JSON of what was asked, already made (a bulk import spells it).
+    asked: Mapping[str, Any] | bytes | None = field(default=None, compare=False, repr=False)
 
     def content(self) -> dict[str, Any]:
         """The caller-supplied fields, as hashed for idempotency checks."""
@@ -95,8 +109,29 @@ class Draft:
         }
 
     def request_hash(self) -> str:
+        """The hash idempotent retries compare (see ``asked``)."""
+        if isinstance(self.asked, bytes):
+            return sha256_hex(self.asked)
         asked = self.asked if self.asked is not None else self.content()
         return sha256_hex(canonical_json(asked))
+
+
+_DRAFT_DEFAULTS = {
+    f.name: f.default_factory() if f.default_factory is not MISSING else f.default
+    for f in fields(Draft)
+    if f.name != "kind"
+}
+
+
+def make_draft(**values: Any) -> Draft:
+    """``Draft(**values)`` without the frozen dataclass's constructor (a dozen
+    ``object.__setattr__`` calls: a bulk import makes one draft per row). The values are
+    taken as given (the caller passes the types Draft declares)."""
+    draft = object.__new__(Draft)
+    fields = vars(draft)
+    fields.update(_DRAFT_DEFAULTS, payload={})
+    fields.update(values)
+    return draft
 
 
 @dataclass(frozen=True)
@@ -253,6 +288,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class Change(NamedTuple):
     """One row of current state that an event sets (``values``) or removes (``None``).
+    ``values`` is read-only (the changes of one event may share one dict).
 
     A named tuple (not a frozen dataclass): made for every event on the write path and for
     every event again when ``ledger verify`` replays the chain, where the dataclass
@@ -287,8 +323,11 @@ def state_changes(event: Event) -> list[Change]:
             "notice_version": event.notice_version,
             "policy_version": event.policy_version,
         }
+        # One values dict for all the event's categories: a change's values are read, never
+        # changed, by those who apply it.
+        purpose = event.purpose or ""
         return [
-            Change("consents", (subject, event.purpose or "", c), dict(values))
+            Change("consents", (subject, purpose, c), values)
             for c in event.categories
             if c not in superseded
         ]
@@ -348,8 +387,17 @@ def state_changes(event: Event) -> list[Change]:
                 },
             )
         ]
-    if kind in (Kind.KEYS_REGISTERED, Kind.NOTICE_SERVED):
-        return []  # about the store, or evidence of what was shown: no state of anyone's data
+    if kind in (Kind.KEYS_REGISTERED, Kind.NOTICE_SERVED, Kind.SIGNAL_GPC):
+        # about the store, evidence of what was shown, or a signal whose meaning is
+        # recorded as its own events: no state of anyone's data
+        return []
+    if kind in (Kind.SUBJECT_LINKED, Kind.SUBJECT_UNLINKED):
+        alias = event.payload[ALIAS]
+        if not isinstance(alias, str):
+            raise ValueError(f"a link's alias is not an id: {alias!r}")
+        if kind is Kind.SUBJECT_UNLINKED:
+            return [Change("subject_aliases", (alias,), None)]
+        return [Change("subject_aliases", (alias,), {"subject": subject, "at_us": at, "seq": seq})]
     raise ValueError(f"unknown event kind {kind!r}")
 
 
@@ -361,4 +409,5 @@ STATE_KEYS: dict[str, tuple[str, ...]] = {
     "account_settings": ("account", "purpose"),
     "account_features": ("account", "purpose"),
     "policies": ("version",),
+    "subject_aliases": ("alias",),
 }

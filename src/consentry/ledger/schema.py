@@ -172,6 +172,19 @@ meta = Table(
     Column("value", Text, nullable=False),
 )
 
+# Another id under which the platform knows a person (issue 16 §3): ``alias`` resolves to
+# ``subject``, the person's primary id, from the ``subject.linked`` event ``seq`` on, until a
+# ``subject.unlinked``. Decisions, the gate and impact read a person's choices through it.
+subject_aliases = Table(
+    "subject_aliases",
+    metadata,
+    Column("alias", Text, primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+Index("ix_subject_aliases_subject", subject_aliases.c.subject)
+
 STATE_TABLES = {
     "consents": consents,
     "objections": objections,
@@ -180,6 +193,7 @@ STATE_TABLES = {
     "account_settings": account_settings,
     "account_features": account_features,
     "policies": policies,
+    "subject_aliases": subject_aliases,
 }
 
 __all__ = ["STATE_TABLES", "metadata"]

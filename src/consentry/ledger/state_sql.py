@@ -10,9 +10,13 @@ tampering. What the SQL does not decide exactly goes to the Python replay:
 - an event of a kind ``state_changes`` does not know (it reports it), and every
   ``policy.published`` event (its payload's document is re-serialised as canonical JSON):
   few, read and replayed in Python;
-- a consent or objection whose categories are not a JSON array of strings (only a tampered
-  row), and an imported consent (``captured_at`` in its payload): the whole audit is the
-  Python replay.
+- a consent or objection whose categories are not a JSON array of strings, or a consent
+  whose payload the SQL does not read as ``state_changes`` does (not a JSON object, a
+  ``captured_at`` that is not a time as consentry writes it, a ``superseded`` that is not a
+  list of strings): only a tampered row; the whole audit is then the Python replay.
+
+An imported consent (``captured_at`` in its payload, ``consentry import``) is SQL like any
+other: its record's time is ``captured_at`` and its ``superseded`` categories set nothing.
 
 The check itself (:func:`audit_sql`) is one statement (``CHECK``): per table, the rows the
 events set or remove (``_touches``), each joined with the stored row of its key (a primary-key
@@ -42,6 +46,7 @@ _CONSENT = ("consent.given", "consent.refused", "consent.withdrawn")
 _OBJECTION = ("objection.raised", "objection.lifted")
 _MEMBERSHIP_SET = ("member.added", "member.accepted")
 _INVITATION_UNSET = ("member.added", "member.accepted", "member.declined")
+_LINKS = ("subject.linked", "subject.unlinked")
 _KNOWN = tuple(str(k) for k in Kind)
 #: kinds replayed in Python (see the module's docstring)
 _PYTHON_KINDS = (str(Kind.POLICY_PUBLISHED),)
@@ -61,14 +66,68 @@ _CONSENT_STATUS = (
 _OBJECTION_STATUS = "CASE e.kind WHEN 'objection.raised' THEN 'raised' ELSE 'lifted' END"
 #: a row of json_each that is not a string in a top-level array (only a tampered event)
 _IRREGULAR = "(typeof(j.key) <> 'integer' OR j.type <> 'text')"
-#: an imported consent (``captured_at`` in its payload: its record counts from that moment and
-#: skips the ``superseded`` categories; see events.state_changes), or a payload that is not
-#: JSON: the Python replay says what it implies (CASE, not AND/OR: SQLite must not run
-#: json_type on text that is not JSON)
+#: An imported consent (``captured_at`` in its payload): its record counts from that moment and
+#: skips the ``superseded`` categories (events.state_changes). CASE, not AND/OR, wherever JSON
+#: functions read the payload: SQLite must not run them on text that is not JSON.
 _IMPORTED = (
-    "(CASE WHEN e.payload = '{}' THEN 0 WHEN NOT json_valid(e.payload) THEN 1 "
-    "WHEN json_type(e.payload, '$.captured_at') IS NOT NULL THEN 1 ELSE 0 END)"
+    "(CASE WHEN e.payload = '{}' THEN 0 WHEN NOT json_valid(e.payload) THEN 0 "
+    "WHEN json_type(e.payload) <> 'object' THEN 0 "
+    "WHEN json_type(e.payload, '$.captured_at') IS NULL THEN 0 ELSE 1 END)"
 )
+_CAPTURED = "json_extract(e.payload, '$.captured_at')"
+_DIGITS = "[0-9][0-9]"
+#: ``captured_at`` as consentry writes it (``format_time``), or without the fraction, and a
+#: real date and time (through julianday, SQLite gives back what it was given only for a date
+#: that exists: no 30 February, no 24:00)
+_CAPTURED_REGULAR = (
+    f"(({_CAPTURED} GLOB '{_DIGITS}{_DIGITS}-{_DIGITS}-{_DIGITS}T{_DIGITS}:{_DIGITS}:{_DIGITS}Z' "
+    f"OR {_CAPTURED} GLOB '{_DIGITS}{_DIGITS}-{_DIGITS}-{_DIGITS}T{_DIGITS}:{_DIGITS}:{_DIGITS}"
+    f".{_DIGITS}{_DIGITS}{_DIGITS}Z') "
+    f"AND substr({_CAPTURED}, 1, 4) <> '0000' "
+    f"AND strftime('%Y-%m-%dT%H:%M:%S', julianday(substr({_CAPTURED}, 1, 19))) "
+    f"= substr({_CAPTURED}, 1, 19))"
+)
+#: events.captured_us in SQL (for a regular ``captured_at``)
+_CAPTURED_US = (
+    f"(CAST(strftime('%s', substr({_CAPTURED}, 1, 19)) AS INTEGER) * 1000000 + "
+    f"CASE WHEN length({_CAPTURED}) = 27 THEN CAST(substr({_CAPTURED}, 21, 6) AS INTEGER) "
+    "ELSE 0 END)"
+)
+#: 1 where the SQL cannot say what the payload implies: not JSON, not an object, a
+#: ``captured_at`` that is not a regular time, ``superseded`` that is not null or an array of
+#: strings (``state_changes`` reads those in ways the SQL does not copy): the Python replay
+_PAYLOAD_IRREGULAR = (
+    "(CASE WHEN e.payload = '{}' THEN 0 WHEN NOT json_valid(e.payload) THEN 1 "
+    "WHEN json_type(e.payload) <> 'object' THEN 1 "
+    "WHEN json_type(e.payload, '$.captured_at') IS NULL THEN 0 "
+    "WHEN json_type(e.payload, '$.captured_at') <> 'text' THEN 1 "
+    f"WHEN NOT {_CAPTURED_REGULAR} THEN 1 "
+    "WHEN coalesce(json_type(e.payload, '$.superseded'), 'null') = 'null' THEN 0 "
+    "WHEN json_type(e.payload, '$.superseded') <> 'array' THEN 1 "
+    "WHEN EXISTS (SELECT 1 FROM json_each(e.payload, '$.superseded') x WHERE x.type <> 'text') "
+    "THEN 1 ELSE 0 END)"
+)
+#: the record's time: the moment the choice was made for an imported consent
+_CONSENT_AT = (
+    f"(CASE WHEN NOT {_IMPORTED} THEN e.at_us WHEN {_CAPTURED_REGULAR} THEN {_CAPTURED_US} "
+    "ELSE e.at_us END)"
+)
+#: the category is one the event sets (not one an imported consent lists as superseded)
+_NOT_SUPERSEDED = (
+    f"(CASE WHEN NOT {_IMPORTED} THEN 1 "
+    "WHEN json_type(e.payload, '$.superseded') IS NOT 'array' THEN 1 "
+    "ELSE NOT EXISTS (SELECT 1 FROM json_each(e.payload, '$.superseded') x "
+    "WHERE x.type = 'text' AND x.value = j.value) END)"
+)
+
+
+#: a link's alias, or NULL when the payload is not a JSON object holding it as text
+_ALIAS_OF = (
+    "(CASE WHEN NOT json_valid({e}.payload) THEN NULL WHEN json_type({e}.payload) <> 'object' "
+    "THEN NULL WHEN json_type({e}.payload, '$.alias') <> 'text' THEN NULL "
+    "ELSE json_extract({e}.payload, '$.alias') END)"
+)
+_ALIAS_IRREGULAR = f"({_ALIAS_OF.format(e='e')} IS NULL)"
 
 
 def _touches(table: str, source: str = "events") -> str:
@@ -81,13 +140,13 @@ def _touches(table: str, source: str = "events") -> str:
         cats = _CATS if consent else _OBJECTION_CATS
         kinds = _CONSENT if consent else _OBJECTION
         values = (
-            f"{_CONSENT_STATUS} AS v_status, e.at_us AS v_at_us, e.seq AS v_seq, "
+            f"{_CONSENT_STATUS} AS v_status, {_CONSENT_AT} AS v_at_us, e.seq AS v_seq, "
             "e.notice_version AS v_notice_version, e.policy_version AS v_policy_version"
             if consent
             else f"{_OBJECTION_STATUS} AS v_status, e.at_us AS v_at_us, e.seq AS v_seq"
         )
         irregular = (
-            f"({_IRREGULAR} OR {_IMPORTED})"
+            f"({_IRREGULAR} OR {_PAYLOAD_IRREGULAR})"
             if consent
             else f"({_IRREGULAR} OR json_type({_CATS}) <> 'array')"
         )
@@ -96,6 +155,7 @@ def _touches(table: str, source: str = "events") -> str:
             f"j.value AS k2, e.seq AS seq, 1 AS is_set, {values}, {irregular} AS irregular "
             f"FROM {source} e, json_each({cats}) j "
             f"WHERE e.seq <= :head AND e.kind IN {_in(kinds)}"
+            + (f" AND {_NOT_SUPERSEDED}" if consent else "")
         )
     if table == "memberships":
         return (
@@ -118,6 +178,15 @@ def _touches(table: str, source: str = "events") -> str:
             "1 AS is_set, e.status AS v_status, e.at_us AS v_at_us, e.seq AS v_seq, "
             f"0 AS irregular FROM {source} e WHERE e.seq <= :head AND e.kind = '{kind}'"
         )
+    if table == "subject_aliases":
+        # the alias is in the payload (events.state_changes refuses one that is not text)
+        return (
+            f"SELECT {_ALIAS_OF.format(e='e')} AS k0, e.seq AS seq, "
+            "e.kind = 'subject.linked' AS is_set, coalesce(e.subject, '') AS v_subject, "
+            "e.at_us AS v_at_us, e.seq AS v_seq, "
+            f"{_ALIAS_IRREGULAR} AS irregular FROM {source} e WHERE e.seq <= :head AND "
+            f"e.kind IN {_in(_LINKS)}"
+        )
     raise ValueError(f"no SQL for the state table {table!r}")  # pragma: no cover
 
 
@@ -129,6 +198,7 @@ SQL_TABLES = (
     "invitations",
     "account_settings",
     "account_features",
+    "subject_aliases",
 )
 
 
@@ -158,6 +228,7 @@ def _last(table: str) -> str:
 _UNSET = {
     "memberships": ("member.removed",),
     "invitations": _INVITATION_UNSET,
+    "subject_aliases": ("subject.unlinked",),
 }
 _OTHER = (
     "member.removed",
@@ -165,11 +236,13 @@ _OTHER = (
     "member.declined",
     "account.setting",
     "account.feature",
+    *_LINKS,
 )
 #: The events of every kind but the consents' (few), read once for the checks of their tables.
 _SMALL = (
     "small AS MATERIALIZED (SELECT seq, kind, subject, account, purpose, categories, status, "
-    "at_us, actor, notice_version, policy_version FROM events WHERE seq <= :head AND kind IN "
+    "at_us, actor, notice_version, policy_version, payload FROM events WHERE seq <= :head "
+    "AND kind IN "
     f"{_in((*_OBJECTION, *_MEMBERSHIP_SET, *_OTHER))})"
 )
 
@@ -183,6 +256,12 @@ def _check(table: str) -> str:
     unset = _UNSET.get(table)
     if unset is None:
         removed = "0"
+    elif table == "subject_aliases":
+        # a link not stored: fine when a later unlink removed it (few: read from ``small``)
+        removed = (
+            f"EXISTS (SELECT 1 FROM small u WHERE u.kind = 'subject.unlinked' AND u.seq > t.seq "
+            f"AND {_ALIAS_OF.format(e='u')} = t.k0)"
+        )
     else:
         # a set row that is not stored: fine when a later event removed it (looked up by
         # subject, through ix_events_subject_seq; only for such rows)

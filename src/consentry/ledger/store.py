@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -15,21 +16,18 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    and_,
     bindparam,
-    delete,
     func,
     insert,
     or_,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from ..canonical import canonical_json, sha256_hex
 from ..errors import IdempotencyConflict, NotFound, NotInitialised
-from ..ids import new_id
+from ..ids import new_ids
 from ..textcheck import refuse_bad_text
 from ..times import Clock, format_time, from_us, parse_time, to_us
 from . import schema, verifying
@@ -106,16 +104,45 @@ _PG_HEAD_GUARD = (
 _DIVISION_BY_ZERO = "22012"  # the SQLSTATE of the guard's refusal
 
 
-def _events_insert(names: tuple[str, ...]) -> Any:
-    return insert(schema.events).values({n: bindparam(n) for n in names})
+#: The events table's columns, in order: the rows of an append are tuples in this order.
+_EVENT_COLUMNS = tuple(c.name for c in schema.events.columns)
+_OUTBOX_COLUMNS = ("seq", "event_id", "kind", "at_us")
 
 
-def _outbox_insert() -> Any:
-    return insert(schema.outbox).values(
-        seq=bindparam("seq"),
-        event_id=bindparam("id"),
-        kind=bindparam("kind"),
-        at_us=bindparam("at_us"),
+@functools.cache
+def _insert_sql(table: str, columns: tuple[str, ...], mark: str) -> str:
+    """A plain INSERT with positional parameters (``?`` for sqlite3, ``%s`` for psycopg):
+    an append's rows go to ``executemany`` as tuples, with no per-row dict to map."""
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+
+
+@functools.cache
+def _state_sql(table: str, value_names: tuple[str, ...] | None, mark: str) -> str:
+    """The upsert (or, when ``value_names`` is None, the delete) of one current-state row,
+    with positional parameters: the key columns, then the values. The same SQL on SQLite
+    and PostgreSQL (``INSERT ... ON CONFLICT DO UPDATE``)."""
+    keys = STATE_KEYS[table]
+    if value_names is None:
+        return f"DELETE FROM {table} WHERE " + " AND ".join(f"{k} = {mark}" for k in keys)
+    names = (*keys, *value_names)
+    updates = ", ".join(f"{v} = excluded.{v}" for v in value_names)
+    return (
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    )
+
+
+def _check_retry(stored: str, request_hash: str, draft: Draft) -> None:
+    """Refuse a retried idempotency key whose request differs from the one recorded."""
+    if stored == request_hash:
+        return
+    # (recorded before requests were hashed as asked)
+    if draft.asked is not None and stored == sha256_hex(canonical_json(draft.content())):
+        return
+    key = draft.idempotency_key
+    raise IdempotencyConflict(
+        f"idempotency key {key!r} was already used for a different request",
+        hint="use a new key for a new request; reuse a key only to retry the same one",
     )
 
 
@@ -621,73 +648,92 @@ class Ledger:
         if the head, its time included, is still the one these times were chained on)."""
         seq, prev_hash, last_us = head
         results: list[list[Event]] = []
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         changes: list[Change] = []
+        # Drawn once for the whole transaction (a bulk append writes thousands of events):
+        # the ids, and the commitments' salts. Replayed drafts leave some unused.
+        total = sum(len(drafts) for drafts, _clock in groups)
+        event_ids = new_ids(total)
+        salts = os.urandom(16 * total)
+        categories_texts: dict[tuple[str, ...], str] = {}
+        mac_key = self.mac_key
+        index = -1
         for drafts, clock in groups:
             now_us = to_us(clock())
+            # The group's time: read once its first event is recorded (a group of replays
+            # only moves nothing), the same for each of its events.
+            at_text = ""
+            at: datetime | None = None
             out: list[Event] = []
             results.append(out)
             for draft in drafts:
+                index += 1
                 # The draft's content serves twice: hashed alone it is the request hash (what
                 # idempotent retries compare); with the event's place added it is exactly
                 # Event.hashed(), which the chain hash covers.
-                content = draft.content()
-                asked = draft.asked
-                request_hash = sha256_hex(canonical_json(content if asked is None else asked))
+                request_hash = draft.request_hash()
                 key = draft.idempotency_key
                 if key is not None and key in known:
-                    stored = known[key]["request_hash"]
-                    if stored != request_hash and (
-                        # (recorded before requests were hashed as asked)
-                        asked is None or stored != sha256_hex(canonical_json(content))
-                    ):
-                        raise IdempotencyConflict(
-                            f"idempotency key {key!r} was already used for a different request",
-                            hint="use a new key for a new request; reuse a key only to retry "
-                            "the same one",
-                        )
+                    _check_retry(known[key]["request_hash"], request_hash, draft)
                     out.append(_from_row(known[key]))
                     continue
+                if at is None:
+                    last_us = max(now_us, last_us)  # time never runs backwards along the chain
+                    at = from_us(last_us)
+                    at_text = format_time(at)
                 seq += 1
-                last_us = max(now_us, last_us)  # time never runs backwards along the chain
-                at = from_us(last_us)
-                at_text = format_time(at)
-                event_id = new_id()
-                salt = os.urandom(16)
-                nonce = salt.hex()
+                event_id = event_ids[index]
+                salt = salts[16 * index : 16 * index + 16]
                 commitment = commit_personal(salt, draft.subject, draft.actor, key)
                 # The body's canonical JSON spliced as verification splices it (body_text),
                 # from the categories and payload texts the row stores: one small dump each
                 # instead of a sorted dump of the whole body (see events.event_body).
-                categories_text = canonical_json(list(draft.categories)).decode()
-                payload_text = canonical_json(dict(draft.payload)).decode()
+                cats = draft.categories
+                categories_text = categories_texts.get(cats)
+                if categories_text is None:
+                    categories_text = categories_texts[cats] = canonical_json(list(cats)).decode()
+                payload = draft.payload
+                payload_text = (
+                    canonical_json(payload if payload.__class__ is dict else dict(payload)).decode()
+                    if payload
+                    else "{}"
+                )
+                kind = str(draft.kind)
                 body = _BODY % (
                     _q(draft.account), _q(at_text), categories_text, _q(commitment),
-                    _q(event_id), _q(str(draft.kind)), _q(draft.language), _q(draft.method),
+                    _q(event_id), _q(kind), _q(draft.language), _q(draft.method),
                     _q(draft.notice_version), payload_text, _q(draft.policy_version),
                     _q(draft.purpose), seq, _q(draft.status),
                 )  # fmt: skip
                 event_hash = sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
-                mac = event_mac(self.mac_key, event_hash) if self.mac_key else None
+                mac = event_mac(mac_key, event_hash) if mac_key else None
                 event = _event_from(
                     draft, seq, event_id, at, at_text, last_us, prev_hash, event_hash
                 )
                 fields = vars(event)
+                nonce = salt.hex()
                 fields.update(nonce=nonce, commitment=commitment, mac=mac)
                 prev_hash = event_hash
                 out.append(event)
                 added.append(event)
-                row = _to_row(event, request_hash, categories_text, payload_text)
-                rows.append(row)
+                # (in the order of schema.events' columns: _EVENT_COLUMNS)
+                rows.append(
+                    (seq, event_id, at_text, last_us, kind, draft.actor, draft.subject,
+                     draft.account, draft.purpose, categories_text, draft.status,
+                     draft.policy_version, draft.notice_version, draft.language, draft.method,
+                     payload_text, key, request_hash, event.prev_hash, event_hash, nonce,
+                     commitment, mac)
+                )  # fmt: skip
                 if key is not None:
-                    known[key] = row  # a second draft under the key in this transaction
+                    # a second draft under the key in this transaction
+                    known[key] = dict(zip(_EVENT_COLUMNS, rows[-1], strict=True))
                 changes.extend(state_changes(event))
         if rows:
-            insert_sql = self._compiled(("events", tuple(rows[0])), _events_insert, tuple(rows[0]))
-            cur.executemany(insert_sql.sql, [insert_sql.params(r) for r in rows])
+            mark = "?" if self.backend == "sqlite" else "%s"
+            cur.executemany(_insert_sql("events", _EVENT_COLUMNS, mark), rows)
             # The transactional outbox (issue 15): one message per event, committed with it.
-            outbox_sql = self._compiled("outbox", _outbox_insert)
-            cur.executemany(outbox_sql.sql, [outbox_sql.params(r) for r in rows])
+            outbox = [(r[0], r[1], r[4], r[3]) for r in rows]  # (_OUTBOX_COLUMNS)
+            cur.executemany(_insert_sql("outbox", _OUTBOX_COLUMNS, mark), outbox)
             self._apply(cur, changes)
             update_sql = self._compiled("head_update", _head_update)
             cur.execute(
@@ -718,44 +764,27 @@ class Ledger:
     def _apply(self, cur: Any, changes: Iterable[Change]) -> None:
         # Runs of same-shaped upserts (or deletes) to one table go out as one executemany, in
         # order within each table (tables are independent). A run never holds one key twice:
-        # a multi-row upsert may not touch a row twice.
-        runs: list[tuple[tuple[str, tuple[str, ...] | None], list[dict[str, Any]]]] = []
+        # a multi-row upsert may not touch a row twice. Each row's parameters are a tuple:
+        # the key, then the values in the order of their dict (the run's shape).
+        runs: list[tuple[tuple[str, tuple[str, ...] | None], list[tuple[Any, ...]]]] = []
         open_runs: dict[str, tuple[int, set[tuple[str, ...]]]] = {}
-        for change in changes:
-            names = STATE_KEYS[change.table]
-            if change.values is None:
-                shape: tuple[str, tuple[str, ...] | None] = (change.table, None)
-                params = {f"key_{k}": v for k, v in zip(names, change.key, strict=True)}
+        for table, key, values in changes:
+            if values is None:
+                shape: tuple[str, tuple[str, ...] | None] = (table, None)
+                params = key
             else:
-                shape = (change.table, tuple(change.values))
-                params = dict(zip(names, change.key, strict=True))
-                params.update(change.values)
-            current = open_runs.get(change.table)
-            if (
-                current is not None
-                and runs[current[0]][0] == shape
-                and change.key not in current[1]
-            ):
+                shape = (table, tuple(values))
+                params = (*key, *values.values())
+            current = open_runs.get(table)
+            if current is not None and runs[current[0]][0] == shape and key not in current[1]:
                 runs[current[0]][1].append(params)
-                current[1].add(change.key)
+                current[1].add(key)
             else:
-                open_runs[change.table] = (len(runs), {change.key})
+                open_runs[table] = (len(runs), {key})
                 runs.append((shape, [params]))
-        for shape, params_list in runs:
-            sql = self._compiled(shape, self._state_statement, *shape)
-            cur.executemany(sql.sql, [sql.params(p) for p in params_list])
-
-    def _state_statement(self, table_name: str, value_names: tuple[str, ...] | None) -> Any:
-        """The upsert, or delete when ``value_names`` is None, of one state table."""
-        table = schema.STATE_TABLES[table_name]
-        keys = STATE_KEYS[table_name]
-        if value_names is None:
-            return delete(table).where(and_(*(table.c[k] == bindparam(f"key_{k}") for k in keys)))
-        insert_fn = postgresql.insert if self.backend == "postgresql" else sqlite.insert
-        ins = insert_fn(table).values({k: bindparam(k) for k in (*keys, *value_names)})
-        return ins.on_conflict_do_update(
-            index_elements=list(keys), set_={k: ins.excluded[k] for k in value_names}
-        )
+        mark = "?" if self.backend == "sqlite" else "%s"
+        for (table, value_names), params_list in runs:
+            cur.executemany(_state_sql(table, value_names, mark), params_list)
 
     def _compiled(self, key: Any, build: Any, *args: Any) -> _Compiled:
         """A statement of the append path, compiled once for this engine's dialect."""
@@ -1007,36 +1036,6 @@ def _event_from(
         hash=event_hash,
     )
     return event
-
-
-def _to_row(
-    event: Event, request_hash: str, categories_text: str, payload_text: str
-) -> dict[str, Any]:
-    return {
-        "seq": event.seq,
-        "id": event.id,
-        "at": event.at_text,
-        "at_us": event.at_us,
-        "kind": str(event.kind),
-        "actor": event.actor,
-        "subject": event.subject,
-        "account": event.account,
-        "purpose": event.purpose,
-        "categories": categories_text,
-        "status": event.status,
-        "policy_version": event.policy_version,
-        "notice_version": event.notice_version,
-        "language": event.language,
-        "method": event.method,
-        "payload": payload_text,
-        "idempotency_key": event.idempotency_key,
-        "request_hash": request_hash,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-        "nonce": event.nonce,
-        "commitment": event.commitment,
-        "mac": event.mac,
-    }
 
 
 def _from_row(row: Any) -> Event:

@@ -32,6 +32,7 @@ TOP_KEYS = {
     "notices",
     "recipients",
     "retention",
+    "gpc",
 }
 REQUIRED_TOP = ("id", "version", "effective", "language", "rules")
 RULE_KEYS = {
@@ -47,6 +48,7 @@ RULE_KEYS = {
     "expires_after",
 }
 PROTECTED_KEYS = {"labels", "purposes"}
+GPC_KEYS = {"objects_to"}
 NOTICE_KEYS = {"title", "summary", "rules", "machine_translated"}
 CONTROLLER_KEYS = {"name", "contact", "url", "jurisdiction", "rights_url"}
 RECIPIENT_KEYS = {"name", "role", "purposes", "url"}
@@ -157,6 +159,7 @@ def _parse_policy(doc: Any, where: str) -> Policy:
     notices = _notices(doc.get("notices", {}), language, rules, where)
     recipients = _recipients(doc.get("recipients"), taxonomy, rules, f"{where}.recipients")
     retention = _retention(doc.get("retention", {}), taxonomy, f"{where}.retention")
+    gpc = _gpc(doc.get("gpc"), taxonomy, where)
     normalised = dict(doc)
     normalised["effective"] = format_time(effective)
     normalised["version"] = version
@@ -173,6 +176,7 @@ def _parse_policy(doc: Any, where: str) -> Policy:
         controller=controller,
         recipients=recipients,
         retention=retention,
+        gpc_objects_to=gpc,
         document=document,
         digest=sha256_hex(canonical_json(document)),
     )
@@ -470,6 +474,32 @@ def _protected(value: Any, taxonomy: Taxonomy, where: str) -> tuple[Protection, 
         )
         out.append(Protection(labels=labels, purposes=purposes))
     return tuple(out)
+
+
+def _gpc(value: Any, taxonomy: Taxonomy, where: str) -> tuple[str, ...] | None:
+    """What a Global Privacy Control signal means under the policy (issue 16 §5): the
+    purposes the person objects to, or refuses, by sending it. None: the policy says nothing
+    (the signal is recorded and changes nothing)."""
+    if value is None:
+        return None
+    at = f"{where}.gpc"
+    if not isinstance(value, Mapping):
+        raise PolicyError(
+            f"{at}: expected a mapping like {{objects_to: [ai.training.third_party]}}, "
+            f"got {value!r}",
+            field="gpc",
+        )
+    _check_keys(value, GPC_KEYS, at)
+    names = _list(value.get("objects_to"), f"{at}.objects_to")
+    if not names:
+        raise PolicyError(
+            f"{at}.objects_to: name at least one purpose (leave gpc out for none)",
+            field="gpc.objects_to",
+        )
+    purposes = [
+        taxonomy.purpose(_string(x, f"{at}.objects_to"), where=f"{at}.objects_to") for x in names
+    ]
+    return tuple(dict.fromkeys(purposes))
 
 
 def _notices(value: Any, language: str, rules: tuple[Rule, ...], where: str) -> dict[str, Notice]:

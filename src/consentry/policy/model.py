@@ -132,6 +132,9 @@ class Policy:
     recipients: tuple[Recipient, ...] | None = None
     #: How long data of a category is kept (the most specific category wins).
     retention: Mapping[str, timedelta] = field(default_factory=dict)
+    #: The purposes a Global Privacy Control signal objects to or refuses (``gpc:
+    #: {objects_to: [...]}``); None: the policy gives the signal no meaning.
+    gpc_objects_to: tuple[str, ...] | None = None
     #: The validated document as plain JSON data; its canonical form is what is hashed.
     document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     digest: str = ""

@@ -429,6 +429,7 @@ def me(
         {"labels": sorted(p.labels), "purposes": list(p.purposes)} for p in policy.protected
     ]
     never = [v for v in views if v.kind == "never"]
+    gpc = gpc_view(request, svc, subject, policy)
     state = svc.store.subject_state(subject)
     notice = _notice(policy, lang)
     if notice is not None:
@@ -455,10 +456,29 @@ def me(
         invitations=svc.store.invitations(subject=subject),
         history=history(svc, subject),
         impact=impact_of(svc, subject),
+        gpc=gpc,
         saved=saved,
         joined=joined,
         declined=declined,
     )
+
+
+def gpc_view(request: Request, svc: Service, subject: str, policy: Policy) -> dict[str, Any] | None:
+    """Global Privacy Control on ``/me`` (issue 16 §5): a request carrying ``Sec-GPC: 1``
+    records the signal (once per policy version, in the library); the page then shows the
+    latest signal and what it meant under the policy (or that it changed nothing)."""
+    from ..gpc import last_signal, record
+
+    if request.headers.get("sec-gpc", "").strip() == "1":
+        record(svc.store, subject, actor=subject)
+    signal = last_signal(svc.store, subject)
+    if signal is None:
+        return None
+    return {
+        "at": signal.at_text[:10],
+        "objects_to": list(signal.payload.get("objects_to") or ()),
+        "current": signal.policy_version == policy.version,
+    }
 
 
 CHOICES = {"give", "withdraw", "refuse", "object", "lift"}
