@@ -96,3 +96,21 @@ def test_what_it_cannot_answer_goes_to_the_store(tmp_path: Path) -> None:
     sqlite3.connect(tmp_path / "empty.db").close()
     assert ask(f"sqlite:///{tmp_path}/empty.db", ["a"], "ai.training", "content") is None
     assert quick_check.DEFAULT_URL == DEFAULT_URL
+
+
+def test_a_person_with_aliases_goes_to_the_store(tmp_path: Path) -> None:
+    """An id linked to another (issue 16 §3) is decided by the person's merged records, which
+    only the Store reads: the quick path hands both ids to it, and answers others as before."""
+    url = f"sqlite:///{tmp_path}/a.db"
+    with Store(url) as store:
+        store.init(policies=[MEETINGS])
+        store.record_consent("give", "alice", "ai.training", ["content.audio"])
+        store.link_subject("alice", "alice@example.com")
+        assert str(store.check(["alice@example.com"], "ai.training", "content.audio").reason) == (
+            str(store.check(["alice"], "ai.training", "content.audio").reason)
+        )
+    ask = quick_check.check
+    assert ask(url, ["alice@example.com"], "ai.training", "content.audio") is None
+    assert ask(url, ["alice"], "ai.training", "content.audio") is None
+    assert ask(url, ["bob", "alice"], "ai.training", "content.audio") is None
+    assert ask(url, ["bob"], "ai.training", "content.audio") is not None

@@ -94,6 +94,8 @@ def read_state(path: str, subjects: Sequence[str]) -> State | None:
         head = conn.execute("SELECT seq, at_us FROM ledger_head").fetchone()
         if head is None:
             return None
+        if _has_aliases(conn, list(dict.fromkeys(subjects))):
+            return None  # a person known under several ids: the Store merges their records
         state = State()
         for seq, document, at_us, digest in conn.execute(
             "SELECT seq, document, at_us, digest FROM policies ORDER BY seq"
@@ -105,6 +107,16 @@ def read_state(path: str, subjects: Sequence[str]) -> State | None:
         return state
     finally:
         conn.close()
+
+
+def _has_aliases(conn: sqlite3.Connection, subjects: list[str]) -> bool:
+    """True when one of ``subjects`` is linked to another id (as the alias or the person)."""
+    marks = ", ".join("?" * len(subjects))
+    row = conn.execute(
+        f"SELECT 1 FROM subject_aliases WHERE alias IN ({marks}) OR subject IN ({marks}) LIMIT 1",
+        [*subjects, *subjects],
+    ).fetchone()
+    return row is not None
 
 
 def _read_subjects(conn: sqlite3.Connection, state: State, subjects: list[str]) -> None:
