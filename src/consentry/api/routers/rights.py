@@ -93,7 +93,7 @@ def link_alias(
 @router.delete(
     "/{subject}/aliases/{alias}",
     response_model=EventOut,
-    responses=problems(401, 403, 404, 422, 503),
+    responses=problems(401, 403, 404, 409, 422, 503),
     summary="Unlink an alias from the person",
 )
 def unlink_alias(
@@ -128,7 +128,10 @@ def list_aliases(subject: SubjectId, svc: Svc, caller: Caller) -> Response:
 @router.post(
     "/{subject}/signals/gpc",
     status_code=201,
-    responses=problems(401, 403, 404, 422, 503),
+    responses={
+        200: {"description": "Already recorded for this policy version (`already_recorded`)"},
+        **problems(401, 403, 404, 422, 503),
+    },
     summary="Record a Global Privacy Control signal from the person",
 )
 def gpc_signal(subject: SubjectId, svc: Svc, caller: Caller) -> Response:
