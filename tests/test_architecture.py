@@ -22,7 +22,7 @@ import consentry
 PACKAGE = Path(consentry.__file__).resolve().parent
 
 SKINS = re.compile(
-    r"^consentry\.(api|web(?!\.(i18n|export_text)$)|cli|cli_common|cli_entry|clidocs|rights_cli|demo"
+    r"^consentry\.(api|web(?!\.(i18n|export_text)$)|cli|cli_common|cli_entry|clidocs|rights_cli|audit_cli|demo"
     r"|gate\.cli|gate\.spark_submit|signals\.cli|outbound\.cli)(\.|$)"
 )
 CORE = re.compile(

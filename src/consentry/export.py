@@ -66,7 +66,7 @@ SERVICE_NAME = "consentry"
 def export_subject(store: Store, subject: str, *, language: str | None = None) -> bytes:
     """The archive of ``subject`` (see the module's docstring). ``language``: the README's,
     else the language of the person's latest choice, else the policy's."""
-    from .store import _id
+    from .textcheck import checked_id as _id
 
     subject = _id(subject, "subject")
     store._require_init()

@@ -64,7 +64,7 @@ def meaning(
     objection to every category). ``held``: the (purpose, category) pairs the person holds a
     consent record for; one under a purpose the signal objects to is refused too, at its own
     key (a record more specific than the rule's would otherwise still stand)."""
-    from .store import objection_matters
+    from .policy.objections import objection_matters
 
     out: list[tuple[str, str, tuple[str, ...]]] = []
     wanted = policy.gpc_objects_to or ()
@@ -91,7 +91,7 @@ def meaning(
 def record(store: Store, subject: str, *, actor: str | None = None) -> GpcResult:
     """Record a Global Privacy Control signal from ``subject`` (see the module's docstring);
     once per person and policy version."""
-    from .store import _id
+    from .textcheck import checked_id as _id
 
     subject = _id(subject, "subject")
     policy = store._notice_policy()

@@ -43,7 +43,7 @@ def link(
     idempotency_key: str | None = None,
 ) -> Event:
     """Record that ``alias`` is another id of the person ``primary``."""
-    from .store import _id
+    from .textcheck import checked_id as _id
 
     primary, alias = _id(primary, "subject"), _id(alias, "alias")
     draft = Draft(
@@ -100,7 +100,7 @@ def unlink(
 ) -> Event:
     """Record that ``alias`` no longer names the person ``primary``: it decides by the choices
     made under it alone again."""
-    from .store import _id
+    from .textcheck import checked_id as _id
 
     primary, alias = _id(primary, "subject"), _id(alias, "alias")
     draft = Draft(
@@ -125,7 +125,7 @@ def unlink(
 def aliases(store: Store, subject: str) -> dict[str, Any]:
     """The person ``subject`` names: their primary id and each alias with when it was linked
     (JSON data; ``subject`` may be any of their ids)."""
-    from .store import _id
+    from .textcheck import checked_id as _id
 
     subject = _id(subject, "subject")
     with store.lock:

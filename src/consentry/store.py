@@ -63,9 +63,10 @@ from .ledger.store import Ledger, VerifyResult
 from .ledger.transparency import TransparencyLog
 from .policy.loader import load_policies
 from .policy.model import Basis, Policy
+from .policy.objections import objection_matters
 from .state import CONSENT_NAMES, State, unpack
 from .taxonomy import DEFAULT_TAXONOMY, Taxonomy, covers
-from .textcheck import NUL, refuse_bad_fields, refuse_bad_text
+from .textcheck import NUL, checked_id, refuse_bad_fields
 from .times import Clock, format_time, from_us, parse_as_of, to_us, utcnow
 
 if TYPE_CHECKING:
@@ -1971,32 +1972,6 @@ def _with_linked_ids(subjects: Sequence[str], links: Iterable[Event]) -> list[st
     return [*subjects, *sorted(wanted - set(subjects))]
 
 
-def objection_matters(policy: Policy, purpose: str, category: str | None) -> bool:
-    """Whether an objection to ``purpose`` on ``category`` (None: every category) can stop
-    anything under ``policy``: some (purpose, category) it covers is decided by a
-    legitimate-interest rule that lets people object."""
-    for rule in policy.rules:
-        if rule.basis is not Basis.LEGITIMATE_INTEREST or not rule.objection:
-            continue
-        for p in rule.purposes:
-            if not (covers(purpose, p) or covers(p, purpose)):
-                continue
-            narrower_p = p if covers(purpose, p) else purpose
-            for c in rule.categories:
-                if category is not None and not (covers(category, c) or covers(c, category)):
-                    continue
-                narrower_c = c if category is None or covers(category, c) else category
-                # A more specific rule may decide the pair (and ignore objections).
-                governing = policy.rule_for(narrower_p, narrower_c)
-                if (
-                    governing is not None
-                    and governing.basis is Basis.LEGITIMATE_INTEREST
-                    and governing.objection
-                ):
-                    return True
-    return False
-
-
 #: Why an objection changes nothing, per basis of the rule that decides the use.
 _IGNORED_BECAUSE = {
     Basis.LEGITIMATE_INTEREST: (
@@ -2053,11 +2028,5 @@ def _plain_id(value: str) -> bool:
     return 0 < len(value) <= 512 and value.isascii() and NUL not in value and not value.isspace()
 
 
-def _id(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > 512:
-        raise InvalidInput(
-            f"{field}: expected a non-empty id of at most 512 characters, got {value!r}",
-            field=field,
-        )
-    refuse_bad_text(value, field)
-    return value
+#: (The name the library's modules and tests have used for the id check.)
+_id = checked_id

@@ -85,3 +85,16 @@ def refuse_bad_text(value: Any, field: str) -> None:
         raise InvalidInput(
             f"{path}: {reason}", hint="send the value as valid UTF-8 text", field=path
         )
+
+
+def checked_id(value: object, field: str) -> str:
+    """``value`` if it is an id the library accepts (a non-empty string of at most 512
+    characters with no forbidden text, see :func:`refuse_bad_text`); else InvalidInput naming
+    ``field``."""
+    if not isinstance(value, str) or not value.strip() or len(value) > 512:
+        raise InvalidInput(
+            f"{field}: expected a non-empty id of at most 512 characters, got {value!r}",
+            field=field,
+        )
+    refuse_bad_text(value, field)
+    return value

@@ -186,9 +186,7 @@ class Emitter:
             DatasetVersionDatasetFacet,
         )
 
-        from .. import lineage
-
-        datasets = [lineage.get_dataset(store, d) for d in model.datasets]
+        datasets = [store.dataset(d) for d in model.datasets]
         inputs = [_allowed_input(d.record.data) for d in datasets]
         first = datasets[0].record.data if datasets else {}
         facet = consentry_facet(
