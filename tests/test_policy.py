@@ -6,6 +6,8 @@ import textwrap
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consentry import Store
 from consentry.errors import PolicyConflict, PolicyError
@@ -228,3 +230,31 @@ def test_diff_counts_consents_made_stale(make_store, clock) -> None:  # type: ig
     diff = store.diff("v1", "v2")
     assert diff.stale == {"train-content": 3}
     assert "3 recorded consent(s) under rule train-content" in diff.render()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.tuples(*(st.one_of(st.none(), st.integers(0, 999)) for _ in range(5))),
+)
+def test_durations_read_without_pydantic_equal_pydantics(parts: tuple[int | None, ...]) -> None:
+    """The plain ISO 8601 forms are read by a regular expression (so deciding does not import
+    pydantic); they must give exactly the timedelta pydantic gives, or the same refusal."""
+    from datetime import timedelta
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from consentry.policy.loader import _duration
+
+    w, d, h, m, s = parts
+    date_part = "".join(f"{n}{u}" for n, u in ((w, "W"), (d, "D")) if n is not None)
+    time_part = "".join(f"{n}{u}" for n, u in ((h, "H"), (m, "M"), (s, "S")) if n is not None)
+    text = "P" + date_part + ("T" + time_part if time_part else "")
+    try:
+        expected: timedelta | None = TypeAdapter(timedelta).validate_python(text)
+    except ValidationError:
+        expected = None
+    if expected is None or expected <= timedelta(0):
+        with pytest.raises(PolicyError):
+            _duration(text, "retention.content")
+    else:
+        assert _duration(text, "retention.content") == expected

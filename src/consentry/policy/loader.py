@@ -276,16 +276,29 @@ def _url(value: str, where: str) -> str:
     return value
 
 
-def _duration(value: Any, where: str) -> timedelta:
-    # pydantic imported here: deciding (``consentry check``) must not pay for it at start-up.
-    from pydantic import TypeAdapter, ValidationError
+#: The ISO 8601 durations policies write (weeks, days, hours, minutes, whole seconds), read
+#: without pydantic so that deciding (``consentry check``) does not import it at start-up; any
+#: other form goes to pydantic, which gives the same timedelta for these.
+_PLAIN_DURATION = re.compile(
+    r"^P(?:(\d{1,6})W)?(?:(\d{1,7})D)?(?:T(?:(\d{1,8})H)?(?:(\d{1,9})M)?(?:(\d{1,10})S)?)?$"
+)
 
-    try:
-        out: timedelta = TypeAdapter(timedelta).validate_python(value)
-    except ValidationError:
-        raise PolicyError(
-            f"{where}: {value!r} is not an ISO 8601 duration", hint="write days, e.g. P365D"
-        ) from None
+
+def _duration(value: Any, where: str) -> timedelta:
+    """A positive ISO 8601 duration (``P365D``), else PolicyError naming ``where``."""
+    plain = _PLAIN_DURATION.match(value) if isinstance(value, str) else None
+    if plain is not None and value not in ("P", "PT") and not value.endswith("T"):
+        w, d, h, m, sec = (int(x or 0) for x in plain.groups())
+        out = timedelta(weeks=w, days=d, hours=h, minutes=m, seconds=sec)
+    else:
+        from pydantic import TypeAdapter, ValidationError
+
+        try:
+            out = TypeAdapter(timedelta).validate_python(value)
+        except ValidationError:
+            raise PolicyError(
+                f"{where}: {value!r} is not an ISO 8601 duration", hint="write days, e.g. P365D"
+            ) from None
     if out <= timedelta(0):
         raise PolicyError(f"{where}: must be positive")
     return out
@@ -437,22 +450,8 @@ def _basis(raw: Mapping[str, Any], at: str) -> Basis:
 
 
 def _expires_after(expires: Any, at: str) -> timedelta | None:
-    """An ISO 8601 duration (``P365D``), read by pydantic, imported only for a policy that
-    has one: deciding (``consentry check``) must not pay for it at start-up."""
-    if expires is None:
-        return None
-    from pydantic import TypeAdapter, ValidationError
-
-    try:
-        expires_after = TypeAdapter(timedelta).validate_python(expires)
-    except ValidationError:
-        raise PolicyError(
-            f"{at}.expires_after: {expires!r} is not an ISO 8601 duration",
-            hint="write days, e.g. P365D",
-        ) from None
-    if expires_after <= timedelta(0):
-        raise PolicyError(f"{at}.expires_after: must be positive")
-    return expires_after
+    """A consent's validity (an ISO 8601 duration), or None when the rule sets none."""
+    return None if expires is None else _duration(expires, f"{at}.expires_after")
 
 
 def _protected(value: Any, taxonomy: Taxonomy, where: str) -> tuple[Protection, ...]:
