@@ -1375,25 +1375,22 @@ class Store:
         on (read incrementally: only events after the last one looked at). A store made
         before keys were registered has only the key in its ``meta`` table."""
         self._require_init()
-        e = schema.events.c
-        with self.ledger.engine.connect() as conn:
-            head = conn.execute(select(schema.ledger_head.c.seq)).scalar_one_or_none() or 0
-            payloads = conn.execute(
-                select(e.payload)
-                .where(
-                    e.seq > self._keys_seen,
-                    e.seq <= head,
-                    e.kind == str(Kind.KEYS_REGISTERED),
-                )
-                .order_by(e.seq)
-            ).scalars()
-            keys = list(self._receipt_keys)
-            for payload in payloads:
-                key = json.loads(payload).get("receipt_public_key")
-                if isinstance(key, str):
-                    if key in keys:
-                        keys.remove(key)
-                    keys.append(key)
+        head = self.ledger.head()[0]
+        keys = list(self._receipt_keys)
+        # Read as the key check reads them (Ledger.payloads): a tampered payload (not JSON,
+        # not UTF-8) names no key here and is the chain check's to report, not a crash.
+        for payload in self.ledger.payloads(
+            Kind.KEYS_REGISTERED, after=self._keys_seen, until=head
+        ):
+            try:
+                data = json.loads(payload)
+            except (TypeError, ValueError):
+                continue
+            key = data.get("receipt_public_key") if isinstance(data, dict) else None
+            if isinstance(key, str):
+                if key in keys:
+                    keys.remove(key)
+                keys.append(key)
         if not keys:
             first = self.ledger.get_meta(SIGNING_PUBLIC_KEY)
             if first is None:

@@ -874,19 +874,26 @@ class Ledger:
             for row in result:
                 yield _from_row(row._mapping)
 
-    def payloads(self, kind: Kind) -> list[Any]:
-        """The stored payload text of every event of ``kind``, in ``seq`` order, read without
-        parsing anything else of the rows (so that a tampered time or id does not stop it)."""
+    def payloads(self, kind: Kind, *, after: int = 0, until: int | None = None) -> list[Any]:
+        """The stored payload text of every event of ``kind`` (with ``after`` < seq <=
+        ``until``), in ``seq`` order, read without parsing anything else of the rows (so that
+        a tampered time or id does not stop it)."""
         e = schema.events.c
+        until = (1 << 62) if until is None else until
         with self.engine.connect() as conn:
             if conn.dialect.name == "sqlite":
                 # as bytes: SQLite keeps whatever was written to a TEXT column, UTF-8 or not
                 rows = conn.exec_driver_sql(
-                    "SELECT CAST(payload AS BLOB) FROM events WHERE kind = ? ORDER BY seq",
-                    (str(kind),),
+                    "SELECT CAST(payload AS BLOB) FROM events WHERE kind = ? AND seq > ? "
+                    "AND seq <= ? ORDER BY seq",
+                    (str(kind), after, until),
                 )
                 return [None if r[0] is None else r[0].decode("utf-8", "replace") for r in rows]
-            query = select(e.payload).where(e.kind == str(kind)).order_by(e.seq)
+            query = (
+                select(e.payload)
+                .where(e.kind == str(kind), e.seq > after, e.seq <= until)
+                .order_by(e.seq)
+            )
             return [row[0] for row in conn.execute(query)]
 
     def recent(
