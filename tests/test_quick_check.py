@@ -114,3 +114,24 @@ def test_a_person_with_aliases_goes_to_the_store(tmp_path: Path) -> None:
     assert ask(url, ["alice"], "ai.training", "content.audio") is None
     assert ask(url, ["bob", "alice"], "ai.training", "content.audio") is None
     assert ask(url, ["bob"], "ai.training", "content.audio") is not None
+
+
+def test_an_account_context_is_the_stores_to_answer(tmp_path: Path) -> None:
+    """``check --account A`` (issue 12) decides in the item's account context, which the quick
+    path does not read: the command must give the Store's answer, not the no-account one."""
+    from typer.testing import CliRunner
+
+    from consentry import cli
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    with Store(url) as store:
+        store.init(policies=[MEETINGS])
+        store.add_member("bob", "acme")
+        store.set_feature("acme", "ai.feature.meeting_summary", True)
+        store.add_member("zoe", "globex")
+    args = ["--db", url, "check", "ai.feature.meeting_summary", "content.transcript", "-s", "zoe"]
+    runner = CliRunner()
+    guest = runner.invoke(cli.app, [*args, "--account", "acme"])
+    assert (guest.exit_code, guest.output.strip()) == (0, "allow (contract)")
+    alone = runner.invoke(cli.app, args)
+    assert (alone.exit_code, alone.output.strip()) == (1, "deny (not_enabled)")

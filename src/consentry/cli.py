@@ -620,7 +620,7 @@ def check(
     as_json: JsonOpt = False,
 ) -> None:
     """Decide: exit 0 allow, 1 deny, 2 error."""
-    if as_of is None and not explain and not as_json:
+    if as_of is None and account is None and not explain and not as_json:
         # The common case, often run in a loop: read a SQLite store without the database
         # layer (consentry.quick_check); anything it cannot answer exactly goes on below.
         from .quick_check import check as quick_check
