@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import Conflict, InvalidInput, NotFound
 from .ledger.events import ALIAS, Draft, Event, Kind
+from .textcheck import checked_id
 from .times import format_time, from_us
 
 if TYPE_CHECKING:
@@ -43,16 +44,7 @@ def link(
     idempotency_key: str | None = None,
 ) -> Event:
     """Record that ``alias`` is another id of the person ``primary``."""
-    from .textcheck import checked_id as _id
-
-    primary, alias = _id(primary, "subject"), _id(alias, "alias")
-    draft = Draft(
-        kind=Kind.SUBJECT_LINKED,
-        actor=actor or "platform",
-        subject=primary,
-        payload={ALIAS: alias},
-        idempotency_key=idempotency_key,
-    )
+    primary, alias, draft = _link_draft(Kind.SUBJECT_LINKED, primary, alias, actor, idempotency_key)
     if idempotency_key is not None and (done := store._retried(draft)) is not None:
         return done
     if alias == primary:
@@ -100,15 +92,8 @@ def unlink(
 ) -> Event:
     """Record that ``alias`` no longer names the person ``primary``: it decides by the choices
     made under it alone again."""
-    from .textcheck import checked_id as _id
-
-    primary, alias = _id(primary, "subject"), _id(alias, "alias")
-    draft = Draft(
-        kind=Kind.SUBJECT_UNLINKED,
-        actor=actor or "platform",
-        subject=primary,
-        payload={ALIAS: alias},
-        idempotency_key=idempotency_key,
+    primary, alias, draft = _link_draft(
+        Kind.SUBJECT_UNLINKED, primary, alias, actor, idempotency_key
     )
     if idempotency_key is not None and (done := store._retried(draft)) is not None:
         return done
@@ -125,9 +110,7 @@ def unlink(
 def aliases(store: Store, subject: str) -> dict[str, Any]:
     """The person ``subject`` names: their primary id and each alias with when it was linked
     (JSON data; ``subject`` may be any of their ids)."""
-    from .textcheck import checked_id as _id
-
-    subject = _id(subject, "subject")
+    subject = checked_id(subject, "subject")
     with store.lock:
         state = store.state()
         primary = state.person_of.get(subject, subject)
@@ -145,3 +128,22 @@ def subject_ids(store: Store, subject: str) -> list[str]:
     the person must erase (issue 16 §2), and what ``impact`` looks up."""
     with store.lock:
         return list(store.state().ids_of(subject))
+
+
+def _link_draft(
+    kind: Kind, primary: str, alias: str, actor: str | None, idempotency_key: str | None
+) -> tuple[str, str, Draft]:
+    """The checked ids and the event a link or an unlink records (ids refused as the Store
+    refuses them)."""
+    primary, alias = checked_id(primary, "subject"), checked_id(alias, "alias")
+    return (
+        primary,
+        alias,
+        Draft(
+            kind=kind,
+            actor=actor or "platform",
+            subject=primary,
+            payload={ALIAS: alias},
+            idempotency_key=idempotency_key,
+        ),
+    )
